@@ -1,0 +1,460 @@
+// FileLock: one fcntl record lock on one byte range of one file, through its
+// own open file description.
+//
+// Acquisition tries F_SETLK on the calling thread first (a couple of
+// microseconds). Only a contended request waits, and then in-process first:
+// waiters for the same (file, range) queue here behind a single kernel wait
+// in a worker thread (pool.ts), so threads grow with distinct contended locks,
+// not with waiters. When the pool is full a waiter polls instead.
+import { closeSync, constants as fsc, fstatSync, lstatSync, openSync } from 'node:fs';
+import {
+  LockAbortedError,
+  LockBusyError,
+  LockError,
+  LockFileError,
+  LockStateError,
+  LockTimeoutError,
+  type LockHolder,
+  type LockKind,
+  type LockRange,
+} from './errors.js';
+import { fileKey, lockHolders } from './inspect.js';
+import { lockCommands, type ModeCommands } from './mode.js';
+import { EACCES, EAGAIN, EDEADLK, FLOCK_SIZE, F_RDLCK, F_UNLCK, F_WRLCK, encodeFlock, errno, native, strerror } from './native.js';
+import { waitPool, type KernelWait } from './pool.js';
+import * as posix from './posix-registry.js';
+
+export const WHOLE_FILE: LockRange = Object.freeze({ start: 0, len: 0 });
+
+export interface OpenOptions {
+  /** Byte range this lock covers (default: the whole file). */
+  range?: LockRange;
+  /** Create the file if missing (default true), with this mode (default 0o644). */
+  create?: boolean;
+  fileMode?: number;
+  /** Open read-only: shared locks only (fcntl needs write access for F_WRLCK). */
+  readOnly?: boolean;
+}
+
+export interface WaitOptions {
+  /** Give up after this many milliseconds (default: wait forever). */
+  timeout?: number;
+  /** Cancels the wait; an already-aborted signal rejects at once. */
+  signal?: AbortSignal;
+  /** false: do not wait, throw LockBusyError at once. Default true. */
+  wait?: boolean;
+  /** Called once when the request has to wait, with who holds the lock. */
+  onWait?: (holders: LockHolder[]) => void;
+}
+
+// One scratch struct flock for every synchronous call on this thread.
+const flock = Buffer.alloc(FLOCK_SIZE);
+const kindType = (k: LockKind) => (k === 'shared' ? F_RDLCK : F_WRLCK);
+
+type TryResult = 'ok' | 'busy' | 'busy-local';
+
+interface Waiter {
+  lock: FileLock;
+  kind: LockKind;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+  /** Set when the waiter gave up; the error it will be rejected with. */
+  failure?: LockError;
+  /** Poll rounds so far (only when the wait pool is full). */
+  polls: number;
+  cleanup: () => void;
+}
+
+/** In-process queue of waiters for one (file, range): at most one of them waits in the kernel. */
+class WaitQueue {
+  readonly waiters: Waiter[] = [];
+  /** The head's kernel wait, poll timer or local-release subscription. */
+  active: { waiter: Waiter; kernel?: KernelWait; stop: () => void } | undefined;
+}
+
+const queues = new Map<string, WaitQueue>();
+
+export class FileLock {
+  readonly path: string;
+  readonly range: LockRange;
+  #fd: number;
+  #key: string; // /proc/locks key of the file
+  #queueKey: string;
+  #cmds: ModeCommands;
+  #held: LockKind | undefined;
+  #busy = false; // an acquire is in flight on this handle
+  #closed = false;
+
+  /** Opens `path` (never following a symlink) and returns an unlocked handle. */
+  static open(path: string, opts: OpenOptions = {}): FileLock {
+    // libuv adds O_CLOEXEC to every open: a lock fd reaches a child only when
+    // it is handed over explicitly (spawn stdio), never by accident.
+    const flags =
+      (opts.readOnly ? fsc.O_RDONLY : fsc.O_RDWR) | fsc.O_NOFOLLOW | fsc.O_NOCTTY | (opts.create === false ? 0 : fsc.O_CREAT);
+    let fd: number;
+    try {
+      fd = openSync(path, flags, opts.fileMode ?? 0o644);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      const why = code === 'ELOOP' ? 'is a symbolic link (refused)' : code === 'ENOENT' ? 'does not exist' : (e as Error).message;
+      throw new LockFileError(`cannot open lock file ${path}: ${why}`, { path, cause: e });
+    }
+    try {
+      const st = fstatSync(fd, { bigint: true });
+      if (!st.isFile()) throw new LockFileError(`lock file ${path} is not a regular file`, { path });
+      return new FileLock(path, fd, fileKey(st), opts.range ?? WHOLE_FILE);
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+  }
+
+  private constructor(path: string, fd: number, key: string, range: LockRange) {
+    if (!Number.isSafeInteger(range.start) || !Number.isSafeInteger(range.len) || range.start < 0 || range.len < 0) {
+      throw new RangeError(`bad lock range ${JSON.stringify(range)}`);
+    }
+    this.path = path;
+    this.range = Object.freeze({ ...range });
+    this.#fd = fd;
+    this.#key = key;
+    this.#queueKey = `${key}:${range.start}:${range.len}`;
+    this.#cmds = lockCommands(fd);
+    if (this.#cmds.mode === 'posix') posix.registerHandle(key);
+  }
+
+  /** The fd (for handing to a child process; in OFD mode the child then shares this lock). */
+  get fd(): number {
+    this.#assertOpen();
+    return this.#fd;
+  }
+
+  /** The lock held through this handle, if any. */
+  get held(): LockKind | undefined {
+    return this.#held;
+  }
+
+  get mode(): ModeCommands['mode'] {
+    return this.#cmds.mode;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Takes (or converts to) `kind` if it is free now. Never waits, never inspects. */
+  tryAcquire(kind: LockKind): boolean {
+    this.#assertOpen();
+    this.#assertIdle();
+    return this.#try(kind) === 'ok';
+  }
+
+  /**
+   * Takes `kind`, converting atomically if another kind is held (fcntl
+   * replaces the held lock in place; on failure the old lock stays).
+   * Waits (unless `wait: false`) without blocking the event loop.
+   * Rejects with LockBusyError, LockTimeoutError or LockAbortedError; after a
+   * rejection this handle holds exactly what it held before.
+   */
+  acquire(kind: LockKind, opts: WaitOptions = {}): Promise<void> {
+    this.#assertOpen();
+    this.#assertIdle();
+    if (opts.signal?.aborted) return Promise.reject(new LockAbortedError(this.path, this.range, kind, opts.signal.reason));
+    const first = this.#try(kind);
+    if (first === 'ok') return Promise.resolve();
+    if (opts.wait === false) return Promise.reject(new LockBusyError(this.path, this.range, kind, this.holders()));
+    return this.#enqueue(kind, opts);
+  }
+
+  /** Releases the lock. Throws LockStateError if nothing is held (a bug in the caller). */
+  release(): void {
+    this.#assertOpen();
+    this.#assertIdle();
+    if (this.#held === undefined) throw new LockStateError(`release of ${this.path} (${this.range.start}+${this.range.len}) which is not locked`);
+    this.#unlockKernel();
+  }
+
+  /** Releases and closes. Idempotent. Cancels a wait in flight (its promise rejects). */
+  close(): void {
+    if (this.#closed) return;
+    if (this.#busy && this.#waiter) {
+      // Cancel our queued or in-kernel wait first: its fd must not be closed
+      // (and reused) while a worker thread still waits on the number.
+      this.#closeWhenIdle = true;
+      this.#abandon(new LockAbortedError(this.path, this.range, this.#waiter.kind, new Error('lock closed while waiting')));
+      return;
+    }
+    this.#finishClose();
+  }
+
+  #closeWhenIdle = false;
+
+  #finishClose(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#cmds.mode === 'posix') {
+      if (this.#held !== undefined) this.#unlockKernel();
+      posix.closeHandle(this.#key, this.#fd);
+    } else {
+      // Closing the last fd of an OFD releases its locks; if a child
+      // inherited the fd, the lock rightly stays with the child.
+      this.#held = undefined;
+      closeSync(this.#fd);
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /** Who holds or waits for a lock overlapping this range (ours included). */
+  holders(): LockHolder[] {
+    return lockHolders(this.path, this.range);
+  }
+
+  /**
+   * True while `path` still names the file we locked. A command that deletes
+   * or replaces the lock file would otherwise leave two holders locking two
+   * different inodes, both believing they won.
+   */
+  namesSameFile(): boolean {
+    this.#assertOpen();
+    try {
+      const a = fstatSync(this.#fd, { bigint: true });
+      const b = lstatSync(this.path, { bigint: true });
+      return a.dev === b.dev && a.ino === b.ino && a.nlink > 0n;
+    } catch {
+      return false;
+    }
+  }
+
+  // --- kernel calls on the calling thread ----------------------------------
+
+  #try(kind: LockKind): TryResult {
+    if (this.#held === kind) return 'ok';
+    const posixMode = this.#cmds.mode === 'posix';
+    if (posixMode && posix.conflictsLocally(this.#key, this, kind, this.range)) return 'busy-local';
+    encodeFlock(flock, kindType(kind), this.range.start, this.range.len);
+    if (native().fcntl(this.#fd, this.#cmds.setlk, flock) === 0) {
+      this.#setHeld(kind);
+      return 'ok';
+    }
+    const e = errno();
+    if (e === EAGAIN || e === EACCES) return 'busy';
+    throw this.#syscallError('F_SETLK', e);
+  }
+
+  #setHeld(kind: LockKind | undefined): void {
+    this.#held = kind;
+    if (this.#cmds.mode === 'posix') posix.noteHeld(this.#key, this, kind ? { kind, range: this.range } : undefined);
+  }
+
+  #unlockKernel(): void {
+    const c = native();
+    const pieces = this.#cmds.mode === 'posix' ? posix.bytesToUnlock(this.#key, this, this.range) : [this.range];
+    for (const r of pieces) {
+      encodeFlock(flock, F_UNLCK, r.start, r.len);
+      if (c.fcntl(this.#fd, this.#cmds.setlk, flock) !== 0) throw this.#syscallError('F_UNLCK', errno());
+    }
+    this.#setHeld(undefined);
+  }
+
+  /** Puts the handle back to `kind` after a cancelled wait that the kernel granted anyway. */
+  #restore(kind: LockKind | undefined): void {
+    if (kind === undefined) {
+      this.#unlockKernel();
+      return;
+    }
+    // Downgrading exclusive -> shared never blocks (fcntl(2)).
+    encodeFlock(flock, kindType(kind), this.range.start, this.range.len);
+    if (native().fcntl(this.#fd, this.#cmds.setlk, flock) !== 0) throw this.#syscallError('restore', errno());
+    this.#setHeld(kind);
+  }
+
+  #syscallError(what: string, e: number): LockError {
+    const hint = e === EDEADLK ? ' (deadlock: this process waits for a lock held by a process that waits for us)' : '';
+    return new LockError(`fcntl ${what} on ${this.path} failed: ${strerror(e)}${hint}`, { path: this.path, range: this.range });
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new LockStateError(`lock ${this.path} is closed`);
+  }
+
+  #assertIdle(): void {
+    if (this.#busy) throw new LockStateError(`lock ${this.path} already has an acquire in flight`);
+  }
+
+  // --- waiting ----------------------------------------------------------------
+
+  #enqueue(kind: LockKind, opts: WaitOptions): Promise<void> {
+    this.#busy = true;
+    const before = this.#held;
+    return new Promise<void>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const onAbort = () => this.#abandon(new LockAbortedError(this.path, this.range, kind, opts.signal?.reason));
+      const waiter: Waiter = {
+        lock: this,
+        kind,
+        polls: 0,
+        resolve: () => {
+          waiter.cleanup();
+          this.#busy = false;
+          resolve();
+        },
+        reject: (e) => {
+          waiter.cleanup();
+          this.#busy = false;
+          if (this.#held !== before) this.#restore(before);
+          reject(e);
+          if (this.#closeWhenIdle) this.#finishClose();
+        },
+        cleanup: () => {
+          if (timer) clearTimeout(timer);
+          opts.signal?.removeEventListener('abort', onAbort);
+        },
+      };
+      this.#waiter = waiter;
+      if (opts.timeout !== undefined && Number.isFinite(opts.timeout)) {
+        const ms = Math.max(0, opts.timeout);
+        timer = setTimeout(() => this.#abandon(new LockTimeoutError(this.path, this.range, kind, ms, this.holders())), ms);
+      }
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      if (opts.onWait) {
+        try {
+          opts.onWait(this.holders());
+        } catch {
+          // a reporting callback must not break the wait
+        }
+      }
+      let q = queues.get(this.#queueKey);
+      if (!q) queues.set(this.#queueKey, (q = new WaitQueue()));
+      q.waiters.push(waiter);
+      FileLock.#pump(this.#queueKey);
+    });
+  }
+
+  #waiter: Waiter | undefined;
+
+  /** Gives up the wait in flight with `failure` (the first reason wins). */
+  #abandon(failure: LockError): void {
+    const w = this.#waiter;
+    if (!w || w.failure) return;
+    w.failure = failure;
+    const q = queues.get(this.#queueKey);
+    if (!q) return;
+    if (q.active?.waiter === w) {
+      // Reject only once the worker is out of the kernel, so that a rejected
+      // wait is guaranteed to hold nothing (see settle()).
+      if (q.active.kernel) q.active.kernel.cancel();
+      else {
+        q.active.stop();
+        q.active = undefined;
+        FileLock.#settleFailed(q, w);
+        FileLock.#pump(this.#queueKey);
+      }
+      return;
+    }
+    const i = q.waiters.indexOf(w);
+    if (i >= 0) q.waiters.splice(i, 1);
+    this.#waiter = undefined;
+    w.reject(failure);
+    if (q.waiters.length === 0 && !q.active) queues.delete(this.#queueKey);
+  }
+
+  // --- the per-(file, range) queue ------------------------------------------
+
+  static #settleFailed(q: WaitQueue, w: Waiter): void {
+    const i = q.waiters.indexOf(w);
+    if (i >= 0) q.waiters.splice(i, 1);
+    w.lock.#waiter = undefined;
+    w.reject(w.failure);
+  }
+
+  static #grant(q: WaitQueue, w: Waiter): void {
+    q.waiters.shift();
+    w.lock.#waiter = undefined;
+    w.resolve();
+  }
+
+  static #fail(q: WaitQueue, w: Waiter, err: unknown): void {
+    q.waiters.shift();
+    w.lock.#waiter = undefined;
+    w.reject(err);
+  }
+
+  /** Grants what can be granted at the head of the queue, then parks the next waiter in a wait. */
+  static #pump(key: string): void {
+    const q = queues.get(key);
+    if (!q || q.active) return;
+    while (q.waiters.length > 0) {
+      const w = q.waiters[0];
+      const lock = w.lock;
+      let r: TryResult;
+      try {
+        r = lock.#try(w.kind);
+      } catch (e) {
+        FileLock.#fail(q, w, e);
+        continue;
+      }
+      if (r === 'ok') {
+        FileLock.#grant(q, w);
+        continue;
+      }
+      if (r === 'busy-local') {
+        // Another handle of this process is in the way (POSIX mode): the
+        // kernel would not make us wait for ourselves, so wait for our own
+        // handle to let go.
+        const unsubscribe = posix.onLocalRelease(lock.#key, () => {
+          unsubscribe();
+          q.active = undefined;
+          if (w.failure) FileLock.#settleFailed(q, w);
+          FileLock.#pump(key);
+        });
+        q.active = { waiter: w, stop: unsubscribe };
+        return;
+      }
+      const pool = waitPool();
+      if (!pool.hasCapacity()) {
+        // Every wait thread is taken: poll with backoff rather than queue this
+        // wait behind blocked ones.
+        const delay = Math.min(50, 2 ** Math.min(6, ++w.polls));
+        const t = setTimeout(() => {
+          q.active = undefined;
+          FileLock.#pump(key);
+        }, delay);
+        q.active = { waiter: w, stop: () => clearTimeout(t) };
+        return;
+      }
+      const posixMode = lock.#cmds.mode === 'posix';
+      if (posixMode) posix.notePending(lock.#key, lock, { kind: w.kind, range: lock.range });
+      const kernel = pool.start({ fd: lock.#fd, cmd: lock.#cmds.setlkw, type: kindType(w.kind), start: lock.range.start, len: lock.range.len });
+      q.active = { waiter: w, kernel, stop: () => kernel.cancel() };
+      kernel.result.then(
+        (res) => {
+          // Record the grant before dropping the pending claim: a local
+          // waiter woken by the latter must already see the lock as held.
+          if (res.granted) lock.#setHeld(w.kind);
+          if (posixMode) posix.notePending(lock.#key, lock, undefined);
+          q.active = undefined;
+          if (w.failure) {
+            // Cancelled: reject() puts back what the handle held before,
+            // releasing a lock the kernel granted after the caller gave up.
+            FileLock.#settleFailed(q, w);
+          } else if (res.granted) {
+            FileLock.#grant(q, w);
+          } else if (!res.cancelled) {
+            FileLock.#fail(q, w, lock.#syscallError('F_SETLKW', res.errno));
+          }
+          FileLock.#pump(key);
+        },
+        (err) => {
+          if (posixMode) posix.notePending(lock.#key, lock, undefined);
+          q.active = undefined;
+          FileLock.#fail(q, w, err);
+          FileLock.#pump(key);
+        },
+      );
+      return;
+    }
+    queues.delete(key);
+  }
+}
