@@ -20,7 +20,7 @@ import {
 } from './errors.js';
 import { fileKey, lockHolders } from './inspect.js';
 import { lockCommands, type ModeCommands } from './mode.js';
-import { EACCES, EAGAIN, EDEADLK, FLOCK_SIZE, F_RDLCK, F_UNLCK, F_WRLCK, encodeFlock, errno, native, strerror } from './native.js';
+import { EACCES, EAGAIN, EDEADLK, FLOCK_SIZE, F_RDLCK, F_UNLCK, F_WRLCK, decodeFlock, encodeFlock, errno, flockFor, native, strerror } from './native.js';
 import { waitPool, type KernelWait } from './pool.js';
 import * as posix from './posix-registry.js';
 
@@ -47,7 +47,7 @@ export interface WaitOptions {
   onWait?: (holders: LockHolder[]) => void;
 }
 
-// One scratch struct flock for every synchronous call on this thread.
+// Scratch struct flock for the rare calls on other ranges (POSIX-mode partial unlocks).
 const flock = Buffer.alloc(FLOCK_SIZE);
 const kindType = (k: LockKind) => (k === 'shared' ? F_RDLCK : F_WRLCK);
 
@@ -82,6 +82,8 @@ export class FileLock {
   #queueKey: string;
   #cmds: ModeCommands;
   #held: LockKind | undefined;
+  // The three requests this handle ever makes on its range, encoded once.
+  #req: Record<LockKind | 'unlock', Buffer>;
   #busy = false; // an acquire is in flight on this handle
   #closed = false;
 
@@ -119,6 +121,11 @@ export class FileLock {
     this.#key = key;
     this.#queueKey = `${key}:${range.start}:${range.len}`;
     this.#cmds = lockCommands(fd);
+    this.#req = {
+      shared: flockFor(F_RDLCK, range.start, range.len),
+      exclusive: flockFor(F_WRLCK, range.start, range.len),
+      unlock: flockFor(F_UNLCK, range.start, range.len),
+    };
     if (this.#cmds.mode === 'posix') posix.registerHandle(key);
   }
 
@@ -156,6 +163,14 @@ export class FileLock {
    * rejection this handle holds exactly what it held before.
    */
   acquire(kind: LockKind, opts: WaitOptions = {}): Promise<void> {
+    try {
+      return this.#acquire(kind, opts);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  #acquire(kind: LockKind, opts: WaitOptions): Promise<void> {
     this.#assertOpen();
     this.#assertIdle();
     if (opts.signal?.aborted) return Promise.reject(new LockAbortedError(this.path, this.range, kind, opts.signal.reason));
@@ -206,6 +221,19 @@ export class FileLock {
     this.close();
   }
 
+  /**
+   * The first lock that would block `kind` on this range, from F_(OFD_)GETLK:
+   * one syscall, no /proc scan. pid is -1 for an OFD lock (use holders()).
+   */
+  conflict(kind: LockKind): { kind: LockKind; range: LockRange; pid: number } | undefined {
+    this.#assertOpen();
+    encodeFlock(flock, kindType(kind), this.range.start, this.range.len);
+    if (native().fcntl(this.#fd, this.#cmds.getlk, flock) !== 0) throw this.#syscallError('F_GETLK', errno());
+    const f = decodeFlock(flock);
+    if (f.type === F_UNLCK) return undefined;
+    return { kind: f.type === F_RDLCK ? 'shared' : 'exclusive', range: { start: f.start, len: f.len }, pid: f.pid };
+  }
+
   /** Who holds or waits for a lock overlapping this range (ours included). */
   holders(): LockHolder[] {
     return lockHolders(this.path, this.range);
@@ -233,8 +261,7 @@ export class FileLock {
     if (this.#held === kind) return 'ok';
     const posixMode = this.#cmds.mode === 'posix';
     if (posixMode && posix.conflictsLocally(this.#key, this, kind, this.range)) return 'busy-local';
-    encodeFlock(flock, kindType(kind), this.range.start, this.range.len);
-    if (native().fcntl(this.#fd, this.#cmds.setlk, flock) === 0) {
+    if (native().fcntl(this.#fd, this.#cmds.setlk, this.#req[kind]) === 0) {
       this.#setHeld(kind);
       return 'ok';
     }
@@ -250,10 +277,13 @@ export class FileLock {
 
   #unlockKernel(): void {
     const c = native();
-    const pieces = this.#cmds.mode === 'posix' ? posix.bytesToUnlock(this.#key, this, this.range) : [this.range];
-    for (const r of pieces) {
-      encodeFlock(flock, F_UNLCK, r.start, r.len);
-      if (c.fcntl(this.#fd, this.#cmds.setlk, flock) !== 0) throw this.#syscallError('F_UNLCK', errno());
+    if (this.#cmds.mode === 'ofd') {
+      if (c.fcntl(this.#fd, this.#cmds.setlk, this.#req.unlock) !== 0) throw this.#syscallError('F_UNLCK', errno());
+    } else {
+      for (const r of posix.bytesToUnlock(this.#key, this, this.range)) {
+        encodeFlock(flock, F_UNLCK, r.start, r.len);
+        if (c.fcntl(this.#fd, this.#cmds.setlk, flock) !== 0) throw this.#syscallError('F_UNLCK', errno());
+      }
     }
     this.#setHeld(undefined);
   }
@@ -265,8 +295,7 @@ export class FileLock {
       return;
     }
     // Downgrading exclusive -> shared never blocks (fcntl(2)).
-    encodeFlock(flock, kindType(kind), this.range.start, this.range.len);
-    if (native().fcntl(this.#fd, this.#cmds.setlk, flock) !== 0) throw this.#syscallError('restore', errno());
+    if (native().fcntl(this.#fd, this.#cmds.setlk, this.#req[kind]) !== 0) throw this.#syscallError('restore', errno());
     this.#setHeld(kind);
   }
 

@@ -5,6 +5,7 @@
 // on machines where npm skips install scripts: koffi ships prebuilt binaries.
 import koffi from 'koffi';
 import { arch, platform } from 'node:process';
+import { isMainThread } from 'node:worker_threads';
 import { LockUnsupportedError } from './errors.js';
 
 // struct flock on Linux x86_64 and aarch64 (glibc and musl agree):
@@ -55,6 +56,12 @@ export function native(): Libc {
       `struct flock layout of ${platform}/${arch} is not known; supported: linux on ${[...KNOWN_ARCHES].join(', ')}`,
     );
   }
+  if (!isMainThread) {
+    // A lock-wait thread makes one fcntl call at a time: koffi's default
+    // per-isolate buffers for synchronous calls (2 MiB stack + 1 MiB heap)
+    // would be most of the thread's memory.
+    koffi.config({ ...koffi.config(), sync_stack_size: 64 * 1024, sync_heap_size: 64 * 1024 });
+  }
   const lib = koffi.load('libc.so.6');
   // fcntl(2) is variadic in C. On x86_64 SysV and Linux aarch64 a pointer in
   // the variadic position travels in the same register as a fixed argument,
@@ -80,15 +87,28 @@ export function strerror(e: number): string {
   return native().strerror(e);
 }
 
-/** Fills a preallocated struct flock. l_pid must be 0 for OFD requests. */
+/**
+ * Fills a struct flock. l_pid must be 0 for OFD requests. Offsets are safe
+ * integers (< 2^53), written as two 32-bit halves: BigInt conversion would
+ * cost more than the fcntl call itself.
+ */
 export function encodeFlock(buf: Buffer, type: number, start: number, len: number): void {
-  buf.writeInt16LE(type, 0);
-  buf.writeInt16LE(0, 2); // SEEK_SET
-  buf.writeInt32LE(0, 4);
-  buf.writeBigInt64LE(BigInt(start), 8);
-  buf.writeBigInt64LE(BigInt(len), 16);
-  buf.writeInt32LE(0, 24);
-  buf.writeInt32LE(0, 28);
+  buf.fill(0);
+  buf.writeInt16LE(type, 0); // l_whence = SEEK_SET (0)
+  writeInt64(buf, 8, start);
+  writeInt64(buf, 16, len);
+}
+
+function writeInt64(buf: Buffer, at: number, v: number): void {
+  buf.writeUInt32LE(v % 0x1_0000_0000, at);
+  buf.writeUInt32LE(Math.floor(v / 0x1_0000_0000), at + 4);
+}
+
+/** A struct flock encoded once, for a request that is made again and again. */
+export function flockFor(type: number, start: number, len: number): Buffer {
+  const buf = Buffer.alloc(FLOCK_SIZE);
+  encodeFlock(buf, type, start, len);
+  return buf;
 }
 
 export interface FlockView {
@@ -101,8 +121,8 @@ export interface FlockView {
 export function decodeFlock(buf: Buffer): FlockView {
   return {
     type: buf.readInt16LE(0),
-    start: Number(buf.readBigInt64LE(8)),
-    len: Number(buf.readBigInt64LE(16)),
+    start: buf.readUInt32LE(8) + buf.readInt32LE(12) * 0x1_0000_0000,
+    len: buf.readUInt32LE(16) + buf.readInt32LE(20) * 0x1_0000_0000,
     pid: buf.readInt32LE(24),
   };
 }
