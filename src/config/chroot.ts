@@ -1,0 +1,149 @@
+// One chroot group → a validated ChrootDef, or an entry in the "unsupported"
+// list for schroot types warden does not run.
+import { ConfigError, quote, type ConfigWarning } from './errors.js';
+import { ignoredKeyWarning } from './ignored.js';
+import { GLOBAL_GROUP, nameProblem } from './names.js';
+import type { KeyfileEntry, KeyfileGroup } from './parser.js';
+import type { ChrootDef, UnionType, UnsupportedChroot } from './types.js';
+import { absolutePath, checkDirectory, list, seconds } from './values.js';
+
+// schroot.conf(5) types. `plain` is a directory chroot without setup scripts;
+// warden runs no schroot setup scripts at all, so the two are the same here.
+// An empty or missing type= means plain, as in schroot.
+const RUNNABLE_TYPES = new Set(['directory', 'plain', '']);
+const UNSUPPORTED_TYPES = new Set(['file', 'loopback', 'block-device', 'lvm-snapshot', 'btrfs-snapshot', 'zfs-snapshot', 'custom']);
+
+// schroot's union filesystems all give the same thing: a writable upper layer
+// over a read-only source, which warden builds with overlayfs.
+// (A Map, not an object literal: `union-type=constructor` must not find Object.prototype.)
+const UNION_TYPES = new Map<string, UnionType>([
+  ['overlay', 'overlay'],
+  ['overlayfs', 'overlay'],
+  ['aufs', 'overlay'],
+  ['unionfs', 'overlay'],
+  ['copy', 'copy'],
+  ['none', 'none'],
+]);
+
+export type ChrootGroup =
+  | { kind: 'runnable'; def: ChrootDef; aliasesLine: number }
+  | { kind: 'unsupported'; entry: UnsupportedChroot; aliases: string[]; aliasesLine: number };
+
+export interface ReadChrootOptions {
+  checkDirectories: boolean;
+}
+
+/**
+ * Validates the keys of one chroot group in line order, so the first bad line
+ * is the one reported. Warnings for ignored keys are appended to `warnings`.
+ * Names and aliases are checked against other chroots by the caller.
+ */
+export function readChroot(group: KeyfileGroup, file: string, opts: ReadChrootOptions, warnings: ConfigWarning[]): ChrootGroup {
+  // The type decides which keys mean anything, so it is read first.
+  const typeEntry = group.entries.find((e) => e.key === 'type');
+  const aliasesEntry = group.entries.find((e) => e.key === 'aliases');
+  const aliasesLine = aliasesEntry?.line ?? group.line;
+
+  const type = typeEntry?.value ?? '';
+  if (typeEntry !== undefined && !RUNNABLE_TYPES.has(type)) {
+    if (!UNSUPPORTED_TYPES.has(type)) {
+      throw new ConfigError(file, typeEntry.line, `unknown chroot type ${quote(type)} for [${group.name}]: expected directory or plain`);
+    }
+    // Only its names matter to warden (they may not clash); its other keys
+    // belong to a type warden never runs, so they get no warnings either.
+    return {
+      kind: 'unsupported',
+      entry: { name: group.name, file, line: typeEntry.line, reason: `type=${type} is not supported by warden (only directory and plain are)` },
+      aliases: aliasesEntry === undefined ? [] : readAliases(file, group.name, aliasesEntry),
+      aliasesLine,
+    };
+  }
+
+  const def: ChrootDef = {
+    name: group.name,
+    file,
+    line: group.line,
+    type: 'directory',
+    directory: '',
+    description: undefined,
+    aliases: [],
+    unionType: 'none',
+    users: [],
+    groups: [],
+    rootUsers: [],
+    rootGroups: [],
+    sourceUsers: [],
+    sourceGroups: [],
+    hookTimeout: undefined,
+    hooks: undefined,
+  };
+  let hasDirectory = false;
+
+  for (const entry of group.entries) {
+    switch (entry.key) {
+      case 'type':
+        break; // read above
+      case 'aliases':
+        def.aliases = readAliases(file, group.name, entry);
+        break;
+      case 'directory':
+        def.directory = absolutePath(file, entry);
+        if (opts.checkDirectories) checkDirectory(file, entry, def.directory);
+        hasDirectory = true;
+        break;
+      case 'description':
+        def.description = entry.value === '' ? undefined : entry.value;
+        break;
+      case 'union-type': {
+        const union = UNION_TYPES.get(entry.value);
+        if (union === undefined) {
+          throw new ConfigError(
+            file,
+            entry.line,
+            `union-type ${quote(entry.value)} is not one of overlay, copy, none (schroot's overlayfs, aufs and unionfs mean overlay)`,
+          );
+        }
+        def.unionType = union;
+        break;
+      }
+      case 'users':
+        def.users = list(entry.value);
+        break;
+      case 'groups':
+        def.groups = list(entry.value);
+        break;
+      case 'root-users':
+        def.rootUsers = list(entry.value);
+        break;
+      case 'root-groups':
+        def.rootGroups = list(entry.value);
+        break;
+      case 'source-users':
+        def.sourceUsers = list(entry.value);
+        break;
+      case 'source-groups':
+        def.sourceGroups = list(entry.value);
+        break;
+      case 'hook-timeout':
+        def.hookTimeout = seconds(file, entry);
+        break;
+      case 'hooks':
+        def.hooks = absolutePath(file, entry);
+        break;
+      default:
+        warnings.push(ignoredKeyWarning(file, group.name, entry));
+    }
+  }
+
+  if (!hasDirectory) throw new ConfigError(file, group.line, `chroot [${group.name}] has no directory= (required)`);
+  return { kind: 'runnable', def, aliasesLine };
+}
+
+function readAliases(file: string, chroot: string, entry: KeyfileEntry): string[] {
+  const aliases = list(entry.value);
+  for (const alias of aliases) {
+    const problem = alias === GLOBAL_GROUP ? `is reserved for the [${GLOBAL_GROUP}] group` : nameProblem(alias);
+    if (problem !== undefined) throw new ConfigError(file, entry.line, `alias ${quote(alias)} of [${chroot}] ${problem}`);
+  }
+  return aliases;
+}

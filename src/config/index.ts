@@ -1,0 +1,6 @@
+// The configuration layer's public surface: find and load warden.conf (or a
+// schroot.conf) with its chroot.d/, validated, with file:line on every complaint.
+export { loadConfig, type LoadOptions } from './load.js';
+export { locateConfig, SYSTEM_CONFIG, type ConfigLocation, type LocateOptions } from './locate.js';
+export { ConfigError, type ConfigWarning } from './errors.js';
+export type { ChrootDef, Config, UnionType, UnsupportedChroot } from './types.js';

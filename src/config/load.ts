@@ -1,0 +1,134 @@
+// Reads the main file and chroot.d/ into one validated Config.
+//
+// Synchronous on purpose: the files are a few kilobytes, every CLI verb needs
+// the result before it can do anything else, and nothing runs concurrently at
+// start-up, so async reads would only add ticks and make "first error wins,
+// in file order" harder to see in the code.
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { readChroot } from './chroot.js';
+import { ConfigError, describePlace, quote, type ConfigWarning, type Place } from './errors.js';
+import { readGlobals, type Globals } from './globals.js';
+import { dropInFiles, locateConfig, type LocateOptions } from './locate.js';
+import { GLOBAL_GROUP } from './names.js';
+import { parseKeyfile } from './parser.js';
+import type { ChrootDef, Config, UnsupportedChroot } from './types.js';
+
+export interface LoadOptions extends LocateOptions {
+  /**
+   * Check that each `directory=` exists and is a directory (default true).
+   * Off only to validate a file meant for another machine, such as the
+   * example etc/warden.conf before bootstrap has built its chroot.
+   */
+  checkDirectories?: boolean | undefined;
+}
+
+/** Who owns a name: a chroot (by its header) or one of its aliases. */
+interface Claim {
+  chroot: string;
+  alias: boolean;
+  place: Place;
+}
+
+/**
+ * Loads the configuration. Throws ConfigError at the first error, in file
+ * order (main file, then chroot.d/ in lexical order); chroots of unsupported
+ * types and ignored keys are collected instead.
+ */
+export function loadConfig(opts: LoadOptions = {}): Config {
+  const location = locateConfig(opts);
+  const mainText = readConfigFile(location.file, !location.explicit);
+  if (mainText === undefined) return makeConfig(undefined, noGlobals(), [], [], []);
+
+  const checkDirectories = opts.checkDirectories ?? true;
+  const warnings: ConfigWarning[] = [];
+  const unsupported: UnsupportedChroot[] = [];
+  const chroots: ChrootDef[] = [];
+  const claims = new Map<string, Claim>();
+  let globals = noGlobals();
+  let globalsPlace: Place | undefined;
+
+  const files = [location.file, ...dropInFiles(join(dirname(location.file), 'chroot.d'))];
+  for (const [index, file] of files.entries()) {
+    const text = index === 0 ? mainText : readConfigFile(file);
+    for (const group of parseKeyfile(text, file).groups) {
+      const place = { file, line: group.line };
+      if (group.name === GLOBAL_GROUP) {
+        // Host-wide settings live in one place; a drop-in must not move the state dir.
+        if (index !== 0) {
+          throw new ConfigError(file, group.line, `[${GLOBAL_GROUP}] belongs in the main file ${location.file}, not in chroot.d/`);
+        }
+        if (globalsPlace !== undefined) {
+          throw new ConfigError(file, group.line, `[${GLOBAL_GROUP}] is already defined at ${describePlace(globalsPlace)}`);
+        }
+        globalsPlace = place;
+        globals = readGlobals(group, file, warnings);
+        continue;
+      }
+
+      claim(claims, group.name, { chroot: group.name, alias: false, place });
+      const read = readChroot(group, file, { checkDirectories }, warnings);
+      const aliases = read.kind === 'runnable' ? read.def.aliases : read.aliases;
+      const aliasPlace = { file, line: read.aliasesLine };
+      for (const alias of aliases) claim(claims, alias, { chroot: group.name, alias: true, place: aliasPlace });
+      if (read.kind === 'runnable') chroots.push(read.def);
+      else unsupported.push(read.entry);
+    }
+  }
+  return makeConfig(location.file, globals, chroots, unsupported, warnings);
+}
+
+/** The file's text; with `missingOk`, undefined when it does not exist (a default nobody asked for). */
+function readConfigFile(file: string): string;
+function readConfigFile(file: string, missingOk: boolean): string | undefined;
+function readConfigFile(file: string, missingOk = false): string | undefined {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' && missingOk) return undefined;
+    const why =
+      code === 'ENOENT' ? 'config file does not exist'
+      : code === 'EISDIR' ? 'config file is a directory'
+      : `cannot read config file (${code ?? String(e)})`;
+    throw new ConfigError(file, undefined, why, { cause: e });
+  }
+}
+
+/** Records that `name` is taken, or throws naming both places if it already was. */
+function claim(claims: Map<string, Claim>, name: string, next: Claim): void {
+  const prev = claims.get(name);
+  if (prev === undefined) {
+    claims.set(name, next);
+    return;
+  }
+  const what = (c: Claim) => (c.alias ? `alias ${quote(name)} of [${c.chroot}]` : `chroot [${c.chroot}]`);
+  const reason =
+    !next.alias && !prev.alias ? `chroot [${name}] is already defined at ${describePlace(prev.place)}`
+    : `${what(next)} clashes with ${what(prev)} at ${describePlace(prev.place)}`;
+  throw new ConfigError(next.place.file, next.place.line, reason);
+}
+
+function noGlobals(): Globals {
+  return { stateDir: undefined, hooksDir: undefined, hookTimeout: undefined };
+}
+
+function makeConfig(
+  file: string | undefined,
+  globals: Globals,
+  defs: ChrootDef[],
+  unsupported: UnsupportedChroot[],
+  warnings: ConfigWarning[],
+): Config {
+  const chroots = new Map(defs.map((d) => [d.name, d]));
+  // Clashes were refused while loading, so each alias names exactly one chroot.
+  const byAlias = new Map(defs.flatMap((d) => d.aliases.map((a) => [a, d] as const)));
+  return {
+    file,
+    ...globals,
+    chroots,
+    unsupported,
+    warnings,
+    lookup: (nameOrAlias) => chroots.get(nameOrAlias) ?? byAlias.get(nameOrAlias),
+  };
+}

@@ -1,0 +1,24 @@
+// Which chroot names and aliases warden accepts.
+//
+// schroot forbids a leading '.', and ':', ',' or '/' anywhere (schroot.conf(5),
+// "Chroot Names"). warden is stricter: a name becomes a path component
+// (`.manage/<chroot>.lock`) and the first part of a default session id, whose
+// syntax is `[A-Za-z0-9][A-Za-z0-9._-]{0,63}` (DESIGN.md), so names use that
+// same alphabet and length. Every real-world schroot name we know of
+// (`sid-amd64-sbuild`, `bookworm_arm64`, `jammy.i386`) fits.
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+export const MAX_NAME_LENGTH = 64;
+
+/** The group that holds warden's global settings; it can never name a chroot. */
+export const GLOBAL_GROUP = 'warden';
+
+/** Why `name` is not a valid chroot name or alias, or undefined when it is. */
+export function nameProblem(name: string): string | undefined {
+  if (name === '') return 'is empty';
+  if (name.length > MAX_NAME_LENGTH) return `is longer than ${MAX_NAME_LENGTH} characters`;
+  if (!NAME.test(name)) {
+    return 'must start with a letter or digit and contain only letters, digits, ".", "_" and "-"';
+  }
+  return undefined;
+}

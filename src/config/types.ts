@@ -1,0 +1,56 @@
+// The shapes the rest of warden reads. Everything here is already validated:
+// paths are absolute, lists are split and trimmed, numbers are numbers.
+import type { ConfigWarning } from './errors.js';
+
+/** How a session is laid over the source: overlayfs, a full copy, or the source itself. */
+export type UnionType = 'overlay' | 'copy' | 'none';
+
+export interface ChrootDef {
+  name: string;
+  /** Where the `[name]` header is, for messages that point back at the definition. */
+  file: string;
+  line: number;
+  /** The only type warden runs; schroot's `plain` is read as `directory`. */
+  type: 'directory';
+  /** Absolute path of the source tree. */
+  directory: string;
+  description: string | undefined;
+  aliases: string[];
+  unionType: UnionType;
+  users: string[];
+  groups: string[];
+  rootUsers: string[];
+  rootGroups: string[];
+  sourceUsers: string[];
+  sourceGroups: string[];
+  /** This chroot's own `hook-timeout=`, in seconds; when undefined, Config.hookTimeout applies. */
+  hookTimeout: number | undefined;
+  /** This chroot's own hooks directory (absolute); when undefined, Config.hooksDir applies. */
+  hooks: string | undefined;
+}
+
+/** A chroot of a type warden does not run (lvm-snapshot, file, ...): listed, never loaded. */
+export interface UnsupportedChroot {
+  name: string;
+  file: string;
+  /** The line of its `type=`. */
+  line: number;
+  reason: string;
+}
+
+export interface Config {
+  /** The main file that was read; undefined when no default file exists. */
+  file: string | undefined;
+  /** `[warden] state-dir=`; the CLI weighs it against --state-dir and WARDEN_STATE_DIR. */
+  stateDir: string | undefined;
+  /** `[warden] hooks-dir=`. */
+  hooksDir: string | undefined;
+  /** `[warden] hook-timeout=`, in seconds: the default for chroots that set none. */
+  hookTimeout: number | undefined;
+  /** By name, in the order they were defined (main file, then chroot.d/ in lexical order). */
+  chroots: ReadonlyMap<string, ChrootDef>;
+  unsupported: UnsupportedChroot[];
+  warnings: ConfigWarning[];
+  /** A chroot by its name or one of its aliases. */
+  lookup(nameOrAlias: string): ChrootDef | undefined;
+}
