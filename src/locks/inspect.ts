@@ -150,25 +150,30 @@ export function holdersByKey(keys: ReadonlySet<string>, range?: LockRange): Map<
   const entries = readProcLocks().filter((e) => keys.has(e.key) && (!range || rangesOverlap(e.range, range)));
   const ofdKeys = new Set(entries.filter((e) => e.family === 'OFD' && !e.waiting).map((e) => e.key));
   const owners = ofdOwners(ofdKeys);
-  const used = new Set<FdLock>();
-  for (const e of entries) {
-    let pid = e.pid;
-    let fd: number | undefined;
-    if (e.family === 'OFD' && !e.waiting) {
-      const o = owners.find(
-        (x) => !used.has(x) && x.entry.key === e.key && x.entry.kind === e.kind && x.entry.range.start === e.range.start && x.entry.range.len === e.range.len,
-      );
-      if (o) {
-        used.add(o);
-        pid = o.pid;
-        fd = o.fd;
-      }
-    }
-    const holder: LockHolder = { pid, kind: e.kind, family: e.family, range: e.range, waiting: e.waiting };
-    if (fd !== undefined) holder.fd = fd;
-    const c = comm(pid);
+  const add = (key: string, holder: LockHolder) => {
+    const c = comm(holder.pid);
     if (c !== undefined) holder.comm = c;
-    result.get(e.key)!.push(holder);
+    result.get(key)!.push(holder);
+  };
+  // An OFD lock belongs to an open file description that any number of
+  // processes may share (inherited fds): report every process holding it,
+  // since each one keeps it alive. fdinfo cannot tell two OFDs with the same
+  // type and range apart, so those are grouped; owners we could not read
+  // show as pid -1.
+  const groups = new Map<string, LockEntry[]>();
+  for (const e of entries) {
+    if (e.family !== 'OFD' || e.waiting) {
+      add(e.key, { pid: e.pid, kind: e.kind, family: e.family, range: e.range, waiting: e.waiting });
+      continue;
+    }
+    const g = `${e.key} ${e.kind} ${e.range.start} ${e.range.len}`;
+    groups.set(g, [...(groups.get(g) ?? []), e]);
+  }
+  for (const [g, list] of groups) {
+    const e = list[0];
+    const mine = owners.filter((o) => `${o.entry.key} ${o.entry.kind} ${o.entry.range.start} ${o.entry.range.len}` === g);
+    for (const o of mine) add(e.key, { pid: o.pid, fd: o.fd, kind: e.kind, family: 'OFD', range: e.range, waiting: false });
+    for (let i = mine.length; i < list.length; i++) add(e.key, { pid: -1, kind: e.kind, family: 'OFD', range: e.range, waiting: false });
   }
   return result;
 }

@@ -383,6 +383,10 @@ test.serial('a lock fd inherited by a child keeps the lock after the parent clos
   t.true(l.tryAcquire('exclusive'));
   const child = spawn('sleep', ['30'], { stdio: ['ignore', 'ignore', 'ignore', l.fd] });
   await new Promise((r) => child.once('spawn', r));
+  if (mode === 'ofd') {
+    const pids = l.holders().map((x) => x.pid);
+    t.true(pids.includes(process.pid) && pids.includes(child.pid!), 'both processes sharing the OFD are reported');
+  }
   l.close();
   const h = await Holder.start(p);
   if (mode === 'ofd') {
