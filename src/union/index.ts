@@ -1,0 +1,13 @@
+// The union layer: how a session's view of its source is made and taken
+// away. overlay (kernel overlayfs over the source), copy (a private copy of
+// the source), none (the source itself, bind-mounted). Teardown unmounts
+// everything under the session root, deepest first, and never detaches
+// lazily: a busy mount is reported with the processes that use it, and the
+// session stays intact, to be ended again.
+export type { UnionType } from '../config/index.js';
+export { mountUnion, type UnionLayout } from './mount.js';
+export { unmountAll } from './unmount.js';
+export { removeTree } from './remove.js';
+export { isMountPoint, mountsUnder, readMountInfo, type MountEntry } from './mountinfo.js';
+export { mountHolders } from './holders.js';
+export { UnionError, UnmountBusyError, type MountHolder } from './errors.js';

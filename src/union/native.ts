@@ -1,0 +1,72 @@
+// mount(2) and umount2(2) through koffi, the only place the union layer
+// talks to libc. Each call returns 0 or the errno, so callers build their
+// messages (errors.ts) from numbers rather than from parsed text.
+import koffi from 'koffi';
+import { platform } from 'node:process';
+
+// <sys/mount.h>; identical on every Linux architecture.
+export const MS_BIND = 0x1000;
+export const MS_PRIVATE = 1 << 18;
+
+export const EPERM = 1;
+export const ENOENT = 2;
+export const EACCES = 13;
+export const EBUSY = 16;
+export const ENODEV = 19;
+export const ENOTDIR = 20;
+export const EINVAL = 22;
+export const EROFS = 30;
+
+const NAMES: Record<number, string> = {
+  [EPERM]: 'EPERM',
+  [ENOENT]: 'ENOENT',
+  [EACCES]: 'EACCES',
+  [EBUSY]: 'EBUSY',
+  [ENODEV]: 'ENODEV',
+  [ENOTDIR]: 'ENOTDIR',
+  [EINVAL]: 'EINVAL',
+  [EROFS]: 'EROFS',
+  28: 'ENOSPC',
+  36: 'ENAMETOOLONG',
+  40: 'ELOOP',
+  95: 'EOPNOTSUPP',
+};
+
+interface Libc {
+  mount: (source: string | null, target: string, fstype: string | null, flags: number, data: string | null) => number;
+  umount2: (target: string, flags: number) => number;
+  strerror: (errnum: number) => string;
+}
+
+let libc: Libc | undefined;
+
+function native(): Libc {
+  if (libc) return libc;
+  if (platform !== 'linux') throw new Error(`mount(2) is Linux-only; this is ${platform}`);
+  const lib = koffi.load('libc.so.6');
+  libc = {
+    mount: lib.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)') as Libc['mount'],
+    umount2: lib.func('int umount2(const char *target, int flags)') as Libc['umount2'],
+    strerror: lib.func('const char *strerror(int errnum)') as Libc['strerror'],
+  };
+  return libc;
+}
+
+/** mount(2): 0, or the errno. */
+export function sysMount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): number {
+  return native().mount(source, target, fstype, flags, data) === 0 ? 0 : koffi.errno();
+}
+
+/**
+ * umount2(2) with flags 0: 0, or the errno. Never MNT_DETACH: a lazy unmount
+ * "succeeds" while processes still use the tree, which would let a session
+ * be deleted under them.
+ */
+export function sysUmount(target: string): number {
+  return native().umount2(target, 0) === 0 ? 0 : koffi.errno();
+}
+
+/** "No such file or directory (ENOENT)". */
+export function describeErrno(errnum: number): string {
+  return `${native().strerror(errnum)} (${NAMES[errnum] ?? `errno ${errnum}`})`;
+}

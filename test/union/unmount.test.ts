@@ -1,0 +1,74 @@
+// unmountAll: nested mounts as hooks make them, and busy mounts.
+import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { UnionError, UnmountBusyError, isMountPoint, mountUnion, mountsUnder, unmountAll } from '../../src/union/index.js';
+import { digest, makeLayout, makeSource, rootTest, run, scratch, startChild, stop, type Ctx } from './support.js';
+import type { ExecutionContext } from 'ava';
+
+/** An overlay session with what the default hooks add: /proc bound in, a tmpfs at /tmp and one nested in it. */
+function mountedSession(t: ExecutionContext<Ctx>) {
+  const tmp = scratch(t);
+  const l = makeLayout(tmp, 'overlay', makeSource(tmp));
+  mountUnion(l);
+  mkdirSync(join(l.root, 'proc'));
+  run('mount', '--bind', '/proc', join(l.root, 'proc'));
+  run('mount', '-t', 'tmpfs', 'tmpfs', join(l.root, 'tmp'));
+  mkdirSync(join(l.root, 'tmp', 'inner'));
+  run('mount', '-t', 'tmpfs', 'tmpfs', join(l.root, 'tmp', 'inner'));
+  return { tmp, l };
+}
+
+rootTest('unmountAll takes nested mounts away deepest first and leaves nothing', (t) => {
+  const { tmp, l } = mountedSession(t);
+  const before = digest(l.source);
+  t.deepEqual(
+    mountsUnder(l.root).map((m) => m.mountPoint.slice(l.root.length)),
+    ['/tmp/inner', '/tmp', '/proc', ''],
+  );
+  unmountAll(l.root);
+  t.deepEqual(mountsUnder(tmp), []);
+  t.is(digest(l.source), before);
+  t.notThrows(() => unmountAll(l.root), 'idempotent');
+});
+
+rootTest('a process with its cwd in a mount: UnmountBusyError names it, nothing more is unmounted, a retry succeeds', async (t) => {
+  const { tmp, l } = mountedSession(t);
+  const inner = join(l.root, 'tmp', 'inner');
+  const child = await startChild(t, 'sleep', ['30'], { cwd: inner, stdio: 'ignore' });
+  const mounted = mountsUnder(tmp).map((m) => m.id);
+  const e = t.throws(() => unmountAll(l.root), { instanceOf: UnmountBusyError });
+  t.true(e instanceof UnionError);
+  t.is(e!.path, inner);
+  t.true(e!.holders.some((h) => h.pid === child.pid && h.how === 'cwd' && h.comm === 'sleep'));
+  t.false(e!.holders.some((h) => h.pid === process.pid), 'the caller does not use it');
+  t.regex(e!.message, new RegExp(`^${inner}: cannot unmount: target is busy: used by .*pid ${child.pid} \\(sleep, cwd\\)`));
+  t.deepEqual(mountsUnder(tmp).map((m) => m.id), mounted, 'all four mounts stay, untouched');
+  await stop(child);
+  unmountAll(l.root);
+  t.deepEqual(mountsUnder(tmp), []);
+});
+
+rootTest('a process with an open file in the overlay: holders name the fd; deeper mounts went first', async (t) => {
+  const { tmp, l } = mountedSession(t);
+  const file = join(l.root, 'etc', 'held');
+  writeFileSync(file, 'x');
+  // The child's stdin is the file; our copy of the fd is closed once it runs.
+  const fd = openSync(file, 'r');
+  const child = await startChild(t, 'sleep', ['30'], { stdio: [fd, 'ignore', 'ignore'] }).finally(() => closeSync(fd));
+  const e = t.throws(() => unmountAll(l.root), { instanceOf: UnmountBusyError });
+  t.is(e!.path, l.root);
+  t.deepEqual(
+    e!.holders.filter((h) => h.pid === child.pid),
+    [{ pid: child.pid!, comm: 'sleep', how: 'fd 0' }],
+  );
+  t.deepEqual(mountsUnder(tmp).map((m) => m.mountPoint), [l.root], 'the mounts under it were unmounted, the busy one stays');
+  await stop(child);
+  unmountAll(l.root);
+  t.false(isMountPoint(l.root));
+});
+
+rootTest('unmountAll of a dir with nothing mounted, or of a missing one, does nothing', (t) => {
+  const tmp = scratch(t);
+  t.notThrows(() => unmountAll(tmp));
+  t.notThrows(() => unmountAll(join(tmp, 'missing')));
+});
