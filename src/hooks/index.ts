@@ -1,0 +1,109 @@
+// Hooks: run-parts style executables in <hooksDir>/<phase>.d/, run as root
+// around a session's mount and unmount (DESIGN.md, "Hooks").
+import { closeSync, constants, fstatSync, openSync, writeSync } from 'node:fs';
+import { basename } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { HookFailedError, HookPermissionError, trailer } from './errors.js';
+import { listHooks } from './list.js';
+import { runOne } from './spawn.js';
+import type { HookPhase, HookRun, HookVars, RunHooksOptions } from './types.js';
+
+export type { HookPhase, HookRun, HookVars, RunHooksOptions } from './types.js';
+export { START_PHASES, STOP_PHASES } from './types.js';
+export { HookError, HookFailedError, HookPermissionError } from './errors.js';
+export { listHooks } from './list.js';
+
+const PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const DEFAULT_KILL_GRACE_MS = 2000;
+
+/** A clean environment: nothing of ours leaks into a root hook but the locale and terminal. */
+function hookEnv(phase: HookPhase, v: HookVars): Record<string, string> {
+  const env: Record<string, string> = { PATH };
+  for (const k of ['LANG', 'LC_ALL', 'TERM']) {
+    const value = process.env[k];
+    if (value !== undefined) env[k] = value;
+  }
+  return Object.assign(env, {
+    CHROOT_NAME: v.chrootName,
+    CHROOT_DIRECTORY: v.chrootDirectory,
+    CHROOT_PATH: v.chrootPath,
+    SESSION_ID: v.sessionId,
+    CHROOT_UNION_TYPE: v.unionType,
+    CHROOT_UNION_OVERLAY_DIRECTORY: v.overlayDirectory,
+    WARDEN_PHASE: phase,
+    WARDEN_RECOVER: v.recover ? '1' : '0',
+    WARDEN_STATE_DIR: v.stateDir,
+  });
+}
+
+/** hooks.log for appending; never through a symlink (O_NOFOLLOW), never anything but a regular file. */
+function openLog(path: string): number {
+  let fd: number;
+  try {
+    // O_NONBLOCK: a FIFO planted there fails (ENXIO) instead of blocking; it changes nothing for a regular file.
+    fd = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o644);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ELOOP') throw new HookPermissionError(path, 'it is a symbolic link', 'hooks log', { cause: e });
+    throw e;
+  }
+  try {
+    if (!fstatSync(fd).isFile()) throw new HookPermissionError(path, 'it is not a regular file', 'hooks log');
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+  return fd;
+}
+
+function interruptedBefore(phase: HookPhase, hook: string, timeoutMs: number, reason: unknown): HookFailedError {
+  return new HookFailedError(
+    { hook, phase, status: null, signal: null, timedOut: false, interrupted: true, notStarted: true, timeoutMs, stderrTail: [] },
+    { cause: reason },
+  );
+}
+
+/**
+ * Runs the hooks of one phase, one after the other, each in its own process
+ * group. Resolves with what ran; rejects with HookPermissionError before
+ * anything ran, or with the (first) HookFailedError. hooks.log is opened only
+ * when there is a hook, and closed before this settles.
+ */
+export async function runHooks(opts: RunHooksOptions): Promise<HookRun[]> {
+  const { phase, signal, timeoutMs } = opts;
+  if (!(timeoutMs > 0)) throw new RangeError(`hook timeout must be a positive number of ms, not ${timeoutMs}`);
+  if (signal?.aborted) throw interruptedBefore(phase, `${phase}.d`, timeoutMs, signal.reason);
+  const hooks = listHooks(opts.hooksDir, phase);
+  if (hooks.length === 0) return [];
+  const env = hookEnv(phase, opts.vars);
+  const logFd = openLog(opts.logPath);
+  try {
+    const runs: HookRun[] = [];
+    const failures: HookFailedError[] = [];
+    for (const path of hooks) {
+      const name = basename(path);
+      const hook = `${phase}.d/${name}`;
+      if (signal?.aborted) {
+        failures.push(interruptedBefore(phase, hook, timeoutMs, signal.reason));
+        break;
+      }
+      writeSync(logFd, `== ${phase} ${name} ==\n`);
+      const t0 = performance.now();
+      const f = await runOne({ path, hook, phase, env, logFd, timeoutMs, killGraceMs: opts.killGraceMs ?? DEFAULT_KILL_GRACE_MS, signal });
+      const ms = performance.now() - t0;
+      writeSync(logFd, trailer(phase, name, f, ms));
+      runs.push({ hook, ms });
+      if (f === undefined) continue;
+      failures.push(new HookFailedError(f, { cause: f.spawnError ?? (f.interrupted ? signal?.reason : undefined) }));
+      // An interrupt stops even a keepGoing phase: the caller asked us to stop.
+      if (!opts.keepGoing || f.interrupted) break;
+    }
+    const [first, ...others] = failures;
+    if (first !== undefined) {
+      first.others = others;
+      throw first;
+    }
+    return runs;
+  } finally {
+    closeSync(logFd);
+  }
+}

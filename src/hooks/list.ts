@@ -1,0 +1,97 @@
+// Which hooks a phase runs, run-parts style, and the ownership checks that
+// must pass before any of them runs (they run as root).
+import { lstatSync, readdirSync, statSync, type Stats } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { HookPermissionError } from './errors.js';
+import type { HookPhase } from './types.js';
+
+/**
+ * run-parts(8)'s default name rule (the LANANA-ish one, without --lsbsysinit):
+ * only [A-Za-z0-9_-]. So dotfiles (.keep), editor backups (foo~), package
+ * leftovers (foo.dpkg-old, foo.rpmnew) and README.md are never run.
+ */
+export const HOOK_NAME = /^[A-Za-z0-9_-]+$/;
+
+/** Stop phases undo start phases, so they run in reverse order. */
+function reversed(phase: HookPhase): boolean {
+  return phase === 'pre-unmount' || phase === 'post-unmount';
+}
+
+/** Byte order of names (names are ASCII by HOOK_NAME, so code-unit order is byte order). */
+function byteOrder(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+const myUid = process.getuid?.() ?? 0;
+
+/** Why `st` may not be trusted with root's power, or undefined when it may. */
+function untrusted(st: Stats, what: string, checkMode = true): string | undefined {
+  if (st.uid !== 0 && !(myUid !== 0 && st.uid === myUid)) {
+    return `${what} owned by uid ${st.uid}, not ${myUid === 0 ? 'root' : `root or uid ${myUid}`}`;
+  }
+  if (!checkMode) return undefined;
+  const mode = `mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}`;
+  if (st.mode & 0o002) return `${what} world-writable (${mode})`;
+  if (st.mode & 0o020) return `${what} group-writable (${mode})`;
+  return undefined;
+}
+
+function check(path: string, st: Stats, what: string, checkMode = true): void {
+  const reason = untrusted(st, what, checkMode);
+  if (reason !== undefined) throw new HookPermissionError(path, reason);
+}
+
+/** stat that maps "not there" to undefined. */
+function statOrNone(path: string, stat: (p: string) => Stats): Stats | undefined {
+  try {
+    return stat(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+}
+
+/**
+ * The hooks of a phase: validated, in run order, absolute paths. A missing
+ * hooksDir or `<phase>.d` means none. Throws HookPermissionError when hooksDir,
+ * `<phase>.d`, a hook or a symlinked hook's target is not owned by root (or
+ * by us when we are not root) or is group/world-writable; nothing has run then.
+ */
+export function listHooks(hooksDirArg: string, phase: HookPhase): string[] {
+  const hooksDir = resolve(hooksDirArg);
+  const top = statOrNone(hooksDir, statSync);
+  if (top === undefined) return [];
+  check(hooksDir, top, 'directory is');
+  const dir = join(hooksDir, `${phase}.d`);
+  const dst = statOrNone(dir, statSync);
+  if (dst === undefined) return [];
+  check(dir, dst, 'directory is');
+
+  const names = readdirSync(dir).filter((n) => HOOK_NAME.test(n)).sort(byteOrder);
+  if (reversed(phase)) names.reverse();
+  const hooks: string[] = [];
+  for (const name of names) {
+    const path = join(dir, name);
+    const l = statOrNone(path, lstatSync);
+    if (l === undefined) continue; // removed meanwhile
+    let st = l;
+    if (l.isSymbolicLink()) {
+      // A symlink's own mode means nothing; who made it and what it points to do.
+      check(path, l, 'symlink is', false);
+      const t = statOrNone(path, statSync);
+      if (t === undefined) continue; // dangling: nothing to run, as run-parts
+      st = t;
+      if (st.isFile() && executable(st)) check(path, st, 'its target is');
+    }
+    // Directories and non-executable files are skipped, as run-parts does.
+    if (!st.isFile() || !executable(st)) continue;
+    if (st === l) check(path, st, 'file is');
+    hooks.push(path);
+  }
+  return hooks;
+}
+
+/** Would exec(2) let us run it? Root needs any x bit; others own the file (checked) so need the owner's. */
+function executable(st: Stats): boolean {
+  return (st.mode & (myUid === 0 ? 0o111 : 0o100)) !== 0;
+}

@@ -1,0 +1,152 @@
+// Runs one hook: own process group, stdout straight into hooks.log, stderr
+// through a pipe (into hooks.log and a tail kept for the error), a timeout
+// and an abort signal that both end in SIGTERM then SIGKILL to the group.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeSync } from 'node:fs';
+import type { HookFailure } from './errors.js';
+import { killGroup, liveMembers, untilGroupDead } from './group.js';
+import type { HookPhase } from './types.js';
+
+export interface OneHook {
+  path: string;
+  /** `<phase>.d/<name>` */
+  hook: string;
+  phase: HookPhase;
+  env: Record<string, string>;
+  logFd: number;
+  timeoutMs: number;
+  killGraceMs: number;
+  signal: AbortSignal | undefined;
+}
+
+/** How long the stderr pipe may stay open after the hook exited (a background child may hold it). */
+const DRAIN_MS = 100;
+/** How long to wait for SIGKILLed members to die (only a process in D state takes long). */
+const DEATH_MS = 1000;
+const TAIL_BYTES = 4096;
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const TAIL_LINES = 5;
+
+/** Last non-empty lines of what the hook wrote to stderr. */
+class Tail {
+  #chunks: Buffer[] = [];
+  #bytes = 0;
+  push(chunk: Buffer): void {
+    this.#chunks.push(chunk);
+    this.#bytes += chunk.length;
+    while (this.#bytes - this.#chunks[0]!.length >= TAIL_BYTES) this.#bytes -= this.#chunks.shift()!.length;
+  }
+  lines(): string[] {
+    return Buffer.concat(this.#chunks)
+      .toString('utf8')
+      .split('\n')
+      .map((l) => l.trimEnd())
+      .filter((l) => l !== '')
+      .slice(-TAIL_LINES);
+  }
+}
+
+/** Resolves undefined when the hook exited 0, else with how it failed. Never rejects. */
+export async function runOne(o: OneHook): Promise<HookFailure | undefined> {
+  const tail = new Tail();
+  const failure = (f: Partial<HookFailure>): HookFailure => ({
+    hook: o.hook,
+    phase: o.phase,
+    status: null,
+    signal: null,
+    timedOut: false,
+    interrupted: false,
+    timeoutMs: o.timeoutMs,
+    stderrTail: tail.lines(),
+    ...f,
+  });
+
+  let child: ChildProcess;
+  try {
+    // detached: setsid(2), so the hook leads a new process group (and session) of its own.
+    child = spawn(o.path, [o.phase], { cwd: '/', env: o.env, stdio: ['ignore', o.logFd, 'pipe'], detached: true });
+  } catch (e) {
+    return failure({ spawnError: e as Error });
+  }
+  const stderr = child.stderr!;
+  stderr.on('data', (chunk: Buffer) => {
+    tail.push(chunk);
+    try {
+      writeSync(o.logFd, chunk);
+    } catch {
+      // the log is best effort once the hook runs; the tail still reaches the error
+    }
+  });
+  stderr.on('error', () => {}); // destroyed below while a background child may still write
+
+  let timedOut = false;
+  let interrupted = false;
+  let killTimer: NodeJS.Timeout | undefined;
+  let killed: Promise<void> | undefined;
+  let termAt = 0;
+  const pgid = child.pid;
+  const terminate = () => {
+    if (killed !== undefined || pgid === undefined) return;
+    killGroup(pgid, 'SIGTERM');
+    termAt = Date.now();
+    killed = new Promise((resolve) => {
+      killTimer = setTimeout(() => {
+        killTimer = undefined;
+        killGroup(pgid, 'SIGKILL');
+        resolve(untilGroupDead(pgid, DEATH_MS));
+      }, o.killGraceMs);
+    });
+  };
+  // setTimeout fires at once beyond 2^31-1 ms: a longer timeout is no timeout.
+  const timer =
+    o.timeoutMs <= MAX_TIMER_MS
+      ? setTimeout(() => {
+          timedOut = true;
+          terminate();
+        }, o.timeoutMs)
+      : undefined;
+  const onAbort = () => {
+    if (!timedOut) interrupted = true;
+    terminate();
+  };
+  o.signal?.addEventListener('abort', onAbort, { once: true });
+
+  try {
+    const ended = await new Promise<{ code: number | null; sig: NodeJS.Signals | null } | Error>((resolve) => {
+      child.once('error', resolve);
+      child.once('exit', (code, sig) => resolve({ code, sig }));
+    });
+    clearTimeout(timer);
+    o.signal?.removeEventListener('abort', onAbort);
+    if (killed !== undefined && pgid !== undefined) {
+      // The leader is gone; the rest of the group may still be dying of the
+      // SIGTERM. Whoever is left when the grace ends gets SIGKILL.
+      await untilGroupDead(pgid, termAt + o.killGraceMs - Date.now());
+      if (liveMembers(pgid).length > 0) await killed;
+      else clearTimeout(killTimer);
+    }
+    await drain(stderr);
+    if (ended instanceof Error) return failure({ spawnError: ended });
+    if (timedOut || interrupted) return failure({ status: ended.code, signal: ended.sig, timedOut, interrupted });
+    if (ended.code === 0) return undefined;
+    return failure({ status: ended.code, signal: ended.sig });
+  } finally {
+    clearTimeout(timer);
+    clearTimeout(killTimer);
+    stderr.destroy();
+  }
+}
+
+/** Waits for the pipe's end for at most DRAIN_MS. */
+function drain(stream: NodeJS.ReadableStream & { closed?: boolean }): Promise<void> {
+  if (stream.closed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(done, DRAIN_MS);
+    stream.once('close', done);
+    function done() {
+      clearTimeout(t);
+      stream.removeListener('close', done);
+      resolve();
+    }
+  });
+}

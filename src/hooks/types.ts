@@ -1,0 +1,44 @@
+// Public types of the hooks layer (DESIGN.md, "Hooks").
+
+export type HookPhase = 'pre-mount' | 'post-mount' | 'pre-unmount' | 'post-unmount';
+
+/** Phases run while a session starts (lexical order) and while it stops (reverse order). */
+export const START_PHASES: readonly HookPhase[] = Object.freeze(['pre-mount', 'post-mount'] as const);
+export const STOP_PHASES: readonly HookPhase[] = Object.freeze(['pre-unmount', 'post-unmount'] as const);
+
+export interface HookVars {
+  chrootName: string;
+  /** The source directory. */
+  chrootDirectory: string;
+  /** The session's mount point. */
+  chrootPath: string;
+  sessionId: string;
+  unionType: 'overlay' | 'copy' | 'none';
+  /** The session dir holding upper/ and work/. */
+  overlayDirectory: string;
+  stateDir: string;
+  recover: boolean;
+}
+
+export interface RunHooksOptions {
+  /** Holds pre-mount.d/, post-mount.d/, ...; a missing dir means no hooks. */
+  hooksDir: string;
+  phase: HookPhase;
+  vars: HookVars;
+  /** `<session>/hooks.log`, appended to (never through a symlink). */
+  logPath: string;
+  /** Per hook, > 0; Infinity for none. */
+  timeoutMs: number;
+  /** SIGTERM -> SIGKILL delay; default 2000. */
+  killGraceMs?: number;
+  /** Stop phases: run every hook even after a failure, then throw the first (the rest in `.others`). */
+  keepGoing?: boolean;
+  /** Abort = like a timeout, but the error says "interrupted"; no further hook runs. */
+  signal?: AbortSignal;
+}
+
+export interface HookRun {
+  /** `<phase>.d/<name>` */
+  hook: string;
+  ms: number;
+}
