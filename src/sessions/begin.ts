@@ -1,0 +1,147 @@
+// begin (DESIGN.md, "Locks"): manage EX -> source SH -> claim the id ->
+// liveness SH -> release manage -> pre-mount hooks -> mount -> post-mount
+// hooks -> active. Any failure rolls back every step that was done.
+import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ChrootDef } from '../config/index.js';
+import { runHooks } from '../hooks/index.js';
+import type { FileLock } from '../locks/index.js';
+import { mountUnion, removeTree, unmountAll } from '../union/index.js';
+import { RollbackError, SessionExistsError } from './errors.js';
+import { newId, validateId } from './ids.js';
+import { openLiveness, takeManageLock, takeSourceShared, withMetadataLock, type LockWaitOptions } from './locks.js';
+import { renameNoReplace } from './native.js';
+import { Session, sessionPaths } from './session.js';
+import { STATE_VERSION, syncDir, writeStateLocked, type SessionState } from './state.js';
+import { ensureStateDir } from './store.js';
+import { Undo } from './undo.js';
+
+export interface BeginOptions extends LockWaitOptions {
+  stateDir: string;
+  chroot: ChrootDef;
+  /** Default: `<chroot>-<uuid>`. */
+  id?: string;
+  hooksDir: string;
+  hookTimeoutMs: number;
+}
+
+/** Begins a session and returns it held by this process. */
+export async function beginSession(o: BeginOptions): Promise<Session> {
+  // The id is checked before any file is touched.
+  const id = o.id === undefined ? newId(o.chroot.name) : validateId(o.id);
+  const stateDir = ensureStateDir(o.stateDir);
+  const undo = new Undo();
+  try {
+    const manage = await takeManageLock(stateDir, o.chroot.name, o);
+    undo.push('release manage lock', () => manage.close());
+    const source = await takeSourceShared(o.chroot.directory, o);
+    undo.push('release source lock', () => source.close());
+    const { dir, liveness, state } = await claimIdLocked(stateDir, id, o, undo);
+    // New begins and source entries may go on: this session is visible and
+    // holds the source, so an entry now waits for it.
+    manage.close();
+    const session = new Session(stateDir, dir, state, { liveness, source });
+    undo.push('release session locks', () => session.release());
+    // Removed while its locks are still held: nobody sees it stale meanwhile.
+    undo.push('remove session dir', () => removeTree(dir));
+    await setUpLocked(session, o, undo);
+    undo.commit();
+    return session;
+  } catch (e) {
+    const errors = await undo.run();
+    if (errors.length > 0) throw new RollbackError(id, e, errors);
+    throw e;
+  }
+}
+
+/**
+ * Builds the session directory under a hidden name (lock file with the
+ * liveness byte held, state.json "setting-up") and publishes it as
+ * `<state-dir>/<id>` with renameat2(RENAME_NOREPLACE): the id is claimed
+ * atomically, an existing session is never touched, and a directory named
+ * after a session id always has its lock file and state.json.
+ * Preconditions: manage lock of the chroot and source SH held.
+ */
+async function claimIdLocked(
+  stateDir: string,
+  id: string,
+  o: BeginOptions,
+  undo: Undo,
+): Promise<{ dir: string; liveness: FileLock; state: SessionState }> {
+  const tmp = mkdtempSync(join(stateDir, `.new-${id}.`));
+  undo.push('remove unpublished session dir', () => rmSync(tmp, { recursive: true, force: true }));
+  chmodSync(tmp, 0o755);
+  const early = openLiveness(tmp, { create: true });
+  undo.push('release liveness lock', () => early.close());
+  if (!early.tryAcquire('shared')) throw new Error(`fresh lock file in ${tmp} is locked by someone else`);
+  const now = new Date().toISOString();
+  const state: SessionState = {
+    version: STATE_VERSION,
+    id,
+    chroot: o.chroot.name,
+    source: o.chroot.directory,
+    unionType: o.chroot.unionType,
+    status: 'setting-up',
+    hooksDir: o.hooksDir,
+    hookTimeoutMs: o.hookTimeoutMs,
+    createdAt: now,
+    updatedAt: now,
+    beganBy: process.pid,
+  };
+  await withMetadataLock(tmp, () => writeStateLocked(tmp, state));
+  const dir = join(stateDir, id);
+  try {
+    renameNoReplace(tmp, dir);
+  } catch (e) {
+    throw (e as { exists?: boolean }).exists ? new SessionExistsError(id) : e;
+  }
+  // Re-take the liveness byte through the published path so holders() and
+  // the inode check name the real file; the lock is never dropped between.
+  let liveness: FileLock | undefined;
+  try {
+    syncDir(stateDir);
+    liveness = openLiveness(dir);
+    if (!liveness.tryAcquire('shared')) throw new Error(`liveness lock of ${dir} was taken exclusively during begin`);
+  } catch (e) {
+    liveness?.close();
+    removeTree(dir);
+    throw e;
+  }
+  early.close();
+  return { dir, liveness, state };
+}
+
+/**
+ * Hooks and mount, each registering its undo: a failed pre-mount hook runs
+ * post-unmount; a failed mount runs post-unmount; a failed post-mount hook
+ * runs pre-unmount, unmounts, then post-unmount.
+ * Preconditions: the session's liveness SH and source SH are held.
+ */
+async function setUpLocked(session: Session, o: BeginOptions, undo: Undo): Promise<void> {
+  const { state, paths } = session;
+  for (const d of state.unionType === 'overlay' ? [paths.upper, paths.work, paths.root] : [paths.root]) mkdirSync(d, { mode: 0o755 });
+  const hook = (phase: 'pre-mount' | 'post-mount' | 'pre-unmount' | 'post-unmount', keepGoing = false) =>
+    runHooks({
+      hooksDir: state.hooksDir,
+      phase,
+      vars: session.hookVars(),
+      logPath: paths.hooksLog,
+      timeoutMs: state.hookTimeoutMs,
+      keepGoing,
+      signal: o.signal,
+    });
+  // Stop hooks during rollback run without the caller's signal: a Ctrl-C
+  // that cancelled begin must not also cancel the clean-up.
+  const stopHook = (phase: 'pre-unmount' | 'post-unmount') => async () => {
+    await runHooks({ hooksDir: state.hooksDir, phase, vars: session.hookVars(), logPath: paths.hooksLog, timeoutMs: state.hookTimeoutMs, keepGoing: true });
+  };
+  undo.push('post-unmount hooks', stopHook('post-unmount'));
+  await hook('pre-mount');
+  mountUnion({ type: state.unionType, source: state.source, upper: paths.upper, work: paths.work, root: paths.root });
+  undo.push('unmount', () => unmountAll(paths.root));
+  undo.push('pre-unmount hooks', stopHook('pre-unmount'));
+  await hook('post-mount');
+  const active: SessionState = { ...state, status: 'active', updatedAt: new Date().toISOString() };
+  await withMetadataLock(paths.dir, () => writeStateLocked(paths.dir, active));
+  session.setState(active);
+}

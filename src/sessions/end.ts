@@ -1,0 +1,133 @@
+// end (DESIGN.md, "Locks"): liveness SH -> EX (other holders: report, wait
+// for them, or kill them) -> pre-unmount hooks -> unmount everything under
+// root, deepest first -> post-unmount hooks -> remove the dir -> release.
+// A failure before the unmount completes leaves the session intact, active
+// and endable again.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { HookFailedError, runHooks, type HookPhase } from '../hooks/index.js';
+import { LockBusyError, lockHolders, type FileLock, type LockHolder } from '../locks/index.js';
+import { removeTree, unmountAll } from '../union/index.js';
+import { SessionBusyError } from './errors.js';
+import { LIVENESS, openLiveness, withMetadataLock, type LockWaitOptions } from './locks.js';
+import type { Session } from './session.js';
+import { syncDir, writeStateLocked, type SessionStatus } from './state.js';
+
+export interface EndOptions extends LockWaitOptions {
+  /** Wait for the other holders to let go. */
+  wait?: boolean;
+  /** Kill the other holders (SIGTERM, then SIGKILL after `forceGraceMs`). */
+  force?: boolean;
+  forceGraceMs?: number;
+}
+
+/** Ends `session` (held by this process or not). On success the session is gone and `session` holds nothing. */
+export async function endSession(session: Session, o: EndOptions = {}): Promise<void> {
+  const { liveness, source } = session.locks;
+  const lock = liveness ?? openLiveness(session.paths.dir);
+  const before = lock.held;
+  try {
+    await takeExclusive(session, lock, o);
+  } catch (e) {
+    if (!liveness) lock.close();
+    throw e;
+  }
+  let late: unknown;
+  try {
+    late = await teardownLocked(session);
+  } catch (e) {
+    // Still mounted: give the session back as it was.
+    await setStatusLocked(session, 'active').catch(() => {});
+    if (before === 'shared') {
+      lock.tryAcquire('shared');
+    } else {
+      lock.close();
+    }
+    throw e;
+  }
+  lock.close();
+  source?.close();
+  session.setLocks({ liveness: undefined, source: undefined });
+  if (late !== undefined) throw late;
+}
+
+/** Holders of the liveness byte other than `lock` itself. */
+function otherHolders(lock: FileLock): LockHolder[] {
+  return lockHolders(lock.path, LIVENESS).filter((h) => !h.waiting && !(h.pid === process.pid && h.fd === lock.fd));
+}
+
+async function takeExclusive(session: Session, lock: FileLock, o: EndOptions): Promise<void> {
+  if (lock.tryAcquire('exclusive')) return;
+  if (!o.wait && !o.force) {
+    throw new SessionBusyError(session.id, 'other processes still hold it (use --wait or --force)', otherHolders(lock));
+  }
+  if (o.force) {
+    const grace = o.forceGraceMs ?? 5000;
+    for (const sig of ['SIGTERM', 'SIGKILL'] as const) {
+      for (const h of otherHolders(lock)) {
+        if (h.pid > 0 && h.pid !== process.pid) {
+          try {
+            process.kill(h.pid, sig);
+          } catch {
+            // already gone
+          }
+        }
+      }
+      try {
+        await lock.acquire('exclusive', { timeout: grace, signal: o.signal });
+        return;
+      } catch (e) {
+        if (sig === 'SIGKILL' || (e as Error).name !== 'LockTimeoutError') throw wrapBusy(session, lock, e);
+      }
+    }
+  }
+  try {
+    await lock.acquire('exclusive', {
+      timeout: o.timeout,
+      signal: o.signal,
+      onWait: o.onWait ? (holders) => o.onWait!({ lock: 'liveness', path: lock.path, holders }) : undefined,
+    });
+  } catch (e) {
+    throw wrapBusy(session, lock, e);
+  }
+}
+
+function wrapBusy(session: Session, lock: FileLock, e: unknown): unknown {
+  if (e instanceof LockBusyError) return new SessionBusyError(session.id, 'other processes still hold it', otherHolders(lock), e);
+  return e;
+}
+
+/**
+ * Everything after the exclusive liveness lock. Throws while the session is
+ * still intact; returns (not throws) a post-unmount hook failure, which
+ * happens once nothing is mounted and does not stop the end.
+ * Preconditions: liveness EX held through this process.
+ */
+async function teardownLocked(session: Session): Promise<unknown> {
+  const { state, paths } = session;
+  await setStatusLocked(session, 'ending');
+  const hooks = (phase: HookPhase) =>
+    runHooks({ hooksDir: state.hooksDir, phase, vars: session.hookVars(), logPath: paths.hooksLog, timeoutMs: state.hookTimeoutMs, keepGoing: true });
+  await hooks('pre-unmount');
+  unmountAll(paths.root);
+  let late: unknown;
+  try {
+    await hooks('post-unmount');
+  } catch (e) {
+    // Nothing is mounted any more: the session still ends; the failure is reported after.
+    late = e;
+  }
+  removeTree(paths.dir);
+  syncDir(session.stateDir);
+  if (late instanceof HookFailedError) (late as Error).message = `session ${session.id} ended, but ${(late as Error).message}`;
+  return late;
+}
+
+/**
+ * Rewrites state.json with a new status.
+ * Preconditions: the caller holds the session (liveness) so the dir cannot vanish.
+ */
+async function setStatusLocked(session: Session, status: SessionStatus): Promise<void> {
+  const next = { ...session.state, status, updatedAt: new Date().toISOString() };
+  await withMetadataLock(session.paths.dir, () => writeStateLocked(session.paths.dir, next));
+  session.setState(next);
+}

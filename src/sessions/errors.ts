@@ -1,0 +1,84 @@
+// Typed outcomes of session operations. Every message is built here and
+// names the session (or entry) and the reason; callers read the fields.
+import type { LockHolder } from '../locks/index.js';
+import { describeHolders } from '../locks/index.js';
+
+export class SessionError extends Error {
+  override name = 'SessionError';
+}
+
+/** A session id that DESIGN.md's pattern refuses; nothing was touched. */
+export class SessionIdError extends SessionError {
+  override name = 'SessionIdError';
+  readonly id: string;
+  constructor(id: string) {
+    const shown = JSON.stringify(String(id).length > 80 ? `${String(id).slice(0, 80)}...` : String(id));
+    super(`invalid session id ${shown}: ids are 1-64 characters of [A-Za-z0-9._-], starting with a letter or digit`);
+    this.id = id;
+  }
+}
+
+export class SessionExistsError extends SessionError {
+  override name = 'SessionExistsError';
+  readonly id: string;
+  constructor(id: string) {
+    super(`session ${id}: session already exists`);
+    this.id = id;
+  }
+}
+
+export class SessionNotFoundError extends SessionError {
+  override name = 'SessionNotFoundError';
+  readonly id: string;
+  constructor(id: string, stateDir: string) {
+    super(`session ${id}: no such session in ${stateDir}`);
+    this.id = id;
+  }
+}
+
+/** A session entry that cannot be used: broken state.json, missing or symlinked lock file... */
+export class SessionCorruptError extends SessionError {
+  override name = 'SessionCorruptError';
+  readonly id: string;
+  readonly reason: string;
+  constructor(id: string, reason: string, cause?: unknown) {
+    super(`session ${id} is corrupt: ${reason}`, cause === undefined ? undefined : { cause });
+    this.id = id;
+    this.reason = reason;
+  }
+}
+
+/** Other processes still hold the session (end without --wait/--force, or run while it is being ended). */
+export class SessionBusyError extends SessionError {
+  override name = 'SessionBusyError';
+  readonly id: string;
+  readonly holders: readonly LockHolder[];
+  constructor(id: string, what: string, holders: readonly LockHolder[], cause?: unknown) {
+    super(`session ${id}: ${what}: held ${describeHolders(holders)}`, cause === undefined ? undefined : { cause });
+    this.id = id;
+    this.holders = holders;
+  }
+}
+
+/** The state dir itself is unusable (a symlink, not a directory, not writable). */
+export class StateDirError extends SessionError {
+  override name = 'StateDirError';
+  readonly path: string;
+  constructor(path: string, reason: string, cause?: unknown) {
+    super(`state dir ${path}: ${reason}`, cause === undefined ? undefined : { cause });
+    this.path = path;
+  }
+}
+
+/** Something went wrong AND undoing it failed too: both are reported. */
+export class RollbackError extends SessionError {
+  override name = 'RollbackError';
+  readonly errors: readonly unknown[];
+  constructor(id: string, primary: unknown, errors: readonly unknown[]) {
+    const first = errors[0] instanceof Error ? errors[0].message : String(errors[0]);
+    super(`${primary instanceof Error ? primary.message : String(primary)} (and rolling back session ${id} failed: ${first})`, {
+      cause: primary,
+    });
+    this.errors = errors;
+  }
+}

@@ -1,0 +1,33 @@
+// The sessions layer: DESIGN.md's protocols, one named function each.
+export { beginSession, type BeginOptions } from './begin.js';
+export { endSession, type EndOptions } from './end.js';
+export { openSession } from './open.js';
+export { assertRunnable, spawnInSession, RunError, type CommandOptions } from './run.js';
+export { Session, sessionPaths, type CommandLocks, type SessionPaths } from './session.js';
+export { ensureStateDir, inspectEntry, listSessions, type EntryStatus, type ListOptions, type SessionEntry } from './store.js';
+export { newId, validateId, ID_PATTERN } from './ids.js';
+export {
+  livenessHeld,
+  manageLockPath,
+  sourceLockPath,
+  takeManageLock,
+  takeSourceShared,
+  LIVENESS,
+  METADATA,
+  MANAGE_DIR,
+  SESSION_LOCK_FILE,
+  type LockWaitOptions,
+  type WaitInfo,
+} from './locks.js';
+export { readState, STATE_FILE, STATE_VERSION, type SessionState, type SessionStatus } from './state.js';
+export {
+  RollbackError,
+  SessionBusyError,
+  SessionCorruptError,
+  SessionError,
+  SessionExistsError,
+  SessionIdError,
+  SessionNotFoundError,
+  StateDirError,
+} from './errors.js';
+export { lockCensus, type CensusOptions, type LockRow } from './census.js';

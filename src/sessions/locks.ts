@@ -1,0 +1,121 @@
+// One named function per row of DESIGN.md's lock table. Everything that
+// takes a warden lock goes through here, so "where is the manage lock
+// taken" has one answer.
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { FileLock, lockPath, type LockHolder, type WaitOptions } from '../locks/index.js';
+import { StateDirError } from './errors.js';
+
+export const SESSION_LOCK_FILE = 'lock';
+export const SOURCE_LOCK_FILE = '.ref';
+export const MANAGE_DIR = '.manage';
+/** Byte 0 of `<id>/lock`: shared by every holder of the session. */
+export const LIVENESS = Object.freeze({ start: 0, len: 1 });
+/** Byte 1 of `<id>/lock`: exclusive while state.json is rewritten. */
+export const METADATA = Object.freeze({ start: 1, len: 1 });
+
+/** Which lock a wait is for, and who holds it: what the CLI shows while waiting. */
+export interface WaitInfo {
+  lock: 'manage' | 'source' | 'liveness';
+  path: string;
+  holders: LockHolder[];
+}
+
+export interface LockWaitOptions {
+  timeout?: number;
+  signal?: AbortSignal;
+  /** false: fail at once with LockBusyError instead of waiting. */
+  wait?: boolean;
+  onWait?: (info: WaitInfo) => void;
+}
+
+function waitOpts(lock: WaitInfo['lock'], path: string, o: LockWaitOptions): WaitOptions {
+  const { onWait } = o;
+  return {
+    timeout: o.timeout,
+    signal: o.signal,
+    wait: o.wait,
+    onWait: onWait ? (holders) => onWait({ lock, path, holders }) : undefined,
+  };
+}
+
+export function manageLockPath(stateDir: string, chroot: string): string {
+  return join(stateDir, MANAGE_DIR, `${chroot}.lock`);
+}
+
+export function sourceLockPath(source: string): string {
+  return join(source, SOURCE_LOCK_FILE);
+}
+
+/** manage EX: taken by begin while it claims the source and the id, and by a source entry for its whole run. */
+export async function takeManageLock(stateDir: string, chroot: string, o: LockWaitOptions = {}): Promise<FileLock> {
+  const dir = join(stateDir, MANAGE_DIR);
+  try {
+    mkdirSync(dir, { mode: 0o755 });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new StateDirError(stateDir, `cannot create ${MANAGE_DIR}: ${(e as Error).message}`, e);
+  }
+  const path = manageLockPath(stateDir, chroot);
+  return lockPath(path, 'exclusive', { ...waitOpts('manage', path, o), fileMode: 0o644 });
+}
+
+/** source SH: held by every holder of a session over `source` for as long as it holds it. */
+export async function takeSourceShared(source: string, o: LockWaitOptions = {}): Promise<FileLock> {
+  const path = sourceLockPath(source);
+  return lockPath(path, 'shared', { ...waitOpts('source', path, o), fileMode: 0o644 });
+}
+
+/** A handle on the liveness byte of an existing session lock file (no lock taken yet). */
+export function openLiveness(sessionDir: string, opts: { create?: boolean; readOnly?: boolean } = {}): FileLock {
+  return FileLock.open(join(sessionDir, SESSION_LOCK_FILE), { range: LIVENESS, create: opts.create ?? false, readOnly: opts.readOnly });
+}
+
+/** A handle on the metadata byte of a session lock file. */
+export function openMetadata(sessionDir: string): FileLock {
+  return FileLock.open(join(sessionDir, SESSION_LOCK_FILE), { range: METADATA, create: false });
+}
+
+/**
+ * liveness SH on a new open file description, non-blocking: a new holder
+ * (run -s, a started command). undefined when an exclusive holder (end,
+ * recover) has it: the session is being ended.
+ */
+export function takeLivenessShared(sessionDir: string): FileLock | undefined {
+  const lock = openLiveness(sessionDir);
+  try {
+    if (lock.tryAcquire('shared')) return lock;
+  } catch (e) {
+    lock.close();
+    throw e;
+  }
+  lock.close();
+  return undefined;
+}
+
+/**
+ * Stale probe: would an exclusive liveness lock be granted now? Asked with
+ * F_(OFD_)GETLK, so the probe itself never takes the lock and never makes a
+ * concurrent `run -s` fail its non-blocking shared attempt.
+ */
+export function livenessHeld(sessionDir: string): boolean {
+  const lock = openLiveness(sessionDir, { readOnly: true });
+  try {
+    return lock.conflict('exclusive') !== undefined;
+  } finally {
+    lock.close();
+  }
+}
+
+/**
+ * Runs `fn` with the metadata byte locked exclusively (a short wait: writers
+ * hold it only around one state.json rewrite).
+ */
+export async function withMetadataLock<T>(sessionDir: string, fn: () => T): Promise<T> {
+  const lock = openMetadata(sessionDir);
+  try {
+    await lock.acquire('exclusive', { timeout: 10_000 });
+    return fn();
+  } finally {
+    lock.close();
+  }
+}

@@ -1,0 +1,98 @@
+// Starting a command inside a session: chroot into its root, change to a
+// directory there, optionally switch user, with the session's lock fds
+// inherited (fd 3 and up, named in WARDEN_LOCK_FDS).
+//
+// The chroot+chdir+setuid step is util-linux unshare(1) with no namespace
+// flags (`--root`, `--wd`, `--setuid`, `--setgid`): Node cannot run code
+// between fork and exec, and unshare does exactly these steps in that order
+// with the exit codes we document (126 not executable, 127 not found).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { SessionError } from './errors.js';
+import type { CommandLocks, Session } from './session.js';
+import { isMountPoint } from '../union/index.js';
+
+const UNSHARE = ['/usr/bin/unshare', '/bin/unshare'].find((p) => existsSync(p)) ?? 'unshare';
+
+export class RunError extends SessionError {
+  override name = 'RunError';
+}
+
+export interface CommandOptions {
+  command: string[];
+  /** User name or numeric uid, looked up in the host's /etc/passwd (as schroot does). */
+  user?: string;
+  /** Working directory inside the session; default: the caller's cwd when it exists there, else `/`. */
+  directory?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+interface Passwd {
+  name: string;
+  uid: number;
+  gid: number;
+  home: string;
+}
+
+function lookupUser(user: string): Passwd {
+  let text = '';
+  try {
+    text = readFileSync('/etc/passwd', 'utf8');
+  } catch {
+    // fall through: numeric uids still work
+  }
+  for (const line of text.split('\n')) {
+    const f = line.split(':');
+    if (f.length >= 7 && (f[0] === user || f[2] === user)) return { name: f[0]!, uid: Number(f[2]), gid: Number(f[3]), home: f[5]! };
+  }
+  if (/^\d+$/.test(user)) return { name: user, uid: Number(user), gid: Number(user), home: '/' };
+  throw new RunError(`user ${JSON.stringify(user)}: no such user in /etc/passwd`);
+}
+
+function isDirIn(root: string, dir: string): boolean {
+  try {
+    return statSync(join(root, dir)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** Checks that a session can run a command now: its view must be in place. */
+export function assertRunnable(session: Session): void {
+  const { state, paths } = session;
+  if (state.status !== 'active') throw new RunError(`session ${session.id} is ${state.status}, not active`);
+  if (state.unionType !== 'copy' && !isMountPoint(paths.root)) {
+    throw new RunError(`session ${session.id} is not mounted (after a reboot?): recover it first (warden recover -s ${session.id})`);
+  }
+}
+
+/**
+ * Spawns `o.command` inside the session, stdio inherited, with `locks.fds`
+ * as fds 3.. of the child. The caller waits for it and closes `locks`.
+ */
+export function spawnInSession(session: Session, locks: CommandLocks, o: CommandOptions): ChildProcess {
+  if (o.command.length === 0) throw new RunError('no command given');
+  const root = session.paths.root;
+  const pw = o.user === undefined ? undefined : lookupUser(o.user);
+  let dir = o.directory;
+  if (dir !== undefined) {
+    if (!dir.startsWith('/')) throw new RunError(`directory ${JSON.stringify(dir)} must be absolute`);
+    if (!isDirIn(root, dir)) throw new RunError(`directory ${dir} does not exist in session ${session.id}`);
+  } else {
+    const cwd = process.cwd();
+    dir = isDirIn(root, cwd) ? cwd : '/';
+  }
+  const args = ['--root', root, '--wd', dir];
+  if (pw) args.push('--setgid', String(pw.gid), '--setuid', String(pw.uid));
+  args.push('--', ...o.command);
+  const firstFd = 3;
+  const env: NodeJS.ProcessEnv = {
+    ...(o.env ?? process.env),
+    WARDEN_SESSION_ID: session.id,
+    WARDEN_CHROOT: session.state.chroot,
+    WARDEN_LOCK_FDS: locks.fds.map((_, i) => firstFd + i).join(','),
+  };
+  if (pw) Object.assign(env, { HOME: pw.home, USER: pw.name, LOGNAME: pw.name });
+  return spawn(UNSHARE, args, { stdio: ['inherit', 'inherit', 'inherit', ...locks.fds], env });
+}

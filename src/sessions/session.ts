@@ -1,0 +1,136 @@
+// A session as one process holds it: the liveness byte and the source lock,
+// each through an open file description of its own, plus the state read
+// from state.json. The supervisor (later) and `warden run` hold sessions
+// through this same object.
+import { join } from 'node:path';
+import type { FileLock } from '../locks/index.js';
+import type { HookVars } from '../hooks/index.js';
+import { SessionBusyError } from './errors.js';
+import { takeLivenessShared, takeSourceShared } from './locks.js';
+import type { SessionState } from './state.js';
+
+export interface SessionPaths {
+  dir: string;
+  upper: string;
+  work: string;
+  /** Where the session's view is mounted (CHROOT_PATH). */
+  root: string;
+  hooksLog: string;
+}
+
+export function sessionPaths(dir: string): SessionPaths {
+  return { dir, upper: join(dir, 'upper'), work: join(dir, 'work'), root: join(dir, 'root'), hooksLog: join(dir, 'hooks.log') };
+}
+
+/** The environment of this session's hooks (DESIGN.md, "Hooks"). */
+export function hookVars(state: SessionState, dir: string, stateDir: string, recover = false): HookVars {
+  return {
+    chrootName: state.chroot,
+    chrootDirectory: state.source,
+    chrootPath: join(dir, 'root'),
+    sessionId: state.id,
+    unionType: state.unionType,
+    overlayDirectory: dir,
+    stateDir,
+    recover,
+  };
+}
+
+/** Lock fds for a command started in a session: separate open file descriptions, inherited by the command. */
+export interface CommandLocks {
+  /** The fds, in the order they should appear in the child (after stdio): liveness, source. */
+  fds: number[];
+  /** Closes this process's copies; the child's inherited ones (OFD mode) keep the locks. Idempotent. */
+  close(): void;
+}
+
+export class Session {
+  readonly stateDir: string;
+  readonly paths: SessionPaths;
+  #state: SessionState;
+  #liveness: FileLock | undefined;
+  #source: FileLock | undefined;
+
+  /** Internal: built by beginSession / openSession. */
+  constructor(stateDir: string, dir: string, state: SessionState, locks: { liveness?: FileLock; source?: FileLock } = {}) {
+    this.stateDir = stateDir;
+    this.paths = sessionPaths(dir);
+    this.#state = state;
+    this.#liveness = locks.liveness;
+    this.#source = locks.source;
+  }
+
+  get id(): string {
+    return this.#state.id;
+  }
+
+  get state(): SessionState {
+    return this.#state;
+  }
+
+  /** Whether this object holds the session (liveness shared or exclusive). */
+  get held(): boolean {
+    return this.#liveness?.held !== undefined;
+  }
+
+  /** Internal, for end/recover: the locks this object owns. */
+  get locks(): { liveness: FileLock | undefined; source: FileLock | undefined } {
+    return { liveness: this.#liveness, source: this.#source };
+  }
+
+  /** Internal: hand over (or drop) the locks after end or begin steps. */
+  setLocks(locks: { liveness: FileLock | undefined; source: FileLock | undefined }): void {
+    this.#liveness = locks.liveness;
+    this.#source = locks.source;
+  }
+
+  /** Internal: the state after a rewrite. */
+  setState(state: SessionState): void {
+    this.#state = state;
+  }
+
+  hookVars(recover = false): HookVars {
+    return hookVars(this.#state, this.paths.dir, this.stateDir, recover);
+  }
+
+  /**
+   * New holders for a command: liveness SH (non-blocking: failing means the
+   * session is being ended) and source SH, on fresh open file descriptions
+   * (DESIGN.md, "Rules": never the ones end converts).
+   */
+  async commandLocks(): Promise<CommandLocks> {
+    const liveness = takeLivenessShared(this.paths.dir);
+    if (!liveness) {
+      throw new SessionBusyError(this.id, 'it is being ended or recovered', []);
+    }
+    let source: FileLock;
+    try {
+      source = await takeSourceShared(this.#state.source, { wait: false });
+    } catch (e) {
+      liveness.close();
+      throw e;
+    }
+    let closed = false;
+    return {
+      fds: [liveness.fd, source.fd],
+      close() {
+        if (closed) return;
+        closed = true;
+        liveness.close();
+        source.close();
+      },
+    };
+  }
+
+  /** Stops holding the session without ending it (it goes stale unless something else holds it). Idempotent. */
+  release(): void {
+    this.#liveness?.close();
+    this.#source?.close();
+    this.#liveness = undefined;
+    this.#source = undefined;
+  }
+
+  [Symbol.dispose](): void {
+    this.release();
+  }
+}

@@ -1,0 +1,141 @@
+// state.json: what a session is, versioned, written atomically (tmp file,
+// fsync, rename, fsync of the directory), so a crash leaves either the old
+// or the new file, never half of one. Readers validate every field: a
+// corrupt file is reported, never trusted.
+import { closeSync, constants as fsc, fsyncSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import type { UnionType } from '../config/index.js';
+import { ID_PATTERN } from './ids.js';
+
+export const STATE_FILE = 'state.json';
+export const STATE_VERSION = 1;
+/** A state.json larger than this is not ours. */
+const MAX_STATE_BYTES = 64 * 1024;
+
+/** setting-up: begin is building it; active: mounted and usable; ending: end is tearing it down. */
+export type SessionStatus = 'setting-up' | 'active' | 'ending';
+const STATUSES: readonly SessionStatus[] = ['setting-up', 'active', 'ending'];
+const UNION_TYPES: readonly UnionType[] = ['overlay', 'copy', 'none'];
+
+export interface SessionState {
+  version: typeof STATE_VERSION;
+  id: string;
+  chroot: string;
+  /** The source directory, as configured when the session began. */
+  source: string;
+  unionType: UnionType;
+  status: SessionStatus;
+  /** Hooks the session began with; end runs the stop phases from the same dir. */
+  hooksDir: string;
+  hookTimeoutMs: number;
+  /** ISO times. */
+  createdAt: string;
+  updatedAt: string;
+  /** Pid of the process that began the session (informational: liveness is the lock, never a pid). */
+  beganBy: number;
+}
+
+/** Reads and validates `<dir>/state.json`; throws an Error whose message is the reason. */
+export function readState(dir: string): SessionState {
+  const path = join(dir, STATE_FILE);
+  let fd: number;
+  try {
+    fd = openSync(path, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new Error(code === 'ENOENT' ? 'state.json is missing' : code === 'ELOOP' ? 'state.json is a symbolic link' : `state.json: ${(e as Error).message}`);
+  }
+  let text: string;
+  try {
+    const buf = Buffer.alloc(MAX_STATE_BYTES + 1);
+    let n = 0;
+    for (;;) {
+      const r = readSync(fd, buf, n, buf.length - n, null);
+      if (r === 0) break;
+      n += r;
+      if (n > MAX_STATE_BYTES) throw new Error(`state.json is larger than ${MAX_STATE_BYTES} bytes`);
+    }
+    text = buf.subarray(0, n).toString('utf8');
+  } catch (e) {
+    throw new Error((e as Error).message.startsWith('state.json') ? (e as Error).message : `state.json: ${(e as Error).message}`);
+  } finally {
+    closeSync(fd);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new Error(text.length === 0 ? 'state.json is empty' : 'state.json is not valid JSON (truncated or garbage)');
+  }
+  return validateState(raw);
+}
+
+function validateState(raw: unknown): SessionState {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new Error('state.json is not an object');
+  const o = raw as Record<string, unknown>;
+  if (o.version !== STATE_VERSION) throw new Error(`state.json has version ${JSON.stringify(o.version)}, expected ${STATE_VERSION}`);
+  const str = (k: string): string => {
+    if (typeof o[k] !== 'string' || o[k] === '') throw new Error(`state.json: field "${k}" is missing or not a string`);
+    return o[k] as string;
+  };
+  const num = (k: string): number => {
+    if (typeof o[k] !== 'number' || !Number.isFinite(o[k])) throw new Error(`state.json: field "${k}" is missing or not a number`);
+    return o[k] as number;
+  };
+  const id = str('id');
+  if (!ID_PATTERN.test(id)) throw new Error(`state.json: id ${JSON.stringify(id)} is not a valid session id`);
+  const status = str('status') as SessionStatus;
+  if (!STATUSES.includes(status)) throw new Error(`state.json: unknown status ${JSON.stringify(status)}`);
+  const unionType = str('unionType') as UnionType;
+  if (!UNION_TYPES.includes(unionType)) throw new Error(`state.json: unknown union type ${JSON.stringify(unionType)}`);
+  const source = str('source');
+  const hooksDir = str('hooksDir');
+  if (!source.startsWith('/') || !hooksDir.startsWith('/')) throw new Error('state.json: source and hooksDir must be absolute paths');
+  return {
+    version: STATE_VERSION,
+    id,
+    chroot: str('chroot'),
+    source,
+    unionType,
+    status,
+    hooksDir,
+    hookTimeoutMs: num('hookTimeoutMs'),
+    createdAt: str('createdAt'),
+    updatedAt: str('updatedAt'),
+    beganBy: num('beganBy'),
+  };
+}
+
+/**
+ * Replaces `<dir>/state.json` atomically and durably.
+ * Preconditions: the caller holds the session's metadata lock (byte 1) exclusively.
+ */
+export function writeStateLocked(dir: string, state: SessionState): void {
+  const tmp = join(dir, `.${STATE_FILE}.tmp`);
+  const path = join(dir, STATE_FILE);
+  // O_EXCL after an unlink: a planted tmp symlink is removed, never followed.
+  try {
+    unlinkSync(tmp);
+  } catch {
+    // usually absent
+  }
+  const fd = openSync(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o644);
+  try {
+    writeSync(fd, `${JSON.stringify(state, null, 2)}\n`);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+  syncDir(dir);
+}
+
+/** fsync(2) of a directory: makes a rename or unlink in it durable. */
+export function syncDir(dir: string): void {
+  const fd = openSync(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}

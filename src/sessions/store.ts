@@ -1,0 +1,137 @@
+// The state dir: one directory per session, found by id, listed without
+// ever letting one bad entry spoil the rest (schroot 1.6 fails every
+// command when a single session file is malformed).
+import { lstatSync, mkdirSync, readdirSync, type Stats } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { lockHolders, type LockHolder } from '../locks/index.js';
+import { SessionCorruptError, SessionNotFoundError, StateDirError } from './errors.js';
+import { ID_PATTERN, validateId } from './ids.js';
+import { LIVENESS, SESSION_LOCK_FILE, livenessHeld } from './locks.js';
+import { readState, type SessionState } from './state.js';
+
+/** Names in the state dir that are not sessions. */
+const RESERVED = new Set(['supervisor.lock', 'supervisor.sock', 'supervisor.log', '.gitignore']);
+
+/** Creates the state dir if needed and refuses one that is a symlink or not a directory. Returns it absolute. */
+export function ensureStateDir(stateDir: string): string {
+  const dir = resolve(stateDir);
+  let st: Stats;
+  try {
+    st = lstatSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new StateDirError(dir, (e as Error).message, e);
+    try {
+      mkdirSync(dir, { recursive: true, mode: 0o755 });
+    } catch (e2) {
+      throw new StateDirError(dir, `cannot create it: ${(e2 as Error).message}`, e2);
+    }
+    st = lstatSync(dir);
+  }
+  if (st.isSymbolicLink()) throw new StateDirError(dir, 'is a symbolic link (refused; point --state-dir at the real directory)');
+  if (!st.isDirectory()) throw new StateDirError(dir, 'is not a directory');
+  return dir;
+}
+
+/**
+ * The directory of session `id`, checked: the id is valid, the entry exists
+ * and is a real directory (a symlink planted in its place is refused, not
+ * followed), and it has a regular lock file.
+ */
+export function sessionDirOf(stateDir: string, id: string): string {
+  validateId(id);
+  const dir = join(stateDir, id);
+  let st: Stats;
+  try {
+    st = lstatSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new SessionNotFoundError(id, stateDir);
+    throw new SessionCorruptError(id, (e as Error).message, e);
+  }
+  const bad = entryProblem(dir, st);
+  if (bad) throw new SessionCorruptError(id, bad);
+  return dir;
+}
+
+/** Why a state-dir entry cannot be a session, or undefined when its shape is right. */
+function entryProblem(dir: string, st: Stats): string | undefined {
+  if (st.isSymbolicLink()) return 'session directory is a symbolic link (refused)';
+  if (!st.isDirectory()) return 'not a directory';
+  let lock: Stats;
+  try {
+    lock = lstatSync(join(dir, SESSION_LOCK_FILE));
+  } catch {
+    return 'lock file is missing';
+  }
+  if (lock.isSymbolicLink()) return 'lock file is a symbolic link (refused)';
+  if (!lock.isFile()) return 'lock file is not a regular file';
+  return undefined;
+}
+
+export type EntryStatus = 'active' | 'stale' | 'corrupt';
+
+export interface SessionEntry {
+  /** The entry's name (a session id unless status is corrupt). */
+  id: string;
+  dir: string;
+  /** From the liveness lock: active when anything holds it, stale when nothing does. */
+  status: EntryStatus;
+  /** Why the entry is corrupt. */
+  reason?: string;
+  state?: SessionState;
+  /** Holders of the liveness byte (only with `holders: true`). */
+  holders?: LockHolder[];
+}
+
+export interface ListOptions {
+  /** Also find the pids behind each liveness lock (a /proc scan: slower). */
+  holders?: boolean;
+}
+
+/** Every session in the state dir; a missing state dir has none. Sorted by id. */
+export function listSessions(stateDir: string, opts: ListOptions = {}): SessionEntry[] {
+  let names: string[];
+  try {
+    names = readdirSync(stateDir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw new StateDirError(stateDir, (e as Error).message, e);
+  }
+  const out: SessionEntry[] = [];
+  for (const name of names.sort()) {
+    // Dot entries are warden's own (.manage, sessions being built); the rest
+    // must be sessions, so a stray file is reported rather than hidden.
+    if (name.startsWith('.') || RESERVED.has(name)) continue;
+    out.push(inspectEntry(stateDir, name, opts));
+  }
+  return out;
+}
+
+/** One entry of the state dir, never throwing: problems become `corrupt` with the reason. */
+export function inspectEntry(stateDir: string, name: string, opts: ListOptions = {}): SessionEntry {
+  const dir = join(stateDir, name);
+  const corrupt = (reason: string): SessionEntry => ({ id: name, dir, status: 'corrupt', reason });
+  if (!ID_PATTERN.test(name)) return corrupt('name is not a valid session id');
+  let st: Stats;
+  try {
+    st = lstatSync(dir);
+  } catch (e) {
+    return corrupt((e as Error).message);
+  }
+  const bad = entryProblem(dir, st);
+  if (bad) return corrupt(bad);
+  let held: boolean;
+  try {
+    held = livenessHeld(dir);
+  } catch (e) {
+    return corrupt(`lock file: ${(e as Error).message}`);
+  }
+  const holders = opts.holders ? lockHolders(join(dir, SESSION_LOCK_FILE), LIVENESS).filter((h) => !h.waiting) : undefined;
+  let state: SessionState;
+  try {
+    state = readState(dir);
+  } catch (e) {
+    return { ...corrupt((e as Error).message), holders };
+  }
+  if (state.id !== name) return { ...corrupt(`state.json names session ${JSON.stringify(state.id)}`), state, holders };
+  return { id: name, dir, status: held ? 'active' : 'stale', state, holders };
+}

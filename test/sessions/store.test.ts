@@ -1,0 +1,193 @@
+// The session store without mounts: ids, state.json, listing with corrupt
+// entries, symlink refusal. Liveness is held by a real second process (the
+// C holder), never faked.
+import anyTest, { type TestFn } from 'ava';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  ensureStateDir,
+  listSessions,
+  newId,
+  openSession,
+  validateId,
+  SessionCorruptError,
+  SessionIdError,
+  SessionNotFoundError,
+  StateDirError,
+  STATE_VERSION,
+  type SessionState,
+} from '../../src/sessions/index.js';
+import { writeStateLocked, readState } from '../../src/sessions/state.js';
+import { Holder } from '../helpers/holder.js';
+import { fileFds, ourLocks } from '../helpers/leaks.js';
+
+const test = anyTest as TestFn<{ dir: string; fds: string[] }>;
+
+test.beforeEach((t) => {
+  t.context.dir = mkdtempSync(join(tmpdir(), 'warden-store-'));
+  t.context.fds = fileFds();
+});
+
+test.afterEach.always((t) => {
+  rmSync(t.context.dir, { recursive: true, force: true });
+});
+
+test.afterEach((t) => {
+  t.deepEqual(fileFds(), t.context.fds, 'no fd left open');
+  t.deepEqual(ourLocks(), [], 'no lock of ours left');
+});
+
+function state(id: string, over: Partial<SessionState> = {}): SessionState {
+  const now = new Date().toISOString();
+  return {
+    version: STATE_VERSION,
+    id,
+    chroot: 'demo',
+    source: '/srv/demo',
+    unionType: 'overlay',
+    status: 'active',
+    hooksDir: '/etc/warden/hooks',
+    hookTimeoutMs: 30_000,
+    createdAt: now,
+    updatedAt: now,
+    beganBy: 1,
+    ...over,
+  };
+}
+
+/** A session directory as begin leaves it, without mounts. */
+function makeSession(stateDir: string, id: string, over: Partial<SessionState> = {}): string {
+  const dir = join(stateDir, id);
+  mkdirSync(dir);
+  writeFileSync(join(dir, 'lock'), '');
+  writeStateLocked(dir, state(id, over));
+  return dir;
+}
+
+const refused = test.macro({
+  exec(t, id: string) {
+    const err = t.throws(() => validateId(id), { instanceOf: SessionIdError });
+    t.regex(err!.message, /^invalid session id /);
+    // and before any file is touched
+    t.throws(() => openSession(t.context.dir, id), { instanceOf: SessionIdError });
+    t.deepEqual(readdirSync(t.context.dir), []);
+  },
+  title: (_p, id: string) => `hostile id ${JSON.stringify(id.length > 20 ? `${id.slice(0, 12)}...(${id.length})` : id)} is refused`,
+});
+
+for (const id of ['', '..', '.', 'a/b', '../etc', '/abs', '-rf', '.hidden', 'a b', 'a\nb', 'x'.repeat(65), 'x'.repeat(200), 'é', 'a:b']) {
+  test(refused, id);
+}
+
+test('valid ids pass; the default id fits the limit even for long chroot names', (t) => {
+  for (const id of ['a', 'demo-1', 'A.b_c-d', 'x'.repeat(64)]) t.is(validateId(id), id);
+  const id = newId('c'.repeat(64));
+  t.true(id.length <= 64);
+  t.regex(newId('demo'), /^demo-[0-9a-f-]{36}$/);
+  t.not(newId('demo'), newId('demo'));
+});
+
+test('state.json round-trips, and the write leaves no temp file', (t) => {
+  const dir = makeSession(t.context.dir, 's1');
+  t.deepEqual(readState(dir), state('s1', { createdAt: readState(dir).createdAt, updatedAt: readState(dir).updatedAt }));
+  t.deepEqual(readdirSync(dir).sort(), ['lock', 'state.json']);
+});
+
+test('a planted symlink at the temp name is replaced, never written through', (t) => {
+  const dir = makeSession(t.context.dir, 's1');
+  const victim = join(t.context.dir, 'victim');
+  writeFileSync(victim, 'precious');
+  symlinkSync(victim, join(dir, '.state.json.tmp'));
+  writeStateLocked(dir, state('s1', { status: 'ending' }));
+  t.is(readFileSync(victim, 'utf8'), 'precious');
+  t.is(readState(dir).status, 'ending');
+});
+
+const corrupt = test.macro({
+  exec(t, content: string | null, reason: RegExp) {
+    const good = makeSession(t.context.dir, 'good');
+    const bad = makeSession(t.context.dir, 'bad');
+    if (content === null) rmSync(join(bad, 'state.json'));
+    else writeFileSync(join(bad, 'state.json'), content);
+    const list = listSessions(t.context.dir);
+    t.deepEqual(
+      list.map((e) => [e.id, e.status]),
+      [
+        ['bad', 'corrupt'],
+        ['good', 'stale'],
+      ],
+    );
+    t.regex(list[0]!.reason!, reason);
+    t.is(openSession(t.context.dir, 'good').id, 'good');
+    const err = t.throws(() => openSession(t.context.dir, 'bad'), { instanceOf: SessionCorruptError });
+    t.regex(err!.message, /^session bad is corrupt: /);
+  },
+  title: (p) => `listing survives ${p}`,
+});
+
+test('a truncated state.json', corrupt, '{"version": 1, "id": "ba', /not valid JSON/);
+test('an empty state.json', corrupt, '', /empty/);
+test('a garbage state.json', corrupt, '\u0000\u0001garbage', /not valid JSON/);
+test('a state.json of another version', corrupt, JSON.stringify({ ...state('bad'), version: 99 }), /version 99/);
+test('a state.json with a bad status', corrupt, JSON.stringify({ ...state('bad'), status: 'zombie' }), /unknown status "zombie"/);
+test('a state.json naming another session', corrupt, JSON.stringify(state('other')), /names session "other"/);
+test('a missing state.json', corrupt, null, /state.json is missing/);
+test('a huge state.json', corrupt, 'x'.repeat(100_000), /larger than/);
+
+test('listing survives a directory without lock file, a stray file, a symlinked session and a symlinked lock file', (t) => {
+  const sd = t.context.dir;
+  makeSession(sd, 'good');
+  mkdirSync(join(sd, 'nolock'));
+  writeFileSync(join(sd, 'stray.txt'), 'hello');
+  const elsewhere = makeSession(mkdtempSync(join(sd, '.x')), 'elsewhere');
+  symlinkSync(elsewhere, join(sd, 'linked'));
+  const ll = makeSession(sd, 'linklock');
+  rmSync(join(ll, 'lock'));
+  symlinkSync('/etc/passwd', join(ll, 'lock'));
+  writeFileSync(join(sd, 'bad name!'), '');
+  const list = listSessions(sd);
+  t.deepEqual(
+    list.map((e) => [e.id, e.status, e.reason ?? '']),
+    [
+      ['bad name!', 'corrupt', 'name is not a valid session id'],
+      ['good', 'stale', ''],
+      ['linked', 'corrupt', 'session directory is a symbolic link (refused)'],
+      ['linklock', 'corrupt', 'lock file is a symbolic link (refused)'],
+      ['nolock', 'corrupt', 'lock file is missing'],
+      ['stray.txt', 'corrupt', 'not a directory'],
+    ],
+  );
+  t.throws(() => openSession(sd, 'linked'), { instanceOf: SessionCorruptError, message: /symbolic link/ });
+  t.throws(() => openSession(sd, 'linklock'), { instanceOf: SessionCorruptError, message: /symbolic link/ });
+  t.throws(() => openSession(sd, 'missing'), { instanceOf: SessionNotFoundError });
+  t.is(readFileSync('/etc/passwd', 'utf8').length > 0, true);
+});
+
+test('active or stale comes from the liveness lock held by another process, not from pids', async (t) => {
+  const dir = makeSession(t.context.dir, 's1', { beganBy: 999_999_999 });
+  t.is(listSessions(t.context.dir)[0]!.status, 'stale');
+  const h = await Holder.start(join(dir, 'lock'));
+  t.teardown(() => h.kill());
+  t.is(await h.lock('ofd', 'r', 0, 1), 'ok');
+  t.is(listSessions(t.context.dir)[0]!.status, 'active');
+  // a lock on the metadata byte only is not liveness
+  t.is(await h.unlock('ofd', 0, 1), 'ok');
+  t.is(await h.lock('ofd', 'w', 1, 1), 'ok');
+  t.is(listSessions(t.context.dir)[0]!.status, 'stale');
+  t.is(await h.lock('posix', 'r', 0, 1), 'ok');
+  const [e] = listSessions(t.context.dir, { holders: true });
+  t.is(e!.status, 'active');
+  t.deepEqual(e!.holders!.map((x) => x.pid), [h.pid]);
+});
+
+test('the state dir: created when missing, a symlink or a file refused', (t) => {
+  const sd = join(t.context.dir, 'a', 'b');
+  t.is(ensureStateDir(sd), sd);
+  t.true(existsSync(sd));
+  symlinkSync(sd, join(t.context.dir, 'link'));
+  t.throws(() => ensureStateDir(join(t.context.dir, 'link')), { instanceOf: StateDirError, message: /symbolic link/ });
+  writeFileSync(join(t.context.dir, 'file'), '');
+  t.throws(() => ensureStateDir(join(t.context.dir, 'file')), { instanceOf: StateDirError, message: /not a directory/ });
+  t.deepEqual(listSessions(join(t.context.dir, 'none')), []);
+});
