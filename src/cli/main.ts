@@ -1,0 +1,83 @@
+#!/usr/bin/env node
+// warden's command line. Start-up is a cost users pay on every call, so
+// this file imports almost nothing: the argument table, then only the
+// module of the verb asked for (each verb is its own chunk of the bundle).
+import { readFileSync } from 'node:fs';
+import { parseArgs, type Parsed } from './args.js';
+import { EXIT, exitCodeOf, formatError, UsageError } from './errors.js';
+import { findVerb } from './spec.js';
+
+type VerbMain = (p: Parsed) => Promise<number>;
+
+const VERB_MODULES: Record<string, () => Promise<{ default: VerbMain }>> = {
+  run: () => import('./verbs/run.js'),
+  end: () => import('./verbs/end.js'),
+  list: () => import('./verbs/list.js'),
+  info: () => import('./verbs/info.js'),
+  locks: () => import('./verbs/locks.js'),
+  bootstrap: () => import('./verbs/bootstrap.js'),
+};
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+async function help(verb: string | undefined): Promise<void> {
+  const { helpText } = await import('./help.js');
+  process.stdout.write(`${await helpText(verb === undefined ? undefined : findVerb(verb), version())}\n`);
+}
+
+/** Runs one command line; resolves to the exit code. Never throws. */
+export async function main(argv: string[]): Promise<number> {
+  const first = argv[0];
+  if (first === '--version' || first === '-V') {
+    process.stdout.write(`warden ${version()}\n`);
+    return EXIT.ok;
+  }
+  if (first === undefined) {
+    process.stderr.write("warden: usage: no verb given (list, info, locks, run, end, bootstrap)\nTry 'warden --help'.\n");
+    return EXIT.usage;
+  }
+  if (first === '--help' || first === '-h' || first === 'help') {
+    await help(first === 'help' ? argv[1] : undefined);
+    return EXIT.ok;
+  }
+  let parsed: Parsed;
+  try {
+    parsed = parseArgs(argv);
+  } catch (e) {
+    process.stderr.write(formatError(e instanceof UsageError && e.verb ? e.verb : 'usage', e));
+    return EXIT.usage;
+  }
+  if (parsed.help) {
+    await help(parsed.verb.name);
+    return EXIT.ok;
+  }
+  const name = parsed.verb.name;
+  try {
+    const verb = await VERB_MODULES[name]!();
+    return await verb.default(parsed);
+  } catch (e) {
+    // run passes its command's status through, so its own failures use 125.
+    const fallback = name === 'run' ? 125 : EXIT.failure;
+    process.stderr.write(formatError(describeCall(parsed), e));
+    if (process.env.WARDEN_DEBUG) process.stderr.write(`${(e as Error)?.stack}\n`);
+    return exitCodeOf(e, fallback);
+  }
+}
+
+/** "run -c demo", "end -s ID", "info NAME": what failed, for the error line. */
+function describeCall(p: Parsed): string {
+  const o = p.options;
+  const target = o.chroot ? ` -c ${o.chroot}` : o.session ? ` -s ${o.session}` : p.positional[0] ? ` ${p.positional[0]}` : '';
+  return `${p.verb.name}${target}`;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e) => {
+    process.stderr.write(`warden: internal error: ${(e as Error)?.stack ?? e}\n`);
+    process.exit(EXIT.failure);
+  },
+);

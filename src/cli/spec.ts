@@ -1,0 +1,104 @@
+// Every verb's options, in one table: the fast parser (yargs-parser) reads
+// it on every call, and yargs builds --help from the same table only when
+// help is asked for (loading yargs costs more than Node's own start-up).
+
+export interface OptionSpec {
+  type: 'string' | 'boolean' | 'number';
+  alias?: string;
+  describe: string;
+  /** Shown in help as the value's name. */
+  value?: string;
+}
+
+export interface VerbSpec {
+  name: string;
+  usage: string;
+  describe: string;
+  options: Record<string, OptionSpec>;
+  /** Names of positional arguments, in order (`?` suffix: optional). */
+  positional?: string[];
+  /** Takes a command after the options (`-- CMD...`). */
+  command?: boolean;
+  examples?: [string, string][];
+}
+
+const json: OptionSpec = { type: 'boolean', describe: 'machine-readable output' };
+
+export const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
+  config: { type: 'string', describe: 'configuration file (default: $WARDEN_CONFIG, ./etc/warden.conf, /etc/warden/warden.conf)', value: 'FILE' },
+  'state-dir': { type: 'string', describe: 'where sessions live (default: $WARDEN_STATE_DIR, [warden] state-dir=, ./sessions)', value: 'DIR' },
+  help: { type: 'boolean', alias: 'h', describe: 'show help' },
+};
+
+const lockWait: Record<string, OptionSpec> = {
+  timeout: { type: 'number', describe: 'give up waiting for a lock after S seconds (exit 5)', value: 'S' },
+  'no-wait': { type: 'boolean', describe: 'fail at once (exit 5) instead of waiting for a lock' },
+};
+
+export const VERBS: VerbSpec[] = [
+  {
+    name: 'run',
+    usage: 'warden run (-c CHROOT | -s ID) [-u USER] [-d DIR] [--] CMD...',
+    describe: 'run a command in a session: -c begins an automatic session and ends it afterwards; -s uses an existing one',
+    options: {
+      chroot: { type: 'string', alias: 'c', describe: 'begin an automatic session of this chroot (name or alias)', value: 'CHROOT' },
+      session: { type: 'string', alias: 's', describe: 'run in this existing session', value: 'ID' },
+      id: { type: 'string', describe: 'id for the automatic session (default: CHROOT-UUID)', value: 'ID' },
+      user: { type: 'string', alias: 'u', describe: 'run as this user (name or uid, from the host /etc/passwd)', value: 'USER' },
+      directory: { type: 'string', alias: 'd', describe: 'working directory inside the session (default: the current one if it exists there, else /)', value: 'DIR' },
+      ...lockWait,
+    },
+    command: true,
+    examples: [
+      ['warden run -c demo -- sh -c "echo hi > /tmp/x; cat /tmp/x"', 'an automatic session: the write stays in the session'],
+      ['warden run -s demo-1234 -u nobody -d /tmp -- id', 'run in an existing session as nobody'],
+    ],
+  },
+  {
+    name: 'end',
+    usage: 'warden end -s ID [--wait | --force]',
+    describe: 'end a session: unmount it and delete its directory',
+    options: {
+      session: { type: 'string', alias: 's', describe: 'the session', value: 'ID' },
+      wait: { type: 'boolean', describe: 'wait for the processes still holding it to exit' },
+      force: { type: 'boolean', describe: 'kill the processes still holding it (SIGTERM, then SIGKILL)' },
+      timeout: lockWait.timeout!,
+    },
+  },
+  {
+    name: 'list',
+    usage: 'warden list [--sessions] [--json]',
+    describe: 'list chroots, or with --sessions the sessions and their state (active, stale, corrupt)',
+    options: {
+      sessions: { type: 'boolean', describe: 'list sessions instead of chroots' },
+      json,
+    },
+  },
+  {
+    name: 'info',
+    usage: 'warden info NAME|ID [--json]',
+    describe: 'one chroot or session, with its locks and the pids holding them',
+    options: { json },
+    positional: ['name'],
+  },
+  {
+    name: 'locks',
+    usage: 'warden locks [--json]',
+    describe: 'every warden lock on this host (source, manage, session) and who holds or waits for it',
+    options: { json },
+  },
+  {
+    name: 'bootstrap',
+    usage: 'warden bootstrap DIR [--force]',
+    describe: 'build a minimal chroot in DIR from host binaries (busybox, or sh and coreutils), no downloads',
+    options: {
+      force: { type: 'boolean', describe: 'replace the contents of a non-empty DIR that is not a previous bootstrap' },
+      json,
+    },
+    positional: ['dir'],
+  },
+];
+
+export function findVerb(name: string): VerbSpec | undefined {
+  return VERBS.find((v) => v.name === name);
+}

@@ -1,0 +1,71 @@
+// warden info NAME|ID [--json]: a chroot (by name or alias) or a session,
+// with its locks and the pids holding them.
+import { join } from 'node:path';
+import { inspectEntry, listSessions, lockCensus, validateId, SessionNotFoundError } from '../../sessions/index.js';
+import { mountsUnder } from '../../union/index.js';
+import { existsSync } from 'node:fs';
+import type { Parsed } from '../args.js';
+import { hooksDirOf, loadContext } from '../context.js';
+import { EXIT, NoSuchChrootError } from '../errors.js';
+import { age, json, table } from '../output.js';
+import { holderRows } from './locks.js';
+
+export default async function info(p: Parsed): Promise<number> {
+  const o = p.options;
+  const name = p.positional[0]!;
+  const ctx = loadContext({ config: o.config as string, stateDir: o['state-dir'] as string });
+  const def = ctx.config.lookup(name);
+  const out = (v: unknown, text: string) => process.stdout.write(o.json ? json(v) : text);
+  if (def) {
+    const sessions = listSessions(ctx.stateDir).filter((s) => s.state?.chroot === def.name);
+    const locks = lockCensus({ stateDir: ctx.stateDir, chroots: [def] }).filter((r) => r.lock === 'source' || r.lock === 'manage');
+    const fields: [string, string][] = [
+      ['chroot', def.name],
+      ['aliases', def.aliases.join(', ') || '-'],
+      ['description', def.description ?? '-'],
+      ['directory', def.directory],
+      ['union-type', def.unionType],
+      ['hooks', hooksDirOf(ctx, def)],
+      ['defined at', `${def.file}:${def.line}`],
+      ['users', def.users.join(', ') || '-'],
+      ['groups', def.groups.join(', ') || '-'],
+      ['root-users', def.rootUsers.join(', ') || '-'],
+      ['root-groups', def.rootGroups.join(', ') || '-'],
+      ['source-users', def.sourceUsers.join(', ') || '-'],
+      ['source-groups', def.sourceGroups.join(', ') || '-'],
+      ['sessions', sessions.length ? sessions.map((s) => `${s.id} (${s.status})`).join(', ') : '-'],
+    ];
+    const text = `${fields.map(([k, v]) => `${`${k}:`.padEnd(15)}${v}`).join('\n')}\n${locks.length ? `\n${table(['LOCK', 'NAME', 'KIND', 'PID', 'COMMAND', 'TYPE', 'PATH'], holderRows(locks))}` : 'locks:         none held\n'}`;
+    out({ kind: 'chroot', ...def, hooksDir: hooksDirOf(ctx, def), sessions: sessions.map((s) => ({ id: s.id, status: s.status })), locks }, text);
+    return EXIT.ok;
+  }
+  // Not a chroot: a session id (validated before any path is built from it).
+  try {
+    validateId(name);
+  } catch {
+    throw new NoSuchChrootError(name, [...ctx.config.chroots.keys()]);
+  }
+  if (!existsSync(join(ctx.stateDir, name))) {
+    const e = new SessionNotFoundError(name, ctx.stateDir);
+    e.message = `no chroot or session named ${JSON.stringify(name)} (state dir ${ctx.stateDir})`;
+    throw e;
+  }
+  const entry = inspectEntry(ctx.stateDir, name, { holders: true });
+  const st = entry.state;
+  const locks = lockCensus({ stateDir: ctx.stateDir, chroots: [] }).filter((r) => r.name === name);
+  const mounts = entry.status === 'corrupt' && !st ? [] : mountsUnder(join(entry.dir, 'root')).map((m) => `${m.mountPoint} (${m.fsType})`);
+  const fields: [string, string][] = [
+    ['session', entry.id],
+    ['status', entry.status + (entry.reason ? `: ${entry.reason}` : '')],
+    ['phase', st?.status ?? '-'],
+    ['chroot', st?.chroot ?? '-'],
+    ['source', st?.source ?? '-'],
+    ['union-type', st?.unionType ?? '-'],
+    ['root', join(entry.dir, 'root')],
+    ['created', st ? `${st.createdAt} (${age(st.createdAt)} ago) by pid ${st.beganBy}` : '-'],
+    ['mounts', mounts.length ? mounts.join(', ') : '-'],
+  ];
+  const text = `${fields.map(([k, v]) => `${`${k}:`.padEnd(12)}${v}`).join('\n')}\n${locks.length ? `\n${table(['LOCK', 'NAME', 'KIND', 'PID', 'COMMAND', 'TYPE', 'PATH'], holderRows(locks))}` : 'locks:      none held\n'}`;
+  out({ kind: 'session', id: entry.id, status: entry.status, reason: entry.reason, state: st, dir: entry.dir, mounts, locks }, text);
+  return EXIT.ok;
+}

@@ -1,0 +1,137 @@
+// warden run: -c begins an automatic session, runs the command in it and
+// ends it; -s runs in an existing session. stdio and the exit status pass
+// through (128+N for signal N).
+import type { ChildProcess } from 'node:child_process';
+import { constants } from 'node:os';
+import {
+  assertRunnable,
+  beginSession,
+  endSession,
+  openSession,
+  SessionBusyError,
+  spawnInSession,
+  type CommandLocks,
+  type Session,
+} from '../../sessions/index.js';
+import { describeHolders } from '../../locks/index.js';
+import type { Parsed } from '../args.js';
+import { chrootOf, hookTimeoutMsOf, hooksDirOf, loadContext } from '../context.js';
+import { UsageError, exitCodeOf, formatError } from '../errors.js';
+import { waitReporter } from '../wait-line.js';
+
+export default async function run(p: Parsed): Promise<number> {
+  const o = p.options;
+  if (Boolean(o.chroot) === Boolean(o.session)) throw new UsageError('give exactly one of -c CHROOT or -s ID', 'run');
+  if (p.command.length === 0) throw new UsageError('no command given (warden run -c CHROOT -- CMD...)', 'run');
+  if (o.id !== undefined && !o.chroot) throw new UsageError('--id names a new automatic session: use it with -c', 'run');
+  const ctx = loadContext({ config: o.config as string, stateDir: o['state-dir'] as string });
+  const cmd = { command: p.command, user: o.user as string | undefined, directory: o.directory as string | undefined };
+
+  if (o.session) {
+    const session = openSession(ctx.stateDir, o.session as string);
+    assertRunnable(session);
+    const locks = await session.commandLocks();
+    return runCommand(session, locks, cmd);
+  }
+
+  const def = chrootOf(ctx, o.chroot as string);
+  const abort = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => abort.abort(new Error(`interrupted by ${sig}`));
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const s of signals) process.on(s, onSignal);
+  const waits = waitReporter();
+  let session: Session;
+  try {
+    session = await beginSession({
+      stateDir: ctx.stateDir,
+      chroot: def,
+      id: o.id as string | undefined,
+      hooksDir: hooksDirOf(ctx, def),
+      hookTimeoutMs: hookTimeoutMsOf(ctx, def),
+      signal: abort.signal,
+      timeout: o.timeout === undefined ? undefined : (o.timeout as number) * 1000,
+      wait: o['no-wait'] ? false : undefined,
+      onWait: waits.onWait,
+    });
+  } finally {
+    waits.done();
+    for (const s of signals) process.off(s, onSignal);
+  }
+  let status: number;
+  try {
+    const locks = await session.commandLocks();
+    status = await runCommand(session, locks, cmd);
+  } catch (e) {
+    // The command never ran: report that, then still end the session.
+    process.stderr.write(formatError(`run -c ${def.name}`, e));
+    status = 125;
+  }
+  return finish(session, status);
+}
+
+/** Ends the automatic session once its command is done; holders left behind keep it alive. */
+async function finish(session: Session, status: number): Promise<number> {
+  // Ending must not be cut short by a second Ctrl-C: the mounts would stay.
+  const ignore = () => {};
+  process.on('SIGINT', ignore);
+  process.on('SIGTERM', ignore);
+  try {
+    await endSession(session);
+    return status;
+  } catch (e) {
+    if (e instanceof SessionBusyError) {
+      process.stderr.write(
+        `warden: session ${session.id} is still held (${describeHolders(e.holders)}); it was left for \`warden end -s ${session.id}\`\n`,
+      );
+      session.release();
+      return status;
+    }
+    session.release();
+    process.stderr.write(formatError(`end of session ${session.id}`, e));
+    return status !== 0 ? status : exitCodeOf(e, 125);
+  } finally {
+    process.off('SIGINT', ignore);
+    process.off('SIGTERM', ignore);
+  }
+}
+
+/**
+ * Spawns the command with the lock fds, waits for it, closes our copies of
+ * the fds. Ctrl-C (SIGINT, SIGQUIT) reaches the command from the terminal
+ * itself, so warden only ignores it; SIGTERM and SIGHUP sent to warden are
+ * passed on to the command.
+ */
+async function runCommand(session: Session, locks: CommandLocks, cmd: { command: string[]; user?: string; directory?: string }): Promise<number> {
+  let child: ChildProcess;
+  try {
+    child = spawnInSession(session, locks, cmd);
+  } catch (e) {
+    locks.close();
+    throw e;
+  }
+  const forward = (sig: NodeJS.Signals) => () => {
+    try {
+      child.kill(sig);
+    } catch {
+      // already gone
+    }
+  };
+  const handlers: [NodeJS.Signals, () => void][] = [
+    ['SIGINT', () => {}],
+    ['SIGQUIT', () => {}],
+    ['SIGTERM', forward('SIGTERM')],
+    ['SIGHUP', forward('SIGHUP')],
+  ];
+  for (const [s, h] of handlers) process.on(s, h);
+  try {
+    return await new Promise<number>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('exit', (code, signal) => {
+        resolve(code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0));
+      });
+    });
+  } finally {
+    for (const [s, h] of handlers) process.off(s, h);
+    locks.close();
+  }
+}

@@ -1,0 +1,234 @@
+// The CLI as users and outside tests drive it: exit codes, stdio and
+// status pass-through, signals, waiting for locks, hostile input. Every
+// test runs the real bundle (dist/cli/warden.js) as a separate process.
+import anyTest, { type TestFn } from 'ava';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { join } from 'node:path';
+import { listSessions, manageLockPath } from '../../src/sessions/index.js';
+import { mountsUnder } from '../../src/union/index.js';
+import { Holder, killAllHolders } from '../helpers/holder.js';
+import { untilBlocked } from '../helpers/leaks.js';
+import { REPO, destroyFixture, isRoot, makeFixture, processesUnder, stateEntries, treeDigest, type Fixture } from '../helpers/chroots.js';
+import { untilOutput, warden, wardenAsync, writeConfig, type CliEnv } from '../helpers/cli.js';
+
+const test = anyTest as TestFn;
+
+function commOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+async function until(cond: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await sleep(5);
+  }
+}
+const rootSerial = isRoot ? test.serial : test.serial.skip;
+let fx: Fixture;
+let env: CliEnv;
+
+test.before(async () => {
+  fx = await makeFixture('warden-cli-');
+  env = writeConfig(fx.tmp, `[warden]\nhooks-dir=${fx.noHooks}\nhook-timeout=10\n\n[fx]\ntype=directory\ndirectory=${fx.source}\nunion-type=overlay\naliases=fx-alias\n`);
+});
+test.after.always(() => {
+  if (fx) destroyFixture(fx.tmp);
+});
+test.afterEach.always(async (t) => {
+  await killAllHolders();
+  if (!fx) return;
+  t.deepEqual(mountsUnder(fx.tmp).map((m) => m.mountPoint), [], 'nothing left mounted');
+  t.deepEqual(processesUnder(fx.tmp), [], 'no process left in a session');
+});
+
+const usage = test.macro({
+  exec(t, args: string[], message: RegExp) {
+    const r = warden(env, args);
+    t.is(r.status, 2, r.stderr);
+    t.regex(r.stderr, message);
+    t.regex(r.stderr, /^warden: /);
+    t.deepEqual(stateEntries(env.stateDir), [], 'nothing touched');
+  },
+  title: (_p, args: string[]) => `usage error (exit 2): warden ${args.join(' ')}`,
+});
+
+test(usage, [], /no verb given/);
+test(usage, ['frobnicate'], /unknown verb "frobnicate"/);
+test(usage, ['list', '--bogus'], /unknown option --bogus/);
+test(usage, ['run', '--', 'true'], /exactly one of -c CHROOT or -s ID/);
+test(usage, ['run', '-c', 'fx'], /no command given/);
+test(usage, ['run', '-c'], /needs a value/);
+test(usage, ['run', '-c', 'fx', '--timeout', 'soon', '--', 'true'], /non-negative number/);
+test(usage, ['info'], /missing NAME/);
+for (const id of ['..', 'a/b', '../../etc', '', 'x'.repeat(200), '.hidden']) {
+  test(`hostile id ${JSON.stringify(id.slice(0, 20))} is refused with exit 2 before any file is touched`, (t) => {
+    for (const args of [['run', '-c', 'fx', '--id', id, '--', 'true'], ['end', '-s', id], ['run', '-s', id, '--', 'true']]) {
+      const r = warden(env, args);
+      t.is(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+      t.regex(r.stderr, id === '' ? /needs a value|invalid session id/ : /invalid session id/);
+    }
+    t.deepEqual(stateEntries(env.stateDir), []);
+  });
+}
+
+test('help and --version exit 0; every verb has --help', (t) => {
+  const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string };
+  t.is(warden(env, ['--version']).stdout, `warden ${pkg.version}\n`);
+  t.regex(warden(env, ['--version']).stdout, /^warden \d+\.\d+\.\d+\n$/);
+  const top = warden(env, ['--help']);
+  t.is(top.status, 0);
+  for (const verb of ['run', 'end', 'list', 'info', 'locks', 'bootstrap']) {
+    t.regex(top.stdout, new RegExp(`warden ${verb}`));
+    const r = warden(env, [verb, '--help']);
+    t.is(r.status, 0, r.stderr);
+    t.regex(r.stdout, new RegExp(`warden ${verb}`));
+  }
+});
+
+test('a broken config is exit 3 with file:line; an unknown chroot or session is exit 4', (t) => {
+  const bad = writeConfig(join(fx.tmp, 'bad'), `[fx]\ndirectory=relative/path\n`);
+  bad.stateDir = env.stateDir;
+  const r = warden(bad, ['list']);
+  t.is(r.status, 3);
+  t.regex(r.stderr, new RegExp(`^warden: list: ${bad.config}:2: `));
+  const r2 = warden(env, ['run', '-c', 'nope', '--', 'true']);
+  t.is(r2.status, 4);
+  t.regex(r2.stderr, /no such chroot "nope" \(configured: fx\)/);
+  t.is(warden(env, ['end', '-s', 'nope']).status, 4);
+  t.is(warden(env, ['info', 'nope']).status, 4);
+});
+
+test('list shows chroots and aliases, as a table and as JSON', (t) => {
+  const r = warden(env, ['list']);
+  t.is(r.status, 0, r.stderr);
+  t.regex(r.stdout, /^CHROOT\s+UNION\s+DIRECTORY/);
+  t.regex(r.stdout, /fx \(fx-alias\)\s+overlay/);
+  const j = JSON.parse(warden(env, ['list', '--json']).stdout);
+  t.deepEqual(j.chroots.map((c: { name: string }) => c.name), ['fx']);
+});
+
+rootSerial('run -c: stdin, stdout, stderr and the exit status pass through; the source never changes (needs root)', (t) => {
+  const before = treeDigest(fx.source);
+  const r = warden(env, ['run', '-c', 'fx', '--', '/bin/sh', '-c', 'cat; echo out; echo err >&2; echo x > /etc/written; exit 3'], 'from stdin\n');
+  t.is(r.status, 3, r.stderr);
+  t.is(r.stdout, 'from stdin\nout\n');
+  t.is(r.stderr, 'err\n');
+  t.is(warden(env, ['run', '-c', 'fx-alias', '--', '/bin/sh', '-c', 'kill -TERM $$']).status, 128 + 15);
+  t.is(warden(env, ['run', '-c', 'fx', '--', '/no/such']).status, 127);
+  t.is(warden(env, ['run', '-c', 'fx', '-d', '/tmp', '--', '/bin/sh', '-c', 'test "$(pwd)" = /tmp']).status, 0);
+  t.is(warden(env, ['run', '-c', 'fx', '-u', 'nobody', '--', '/bin/sh', '-c', 'test "$(id -u)" = 65534']).status, 0);
+  t.is(warden(env, ['run', '-c', 'fx', '-d', '/no/such/dir', '--', 'true']).status, 125);
+  t.deepEqual(stateEntries(env.stateDir), []);
+  t.deepEqual(treeDigest(fx.source), before);
+});
+
+rootSerial('Ctrl-C while the command runs reaches the command, and the session still ends cleanly (needs root)', async (t) => {
+  const w = wardenAsync(env, ['run', '-c', 'fx', '--', '/bin/sh', '-c', 'echo started; sleep 1000'], { detached: true });
+  await untilOutput(w, /started/);
+  // Only once sleep runs: a SIGINT between the echo and the fork would
+  // kill the shell and orphan the sleep, as it would in any terminal.
+  await until(() => processesUnder(fx.tmp).some((pid) => commOf(pid) === 'sleep'));
+  // What the terminal does: SIGINT to the whole foreground process group.
+  process.kill(-w.pid!, 'SIGINT');
+  const r = await w.result;
+  t.is(r.status, 130, r.stderr);
+  t.deepEqual(stateEntries(env.stateDir), []);
+});
+
+rootSerial('Ctrl-C while waiting for a lock cancels the wait cleanly: exit 130, no session, no lock (needs root)', async (t) => {
+  mkdirSync(join(env.stateDir, '.manage'), { recursive: true });
+  const manage = manageLockPath(env.stateDir, 'fx');
+  const h = await Holder.start(manage);
+  t.is(await h.lock('ofd', 'w'), 'ok');
+  const w = wardenAsync(env, ['run', '-c', 'fx', '--', 'true']);
+  await untilBlocked([manage], 1);
+  await untilOutput(w, /waiting for the manage lock/, 'stderr');
+  w.kill('SIGINT');
+  const r = await w.result;
+  t.is(r.status, 130, r.stderr);
+  t.regex(r.stderr, new RegExp(`held exclusive by pid ${h.pid} \\(holder\\)`));
+  t.deepEqual(stateEntries(env.stateDir), []);
+  // --no-wait and --timeout: exit 5 naming the holder.
+  const nw = warden(env, ['run', '-c', 'fx', '--no-wait', '--', 'true']);
+  t.is(nw.status, 5);
+  t.regex(nw.stderr, new RegExp(`pid ${h.pid}`));
+  const started = Date.now();
+  const to = warden(env, ['run', '-c', 'fx', '--timeout', '0.3', '--', 'true']);
+  t.is(to.status, 5);
+  t.true(Date.now() - started >= 300);
+  t.regex(to.stderr, /timed out after 300 ms/);
+  await h.kill();
+  t.is(warden(env, ['run', '-c', 'fx', '--', 'true']).status, 0);
+});
+
+rootSerial('a background process keeps the automatic session alive; end --force ends it (needs root)', (t) => {
+  const r = warden(env, ['run', '-c', 'fx', '--id', 'bg', '--', '/bin/sh', '-c', 'sleep 1000 </etc/hostname >/tmp/bg.log 2>&1 & echo started']);
+  t.is(r.status, 0, r.stderr);
+  t.regex(r.stderr, /session bg is still held \(shared by pid \d+ \(sleep\)\); it was left for `warden end -s bg`/);
+  const listed = JSON.parse(warden(env, ['list', '--sessions', '--json']).stdout);
+  t.deepEqual(listed.map((s: { id: string; status: string }) => [s.id, s.status]), [['bg', 'active']]);
+  const info = warden(env, ['info', 'bg']);
+  t.regex(info.stdout, /liveness\s+bg\s+shared\s+\d+\s+sleep/);
+  const locks = JSON.parse(warden(env, ['locks', '--json']).stdout) as { lock: string; name: string }[];
+  t.true(locks.some((l) => l.lock === 'source' && l.name === 'fx'));
+  t.true(locks.some((l) => l.lock === 'liveness' && l.name === 'bg'));
+  const busy = warden(env, ['end', '-s', 'bg']);
+  t.is(busy.status, 5);
+  t.regex(busy.stderr, /other processes still hold it/);
+  t.is(warden(env, ['run', '-s', 'bg', '--', '/bin/sh', '-c', 'exit 4']).status, 4);
+  const end = warden(env, ['end', '-s', 'bg', '--force']);
+  t.is(end.status, 0, end.stderr);
+  t.deepEqual(stateEntries(env.stateDir), []);
+});
+
+rootSerial('10 processes racing for one id: exactly one begins, the rest fail with "session already exists" (needs root)', async (t) => {
+  const runs = Array.from({ length: 10 }, () => wardenAsync(env, ['run', '-c', 'fx', '--id', 'race', '--', '/bin/sh', '-c', 'echo won; read x']));
+  const results: (Awaited<(typeof runs)[0]['result']> | undefined)[] = [];
+  const winner = await Promise.race(runs.map((w) => untilOutput(w, /won/).then(() => w)));
+  const losers = runs.filter((w) => w !== winner);
+  for (const w of losers) results.push(await w.result);
+  winner.stdin!.end('\n');
+  const won = await winner.result;
+  t.is(won.status, 0, won.stderr);
+  for (const r of results) {
+    t.is(r!.status, 125, r!.stderr);
+    t.regex(r!.stderr, /^warden: run -c fx: session race: session already exists$/m);
+  }
+  t.deepEqual(stateEntries(env.stateDir), []);
+});
+
+rootSerial('20 concurrent automatic sessions through the CLI: all succeed, ids unique (needs root)', async (t) => {
+  const runs = Array.from({ length: 20 }, () => wardenAsync(env, ['run', '-c', 'fx', '--', '/bin/sh', '-c', 'echo $WARDEN_SESSION_ID']));
+  const results = await Promise.all(runs.map((w) => w.result));
+  for (const r of results) t.is(r.status, 0, r.stderr);
+  t.is(new Set(results.map((r) => r.stdout)).size, 20);
+  t.deepEqual(stateEntries(env.stateDir), []);
+});
+
+rootSerial('one corrupt session entry does not break list, info or other sessions (needs root)', (t) => {
+  mkdirSync(join(env.stateDir, 'broken'), { recursive: true });
+  writeFileSync(join(env.stateDir, 'broken', 'lock'), '');
+  writeFileSync(join(env.stateDir, 'broken', 'state.json'), '{"version":1,"id":"bro');
+  writeFileSync(join(env.stateDir, 'stray'), 'x');
+  t.teardown(() => {
+    for (const n of ['broken', 'stray']) destroyFixture(join(env.stateDir, n));
+  });
+  const list = warden(env, ['list', '--sessions']);
+  t.is(list.status, 0, list.stderr);
+  t.regex(list.stdout, /broken\s+corrupt\s+-\s+-\s+state.json is not valid JSON/);
+  t.regex(list.stdout, /stray\s+corrupt/);
+  t.is(warden(env, ['info', 'broken']).status, 0);
+  t.is(warden(env, ['run', '-c', 'fx', '--', 'true']).status, 0);
+  const end = warden(env, ['end', '-s', 'broken']);
+  t.is(end.status, 1);
+  t.regex(end.stderr, /session broken is corrupt: state.json is not valid JSON/);
+  t.true(existsSync(join(env.stateDir, 'broken', 'state.json')), 'nothing of it deleted');
+  t.is(listSessions(env.stateDir).length, 2);
+  t.deepEqual(readdirSync(env.stateDir).sort(), ['.manage', 'broken', 'stray']);
+});
