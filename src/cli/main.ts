@@ -3,9 +3,8 @@
 // this file imports almost nothing: the argument table, then only the
 // module of the verb asked for (each verb is its own chunk of the bundle).
 import { readFileSync } from 'node:fs';
-import { parseArgs, type Parsed } from './args.js';
+import type { Parsed } from './args.js';
 import { EXIT, exitCodeOf, formatError, UsageError } from './errors.js';
-import { findVerb } from './spec.js';
 
 type VerbMain = (p: Parsed) => Promise<number>;
 
@@ -25,6 +24,7 @@ function version(): string {
 
 async function help(verb: string | undefined): Promise<void> {
   const { helpText } = await import('./help.js');
+  const { findVerb } = await import('./spec.js');
   process.stdout.write(`${await helpText(verb === undefined ? undefined : findVerb(verb), version())}\n`);
 }
 
@@ -45,6 +45,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   let parsed: Parsed;
   try {
+    const { parseArgs } = await import('./args.js');
     parsed = parseArgs(argv);
   } catch (e) {
     process.stderr.write(formatError(e instanceof UsageError && e.verb ? e.verb : 'usage', e));

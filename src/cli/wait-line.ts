@@ -2,7 +2,7 @@
 // holds it. On a terminal one live line (elapsed time, holders refreshed);
 // otherwise a single line per wait, so logs stay readable.
 import { describeHolders, lockHolders } from '../locks/index.js';
-import type { WaitInfo } from '../sessions/index.js';
+import type { WaitInfo } from '../sessions/locks.js';
 
 const WHAT: Record<WaitInfo['lock'], string> = {
   manage: 'the manage lock (a source entry of this chroot is pending or running)',

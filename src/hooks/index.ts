@@ -2,7 +2,6 @@
 // around a session's mount and unmount (DESIGN.md, "Hooks").
 import { closeSync, constants, fstatSync, openSync, writeSync } from 'node:fs';
 import { basename } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { HookFailedError, HookPermissionError, trailer } from './errors.js';
 import { listHooks } from './list.js';
 import { runOne } from './spawn.js';

@@ -3,9 +3,8 @@
 //
 // koffi is used directly (no compiled addon of our own) so that `npm ci` works
 // on machines where npm skips install scripts: koffi ships prebuilt binaries.
-import koffi from 'koffi';
+import koffi from './koffi.js';
 import { arch, platform } from 'node:process';
-import { isMainThread } from 'node:worker_threads';
 import { LockUnsupportedError } from './errors.js';
 
 // struct flock on Linux x86_64 and aarch64 (glibc and musl agree):
@@ -48,6 +47,16 @@ interface Libc {
 
 let libc: Libc | undefined;
 
+let smallBuffers = false;
+
+/**
+ * Called by the lock-wait worker before its first native() call (instead
+ * of importing node:worker_threads here, which every CLI call would pay).
+ */
+export function useSmallCallBuffers(): void {
+  smallBuffers = true;
+}
+
 /** Loads libc bindings once per thread (koffi bindings are per-isolate). */
 export function native(): Libc {
   if (libc) return libc;
@@ -56,7 +65,7 @@ export function native(): Libc {
       `struct flock layout of ${platform}/${arch} is not known; supported: linux on ${[...KNOWN_ARCHES].join(', ')}`,
     );
   }
-  if (!isMainThread) {
+  if (smallBuffers) {
     // A lock-wait thread makes one fcntl call at a time: koffi's default
     // per-isolate buffers for synchronous calls (2 MiB stack + 1 MiB heap)
     // would be most of the thread's memory.

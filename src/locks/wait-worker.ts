@@ -1,10 +1,11 @@
 // Runs inside a piscina worker thread: one blocking F_SETLKW at a time.
 // The main thread cancels it by setting CANCEL and sending the wake signal to
 // this thread (see native.ts); EINTR brings us back here to look at CANCEL.
-import { EINTR, FLOCK_SIZE, encodeFlock, errno, native } from './native.js';
+import { EINTR, FLOCK_SIZE, encodeFlock, errno, native, useSmallCallBuffers } from './native.js';
 import { CANCEL, DONE, STATE, TID, WAITING, type WaitRequest, type WaitResult } from './wait-protocol.js';
 
 const flock = Buffer.alloc(FLOCK_SIZE);
+useSmallCallBuffers();
 
 export default function waitForLock(req: WaitRequest): WaitResult {
   const c = native();

@@ -1,7 +1,7 @@
 // The two libc calls Node does not offer: renameat2(RENAME_NOREPLACE), which
 // publishes a fully built session directory under its id atomically and
 // only if the id is free, and nothing else.
-import koffi from 'koffi';
+import koffi from '../locks/koffi.js';
 
 const AT_FDCWD = -100;
 const RENAME_NOREPLACE = 1;

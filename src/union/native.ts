@@ -1,7 +1,7 @@
 // mount(2) and umount2(2) through koffi, the only place the union layer
 // talks to libc. Each call returns 0 or the errno, so callers build their
 // messages (errors.ts) from numbers rather than from parsed text.
-import koffi from 'koffi';
+import koffi from '../locks/koffi.js';
 import { platform } from 'node:process';
 
 // <sys/mount.h>; identical on every Linux architecture.

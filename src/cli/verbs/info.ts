@@ -1,8 +1,12 @@
 // warden info NAME|ID [--json]: a chroot (by name or alias) or a session,
 // with its locks and the pids holding them.
 import { join } from 'node:path';
-import { inspectEntry, listSessions, lockCensus, validateId, SessionNotFoundError } from '../../sessions/index.js';
-import { mountsUnder } from '../../union/index.js';
+// Modules, not the folders' index files: info never mounts or runs hooks.
+import { inspectEntry, listSessions } from '../../sessions/store.js';
+import { lockCensus } from '../../sessions/census.js';
+import { validateId } from '../../sessions/ids.js';
+import { SessionNotFoundError } from '../../sessions/errors.js';
+import { mountsUnder } from '../../union/mountinfo.js';
 import { existsSync } from 'node:fs';
 import type { Parsed } from '../args.js';
 import { hooksDirOf, loadContext } from '../context.js';

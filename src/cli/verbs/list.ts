@@ -1,5 +1,4 @@
 // warden list [--sessions] [--json]
-import { listSessions } from '../../sessions/index.js';
 import type { Parsed } from '../args.js';
 import { loadContext } from '../context.js';
 import { EXIT } from '../errors.js';
@@ -10,6 +9,8 @@ export default async function list(p: Parsed): Promise<number> {
   const ctx = loadContext({ config: o.config as string, stateDir: o['state-dir'] as string });
   for (const w of ctx.config.warnings) process.stderr.write(`warden: warning: ${w.message}\n`);
   if (o.sessions) {
+    // Only this branch needs the session store (and the lock layer under it).
+    const { listSessions } = await import('../../sessions/store.js');
     const entries = listSessions(ctx.stateDir);
     if (o.json) {
       process.stdout.write(

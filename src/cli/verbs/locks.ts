@@ -1,5 +1,5 @@
 // warden locks [--json]: every warden lock on this host and who holds it.
-import { lockCensus, type LockRow } from '../../sessions/index.js';
+import { lockCensus, type LockRow } from '../../sessions/census.js';
 import type { Parsed } from '../args.js';
 import { loadContext } from '../context.js';
 import { EXIT } from '../errors.js';
