@@ -40,6 +40,12 @@ export function hookVars(state: SessionState, dir: string, stateDir: string, rec
 export interface CommandLocks {
   /** The fds, in the order they should appear in the child (after stdio): liveness, source. */
   fds: number[];
+  /**
+   * True when the child keeps the locks through the inherited fds (OFD
+   * locks): the starter may close its copies as soon as the child runs.
+   * False in POSIX mode, where the starter must hold them until the end.
+   */
+  inherited: boolean;
   /** Closes this process's copies; the child's inherited ones (OFD mode) keep the locks. Idempotent. */
   close(): void;
 }
@@ -113,6 +119,7 @@ export class Session {
     let closed = false;
     return {
       fds: [liveness.fd, source.fd],
+      inherited: liveness.mode === 'ofd',
       close() {
         if (closed) return;
         closed = true;

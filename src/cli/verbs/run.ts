@@ -109,6 +109,9 @@ async function runCommand(session: Session, locks: CommandLocks, cmd: { command:
     locks.close();
     throw e;
   }
+  // The command holds the session through its own copies now (OFD mode):
+  // ours would only make `warden locks` show this process twice.
+  if (locks.inherited) child.once('spawn', () => locks.close());
   const forward = (sig: NodeJS.Signals) => () => {
     try {
       child.kill(sig);
