@@ -1,6 +1,8 @@
 // Runs one hook: own process group, stdout straight into hooks.log, stderr
 // through a pipe (into hooks.log and a tail kept for the error), a timeout
 // and an abort signal that both end in SIGTERM then SIGKILL to the group.
+// A hook that exits by itself settles the run; whatever it left in its group
+// is a deliberate daemon of the hook and is not killed (hooks/README.md).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeSync } from 'node:fs';
 import type { HookFailure } from './errors.js';

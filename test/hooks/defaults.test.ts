@@ -156,11 +156,24 @@ serial('a symlink as mount point in the chroot is refused, nothing mounted throu
   const e = await t.throwsAsync(runHooks(opts(f)), { instanceOf: HookFailedError });
   t.is(e.message, `hook post-mount.d/10-mounts failed with exit status 1: 10-mounts: ${root}/sys is a symbolic link; refusing to mount on it`);
   t.is(mountOf(elsewhere), undefined);
-  t.deepEqual(
-    bindsUnder(root).filter((m) => m !== '/proc'),
-    [],
-    'at most the /proc bind started before the refusal',
-  );
+  t.deepEqual(bindsUnder(root), [], 'every mount point is checked before the first mount starts');
+});
+
+serial('the copies and a created etc/ are readable by all, whatever the umask warden runs with', async (t) => {
+  privateRoot(t);
+  const f = t.context;
+  const { root } = f;
+  const old = process.umask(0o077);
+  try {
+    await runHooks(opts(f));
+  } finally {
+    process.umask(old);
+  }
+  t.is(statSync(join(root, 'etc')).mode & 0o777, 0o755);
+  for (const file of ['resolv.conf', 'hosts']) {
+    if (existsSync(join('/etc', file))) t.is(statSync(join(root, 'etc', file)).mode & 0o044, 0o044, `${file} is readable by all`);
+  }
+  unmountAll(root);
 });
 
 serial('cost of the default post-mount phase', async (t) => {
