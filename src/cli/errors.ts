@@ -47,7 +47,6 @@ export function exitCodeOf(e: unknown, fallback: number = EXIT.failure): number 
 }
 
 const HINTS: Record<string, string> = {
-  UsageError: '',
   SessionBusyError: 'hint: `warden info ID` shows the holders; `warden end -s ID --wait` waits for them, `--force` kills them',
   UnmountBusyError: 'hint: the session is intact; end it again once those processes have exited',
   LockTimeoutError: 'hint: `warden locks` shows who holds warden locks',

@@ -2,18 +2,25 @@
 import { readdirSync, readlinkSync } from 'node:fs';
 import { readProcLocks, holdersByKey, fileKeyOfPath } from '../../src/locks/index.js';
 
-/** Our fds that name files (lock files are files; pipes and event fds of worker threads are not counted). */
-export function fileFds(): string[] {
+/** Every fd of this process as `fd->target`, pipes and sockets included (by inode), sorted. */
+export function allFds(): string[] {
   const out: string[] = [];
   for (const fd of readdirSync('/proc/self/fd')) {
     try {
-      const target = readlinkSync(`/proc/self/fd/${fd}`);
-      if (target.startsWith('/') && !target.startsWith('/dev/') && !target.startsWith('/proc/')) out.push(`${fd}->${target}`);
+      out.push(`${fd}->${readlinkSync(`/proc/self/fd/${fd}`)}`);
     } catch {
       // the fd readdir itself used
     }
   }
   return out.sort();
+}
+
+/** Our fds that name files (lock files are files; pipes and event fds of worker threads are not counted). */
+export function fileFds(): string[] {
+  return allFds().filter((e) => {
+    const target = e.slice(e.indexOf('->') + 2);
+    return target.startsWith('/') && !target.startsWith('/dev/') && !target.startsWith('/proc/');
+  });
 }
 
 /** Locks of this process in /proc/locks: POSIX by pid, OFD by the fds that hold them. */

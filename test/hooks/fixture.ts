@@ -1,9 +1,10 @@
 // A scratch hooks dir per test, and the checks that nothing of a test
 // survives it: processes, fds, mounts.
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { HookPhase, HookVars } from '../../src/hooks/index.js';
+import { allFds } from '../helpers/leaks.js';
 
 export interface Fixture {
   /** The test's temp dir (0755); also the hooks' WARDEN_STATE_DIR, which marks their processes. */
@@ -66,17 +67,7 @@ export function lines(path: string): string[] {
 }
 
 /** This process's fds and what they name; sockets and pipes by inode, so a leaked one shows. */
-export function openFds(): string[] {
-  const out: string[] = [];
-  for (const fd of readdirSync('/proc/self/fd')) {
-    try {
-      out.push(`${fd}->${readlinkSync(`/proc/self/fd/${fd}`)}`);
-    } catch {
-      // the fd readdir itself used
-    }
-  }
-  return out.sort();
-}
+export const openFds = allFds;
 
 interface Proc {
   pid: number;

@@ -1,21 +1,10 @@
 // A stricter fd check than support.ts's (which counts only fds naming
 // files): every entry of /proc/self/fd, pipes and sockets included, so a
 // child's stdout pipe left open is caught too. Call once per test file.
-import { readdirSync, readlinkSync } from 'node:fs';
+import { allFds } from '../helpers/leaks.js';
 import { spawn } from 'node:child_process';
 import { test } from './support.js';
 
-export function allFds(): string[] {
-  const out: string[] = [];
-  for (const fd of readdirSync('/proc/self/fd')) {
-    try {
-      out.push(`${fd} -> ${readlinkSync(`/proc/self/fd/${fd}`)}`);
-    } catch {
-      // the fd readdirSync used, closed by now
-    }
-  }
-  return out.sort();
-}
 
 // Keyed by the test's context object: the same one in its beforeEach and afterEach hooks.
 const before = new WeakMap<object, string[]>();
