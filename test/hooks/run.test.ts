@@ -288,11 +288,16 @@ test.serial('a background child keeping stderr open does not hang runHooks', asy
   const f = t.context;
   addHook(f, 'post-mount', '10-daemon', `sleep 1000 & echo $! > '${f.dir}/child'; echo started >&2`);
   recorder(f, 'post-mount', '20-next');
-  t.teardown(() => {
+  t.teardown(async () => {
     try {
       process.kill(Number(readFileSync(join(f.dir, 'child'), 'utf8')), 'SIGKILL');
     } catch {
       // never started
+    }
+    // SIGKILL is delivered asynchronously: wait until the child is really gone
+    // (or a zombie) before afterEach looks for leftover processes.
+    for (const deadline = Date.now() + 5000; liveOf(f).length > 0 && Date.now() < deadline; ) {
+      await new Promise((r) => setTimeout(r, 5));
     }
   });
   const t0 = Date.now();
