@@ -16,7 +16,7 @@ import { ROOT, evaluate, machine, median, printTable, summarize, writeResults, t
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 30);
 const CONCURRENT = 20;
-const WARDEN = join(ROOT, 'dist', 'cli', 'warden.js');
+const WARDEN = join(ROOT, 'dist', 'cli', 'warden.cjs');
 const DEMO = '/var/lib/warden/demo';
 
 function timeOnce(args: string[], env: NodeJS.ProcessEnv): number {

@@ -11,7 +11,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const WARDEN = join(REPO, 'dist', 'cli', 'warden.js');
+const WARDEN = join(REPO, 'dist', 'cli', 'warden.cjs');
 const DEMO_DIR = '/var/lib/warden/demo';
 
 function warden(args: string[]): number {

@@ -3,7 +3,7 @@
 //
 // koffi is used directly (no compiled addon of our own) so that `npm ci` works
 // on machines where npm skips install scripts: koffi ships prebuilt binaries.
-import koffi from './koffi.js';
+import { koffi } from './koffi.js';
 import { arch, platform } from 'node:process';
 import { LockUnsupportedError } from './errors.js';
 
@@ -69,9 +69,9 @@ export function native(): Libc {
     // A lock-wait thread makes one fcntl call at a time: koffi's default
     // per-isolate buffers for synchronous calls (2 MiB stack + 1 MiB heap)
     // would be most of the thread's memory.
-    koffi.config({ ...koffi.config(), sync_stack_size: 64 * 1024, sync_heap_size: 64 * 1024 });
+    koffi().config({ ...koffi().config(), sync_stack_size: 64 * 1024, sync_heap_size: 64 * 1024 });
   }
-  const lib = koffi.load('libc.so.6');
+  const lib = koffi().load('libc.so.6');
   // fcntl(2) is variadic in C. On x86_64 SysV and Linux aarch64 a pointer in
   // the variadic position travels in the same register as a fixed argument,
   // so a fixed three-argument prototype is both correct and koffi's fast path.
@@ -89,7 +89,7 @@ export function native(): Libc {
 }
 
 export function errno(): number {
-  return koffi.errno();
+  return koffi().errno();
 }
 
 export function strerror(e: number): string {
@@ -155,7 +155,7 @@ export function installWakeSignal(): number {
   if (wakeSignal !== undefined) return wakeSignal;
   const c = native();
   const handler = c.dlsym(null, 'getpid');
-  const addr = koffi.address(handler as never);
+  const addr = koffi().address(handler as never);
   const old = Buffer.alloc(SIGACTION_SIZE);
   const min = c.sigrtmin();
   // Pick the first real-time signal above SIGRTMIN+4 that nobody handles yet

@@ -1,7 +1,7 @@
 // mount(2) and umount2(2) through koffi, the only place the union layer
 // talks to libc. Each call returns 0 or the errno, so callers build their
 // messages (errors.ts) from numbers rather than from parsed text.
-import koffi from '../locks/koffi.js';
+import { koffi } from '../locks/koffi.js';
 import { platform } from 'node:process';
 
 // <sys/mount.h>; identical on every Linux architecture.
@@ -43,7 +43,7 @@ let libc: Libc | undefined;
 function native(): Libc {
   if (libc) return libc;
   if (platform !== 'linux') throw new Error(`mount(2) is Linux-only; this is ${platform}`);
-  const lib = koffi.load('libc.so.6');
+  const lib = koffi().load('libc.so.6');
   libc = {
     mount: lib.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)') as Libc['mount'],
     umount2: lib.func('int umount2(const char *target, int flags)') as Libc['umount2'],
@@ -54,7 +54,7 @@ function native(): Libc {
 
 /** mount(2): 0, or the errno. */
 export function sysMount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): number {
-  return native().mount(source, target, fstype, flags, data) === 0 ? 0 : koffi.errno();
+  return native().mount(source, target, fstype, flags, data) === 0 ? 0 : koffi().errno();
 }
 
 /**
@@ -63,7 +63,7 @@ export function sysMount(source: string | null, target: string, fstype: string |
  * be deleted under them.
  */
 export function sysUmount(target: string): number {
-  return native().umount2(target, 0) === 0 ? 0 : koffi.errno();
+  return native().umount2(target, 0) === 0 ? 0 : koffi().errno();
 }
 
 /** "No such file or directory (ENOENT)". */

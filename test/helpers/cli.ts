@@ -5,7 +5,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO } from './chroots.js';
 
-export const WARDEN = join(REPO, 'dist', 'cli', 'warden.js');
+export const WARDEN = join(REPO, 'dist', 'cli', 'warden.cjs');
 
 export interface CliEnv {
   /** Directory with etc/warden.conf, sessions/ and hooks. */

@@ -57,7 +57,7 @@ test.before(async () => {
 
 test.beforeEach((t) => {
   const f = makeFixture('warden-default-hooks-');
-  mkdirSync(f.vars.chrootPath, { mode: 0o755 });
+  mkdirSync(f.vars.chrootPath, { recursive: true, mode: 0o755 });
   t.context = { ...f, root: f.vars.chrootPath, fds: openFds() };
 });
 

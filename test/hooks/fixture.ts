@@ -31,7 +31,8 @@ export function makeFixture(prefix = 'warden-hooks-'): Fixture {
     vars: {
       chrootName: 'bookworm',
       chrootDirectory: join(dir, 'source'),
-      chrootPath: join(dir, 'root'),
+      // The contract's layout: CHROOT_PATH is <state-dir>/<id>/root.
+      chrootPath: join(dir, 'bookworm-1', 'root'),
       sessionId: 'bookworm-1',
       unionType: 'overlay',
       overlayDirectory: dir,
