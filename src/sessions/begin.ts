@@ -15,6 +15,7 @@ import { Session, sessionPaths } from './session.js';
 import { STATE_VERSION, syncDir, writeStateLocked, type SessionState } from './state.js';
 import { ensureStateDir } from './store.js';
 import { Undo } from './undo.js';
+import { crashPoint } from '../crash.js';
 
 export interface BeginOptions extends LockWaitOptions {
   stateDir: string;
@@ -34,12 +35,15 @@ export async function beginSession(o: BeginOptions): Promise<Session> {
   try {
     const manage = await takeManageLock(stateDir, o.chroot.name, o);
     undo.push('release manage lock', () => manage.close());
+    crashPoint('begin:manage');
     const source = await takeSourceShared(o.chroot.directory, o);
     undo.push('release source lock', () => source.close());
+    crashPoint('begin:source');
     const { dir, liveness, state } = await claimIdLocked(stateDir, id, o, undo);
     // New begins and source entries may go on: this session is visible and
     // holds the source, so an entry now waits for it.
     manage.close();
+    crashPoint('begin:manage-released');
     const session = new Session(stateDir, dir, state, { liveness, source });
     undo.push('release session locks', () => session.release());
     // Removed while its locks are still held: nobody sees it stale meanwhile.
@@ -74,6 +78,7 @@ async function claimIdLocked(
   const early = openLiveness(tmp, { create: true });
   undo.push('release liveness lock', () => early.close());
   if (!early.tryAcquire('shared')) throw new Error(`fresh lock file in ${tmp} is locked by someone else`);
+  crashPoint('begin:unpublished');
   const now = new Date().toISOString();
   const state: SessionState = {
     version: STATE_VERSION,
@@ -92,6 +97,7 @@ async function claimIdLocked(
   const dir = join(stateDir, id);
   try {
     renameNoReplace(tmp, dir);
+    crashPoint('begin:published');
   } catch (e) {
     throw (e as { exists?: boolean }).exists ? new SessionExistsError(id) : e;
   }
@@ -108,6 +114,7 @@ async function claimIdLocked(
     throw e;
   }
   early.close();
+  crashPoint('begin:liveness');
   return { dir, liveness, state };
 }
 
@@ -135,13 +142,18 @@ async function setUpLocked(session: Session, o: BeginOptions, undo: Undo): Promi
   const stopHook = (phase: 'pre-unmount' | 'post-unmount') => async () => {
     await runHooks({ hooksDir: state.hooksDir, phase, vars: session.hookVars(), logPath: paths.hooksLog, timeoutMs: state.hookTimeoutMs, keepGoing: true });
   };
+  crashPoint('begin:dirs');
   undo.push('post-unmount hooks', stopHook('post-unmount'));
   await hook('pre-mount');
+  crashPoint('begin:pre-mount');
   mountUnion({ type: state.unionType, source: state.source, upper: paths.upper, work: paths.work, root: paths.root });
+  crashPoint('begin:mounted');
   undo.push('unmount', () => unmountAll(paths.root));
   undo.push('pre-unmount hooks', stopHook('pre-unmount'));
   await hook('post-mount');
+  crashPoint('begin:post-mount');
   const active: SessionState = { ...state, status: 'active', updatedAt: new Date().toISOString() };
   await withMetadataLock(paths.dir, () => writeStateLocked(paths.dir, active));
   session.setState(active);
+  crashPoint('begin:active');
 }

@@ -11,6 +11,7 @@ import { SessionBusyError } from './errors.js';
 import { LIVENESS, openLiveness, withMetadataLock, type LockWaitOptions } from './locks.js';
 import type { Session } from './session.js';
 import { syncDir, writeStateLocked, type SessionStatus } from './state.js';
+import { crashPoint } from '../crash.js';
 
 export interface EndOptions extends LockWaitOptions {
   /** Wait for the other holders to let go. */
@@ -27,6 +28,7 @@ export async function endSession(session: Session, o: EndOptions = {}): Promise<
   const before = lock.held;
   try {
     await takeExclusive(session, lock, o);
+    crashPoint('end:exclusive');
   } catch (e) {
     if (!liveness) lock.close();
     throw e;
@@ -105,10 +107,13 @@ function wrapBusy(session: Session, lock: FileLock, e: unknown): unknown {
 async function teardownLocked(session: Session): Promise<unknown> {
   const { state, paths } = session;
   await setStatusLocked(session, 'ending');
+  crashPoint('end:ending');
   const hooks = (phase: HookPhase) =>
     runHooks({ hooksDir: state.hooksDir, phase, vars: session.hookVars(), logPath: paths.hooksLog, timeoutMs: state.hookTimeoutMs, keepGoing: true });
   await hooks('pre-unmount');
+  crashPoint('end:pre-unmount');
   unmountAll(paths.root);
+  crashPoint('end:unmounted');
   let late: unknown;
   try {
     await hooks('post-unmount');
@@ -116,7 +121,9 @@ async function teardownLocked(session: Session): Promise<unknown> {
     // Nothing is mounted any more: the session still ends; the failure is reported after.
     late = e;
   }
+  crashPoint('end:post-unmount');
   removeTree(paths.dir);
+  crashPoint('end:removed');
   syncDir(session.stateDir);
   if (late instanceof HookFailedError) (late as Error).message = `session ${session.id} ended, but ${(late as Error).message}`;
   return late;

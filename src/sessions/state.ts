@@ -6,6 +6,7 @@ import { closeSync, constants as fsc, fsyncSync, openSync, readSync, renameSync,
 import { join } from 'node:path';
 import type { UnionType } from '../config/index.js';
 import { ID_PATTERN } from './ids.js';
+import { crashPoint } from '../crash.js';
 
 export const STATE_FILE = 'state.json';
 export const STATE_VERSION = 1;
@@ -122,11 +123,13 @@ export function writeStateLocked(dir: string, state: SessionState): void {
   const fd = openSync(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o644);
   try {
     writeSync(fd, `${JSON.stringify(state, null, 2)}\n`);
+    crashPoint('state:written');
     fsyncSync(fd);
   } finally {
     closeSync(fd);
   }
   renameSync(tmp, path);
+  crashPoint('state:renamed');
   syncDir(dir);
 }
 
