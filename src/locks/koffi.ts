@@ -9,29 +9,39 @@
 // package directly, check that it is the version koffi expects, and fall back
 // to require('koffi') whenever anything about that differs (musl, another
 // layout, a locally built koffi).
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 type Koffi = typeof import('koffi');
 
 let loaded: Koffi | undefined;
+let how: 'direct' | 'entry' | undefined;
 
 export function koffi(): Koffi {
   return (loaded ??= load());
 }
 
-function load(): Koffi {
-  const require = createRequire(import.meta.url);
-  return direct(require) ?? (require('koffi') as Koffi);
+/** How koffi was loaded in this thread, once it has been (for tests and diagnostics). */
+export function koffiLoadedBy(): 'direct' | 'entry' | undefined {
+  return how;
 }
 
-function direct(require: NodeJS.Require): Koffi | undefined {
+function load(): Koffi {
+  const mod = direct();
+  how = mod ? 'direct' : 'entry';
+  return mod ?? (createRequire(import.meta.url)('koffi') as Koffi);
+}
+
+function direct(): Koffi | undefined {
   if (process.platform !== 'linux' || process.env.WARDEN_KOFFI_DIRECT === '0') return undefined;
   try {
     // The same places koffi's entry looks: its package.json for the version
     // and the per-platform package installed beside it.
-    const top = dirname(require.resolve('koffi'));
-    const { version } = require(join(top, 'package.json')) as { version: string };
+    const top = koffiDir();
+    if (top === undefined) return undefined;
+    const { version } = JSON.parse(readFileSync(join(top, 'package.json'), 'utf8')) as { version: string };
     const file = join(top, '..', '@koromix', `koffi-linux-${process.arch}`, `linux_${process.arch}`, 'koffi.node');
     const mod = { exports: {} as Koffi & { version?: string } };
     process.dlopen(mod, file);
@@ -39,5 +49,20 @@ function direct(require: NodeJS.Require): Koffi | undefined {
   } catch {
     // Not there, or not loadable here (a musl system): koffi's entry decides.
     return undefined;
+  }
+}
+
+/**
+ * node_modules/koffi in this file's directory or the nearest parent, as
+ * require() would find it. By hand because require.resolve('koffi') costs
+ * ~3 ms the first time (package exports resolution), more than the dlopen.
+ */
+function koffiDir(): string | undefined {
+  for (let dir = dirname(fileURLToPath(import.meta.url)); ; ) {
+    const candidate = join(dir, 'node_modules', 'koffi');
+    if (existsSync(join(candidate, 'package.json'))) return candidate;
+    const up = dirname(dir);
+    if (up === dir) return undefined;
+    dir = up;
   }
 }
