@@ -9,7 +9,8 @@
 // Two copies: dist/cli (shipped; crash points compiled out) and dist/crash
 // (crash points read WARDEN_CRASH_AT; only the crash-injection tests use it).
 import { build } from 'esbuild';
-import { rmSync } from 'node:fs';
+import { chmodSync, lstatSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 
 const common = {
   bundle: true,
@@ -34,3 +35,14 @@ for (const [outdir, crashPoints] of [['dist/cli', false], ['dist/crash', true]])
   });
   await build({ ...common, entryPoints: { 'wait-worker': 'src/locks/wait-worker.ts' }, outdir, format: 'esm' });
 }
+
+// warden refuses to run hooks that are group- or world-writable (they run as
+// root). A checkout made under umask 002 leaves warden's own hooks/ exactly
+// that, so the build takes those write bits away.
+function dropGroupWrite(path) {
+  const st = lstatSync(path);
+  if (st.isSymbolicLink()) return;
+  if (st.mode & 0o022) chmodSync(path, st.mode & 0o7755);
+  if (st.isDirectory()) for (const name of readdirSync(path)) dropGroupWrite(join(path, name));
+}
+dropGroupWrite('hooks');

@@ -43,6 +43,8 @@ export function exitCodeOf(e: unknown, fallback: number = EXIT.failure): number 
   let err: unknown = e;
   // A failed rollback keeps the first failure as its cause: that decides.
   while (err instanceof Error && err.name === 'RollbackError' && err.cause) err = err.cause;
+  // A hook killed because the user pressed Ctrl-C did not fail: the user stopped it.
+  if (err instanceof Error && err.name === 'HookFailedError' && (err as Error & { interrupted?: boolean }).interrupted) return EXIT.interrupted;
   return (err instanceof Error && CODES[err.name]) || fallback;
 }
 

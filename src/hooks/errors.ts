@@ -30,6 +30,8 @@ export class HookFailedError extends HookError {
   readonly status: number | null;
   readonly signal: string | null;
   readonly timedOut: boolean;
+  /** Stopped by the caller's AbortSignal (Ctrl-C), not by its own failure. */
+  readonly interrupted: boolean;
   /** Last non-empty stderr lines (at most 5); the full output is in hooks.log. */
   readonly stderrTail: string[];
   /** With keepGoing: the failures after this (the first) one. */
@@ -42,6 +44,7 @@ export class HookFailedError extends HookError {
     this.status = f.status;
     this.signal = f.signal;
     this.timedOut = f.timedOut;
+    this.interrupted = f.interrupted;
     this.stderrTail = f.stderrTail;
   }
 }

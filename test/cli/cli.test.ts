@@ -2,14 +2,14 @@
 // status pass-through, signals, waiting for locks, hostile input. Every
 // test runs the real bundle (dist/cli/warden.js) as a separate process.
 import anyTest, { type TestFn } from 'ava';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { listSessions, manageLockPath } from '../../src/sessions/index.js';
 import { mountsUnder } from '../../src/union/index.js';
 import { Holder, killAllHolders } from '../helpers/holder.js';
 import { untilBlocked } from '../helpers/leaks.js';
-import { REPO, destroyFixture, isRoot, makeFixture, processesUnder, stateEntries, treeDigest, type Fixture } from '../helpers/chroots.js';
+import { REPO, destroyFixture, isRoot, makeFixture, processesUnder, stateEntries, treeDigest, writeHooks, type Fixture } from '../helpers/chroots.js';
 import { untilOutput, warden, wardenAsync, writeConfig, type CliEnv } from '../helpers/cli.js';
 
 const test = anyTest as TestFn;
@@ -35,7 +35,13 @@ let env: CliEnv;
 
 test.before(async () => {
   fx = await makeFixture('warden-cli-');
-  env = writeConfig(fx.tmp, `[warden]\nhooks-dir=${fx.noHooks}\nhook-timeout=10\n\n[fx]\ntype=directory\ndirectory=${fx.source}\nunion-type=overlay\naliases=fx-alias\n`);
+  // fx-slow: the same source with a pre-mount hook that says it started, then hangs.
+  const slow = writeHooks(fx.tmp, { 'pre-mount.d/10-slow': `echo started > ${join(fx.tmp, 'slow-hook-started')}; exec sleep 1000` });
+  env = writeConfig(
+    fx.tmp,
+    `[warden]\nhooks-dir=${fx.noHooks}\nhook-timeout=10\n\n[fx]\ntype=directory\ndirectory=${fx.source}\nunion-type=overlay\naliases=fx-alias\n\n` +
+      `[fx-slow]\ntype=directory\ndirectory=${fx.source}\nunion-type=overlay\nhooks=${slow}\n`,
+  );
 });
 test.after.always(() => {
   if (fx) destroyFixture(fx.tmp);
@@ -99,7 +105,7 @@ test('a broken config is exit 3 with file:line; an unknown chroot or session is 
   t.regex(r.stderr, new RegExp(`^warden: list: ${bad.config}:2: `));
   const r2 = warden(env, ['run', '-c', 'nope', '--', 'true']);
   t.is(r2.status, 4);
-  t.regex(r2.stderr, /no such chroot "nope" \(configured: fx\)/);
+  t.regex(r2.stderr, /no such chroot "nope" \(configured: fx, fx-slow\)/);
   t.is(warden(env, ['end', '-s', 'nope']).status, 4);
   t.is(warden(env, ['info', 'nope']).status, 4);
 });
@@ -110,7 +116,7 @@ test('list shows chroots and aliases, as a table and as JSON', (t) => {
   t.regex(r.stdout, /^CHROOT\s+UNION\s+DIRECTORY/);
   t.regex(r.stdout, /fx \(fx-alias\)\s+overlay/);
   const j = JSON.parse(warden(env, ['list', '--json']).stdout);
-  t.deepEqual(j.chroots.map((c: { name: string }) => c.name), ['fx']);
+  t.deepEqual(j.chroots.map((c: { name: string }) => c.name), ['fx', 'fx-slow']);
 });
 
 rootSerial('run -c: stdin, stdout, stderr and the exit status pass through; the source never changes (needs root)', (t) => {
@@ -139,6 +145,19 @@ rootSerial('Ctrl-C while the command runs reaches the command, and the session s
   const r = await w.result;
   t.is(r.status, 130, r.stderr);
   t.deepEqual(stateEntries(env.stateDir), []);
+});
+
+rootSerial('Ctrl-C during a start hook: the hook is killed, the session rolled back, exit 130 (needs root)', async (t) => {
+  const started = join(fx.tmp, 'slow-hook-started');
+  rmSync(started, { force: true });
+  const w = wardenAsync(env, ['run', '-c', 'fx-slow', '--', 'true'], { detached: true });
+  await until(() => existsSync(started));
+  process.kill(-w.pid!, 'SIGINT');
+  const r = await w.result;
+  t.is(r.status, 130, r.stderr);
+  t.regex(r.stderr, /hook pre-mount\.d\/10-slow was interrupted/);
+  t.deepEqual(stateEntries(env.stateDir), []);
+  rmSync(started, { force: true });
 });
 
 rootSerial('Ctrl-C while waiting for a lock cancels the wait cleanly: exit 130, no session, no lock (needs root)', async (t) => {

@@ -1,0 +1,221 @@
+// Crash injection: warden is SIGKILLed at every step of its protocols, and
+// what it leaves behind must always be recoverable. The crash bundle
+// (dist/crash/warden.cjs, the same CLI with crash points compiled in) dies
+// at WARDEN_CRASH_AT=NAME@N; a first run of each operation with
+// WARDEN_CRASH_TRACE lists every point it passes, so a point added to the
+// code is covered without touching this file. Kills inside each hook phase
+// come from a hook that SIGKILLs its parent, warden.
+//
+// After every kill:
+// - no lock remains on any file of ours (the kernel drops a dead process's
+//   locks; a lock still there would belong to something that should not
+//   hold it);
+// - every session directory is active, stale or gone, never corrupt, and
+//   its state.json is whole (atomic writes);
+// - the source is unchanged (sessions never write through to it);
+// then `warden recover --all` and `list --sessions` leave only consistent
+// sessions, each mounted with the data written in it before the kill, and
+// they end cleanly.
+import anyTest, { type ExecutionContext, type TestFn } from 'ava';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileKeyOfPath, readProcLocks } from '../../src/locks/index.js';
+import { mountsUnder } from '../../src/union/index.js';
+import { DEFAULT_HOOKS, REPO, destroyFixture, isRoot, makeFixture, processesUnder, treeDigest, writeHooks, type Fixture } from '../helpers/chroots.js';
+import { warden, writeConfig, type CliEnv } from '../helpers/cli.js';
+
+const test = anyTest as TestFn;
+const CRASH_BUNDLE = join(REPO, 'dist', 'crash', 'warden.cjs');
+const PHASES = ['pre-mount', 'post-mount', 'pre-unmount', 'post-unmount'] as const;
+
+let fx: Fixture;
+let env: CliEnv;
+/** Holds the phase in which the crash hook kills warden ("" for none). */
+let crashPhaseFile: string;
+let sourceDigest: string[];
+
+test.before(async () => {
+  if (!isRoot) return;
+  fx = await makeFixture('warden-crash-');
+  crashPhaseFile = join(fx.tmp, 'crash-phase');
+  writeFileSync(crashPhaseFile, '');
+  // The shipped default hooks plus, in every phase, one that SIGKILLs warden
+  // (its parent) when this phase is the one asked for, then carries on.
+  const crash = `[ "$(cat ${crashPhaseFile})" = "$1" ] && kill -9 "$PPID"; exit 0`;
+  const hooks = writeHooks(fx.tmp, Object.fromEntries(PHASES.map((p) => [`${p}.d/50-crash`, crash])));
+  for (const name of readdirSync(join(DEFAULT_HOOKS, 'post-mount.d'))) {
+    if (!/^[A-Za-z0-9_-]+$/.test(name)) continue;
+    writeFileSync(join(hooks, 'post-mount.d', name), readFileSync(join(DEFAULT_HOOKS, 'post-mount.d', name)), { mode: 0o755 });
+  }
+  env = writeConfig(fx.tmp, `[warden]\nhooks-dir=${hooks}\nhook-timeout=10\n\n[fx]\ntype=directory\ndirectory=${fx.source}\nunion-type=overlay\n`);
+  // One clean session first: it creates .ref and .manage, which every later
+  // digest then includes.
+  const r = warden(env, ['run', '-c', 'fx', '--', 'true']);
+  if (r.status !== 0) throw new Error(`warm-up session failed: ${r.stderr}`);
+  sourceDigest = treeDigest(fx.source);
+});
+
+test.after.always(() => {
+  if (fx) destroyFixture(fx.tmp);
+});
+
+interface Operation {
+  name: string;
+  args: string[];
+  /** Written in the session by the command, checked after recovery when the command ran. */
+  data?: string;
+}
+
+const OPERATIONS: Operation[] = [
+  { name: 'automatic session (begin, run, end)', args: ['run', '-c', 'fx', '--', 'sh', '-c', 'echo crash-data > /crash-data'], data: 'crash-data\n' },
+];
+
+function crashEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  return { ...process.env, WARDEN_CONFIG: env.config, WARDEN_STATE_DIR: env.stateDir, WARDEN_DEBUG: '', ...extra };
+}
+
+function runCrashBundle(args: string[], extra: Record<string, string>) {
+  const r = spawnSync(process.execPath, [CRASH_BUNDLE, ...args], { env: crashEnv(extra), encoding: 'utf8', cwd: env.top, timeout: 60_000 });
+  if (r.error) throw r.error;
+  return r;
+}
+
+/** Every crash point `args` passes through, in order, as NAME@N. */
+function tracePoints(args: string[]): string[] {
+  const trace = join(fx.tmp, 'trace');
+  rmSync(trace, { force: true });
+  const r = runCrashBundle(args, { WARDEN_CRASH_TRACE: trace });
+  if (r.status !== 0) throw new Error(`tracing ${args.join(' ')} failed: ${r.stderr}`);
+  const points = readFileSync(trace, 'utf8').trim().split('\n');
+  rmSync(trace, { force: true });
+  return points;
+}
+
+/** Files whose locks are ours to check: the source lock, manage locks, session lock files. */
+function lockFiles(): string[] {
+  const files = [join(fx.source, '.ref')];
+  const manage = join(env.stateDir, '.manage');
+  if (existsSync(manage)) for (const n of readdirSync(manage)) files.push(join(manage, n));
+  if (existsSync(env.stateDir)) {
+    for (const n of readdirSync(env.stateDir)) {
+      const f = join(env.stateDir, n, 'lock');
+      if (existsSync(f)) files.push(f);
+    }
+  }
+  return files;
+}
+
+function locksOnOurFiles(): string[] {
+  const keys = new Map<string, string>();
+  for (const f of lockFiles()) {
+    try {
+      keys.set(fileKeyOfPath(f), f);
+    } catch {
+      // removed meanwhile
+    }
+  }
+  return readProcLocks()
+    .filter((e) => keys.has(e.key))
+    .map((e) => `${e.family} ${e.kind} pid ${e.pid} on ${keys.get(e.key)}`);
+}
+
+/** Processes started with our state dir in their environment (hooks, commands) that are still alive. */
+function ourProcesses(): number[] {
+  const mark = Buffer.from(`\0WARDEN_STATE_DIR=${env.stateDir}\0`);
+  const out: number[] = [];
+  for (const pid of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+    if (Number(pid) === process.pid) continue;
+    try {
+      const environ = Buffer.concat([Buffer.from([0]), readFileSync(`/proc/${pid}/environ`)]);
+      if (environ.includes(mark)) out.push(Number(pid));
+    } catch {
+      // gone
+    }
+  }
+  return [...out, ...processesUnder(fx.tmp)];
+}
+
+/** A hook that killed warden exits right after; wait for it (an event we poll for, bounded). */
+async function untilNoProcesses(): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (ourProcesses().length > 0) {
+    if (Date.now() > deadline) throw new Error(`processes still alive: ${ourProcesses().join(' ')}`);
+    await sleep(5);
+  }
+}
+
+interface Listed {
+  id: string;
+  status: string;
+  reason?: string;
+  /** The status in state.json. */
+  phase?: string;
+}
+
+function listSessions(): Listed[] {
+  const r = warden(env, ['list', '--sessions', '--json']);
+  if (r.status !== 0) throw new Error(`list --sessions failed: ${r.stderr}`);
+  return JSON.parse(r.stdout) as Listed[];
+}
+
+const overlayAt = (root: string) => mountsUnder(env.stateDir).some((m) => m.mountPoint === root && m.fsType === 'overlay');
+
+let covered = 0;
+
+for (const op of OPERATIONS) {
+  const trial = async (t: ExecutionContext, point: string, extra: Record<string, string>) => {
+    const r = runCrashBundle(op.args, extra);
+    t.is(r.signal, 'SIGKILL', `warden was killed at ${point} (status ${r.status}: ${r.stderr})`);
+    await untilNoProcesses();
+
+    // Right after the kill.
+    t.deepEqual(locksOnOurFiles(), [], `no lock left after a kill at ${point}`);
+    const after = listSessions();
+    for (const s of after) t.not(s.status, 'corrupt', `session ${s.id} after a kill at ${point}: ${s.reason}`);
+    t.deepEqual(treeDigest(fx.source), sourceDigest, `source unchanged after a kill at ${point}`);
+
+    // Recovery.
+    const rec = warden(env, ['recover', '--all']);
+    t.is(rec.status, 0, `recover --all after a kill at ${point}: ${rec.stderr}`);
+    t.deepEqual(locksOnOurFiles(), [], 'recover without a command holds nothing afterwards');
+    for (const s of listSessions()) {
+      t.not(s.status, 'corrupt', `session ${s.id} after recovery: ${s.reason}`);
+      t.is(s.phase, 'active', `session ${s.id} is consistent after recovery`);
+      const dir = join(env.stateDir, s.id);
+      t.true(overlayAt(join(dir, 'root')), `session ${s.id} is mounted after recovery`);
+      const data = join(dir, 'upper', 'crash-data');
+      if (op.data && existsSync(data)) t.is(readFileSync(data, 'utf8'), op.data);
+      const end = warden(env, ['end', '-s', s.id]);
+      t.is(end.status, 0, `end -s ${s.id}: ${end.stderr}`);
+    }
+    t.deepEqual(readdirSync(env.stateDir).filter((n) => n !== '.manage'), [], `nothing left in the state dir after a kill at ${point}`);
+    t.deepEqual(mountsUnder(fx.tmp).map((m) => m.mountPoint), [], 'nothing mounted');
+    t.deepEqual(treeDigest(fx.source), sourceDigest, 'source unchanged after recovery');
+    covered++;
+  };
+
+  const rootTest = isRoot ? test.serial : test.serial.skip;
+  rootTest(`${op.name}: SIGKILL at every crash point, then recover --all`, async (t) => {
+    const points = tracePoints(op.args);
+    t.true(points.length >= 10, `${op.args.join(' ')} passes ${points.length} crash points`);
+    for (const point of points) await trial(t, point, { WARDEN_CRASH_AT: point });
+    t.log(`${points.length} crash points`);
+  });
+
+  rootTest(`${op.name}: SIGKILL inside each hook phase, then recover --all`, async (t) => {
+    for (const phase of PHASES) {
+      writeFileSync(crashPhaseFile, phase);
+      try {
+        await trial(t, `hook:${phase}`, {});
+      } finally {
+        writeFileSync(crashPhaseFile, '');
+      }
+    }
+  });
+}
+
+test.after.always('report', (t) => {
+  if (isRoot) t.log(`crash points covered: ${covered}`);
+});
