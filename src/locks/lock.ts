@@ -227,6 +227,12 @@ export class FileLock {
    */
   conflict(kind: LockKind): { kind: LockKind; range: LockRange; pid: number } | undefined {
     this.#assertOpen();
+    // POSIX mode: F_GETLK never reports the asking process's own locks, so
+    // another handle of ours that holds the range is found in the registry.
+    if (this.#cmds.mode === 'posix') {
+      const local = posix.localConflict(this.#key, this, kind, this.range);
+      if (local) return { ...local, pid: process.pid };
+    }
     encodeFlock(flock, kindType(kind), this.range.start, this.range.len);
     if (native().fcntl(this.#fd, this.#cmds.getlk, flock) !== 0) throw this.#syscallError('F_GETLK', errno());
     const f = decodeFlock(flock);

@@ -57,6 +57,16 @@ export function conflictsLocally(key: string, self: object, kind: LockKind, rang
   return false;
 }
 
+/** A lock held (not merely waited for) by another of our handles that conflicts with `kind` on `range`. */
+export function localConflict(key: string, self: object, kind: LockKind, range: LockRange): Claim | undefined {
+  const r = files.get(key);
+  if (!r) return undefined;
+  for (const [owner, c] of r.held) {
+    if (owner !== self && (kind === 'exclusive' || c.kind === 'exclusive') && rangesOverlap(c.range, range)) return c;
+  }
+  return undefined;
+}
+
 export function notePending(key: string, self: object, claim: Claim | undefined): void {
   const r = record(key);
   if (claim) r.pending.set(self, claim);

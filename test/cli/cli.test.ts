@@ -186,8 +186,24 @@ rootSerial('Ctrl-C while waiting for a lock cancels the wait cleanly: exit 130, 
   t.is(warden(env, ['run', '-c', 'fx', '--', 'true']).status, 0);
 });
 
-rootSerial('a background process keeps the automatic session alive; end --force ends it (needs root)', (t) => {
+rootSerial('a background process keeps the automatic session alive; end --force ends it (needs root)', async (t) => {
   const r = warden(env, ['run', '-c', 'fx', '--id', 'bg', '--', '/bin/sh', '-c', 'sleep 1000 </etc/hostname >/tmp/bg.log 2>&1 & echo started']);
+  if (process.env.WARDEN_LOCK_MODE === 'posix') {
+    // The documented difference: without inherited locks the background
+    // sleep does not hold the session, so warden ends it, and the kernel
+    // refuses the unmount while sleep runs in it. Nothing is lost: the
+    // session stays for `end` once sleep is gone.
+    t.is(r.status, 125, r.stderr);
+    const m = /target is busy: used by pid (\d+) \(sleep/.exec(r.stderr);
+    t.truthy(m, r.stderr);
+    t.is(warden(env, ['end', '-s', 'bg']).status, 1);
+    process.kill(Number(m![1]), 'SIGKILL');
+    await until(() => !processesUnder(fx.tmp).includes(Number(m![1])));
+    const end = warden(env, ['end', '-s', 'bg']);
+    t.is(end.status, 0, end.stderr);
+    t.deepEqual(stateEntries(env.stateDir), []);
+    return;
+  }
   t.is(r.status, 0, r.stderr);
   t.regex(r.stderr, /session bg is still held \(shared by pid \d+ \(sleep\)\); it was left for `warden end -s bg`/);
   const listed = JSON.parse(warden(env, ['list', '--sessions', '--json']).stdout);
