@@ -4,7 +4,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { FileLock, lockPath, type LockHolder, type WaitOptions } from '../locks/index.js';
-import { StateDirError } from './errors.js';
+import { StateDirError, type SessionHolder } from './errors.js';
 
 export const SESSION_LOCK_FILE = 'lock';
 export const SOURCE_LOCK_FILE = '.ref';
@@ -19,6 +19,8 @@ export interface WaitInfo {
   lock: 'manage' | 'source' | 'liveness';
   path: string;
   holders: LockHolder[];
+  /** Source waits of a source entry: the sessions behind `holders` (re-reported as they end). */
+  sessions?: SessionHolder[];
 }
 
 export interface LockWaitOptions {
@@ -63,6 +65,16 @@ export async function takeManageLock(stateDir: string, chroot: string, o: LockWa
 export async function takeSourceShared(source: string, o: LockWaitOptions = {}): Promise<FileLock> {
   const path = sourceLockPath(source);
   return lockPath(path, 'shared', { ...waitOpts('source', path, o), fileMode: 0o644 });
+}
+
+/**
+ * source EX: a source entry, for as long as its command runs. Waits for
+ * every session holder (and outside `.ref` user) to let go.
+ * Preconditions: the chroot's manage lock is held, so no session begins meanwhile.
+ */
+export async function takeSourceExclusiveLocked(source: string, o: LockWaitOptions = {}): Promise<FileLock> {
+  const path = sourceLockPath(source);
+  return lockPath(path, 'exclusive', { ...waitOpts('source', path, o), fileMode: 0o644 });
 }
 
 /** A handle on the liveness byte of an existing session lock file (no lock taken yet). */
