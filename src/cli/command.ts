@@ -34,11 +34,12 @@ export async function runCommand(start: () => ChildProcess, locks: CommandLocks)
   ];
   for (const [s, h] of handlers) process.on(s, h);
   try {
+    const status = (code: number | null, signal: NodeJS.Signals | null) => code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0);
     return await new Promise<number>((resolve, reject) => {
+      // A child started ahead (source entry) may be done already.
+      if (child.exitCode !== null || child.signalCode !== null) return resolve(status(child.exitCode, child.signalCode));
       child.once('error', reject);
-      child.once('exit', (code, signal) => {
-        resolve(code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0));
-      });
+      child.once('exit', (code, signal) => resolve(status(code, signal)));
     });
   } finally {
     for (const [s, h] of handlers) process.off(s, h);

@@ -3,7 +3,7 @@
 // taken" has one answer.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { FileLock, lockPath, type LockHolder, type WaitOptions } from '../locks/index.js';
+import { FileLock, LockFileError, lockPath, type LockHolder, type WaitOptions } from '../locks/index.js';
 import { StateDirError, type SessionHolder } from './errors.js';
 
 export const SESSION_LOCK_FILE = 'lock';
@@ -69,12 +69,29 @@ export async function takeSourceShared(source: string, o: LockWaitOptions = {}):
 
 /**
  * source EX: a source entry, for as long as its command runs. Waits for
- * every session holder (and outside `.ref` user) to let go.
+ * every session holder (and outside `.ref` user) to let go. `opened` sees
+ * each handle before it waits (to hand its fd to a command started ahead
+ * of the grant); like lockPath, a `.ref` replaced meanwhile is locked again
+ * through a new handle, the old one released first (a process it was
+ * handed to must not keep that lock).
  * Preconditions: the chroot's manage lock is held, so no session begins meanwhile.
  */
-export async function takeSourceExclusiveLocked(source: string, o: LockWaitOptions = {}): Promise<FileLock> {
+export async function takeSourceExclusiveLocked(source: string, o: LockWaitOptions & { opened?: (lock: FileLock) => void } = {}): Promise<FileLock> {
   const path = sourceLockPath(source);
-  return lockPath(path, 'exclusive', { ...waitOpts('source', path, o), fileMode: 0o644 });
+  for (let attempt = 0; ; attempt++) {
+    const lock = FileLock.open(path, { fileMode: 0o644 });
+    try {
+      o.opened?.(lock);
+      await lock.acquire('exclusive', waitOpts('source', path, o));
+      if (lock.namesSameFile()) return lock;
+      lock.release();
+    } catch (e) {
+      lock.close();
+      throw e;
+    }
+    lock.close();
+    if (attempt >= 16) throw new LockFileError(`lock file ${path} keeps being replaced while we lock it`, { path });
+  }
 }
 
 /** A handle on the liveness byte of an existing session lock file (no lock taken yet). */

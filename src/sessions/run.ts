@@ -92,6 +92,68 @@ export function spawnInSession(session: Session, locks: CommandLocks, o: Command
  * named in WARDEN_LOCK_FDS.
  */
 export function spawnChrooted(target: ChrootTarget, lockFds: readonly number[], o: CommandOptions): ChildProcess {
+  const { args, env } = chrootCommand(target, lockFds, o);
+  return spawn(UNSHARE, args, { stdio: ['inherit', 'inherit', 'inherit', ...lockFds], env });
+}
+
+/** A command started ahead of time, held back before it chroots until open(). */
+export interface GatedChild {
+  readonly child: ChildProcess;
+  /** Lets the command run. */
+  open(): void;
+  /** Ends the process without running the command; resolves once it has exited. Idempotent. */
+  cancel(): Promise<void>;
+}
+
+// The host's sh waits for "go" on the gate (a socket warden holds the other
+// end of), closes it and execs unshare. EOF instead, when warden cancels or
+// dies, ends it without running anything.
+const GATE_SCRIPT = (fd: number) => `read -r go <&${fd} && [ "$go" = go ] || exit 125; exec ${fd}<&-; exec "$@"`;
+
+/**
+ * spawnChrooted, but started now and held back until open(): forking a
+ * Node process (the first spawn() of a process costs ~6 ms) and exec'ing
+ * happen while the caller still waits for its lock, so that only an exec
+ * chain remains between the grant and the command. The child gets
+ * `lockFds` at once: in OFD mode it shares any lock later taken through
+ * them, so a caller that gives up must cancel() (or release the locks)
+ * before closing its copies.
+ */
+export function spawnGated(target: ChrootTarget, lockFds: readonly number[], o: CommandOptions): GatedChild {
+  const { args, env } = chrootCommand(target, lockFds, o);
+  const gateFd = 3 + lockFds.length;
+  const child = spawn('/bin/sh', ['-c', GATE_SCRIPT(gateFd), 'warden-gate', UNSHARE, ...args], {
+    stdio: ['inherit', 'inherit', 'inherit', ...lockFds, 'pipe'],
+    env,
+  });
+  let failure: unknown;
+  child.once('error', (e) => (failure = e));
+  const gate = child.stdio[gateFd] as NodeJS.WritableStream & { destroy(): void };
+  const exited = new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve();
+    else child.once('close', () => resolve());
+  });
+  let state: 'closed' | 'open' | 'cancelled' = 'closed';
+  return {
+    child,
+    open() {
+      if (failure) throw failure;
+      if (state !== 'closed') throw new RunError(`gate already ${state}`);
+      state = 'open';
+      gate.end('go\n');
+    },
+    async cancel() {
+      if (state === 'closed') {
+        state = 'cancelled';
+        gate.destroy();
+      }
+      if (state === 'cancelled' && child.pid !== undefined) await exited;
+    },
+  };
+}
+
+/** unshare's arguments and the command's environment. */
+function chrootCommand(target: ChrootTarget, lockFds: readonly number[], o: CommandOptions): { args: string[]; env: NodeJS.ProcessEnv } {
   if (o.command.length === 0) throw new RunError('no command given');
   const root = target.root;
   const pw = o.user === undefined ? undefined : lookupUser(o.user);
@@ -114,5 +176,5 @@ export function spawnChrooted(target: ChrootTarget, lockFds: readonly number[], 
   }
   env.WARDEN_LOCK_FDS = lockFds.map((_, i) => firstFd + i).join(',');
   if (pw) Object.assign(env, { HOME: pw.home, USER: pw.name, LOGNAME: pw.name });
-  return spawn(UNSHARE, args, { stdio: ['inherit', 'inherit', 'inherit', ...lockFds], env });
+  return { args, env };
 }

@@ -26,7 +26,7 @@ import {
   type WaitInfo,
 } from './locks.js';
 import { openSession } from './open.js';
-import { RunError, spawnChrooted, type CommandOptions } from './run.js';
+import { RunError, spawnChrooted, spawnGated, type ChrootTarget, type CommandOptions, type GatedChild } from './run.js';
 import type { CommandLocks } from './session.js';
 import { ensureStateDir, listSessions, type SessionEntry } from './store.js';
 import { Undo } from './undo.js';
@@ -41,6 +41,12 @@ export interface SourceOptions extends LockWaitOptions {
   recoverStale?: boolean;
   /** How often a source wait re-reports the sessions still holding it (default 1000 ms). */
   refreshMs?: number;
+  /**
+   * The command to run in the source. Started ahead, held back at a gate
+   * while the entry waits, and let go once the source is entered: the
+   * entry's `child`. Without it, start one later with spawnInSource.
+   */
+  command?: CommandOptions;
 }
 
 /**
@@ -53,14 +59,17 @@ export class SourceEntry implements CommandLocks {
   readonly source: string;
   /** Stale sessions that were ended before entering (recoverStale). */
   readonly recovered: readonly string[];
+  /** The command, running (when `command` was given). */
+  readonly child: ChildProcess | undefined;
   #manage: FileLock | undefined;
   #ref: FileLock | undefined;
 
   /** Internal: built by enterSource. */
-  constructor(chroot: ChrootDef, manage: FileLock, ref: FileLock, recovered: readonly string[]) {
+  constructor(chroot: ChrootDef, manage: FileLock, ref: FileLock, recovered: readonly string[], child?: ChildProcess) {
     this.chroot = chroot.name;
     this.source = chroot.directory;
     this.recovered = recovered;
+    this.child = child;
     this.#manage = manage;
     this.#ref = ref;
   }
@@ -98,7 +107,11 @@ export class SourceEntry implements CommandLocks {
   }
 }
 
-/** Enters the source of `o.chroot` exclusively; the caller runs its command with spawnInSource and closes the entry. */
+/**
+ * Enters the source of `o.chroot` exclusively. With `o.command` the command
+ * runs when this resolves (entry.child); otherwise the caller starts it with
+ * spawnInSource. Either way the caller closes the entry.
+ */
 export async function enterSource(o: SourceOptions): Promise<SourceEntry> {
   const stateDir = ensureStateDir(o.stateDir);
   // One budget for every wait of the entry: --timeout S means S in total.
@@ -110,11 +123,19 @@ export async function enterSource(o: SourceOptions): Promise<SourceEntry> {
     undo.push('release manage lock', () => manage.close());
     crashPoint('source:manage');
     const recovered: string[] = [];
-    const ref = await takeSourceLocked(stateDir, o, left, recovered);
+    const { ref, gated } = await takeSourceLocked(stateDir, manage, o, left, recovered);
+    undo.push('release source lock', () => ref.close());
+    if (gated) {
+      // Before the locks close: the command shares them until it is gone.
+      undo.push('cancel the command', () => gated.cancel());
+      gated.open();
+      crashPoint('source:started');
+    }
     undo.commit();
-    return new SourceEntry(o.chroot, manage, ref, recovered);
+    return new SourceEntry(o.chroot, manage, ref, recovered, gated?.child);
   } catch (e) {
-    // Only lock handles to close: their close() does not throw.
+    // Lock handles and a gated command whose cancel waits for it to exit:
+    // nothing here throws.
     await undo.run();
     throw e;
   }
@@ -122,14 +143,13 @@ export async function enterSource(o: SourceOptions): Promise<SourceEntry> {
 
 /** Spawns the entry's command chrooted in the source, with the entry's lock fds as fds 3 (manage) and 4 (source). */
 export function spawnInSource(entry: SourceEntry, o: CommandOptions): ChildProcess {
-  const target = {
-    root: entry.source,
-    what: `the source of chroot ${entry.chroot}`,
-    env: { WARDEN_CHROOT: entry.chroot, WARDEN_SESSION_ID: undefined },
-  };
-  const child = spawnChrooted(target, entry.fds, o);
+  const child = spawnChrooted(sourceTarget(entry.chroot, entry.source), entry.fds, o);
   crashPoint('source:spawned');
   return child;
+}
+
+function sourceTarget(chroot: string, source: string): ChrootTarget {
+  return { root: source, what: `the source of chroot ${chroot}`, env: { WARDEN_CHROOT: chroot, WARDEN_SESSION_ID: undefined } };
 }
 
 /**
@@ -139,20 +159,55 @@ export function spawnInSource(entry: SourceEntry, o: CommandOptions): ChildProce
  * sessions held by someone without the source lock (an `end` or `recover`
  * from another process, a `run -s` between its two locks) are waited for
  * with the source lock released, so that a recover waiting for source SH
- * can finish rather than deadlock with us.
- * Preconditions: the chroot's manage lock is held.
+ * can finish rather than deadlock with us. A command (o.command) is started
+ * behind its gate as soon as the source lock file is opened, and cancelled
+ * in every round that does not end in the entry.
+ * Preconditions: the chroot's manage lock is held through `manage`.
  */
-async function takeSourceLocked(stateDir: string, o: SourceOptions, left: () => number | undefined, recovered: string[]): Promise<FileLock> {
-  for (;;) {
-    await clearStaleLocked(stateDir, o, recovered);
-    crashPoint('source:stale-checked');
-    const ref = await waitForSourceLocked(stateDir, o, left());
-    crashPoint('source:exclusive');
-    const remaining = sessionsOf(stateDir, o.chroot);
-    if (remaining.length === 0) return ref;
-    ref.close();
-    const held = remaining.find((e) => e.status === 'active');
-    if (held) await waitUnheldLocked(held, o, left());
+async function takeSourceLocked(
+  stateDir: string,
+  manage: FileLock,
+  o: SourceOptions,
+  left: () => number | undefined,
+  recovered: string[],
+): Promise<{ ref: FileLock; gated: GatedChild | undefined }> {
+  let gated: GatedChild | undefined;
+  const cancelling: Promise<void>[] = [];
+  const cancel = async () => {
+    if (gated) cancelling.push(gated.cancel());
+    gated = undefined;
+    await Promise.all(cancelling.splice(0));
+  };
+  const command = o.command;
+  const opened = command
+    ? (ref: FileLock) => {
+        // A replaced .ref: its old handle was released before this one
+        // opened, so its command can go without waiting for it here.
+        if (gated) cancelling.push(gated.cancel());
+        gated = spawnGated(sourceTarget(o.chroot.name, o.chroot.directory), [manage.fd, ref.fd], command);
+        crashPoint('source:gated');
+      }
+    : undefined;
+  try {
+    for (;;) {
+      await clearStaleLocked(stateDir, o, recovered);
+      crashPoint('source:stale-checked');
+      const ref = await waitForSourceLocked(stateDir, o, left(), opened);
+      crashPoint('source:exclusive');
+      const remaining = sessionsOf(stateDir, o.chroot);
+      if (remaining.length === 0) {
+        await Promise.all(cancelling.splice(0));
+        return { ref, gated };
+      }
+      // The gated command shares ref's lock: it must be gone before ref closes.
+      await cancel();
+      ref.close();
+      const held = remaining.find((e) => e.status === 'active');
+      if (held) await waitUnheldLocked(held, o, left());
+    }
+  } catch (e) {
+    await cancel();
+    throw e;
   }
 }
 
@@ -185,10 +240,15 @@ async function clearStaleLocked(stateDir: string, o: SourceOptions, recovered: s
  * source EX, reporting through onWait which sessions still hold it.
  * Preconditions: the chroot's manage lock is held.
  */
-async function waitForSourceLocked(stateDir: string, o: SourceOptions, timeout: number | undefined): Promise<FileLock> {
+async function waitForSourceLocked(
+  stateDir: string,
+  o: SourceOptions,
+  timeout: number | undefined,
+  opened: ((lock: FileLock) => void) | undefined,
+): Promise<FileLock> {
   const report = o.onWait ? sourceWaitReport(stateDir, o.chroot, o.onWait, o.refreshMs ?? 1000) : undefined;
   try {
-    return await takeSourceExclusiveLocked(o.chroot.directory, { timeout, signal: o.signal, wait: o.wait, onWait: report?.onWait });
+    return await takeSourceExclusiveLocked(o.chroot.directory, { timeout, signal: o.signal, wait: o.wait, onWait: report?.onWait, opened });
   } catch (e) {
     if (e instanceof LockBusyError || e instanceof LockTimeoutError) {
       const { sessions, holders } = sourceHolders(stateDir, o.chroot);

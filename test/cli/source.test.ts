@@ -70,6 +70,15 @@ function run(args: string[], extra: NodeJS.ProcessEnv = {}, input?: string): Res
   return { status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }
 
+/** Polls a condition about other processes (orphans we cannot wait for) until it holds. */
+async function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 /** The process itself has exited (its stdio may live on in children that inherited it). */
 function exited(child: Running): Promise<void> {
   return new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', () => r())));
@@ -231,6 +240,12 @@ rootSerial('--no-wait and --timeout exit 5 with the holders; Ctrl-C while waitin
   w.kill('SIGINT');
   const r = await w.result;
   t.is(r.status, 130, r.stderr);
+  // What a terminal does: SIGINT to the whole process group, the command waiting at its gate included.
+  const g = start(['source', '-c', 'fx', '--', '/bin/sh', '-c', 'echo ran > /etc/ran'], {}, { detached: true });
+  await untilBlocked([ref()], 1);
+  process.kill(-g.pid!, 'SIGINT');
+  t.is((await g.result).status, 130);
+  t.false(existsSync(join(fx.source, 'etc/ran')), 'the command never ran');
   // Only the session holds anything: no manage lock, no waiter.
   t.deepEqual(lockHolders(manage()), []);
   t.false(lockHolders(ref()).some((h) => h.kind === 'exclusive' || h.waiting));
@@ -262,6 +277,20 @@ function gate(name: string): { path: string; open: () => void } {
     },
   };
 }
+
+rootSerial('a warden SIGKILLed while it waits leaves nothing: the command started ahead never runs (needs root)', async (t) => {
+  const a = await heldSession('blocking');
+  const w = start(['source', '-c', 'fx', '--', '/bin/sh', '-c', 'echo ran > /etc/ran']);
+  await untilBlocked([ref()], 1);
+  w.kill('SIGKILL');
+  await exited(w);
+  // The gated command sees its gate close and exits; with it the last copy of the manage lock.
+  await until(() => lockHolders(manage()).length === 0, 'the manage lock to be free');
+  a.stdin!.end('\n');
+  t.is((await a.result).status, 0);
+  t.false(existsSync(join(fx.source, 'etc/ran')), 'the command never ran');
+  t.is(run(['run', '-c', 'fx', '--no-wait', '--', 'true']).status, 0);
+});
 
 rootSerial('OFD: a SIGKILLed warden leaves the locks with its command; a begin waits until the command exits (needs root)', async (t) => {
   const g = gate('ofd-gate');

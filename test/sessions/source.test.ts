@@ -216,7 +216,9 @@ rootSerial('a session whose holders die while the entry waits is caught after th
     await untilOutput(w, /started/).catch((e) => {
       throw new Error(`${e.message} ${w.output.stderr}`);
     });
-    const entering = settled(enterSource(entryOpts({ recoverStale })));
+    // With a command started ahead: the round that finds the stale session must not let it run.
+    const command = { command: ['/bin/sh', '-c', 'echo ran >> /tmp/dying'], directory: '/' };
+    const entering = settled(enterSource(entryOpts({ recoverStale, command })));
     await untilBlocked([ref()], 1);
     // warden and its command die together: the source lock is released, the overlay stays mounted.
     process.kill(-w.pid!, 'SIGKILL');
@@ -226,12 +228,16 @@ rootSerial('a session whose holders die while the entry waits is caught after th
       t.deepEqual(err!.ids, ['dying-1']);
       t.deepEqual(ourLocks([ref(), manage()]), [], 'refused: nothing held');
       t.true(existsSync(join(fx.stateDir, 'dying-1')), 'left for recover');
+      t.false(existsSync(join(fx.source, 'tmp/dying')), 'the command did not run');
     } else {
       const entry = await entering.p;
       // dying-1 before the wait, dying-2 after the source lock.
       t.deepEqual(entry.recovered, ['dying-1', 'dying-2']);
       t.deepEqual(mountsUnder(fx.stateDir), []);
+      await exited(entry.child!);
       entry.close();
+      t.is(readFileSync(join(fx.source, 'tmp/dying'), 'utf8'), 'ran\n', 'the command ran once, after the entry');
+      rmSync(join(fx.source, 'tmp/dying'));
     }
   }
 });
@@ -251,4 +257,23 @@ rootSerial('OFD: the command keeps both locks after warden closes its copies (ne
   await exited(child);
   const s = await beginning.p;
   await endSession(s);
+});
+
+rootSerial('with a command, the entry starts it ahead and lets it go only once entered; a failed entry never runs it (needs root)', async (t) => {
+  const a = await beginSession(base());
+  const command = { command: ['/bin/sh', '-c', 'echo ran >> /tmp/gated'], directory: '/' };
+  await t.throwsAsync(enterSource(entryOpts({ wait: false, command })), { instanceOf: SourceBusyError });
+  await t.throwsAsync(enterSource(entryOpts({ timeout: 100, command })), { instanceOf: SourceBusyError });
+  t.false(existsSync(join(fx.source, 'tmp/gated')), 'a failed entry never runs its command');
+  const entering = enterSource(entryOpts({ command }));
+  await untilBlocked([ref()], 1);
+  t.false(existsSync(join(fx.source, 'tmp/gated')));
+  await endSession(a);
+  const entry = await entering;
+  t.truthy(entry.child);
+  await exited(entry.child!);
+  t.is(entry.child!.exitCode, 0);
+  entry.close();
+  t.is(readFileSync(join(fx.source, 'tmp/gated'), 'utf8'), 'ran\n');
+  rmSync(join(fx.source, 'tmp/gated'));
 });
