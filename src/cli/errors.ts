@@ -34,6 +34,7 @@ const CODES: Record<string, number> = {
   HookFailedError: EXIT.hook,
   HookPermissionError: EXIT.hook,
   StaleSessionsError: EXIT.stale,
+  SourceBusyError: EXIT.busy,
   PermissionDeniedError: EXIT.denied,
   LockAbortedError: EXIT.interrupted,
 };
@@ -52,6 +53,8 @@ const HINTS: Record<string, string> = {
   SessionBusyError: 'hint: `warden info ID` shows the holders; `warden end -s ID --wait` waits for them, `--force` kills them',
   UnmountBusyError: 'hint: the session is intact; end it again once those processes have exited',
   LockTimeoutError: 'hint: `warden locks` shows who holds warden locks',
+  SourceBusyError: 'hint: `warden list --sessions` shows the sessions; the entry gets in once they end (`warden end -s ID`)',
+  StaleSessionsError: 'hint: `warden list --sessions` shows them; `--recover-stale` ends them (and deletes what was written in them) before entering',
 };
 
 /** `warden: <what>: <why>` plus a hint line where one helps. */

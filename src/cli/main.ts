@@ -10,6 +10,7 @@ type VerbMain = (p: Parsed) => Promise<number>;
 
 const VERB_MODULES: Record<string, () => Promise<{ default: VerbMain }>> = {
   run: () => import('./verbs/run.js'),
+  source: () => import('./verbs/source.js'),
   end: () => import('./verbs/end.js'),
   list: () => import('./verbs/list.js'),
   info: () => import('./verbs/info.js'),
@@ -36,7 +37,7 @@ export async function main(argv: string[]): Promise<number> {
     return EXIT.ok;
   }
   if (first === undefined) {
-    process.stderr.write("warden: usage: no verb given (list, info, locks, run, end, bootstrap)\nTry 'warden --help'.\n");
+    process.stderr.write("warden: usage: no verb given (list, info, locks, run, source, end, bootstrap)\nTry 'warden --help'.\n");
     return EXIT.usage;
   }
   if (first === '--help' || first === '-h' || first === 'help') {
@@ -60,8 +61,8 @@ export async function main(argv: string[]): Promise<number> {
     const verb = await VERB_MODULES[name]!();
     return await verb.default(parsed);
   } catch (e) {
-    // run passes its command's status through, so its own failures use 125.
-    const fallback = name === 'run' ? 125 : EXIT.failure;
+    // run and source pass their command's status through, so their own failures use 125.
+    const fallback = name === 'run' || name === 'source' ? 125 : EXIT.failure;
     process.stderr.write(formatError(describeCall(parsed), e));
     if (process.env.WARDEN_DEBUG) process.stderr.write(`${(e as Error)?.stack}\n`);
     return exitCodeOf(e, fallback);

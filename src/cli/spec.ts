@@ -55,6 +55,24 @@ export const VERBS: VerbSpec[] = [
     ],
   },
   {
+    name: 'source',
+    usage: 'warden source -c CHROOT [--timeout S] [--no-wait] [--recover-stale] [-u USER] [-d DIR] [--] CMD...',
+    describe:
+      'run a command in the source chroot itself, exclusively: new sessions wait, and the command starts once the sessions still using the source have ended',
+    options: {
+      chroot: { type: 'string', alias: 'c', describe: 'the chroot whose source to enter (name or alias)', value: 'CHROOT' },
+      user: { type: 'string', alias: 'u', describe: 'run as this user (name or uid, from the host /etc/passwd)', value: 'USER' },
+      directory: { type: 'string', alias: 'd', describe: 'working directory inside the source (default: the current one if it exists there, else /)', value: 'DIR' },
+      'recover-stale': { type: 'boolean', describe: 'end stale sessions of the chroot first (their upper layers are deleted) instead of failing with exit 7' },
+      ...lockWait,
+    },
+    command: true,
+    examples: [
+      ['warden source -c demo -- sh -c "echo upgraded > /etc/motd"', 'change the source while no session is mounted over it'],
+      ['warden source -c demo --timeout 60 -- apt-get -y upgrade', 'give up (exit 5) if sessions still hold it after a minute'],
+    ],
+  },
+  {
     name: 'end',
     usage: 'warden end -s ID [--wait | --force]',
     describe: 'end a session: unmount it and delete its directory',

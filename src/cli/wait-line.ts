@@ -2,6 +2,7 @@
 // holds it. On a terminal one live line (elapsed time, holders refreshed);
 // otherwise a single line per wait, so logs stay readable.
 import { describeHolders, lockHolders } from '../locks/index.js';
+import { describeSessionHolders } from '../sessions/errors.js';
 import type { WaitInfo } from '../sessions/locks.js';
 
 const WHAT: Record<WaitInfo['lock'], string> = {
@@ -19,6 +20,8 @@ export interface WaitReporter {
 export function waitReporter(stream: NodeJS.WriteStream = process.stderr): WaitReporter {
   let timer: NodeJS.Timeout | undefined;
   let live = false;
+  // A wait re-reported (a source entry's sessions ending) keeps its start time.
+  let current: { what: string; since: number } | undefined;
   const stop = () => {
     if (timer) clearInterval(timer);
     timer = undefined;
@@ -28,12 +31,20 @@ export function waitReporter(stream: NodeJS.WriteStream = process.stderr): WaitR
   return {
     onWait(info) {
       stop();
-      const line = (holders = info.holders) => `warden: waiting for ${WHAT[info.lock]}: ${info.path}: held ${describeHolders(holders)}`;
+      const what = `${info.lock} ${info.path}`;
+      if (current?.what !== what) current = { what, since: Date.now() };
+      const started = current.since;
+      const line = (holders = info.holders) => {
+        if (!info.sessions) return `warden: waiting for ${WHAT[info.lock]}: ${info.path}: held ${describeHolders(holders)}`;
+        // A source entry: name the sessions behind the pids, and how old they are.
+        const pids = new Set(info.sessions.flatMap((s) => s.pids));
+        const others = holders.filter((h) => !pids.has(h.pid));
+        return `warden: waiting for the sessions using the source to end: ${info.path}: held by ${describeSessionHolders(info.sessions, others)}`;
+      };
       if (!stream.isTTY) {
         stream.write(`${line()}\n`);
         return;
       }
-      const started = Date.now();
       live = true;
       const draw = (holders = info.holders) => {
         const s = Math.floor((Date.now() - started) / 1000);
@@ -41,9 +52,13 @@ export function waitReporter(stream: NodeJS.WriteStream = process.stderr): WaitR
         stream.write(`\r\x1b[K${text.slice(0, (stream.columns ?? 200) - 1)}`);
       };
       draw();
-      timer = setInterval(() => draw(lockHolders(info.path).filter((h) => !h.waiting)), 1000);
+      // A source entry's library re-reports its sessions itself; plain waits refresh the pids here.
+      timer = setInterval(() => (info.sessions ? draw() : draw(lockHolders(info.path).filter((h) => !h.waiting))), 1000);
       timer.unref();
     },
-    done: stop,
+    done() {
+      stop();
+      current = undefined;
+    },
   };
 }

@@ -82,3 +82,68 @@ export class RollbackError extends SessionError {
     this.errors = errors;
   }
 }
+
+/** A session holding a source, as a source entry reports it: which one, through which pids, since when. */
+export interface SessionHolder {
+  id: string;
+  /** Pids that hold both the session (liveness) and the source lock. */
+  pids: number[];
+  /** state.json's createdAt (ISO). */
+  createdAt: string;
+}
+
+/** "fx-1 (pid 12, 3 s), fx-2 (pids 14 15, 2 min)"; outside holders of the lock after "other:". */
+export function describeSessionHolders(sessions: readonly SessionHolder[], others: readonly LockHolder[] = [], now = Date.now()): string {
+  const parts = sessions.map((s) => `session ${s.id} (${s.pids.length === 1 ? 'pid' : 'pids'} ${s.pids.join(' ')}, ${age(now - Date.parse(s.createdAt))})`);
+  if (others.some((h) => !h.waiting)) parts.push(`other: ${describeHolders(others)}`);
+  return parts.length > 0 ? parts.join(', ') : 'holder unknown';
+}
+
+function age(ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  if (!Number.isFinite(s)) return 'age unknown';
+  if (s < 120) return `${s} s`;
+  if (s < 7200) return `${Math.floor(s / 60)} min`;
+  return `${Math.floor(s / 3600)} h`;
+}
+
+/**
+ * Stale sessions of a chroot (nothing holds them, their overlay may still be
+ * mounted over the source) block an operation on its source.
+ */
+export class StaleSessionsError extends SessionError {
+  override name = 'StaleSessionsError';
+  readonly chroot: string;
+  readonly ids: readonly string[];
+  constructor(chroot: string, ids: readonly string[]) {
+    const one = ids.length === 1;
+    const id = one ? ids[0] : 'ID';
+    const shown = ids.length > 10 ? `${ids.slice(0, 10).join(', ')} and ${ids.length - 10} more` : ids.join(', ');
+    super(
+      `stale session${one ? '' : 's'} of chroot ${chroot} block${one ? 's' : ''} the source entry: ${shown}; ` +
+        `recover ${one ? 'it' : 'each'} with \`warden recover -s ${id}\`, end ${one ? 'it' : 'them'} with \`warden recover --end -s ${id}\`, or enter with --recover-stale`,
+    );
+    this.chroot = chroot;
+    this.ids = ids;
+  }
+}
+
+/** The source lock is held (--no-wait) or stayed held until the timeout: by these sessions and other processes. */
+export class SourceBusyError extends SessionError {
+  override name = 'SourceBusyError';
+  readonly chroot: string;
+  readonly sessions: readonly SessionHolder[];
+  /** Every holder of `<source>/.ref`, sessions' pids included. */
+  readonly holders: readonly LockHolder[];
+  readonly timedOut: boolean;
+  constructor(chroot: string, sessions: readonly SessionHolder[], holders: readonly LockHolder[], cause: unknown, timeoutMs?: number) {
+    const pids = new Set(sessions.flatMap((s) => s.pids));
+    const others = holders.filter((h) => !pids.has(h.pid));
+    const what = timeoutMs === undefined ? 'is in use' : `stayed in use for ${timeoutMs} ms (timed out)`;
+    super(`source of chroot ${chroot} ${what}: held by ${describeSessionHolders(sessions, others)}`, { cause });
+    this.chroot = chroot;
+    this.sessions = sessions;
+    this.holders = holders;
+    this.timedOut = timeoutMs !== undefined;
+  }
+}

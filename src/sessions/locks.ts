@@ -3,8 +3,8 @@
 // taken" has one answer.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { FileLock, lockPath, type LockHolder, type WaitOptions } from '../locks/index.js';
-import { StateDirError } from './errors.js';
+import { FileLock, LockFileError, lockPath, type LockHolder, type WaitOptions } from '../locks/index.js';
+import { StateDirError, type SessionHolder } from './errors.js';
 
 export const SESSION_LOCK_FILE = 'lock';
 export const SOURCE_LOCK_FILE = '.ref';
@@ -19,6 +19,8 @@ export interface WaitInfo {
   lock: 'manage' | 'source' | 'liveness';
   path: string;
   holders: LockHolder[];
+  /** Source waits of a source entry: the sessions behind `holders` (re-reported as they end). */
+  sessions?: SessionHolder[];
 }
 
 export interface LockWaitOptions {
@@ -63,6 +65,33 @@ export async function takeManageLock(stateDir: string, chroot: string, o: LockWa
 export async function takeSourceShared(source: string, o: LockWaitOptions = {}): Promise<FileLock> {
   const path = sourceLockPath(source);
   return lockPath(path, 'shared', { ...waitOpts('source', path, o), fileMode: 0o644 });
+}
+
+/**
+ * source EX: a source entry, for as long as its command runs. Waits for
+ * every session holder (and outside `.ref` user) to let go. `opened` sees
+ * each handle before it waits (to hand its fd to a command started ahead
+ * of the grant); like lockPath, a `.ref` replaced meanwhile is locked again
+ * through a new handle, the old one released first (a process it was
+ * handed to must not keep that lock).
+ * Preconditions: the chroot's manage lock is held, so no session begins meanwhile.
+ */
+export async function takeSourceExclusiveLocked(source: string, o: LockWaitOptions & { opened?: (lock: FileLock) => void } = {}): Promise<FileLock> {
+  const path = sourceLockPath(source);
+  for (let attempt = 0; ; attempt++) {
+    const lock = FileLock.open(path, { fileMode: 0o644 });
+    try {
+      o.opened?.(lock);
+      await lock.acquire('exclusive', waitOpts('source', path, o));
+      if (lock.namesSameFile()) return lock;
+      lock.release();
+    } catch (e) {
+      lock.close();
+      throw e;
+    }
+    lock.close();
+    if (attempt >= 16) throw new LockFileError(`lock file ${path} keeps being replaced while we lock it`, { path });
+  }
 }
 
 /** A handle on the liveness byte of an existing session lock file (no lock taken yet). */

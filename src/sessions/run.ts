@@ -1,4 +1,5 @@
-// Starting a command inside a session: chroot into its root, change to a
+// Starting a command inside a session (or, for a source entry, in the
+// source directory itself): chroot into its root, change to a
 // directory there, optionally switch user, with the session's lock fds
 // inherited (fd 3 and up, named in WARDEN_LOCK_FDS).
 //
@@ -67,18 +68,99 @@ export function assertRunnable(session: Session): void {
   }
 }
 
+/** Where a command is chrooted: a session's view, or a source directory (source entry). */
+export interface ChrootTarget {
+  root: string;
+  /** Names the target in errors: "session ID", "source of chroot NAME". */
+  what: string;
+  /** Variables that name the target for the command; undefined removes an inherited one. */
+  env: Record<string, string | undefined>;
+}
+
 /**
  * Spawns `o.command` inside the session, stdio inherited, with `locks.fds`
  * as fds 3.. of the child. The caller waits for it and closes `locks`.
  */
 export function spawnInSession(session: Session, locks: CommandLocks, o: CommandOptions): ChildProcess {
+  const target = { root: session.paths.root, what: `session ${session.id}`, env: { WARDEN_SESSION_ID: session.id, WARDEN_CHROOT: session.state.chroot } };
+  return spawnChrooted(target, locks.fds, o);
+}
+
+/**
+ * Spawns `o.command` chrooted into `target.root` (unshare --root --wd, then
+ * setgid/setuid for -u), stdio inherited, `lockFds` as fds 3.. of the child
+ * named in WARDEN_LOCK_FDS.
+ */
+export function spawnChrooted(target: ChrootTarget, lockFds: readonly number[], o: CommandOptions): ChildProcess {
+  const { args, env } = chrootCommand(target, lockFds, o);
+  return spawn(UNSHARE, args, { stdio: ['inherit', 'inherit', 'inherit', ...lockFds], env });
+}
+
+/** A command started ahead of time, held back before it chroots until open(). */
+export interface GatedChild {
+  readonly child: ChildProcess;
+  /** Lets the command run. */
+  open(): void;
+  /** Ends the process without running the command; resolves once it has exited. Idempotent. */
+  cancel(): Promise<void>;
+}
+
+// The host's sh waits for "go" on the gate (a socket warden holds the other
+// end of), closes it and execs unshare. EOF instead, when warden cancels or
+// dies, ends it without running anything.
+const GATE_SCRIPT = (fd: number) => `read -r go <&${fd} && [ "$go" = go ] || exit 125; exec ${fd}<&-; exec "$@"`;
+
+/**
+ * spawnChrooted, but started now and held back until open(): forking a
+ * Node process (the first spawn() of a process costs ~6 ms) and exec'ing
+ * happen while the caller still waits for its lock, so that only an exec
+ * chain remains between the grant and the command. The child gets
+ * `lockFds` at once: in OFD mode it shares any lock later taken through
+ * them, so a caller that gives up must cancel() (or release the locks)
+ * before closing its copies.
+ */
+export function spawnGated(target: ChrootTarget, lockFds: readonly number[], o: CommandOptions): GatedChild {
+  const { args, env } = chrootCommand(target, lockFds, o);
+  const gateFd = 3 + lockFds.length;
+  const child = spawn('/bin/sh', ['-c', GATE_SCRIPT(gateFd), 'warden-gate', UNSHARE, ...args], {
+    stdio: ['inherit', 'inherit', 'inherit', ...lockFds, 'pipe'],
+    env,
+  });
+  let failure: unknown;
+  child.once('error', (e) => (failure = e));
+  const gate = child.stdio[gateFd] as NodeJS.WritableStream & { destroy(): void };
+  const exited = new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve();
+    else child.once('close', () => resolve());
+  });
+  let state: 'closed' | 'open' | 'cancelled' = 'closed';
+  return {
+    child,
+    open() {
+      if (failure) throw failure;
+      if (state !== 'closed') throw new RunError(`gate already ${state}`);
+      state = 'open';
+      gate.end('go\n');
+    },
+    async cancel() {
+      if (state === 'closed') {
+        state = 'cancelled';
+        gate.destroy();
+      }
+      if (state === 'cancelled' && child.pid !== undefined) await exited;
+    },
+  };
+}
+
+/** unshare's arguments and the command's environment. */
+function chrootCommand(target: ChrootTarget, lockFds: readonly number[], o: CommandOptions): { args: string[]; env: NodeJS.ProcessEnv } {
   if (o.command.length === 0) throw new RunError('no command given');
-  const root = session.paths.root;
+  const root = target.root;
   const pw = o.user === undefined ? undefined : lookupUser(o.user);
   let dir = o.directory;
   if (dir !== undefined) {
     if (!dir.startsWith('/')) throw new RunError(`directory ${JSON.stringify(dir)} must be absolute`);
-    if (!isDirIn(root, dir)) throw new RunError(`directory ${dir} does not exist in session ${session.id}`);
+    if (!isDirIn(root, dir)) throw new RunError(`directory ${dir} does not exist in ${target.what}`);
   } else {
     const cwd = process.cwd();
     dir = isDirIn(root, cwd) ? cwd : '/';
@@ -87,12 +169,12 @@ export function spawnInSession(session: Session, locks: CommandLocks, o: Command
   if (pw) args.push('--setgid', String(pw.gid), '--setuid', String(pw.uid));
   args.push('--', ...o.command);
   const firstFd = 3;
-  const env: NodeJS.ProcessEnv = {
-    ...(o.env ?? process.env),
-    WARDEN_SESSION_ID: session.id,
-    WARDEN_CHROOT: session.state.chroot,
-    WARDEN_LOCK_FDS: locks.fds.map((_, i) => firstFd + i).join(','),
-  };
+  const env: NodeJS.ProcessEnv = { ...(o.env ?? process.env) };
+  for (const [k, v] of Object.entries(target.env)) {
+    if (v === undefined) delete env[k];
+    else env[k] = v;
+  }
+  env.WARDEN_LOCK_FDS = lockFds.map((_, i) => firstFd + i).join(',');
   if (pw) Object.assign(env, { HOME: pw.home, USER: pw.name, LOGNAME: pw.name });
-  return spawn(UNSHARE, args, { stdio: ['inherit', 'inherit', 'inherit', ...locks.fds], env });
+  return { args, env };
 }

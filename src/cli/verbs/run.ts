@@ -1,8 +1,6 @@
 // warden run: -c begins an automatic session, runs the command in it and
 // ends it; -s runs in an existing session. stdio and the exit status pass
 // through (128+N for signal N).
-import type { ChildProcess } from 'node:child_process';
-import { constants } from 'node:os';
 import {
   assertRunnable,
   beginSession,
@@ -10,13 +8,13 @@ import {
   openSession,
   SessionBusyError,
   spawnInSession,
-  type CommandLocks,
   type Session,
 } from '../../sessions/index.js';
 import { describeHolders } from '../../locks/index.js';
 import type { Parsed } from '../args.js';
 import { chrootOf, hookTimeoutMsOf, hooksDirOf, loadContext } from '../context.js';
 import { UsageError, exitCodeOf, formatError } from '../errors.js';
+import { runCommand } from '../command.js';
 import { waitReporter } from '../wait-line.js';
 
 export default async function run(p: Parsed): Promise<number> {
@@ -31,7 +29,7 @@ export default async function run(p: Parsed): Promise<number> {
     const session = openSession(ctx.stateDir, o.session as string);
     assertRunnable(session);
     const locks = await session.commandLocks();
-    return runCommand(session, locks, cmd);
+    return runCommand(() => spawnInSession(session, locks, cmd), locks);
   }
 
   const def = chrootOf(ctx, o.chroot as string);
@@ -60,7 +58,7 @@ export default async function run(p: Parsed): Promise<number> {
   let status: number;
   try {
     const locks = await session.commandLocks();
-    status = await runCommand(session, locks, cmd);
+    status = await runCommand(() => spawnInSession(session, locks, cmd), locks);
   } catch (e) {
     // The command never ran: report that, then still end the session.
     process.stderr.write(formatError(`run -c ${def.name}`, e));
@@ -92,49 +90,5 @@ async function finish(session: Session, status: number): Promise<number> {
   } finally {
     process.off('SIGINT', ignore);
     process.off('SIGTERM', ignore);
-  }
-}
-
-/**
- * Spawns the command with the lock fds, waits for it, closes our copies of
- * the fds. Ctrl-C (SIGINT, SIGQUIT) reaches the command from the terminal
- * itself, so warden only ignores it; SIGTERM and SIGHUP sent to warden are
- * passed on to the command.
- */
-async function runCommand(session: Session, locks: CommandLocks, cmd: { command: string[]; user?: string; directory?: string }): Promise<number> {
-  let child: ChildProcess;
-  try {
-    child = spawnInSession(session, locks, cmd);
-  } catch (e) {
-    locks.close();
-    throw e;
-  }
-  // The command holds the session through its own copies now (OFD mode):
-  // ours would only make `warden locks` show this process twice.
-  if (locks.inherited) child.once('spawn', () => locks.close());
-  const forward = (sig: NodeJS.Signals) => () => {
-    try {
-      child.kill(sig);
-    } catch {
-      // already gone
-    }
-  };
-  const handlers: [NodeJS.Signals, () => void][] = [
-    ['SIGINT', () => {}],
-    ['SIGQUIT', () => {}],
-    ['SIGTERM', forward('SIGTERM')],
-    ['SIGHUP', forward('SIGHUP')],
-  ];
-  for (const [s, h] of handlers) process.on(s, h);
-  try {
-    return await new Promise<number>((resolve, reject) => {
-      child.once('error', reject);
-      child.once('exit', (code, signal) => {
-        resolve(code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0));
-      });
-    });
-  } finally {
-    for (const [s, h] of handlers) process.off(s, h);
-    locks.close();
   }
 }

@@ -1,0 +1,363 @@
+// source entry (DESIGN.md, "Locks"): manage EX (wait; sessions that begin
+// from now on queue behind it) -> stale sessions of the chroot block the
+// entry, or are ended first -> source EX (wait for the sessions still
+// holding it) -> the command runs chrooted in the source and inherits both
+// locks -> release when it exits.
+//
+// The manage lock is what gives a pending entry writer preference: begin
+// takes manage before it takes the source SH, so once the entry holds
+// manage no new holder of the source can appear and the entry waits only
+// for the sessions that already exist.
+import type { ChildProcess } from 'node:child_process';
+import { join, resolve } from 'node:path';
+import type { ChrootDef } from '../config/index.js';
+import { fileKeyOfPath, holdersByKey, LockBusyError, LockTimeoutError, rangesOverlap, type FileLock, type LockHolder } from '../locks/index.js';
+import { crashPoint } from '../crash.js';
+import { endSession } from './end.js';
+import { SessionBusyError, SessionNotFoundError, SourceBusyError, StaleSessionsError, type SessionHolder } from './errors.js';
+import {
+  LIVENESS,
+  SESSION_LOCK_FILE,
+  openLiveness,
+  sourceLockPath,
+  takeManageLock,
+  takeSourceExclusiveLocked,
+  type LockWaitOptions,
+  type WaitInfo,
+} from './locks.js';
+import { openSession } from './open.js';
+import { RunError, spawnChrooted, spawnGated, type ChrootTarget, type CommandOptions, type GatedChild } from './run.js';
+import type { CommandLocks } from './session.js';
+import { ensureStateDir, listSessions, type SessionEntry } from './store.js';
+import { Undo } from './undo.js';
+
+export interface SourceOptions extends LockWaitOptions {
+  stateDir: string;
+  chroot: ChrootDef;
+  /**
+   * End the chroot's stale sessions instead of refusing the entry (their
+   * upper layers are deleted with them; `warden recover` keeps them).
+   */
+  recoverStale?: boolean;
+  /** How often a source wait re-reports the sessions still holding it (default 1000 ms). */
+  refreshMs?: number;
+  /**
+   * The command to run in the source. Started ahead, held back at a gate
+   * while the entry waits, and let go once the source is entered: the
+   * entry's `child`. Without it, start one later with spawnInSource.
+   */
+  command?: CommandOptions;
+}
+
+/**
+ * An entered source: the chroot's manage lock and `<source>/.ref`, both
+ * exclusive, held through this object until close(). As CommandLocks its
+ * fds (manage, source) go to the command, which keeps them in OFD mode.
+ */
+export class SourceEntry implements CommandLocks {
+  readonly chroot: string;
+  readonly source: string;
+  /** Stale sessions that were ended before entering (recoverStale). */
+  readonly recovered: readonly string[];
+  /** The command, running (when `command` was given). */
+  readonly child: ChildProcess | undefined;
+  #manage: FileLock | undefined;
+  #ref: FileLock | undefined;
+
+  /** Internal: built by enterSource. */
+  constructor(chroot: ChrootDef, manage: FileLock, ref: FileLock, recovered: readonly string[], child?: ChildProcess) {
+    this.chroot = chroot.name;
+    this.source = chroot.directory;
+    this.recovered = recovered;
+    this.child = child;
+    this.#manage = manage;
+    this.#ref = ref;
+  }
+
+  get held(): boolean {
+    return this.#manage !== undefined;
+  }
+
+  /** The lock fds for the command: manage, source. Throws once closed. */
+  get fds(): number[] {
+    if (!this.#manage || !this.#ref) throw new RunError(`source entry of chroot ${this.chroot} was already released`);
+    return [this.#manage.fd, this.#ref.fd];
+  }
+
+  /** OFD mode: the command's inherited fds keep both locks, ours may close once it runs. */
+  get inherited(): boolean {
+    return this.#ref?.mode === 'ofd';
+  }
+
+  /**
+   * Closes this process's copies of both locks: the entry ends, unless a
+   * command inherited them (OFD mode), which then holds them until it and
+   * every process that kept the fds have exited. Idempotent.
+   */
+  close(): void {
+    // Source first: a begin woken by the manage lock must find it free.
+    this.#ref?.close();
+    this.#manage?.close();
+    this.#ref = undefined;
+    this.#manage = undefined;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/**
+ * Enters the source of `o.chroot` exclusively. With `o.command` the command
+ * runs when this resolves (entry.child); otherwise the caller starts it with
+ * spawnInSource. Either way the caller closes the entry.
+ */
+export async function enterSource(o: SourceOptions): Promise<SourceEntry> {
+  const stateDir = ensureStateDir(o.stateDir);
+  // One budget for every wait of the entry: --timeout S means S in total.
+  const deadline = o.timeout === undefined ? undefined : Date.now() + o.timeout;
+  const left = () => (deadline === undefined ? undefined : Math.max(0, deadline - Date.now()));
+  const undo = new Undo();
+  try {
+    const manage = await takeManageLock(stateDir, o.chroot.name, { ...o, timeout: left() });
+    undo.push('release manage lock', () => manage.close());
+    crashPoint('source:manage');
+    const recovered: string[] = [];
+    const { ref, gated } = await takeSourceLocked(stateDir, manage, o, left, recovered);
+    undo.push('release source lock', () => ref.close());
+    if (gated) {
+      // Before the locks close: the command shares them until it is gone.
+      undo.push('cancel the command', () => gated.cancel());
+      gated.open();
+      crashPoint('source:started');
+    }
+    undo.commit();
+    return new SourceEntry(o.chroot, manage, ref, recovered, gated?.child);
+  } catch (e) {
+    // Lock handles and a gated command whose cancel waits for it to exit:
+    // nothing here throws.
+    await undo.run();
+    throw e;
+  }
+}
+
+/** Spawns the entry's command chrooted in the source, with the entry's lock fds as fds 3 (manage) and 4 (source). */
+export function spawnInSource(entry: SourceEntry, o: CommandOptions): ChildProcess {
+  const child = spawnChrooted(sourceTarget(entry.chroot, entry.source), entry.fds, o);
+  crashPoint('source:spawned');
+  return child;
+}
+
+function sourceTarget(chroot: string, source: string): ChrootTarget {
+  return { root: source, what: `the source of chroot ${chroot}`, env: { WARDEN_CHROOT: chroot, WARDEN_SESSION_ID: undefined } };
+}
+
+/**
+ * Source EX with no session of the source left at all. Sessions that went
+ * stale while we waited (their holder died: the source lock is free, the
+ * overlay may still be mounted) are caught by the check after the lock;
+ * sessions held by someone without the source lock (an `end` or `recover`
+ * from another process, a `run -s` between its two locks) are waited for
+ * with the source lock released, so that a recover waiting for source SH
+ * can finish rather than deadlock with us. A command (o.command) is started
+ * behind its gate as soon as the source lock file is opened, and cancelled
+ * in every round that does not end in the entry.
+ * Preconditions: the chroot's manage lock is held through `manage`.
+ */
+async function takeSourceLocked(
+  stateDir: string,
+  manage: FileLock,
+  o: SourceOptions,
+  left: () => number | undefined,
+  recovered: string[],
+): Promise<{ ref: FileLock; gated: GatedChild | undefined }> {
+  let gated: GatedChild | undefined;
+  const cancelling: Promise<void>[] = [];
+  const cancel = async () => {
+    if (gated) cancelling.push(gated.cancel());
+    gated = undefined;
+    await Promise.all(cancelling.splice(0));
+  };
+  const command = o.command;
+  const opened = command
+    ? (ref: FileLock) => {
+        // A replaced .ref: its old handle was released before this one
+        // opened, so its command can go without waiting for it here.
+        if (gated) cancelling.push(gated.cancel());
+        gated = spawnGated(sourceTarget(o.chroot.name, o.chroot.directory), [manage.fd, ref.fd], command);
+        crashPoint('source:gated');
+      }
+    : undefined;
+  try {
+    for (;;) {
+      await clearStaleLocked(stateDir, o, recovered);
+      crashPoint('source:stale-checked');
+      const ref = await waitForSourceLocked(stateDir, o, left(), opened);
+      crashPoint('source:exclusive');
+      const remaining = sessionsOf(stateDir, o.chroot);
+      if (remaining.length === 0) {
+        await Promise.all(cancelling.splice(0));
+        return { ref, gated };
+      }
+      // The gated command shares ref's lock: it must be gone before ref closes.
+      await cancel();
+      ref.close();
+      const held = remaining.find((e) => e.status === 'active');
+      if (held) await waitUnheldLocked(held, o, left());
+    }
+  } catch (e) {
+    await cancel();
+    throw e;
+  }
+}
+
+/**
+ * Refuses the entry while stale sessions of the source exist, or ends them
+ * (recoverStale). Nothing holds a stale session, so end's liveness EX is
+ * free; one taken over since the scan is no longer stale and is left to
+ * the source wait.
+ * Preconditions: the chroot's manage lock is held (no session begins meanwhile).
+ */
+async function clearStaleLocked(stateDir: string, o: SourceOptions, recovered: string[]): Promise<void> {
+  const stale = sessionsOf(stateDir, o.chroot)
+    .filter((e) => e.status === 'stale')
+    .map((e) => e.id);
+  if (stale.length === 0) return;
+  if (!o.recoverStale) throw new StaleSessionsError(o.chroot.name, stale);
+  for (const id of stale) {
+    try {
+      await endSession(openSession(stateDir, id));
+    } catch (e) {
+      if (e instanceof SessionBusyError || e instanceof SessionNotFoundError) continue;
+      throw e;
+    }
+    recovered.push(id);
+    crashPoint('source:stale-ended');
+  }
+}
+
+/**
+ * source EX, reporting through onWait which sessions still hold it.
+ * Preconditions: the chroot's manage lock is held.
+ */
+async function waitForSourceLocked(
+  stateDir: string,
+  o: SourceOptions,
+  timeout: number | undefined,
+  opened: ((lock: FileLock) => void) | undefined,
+): Promise<FileLock> {
+  const report = o.onWait ? sourceWaitReport(stateDir, o.chroot, o.onWait, o.refreshMs ?? 1000) : undefined;
+  try {
+    return await takeSourceExclusiveLocked(o.chroot.directory, { timeout, signal: o.signal, wait: o.wait, onWait: report?.onWait, opened });
+  } catch (e) {
+    if (e instanceof LockBusyError || e instanceof LockTimeoutError) {
+      const { sessions, holders } = sourceHolders(stateDir, o.chroot);
+      throw new SourceBusyError(o.chroot.name, sessions, holders, e, e instanceof LockTimeoutError ? (o.timeout ?? e.timeoutMs) : undefined);
+    }
+    throw e;
+  } finally {
+    report?.stop();
+  }
+}
+
+/**
+ * Waits until nothing holds session `e` any more (its ender or recoverer is
+ * done), then lets go at once; the caller looks at the sessions again.
+ * Preconditions: the chroot's manage lock is held, the source lock is not.
+ */
+async function waitUnheldLocked(e: SessionEntry, o: SourceOptions, timeout: number | undefined): Promise<void> {
+  let lock: FileLock;
+  try {
+    lock = openLiveness(e.dir);
+  } catch {
+    return; // ended meanwhile
+  }
+  try {
+    await lock.acquire('exclusive', {
+      timeout,
+      signal: o.signal,
+      wait: o.wait,
+      onWait: o.onWait ? (holders) => o.onWait!({ lock: 'liveness', path: lock.path, holders }) : undefined,
+    });
+  } finally {
+    lock.close();
+  }
+}
+
+/** Sessions (active or stale) whose view is over this chroot's source directory. */
+function sessionsOf(stateDir: string, chroot: ChrootDef): SessionEntry[] {
+  const source = resolve(chroot.directory);
+  return listSessions(stateDir).filter((e) => e.status !== 'corrupt' && e.state !== undefined && resolve(e.state.source) === source);
+}
+
+/**
+ * Who holds `<source>/.ref` now, and which sessions those holders are: a
+ * pid that holds both the source lock and a session's liveness byte holds
+ * the source for that session. One /proc scan for all the files.
+ */
+export function sourceHolders(stateDir: string, chroot: ChrootDef): { holders: LockHolder[]; sessions: SessionHolder[] } {
+  let refKey: string;
+  try {
+    refKey = fileKeyOfPath(sourceLockPath(chroot.directory));
+  } catch {
+    return { holders: [], sessions: [] }; // no .ref yet: nobody holds it
+  }
+  const lockKeys: [SessionEntry, string][] = [];
+  for (const e of sessionsOf(stateDir, chroot)) {
+    try {
+      lockKeys.push([e, fileKeyOfPath(join(e.dir, SESSION_LOCK_FILE))]);
+    } catch {
+      // ended meanwhile
+    }
+  }
+  const byKey = holdersByKey(new Set([refKey, ...lockKeys.map(([, k]) => k)]));
+  const holders = (byKey.get(refKey) ?? []).filter((h) => !h.waiting);
+  const refPids = new Set(holders.map((h) => h.pid).filter((p) => p > 0));
+  const sessions: SessionHolder[] = [];
+  for (const [e, key] of lockKeys) {
+    const live = (byKey.get(key) ?? []).filter((h) => !h.waiting && rangesOverlap(h.range, LIVENESS) && refPids.has(h.pid));
+    const pids = [...new Set(live.map((h) => h.pid))].sort((a, b) => a - b);
+    if (pids.length > 0) sessions.push({ id: e.id, pids, createdAt: e.state!.createdAt });
+  }
+  return { holders, sessions };
+}
+
+/**
+ * onWait for the source wait: reports the sessions behind the holders at
+ * once, then again every `refreshMs` whenever the set changed (sessions
+ * ending), until stop().
+ */
+function sourceWaitReport(stateDir: string, chroot: ChrootDef, onWait: (info: WaitInfo) => void, refreshMs: number) {
+  let timer: NodeJS.Timeout | undefined;
+  let last = '';
+  const emit = (path: string) => {
+    let found: ReturnType<typeof sourceHolders>;
+    try {
+      found = sourceHolders(stateDir, chroot);
+    } catch {
+      return; // a report must never break the wait
+    }
+    // Nobody left: the grant is on its way, nothing worth saying.
+    if (found.holders.length === 0) return;
+    const key = JSON.stringify([found.sessions.map((s) => [s.id, s.pids]), found.holders.map((h) => [h.pid, h.kind])]);
+    if (key === last) return;
+    last = key;
+    try {
+      onWait({ lock: 'source', path, holders: found.holders, sessions: found.sessions });
+    } catch {
+      // as above
+    }
+  };
+  return {
+    onWait(info: WaitInfo) {
+      emit(info.path);
+      if (timer) return;
+      timer = setInterval(() => emit(info.path), refreshMs);
+      timer.unref();
+    },
+    stop() {
+      if (timer) clearInterval(timer);
+      timer = undefined;
+    },
+  };
+}
