@@ -17,8 +17,8 @@
 // sessions, each mounted with the data written in it before the kill, and
 // they end cleanly.
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
-import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileKeyOfPath, readProcLocks } from '../../src/locks/index.js';
@@ -50,6 +50,7 @@ test.before(async () => {
     writeFileSync(join(hooks, 'post-mount.d', name), readFileSync(join(DEFAULT_HOOKS, 'post-mount.d', name)), { mode: 0o755 });
   }
   env = writeConfig(fx.tmp, `[warden]\nhooks-dir=${hooks}\nhook-timeout=10\n\n[fx]\ntype=directory\ndirectory=${fx.source}\nunion-type=overlay\n`);
+  spawnSync('mkfifo', ['-m', '600', join(fx.source, SOURCE_GATE)]);
   // One clean session first: it creates .ref and .manage, which every later
   // digest then includes.
   const r = warden(env, ['run', '-c', 'fx', '--', 'true']);
@@ -66,30 +67,77 @@ interface Operation {
   args: string[];
   /** Written in the session by the command, checked after recovery when the command ran. */
   data?: string;
+  /** Runs hooks (so a kill inside each hook phase is tried too). */
+  hooks: boolean;
+  /** Checks made right after the kill, before anything else looks at the state dir. */
+  afterKill?: (t: ExecutionContext, point: string) => Promise<void>;
+}
+
+// The source entry's command writes into the source, then waits on a FIFO
+// in it, so the test decides when it finishes: a kill of warden at any
+// point after the command started must leave the source closed to new
+// sessions for as long as the command runs (it inherited the locks).
+const SOURCE_LOG = 'crash-log';
+const SOURCE_GATE = 'crash-gate';
+
+async function afterSourceKill(t: ExecutionContext, point: string): Promise<void> {
+  const log = join(fx.source, SOURCE_LOG);
+  // The command may still be starting: it writes "entered" first thing. A
+  // kill before the entry was granted never lets it run (the held-back
+  // command sees its gate close), so that case waits for no process instead.
+  await untilTrue(() => existsSync(log) || ourProcesses().length === 0);
+  if (existsSync(log)) {
+    const busy = warden(env, ['run', '-c', 'fx', '--no-wait', '--', 'true']);
+    t.is(busy.status, 5, `a session cannot begin while the source command of a killed warden (${point}) still runs: ${busy.stderr}`);
+    // Let the command finish.
+    spawnSync('sh', ['-c', `echo go > ${join(fx.source, SOURCE_GATE)}`], { timeout: 10_000 });
+    t.is(readFileSync(log, 'utf8'), 'entered\ndone\n');
+  }
+  await untilNoProcesses();
+  rmSync(log, { force: true });
 }
 
 const OPERATIONS: Operation[] = [
-  { name: 'automatic session (begin, run, end)', args: ['run', '-c', 'fx', '--', 'sh', '-c', 'echo crash-data > /crash-data'], data: 'crash-data\n' },
+  { name: 'automatic session (begin, run, end)', args: ['run', '-c', 'fx', '--', 'sh', '-c', 'echo crash-data > /crash-data'], data: 'crash-data\n', hooks: true },
+  {
+    name: 'source entry',
+    args: ['source', '-c', 'fx', '--', 'sh', '-c', `echo entered >> /${SOURCE_LOG}; read x < /${SOURCE_GATE}; echo done >> /${SOURCE_LOG}`],
+    hooks: false,
+    afterKill: afterSourceKill,
+  },
 ];
 
 function crashEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   return { ...process.env, WARDEN_CONFIG: env.config, WARDEN_STATE_DIR: env.stateDir, WARDEN_DEBUG: '', ...extra };
 }
 
+// stdout and stderr go to files, not pipes: a command that outlives the
+// killed warden (a source entry's) would otherwise hold the pipes open and
+// keep spawnSync waiting for it.
 function runCrashBundle(args: string[], extra: Record<string, string>) {
-  const r = spawnSync(process.execPath, [CRASH_BUNDLE, ...args], { env: crashEnv(extra), encoding: 'utf8', cwd: env.top, timeout: 60_000 });
-  if (r.error) throw r.error;
-  return r;
+  const out = join(fx.tmp, 'crash.out');
+  const fd = openSync(out, 'w');
+  try {
+    const r = spawnSync(process.execPath, [CRASH_BUNDLE, ...args], { env: crashEnv(extra), stdio: ['ignore', fd, fd], cwd: env.top, timeout: 60_000 });
+    if (r.error) throw r.error;
+    return { status: r.status, signal: r.signal, stderr: readFileSync(out, 'utf8') };
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Every crash point `args` passes through, in order, as NAME@N. */
-function tracePoints(args: string[]): string[] {
+function tracePoints(op: Operation): string[] {
   const trace = join(fx.tmp, 'trace');
   rmSync(trace, { force: true });
+  // A source entry's command waits on the gate: open it for this run.
+  if (op.afterKill) spawn('sh', ['-c', `echo go > ${join(fx.source, SOURCE_GATE)}`], { stdio: 'ignore' });
+  const args = op.args;
   const r = runCrashBundle(args, { WARDEN_CRASH_TRACE: trace });
   if (r.status !== 0) throw new Error(`tracing ${args.join(' ')} failed: ${r.stderr}`);
   const points = readFileSync(trace, 'utf8').trim().split('\n');
   rmSync(trace, { force: true });
+  rmSync(join(fx.source, SOURCE_LOG), { force: true });
   return points;
 }
 
@@ -137,13 +185,18 @@ function ourProcesses(): number[] {
   return [...out, ...processesUnder(fx.tmp)];
 }
 
-/** A hook that killed warden exits right after; wait for it (an event we poll for, bounded). */
-async function untilNoProcesses(): Promise<void> {
+/** Polls for an event the test cannot be told about (a process exiting), bounded. */
+async function untilTrue(cond: () => boolean, what = 'condition'): Promise<void> {
   const deadline = Date.now() + 10_000;
-  while (ourProcesses().length > 0) {
-    if (Date.now() > deadline) throw new Error(`processes still alive: ${ourProcesses().join(' ')}`);
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`${what} not met in time`);
     await sleep(5);
   }
+}
+
+/** A hook that killed warden exits right after it; so does a released source command. */
+async function untilNoProcesses(): Promise<void> {
+  await untilTrue(() => ourProcesses().length === 0, `no process left (still: ${ourProcesses().join(' ')})`);
 }
 
 interface Listed {
@@ -168,6 +221,7 @@ for (const op of OPERATIONS) {
   const trial = async (t: ExecutionContext, point: string, extra: Record<string, string>) => {
     const r = runCrashBundle(op.args, extra);
     t.is(r.signal, 'SIGKILL', `warden was killed at ${point} (status ${r.status}: ${r.stderr})`);
+    if (op.afterKill) await op.afterKill(t, point);
     await untilNoProcesses();
 
     // Right after the kill.
@@ -198,12 +252,13 @@ for (const op of OPERATIONS) {
 
   const rootTest = isRoot ? test.serial : test.serial.skip;
   rootTest(`${op.name}: SIGKILL at every crash point, then recover --all`, async (t) => {
-    const points = tracePoints(op.args);
+    const points = tracePoints(op);
     t.true(points.length >= 10, `${op.args.join(' ')} passes ${points.length} crash points`);
     for (const point of points) await trial(t, point, { WARDEN_CRASH_AT: point });
     t.log(`${points.length} crash points`);
   });
 
+  if (!op.hooks) continue;
   rootTest(`${op.name}: SIGKILL inside each hook phase, then recover --all`, async (t) => {
     for (const phase of PHASES) {
       writeFileSync(crashPhaseFile, phase);
