@@ -15,6 +15,7 @@ const VERB_MODULES: Record<string, () => Promise<{ default: VerbMain }>> = {
   info: () => import('./verbs/info.js'),
   locks: () => import('./verbs/locks.js'),
   bootstrap: () => import('./verbs/bootstrap.js'),
+  recover: () => import('./verbs/recover.js'),
 };
 
 function version(): string {
@@ -36,7 +37,7 @@ export async function main(argv: string[]): Promise<number> {
     return EXIT.ok;
   }
   if (first === undefined) {
-    process.stderr.write("warden: usage: no verb given (list, info, locks, run, end, bootstrap)\nTry 'warden --help'.\n");
+    process.stderr.write("warden: usage: no verb given (list, info, locks, run, end, recover, bootstrap)\nTry 'warden --help'.\n");
     return EXIT.usage;
   }
   if (first === '--help' || first === '-h' || first === 'help') {
@@ -60,8 +61,8 @@ export async function main(argv: string[]): Promise<number> {
     const verb = await VERB_MODULES[name]!();
     return await verb.default(parsed);
   } catch (e) {
-    // run passes its command's status through, so its own failures use 125.
-    const fallback = name === 'run' ? 125 : EXIT.failure;
+    // run (and recover -- CMD) pass the command's status through, so their own failures use 125.
+    const fallback = name === 'run' || (name === 'recover' && parsed.command.length > 0) ? 125 : EXIT.failure;
     process.stderr.write(formatError(describeCall(parsed), e));
     if (process.env.WARDEN_DEBUG) process.stderr.write(`${(e as Error)?.stack}\n`);
     return exitCodeOf(e, fallback);

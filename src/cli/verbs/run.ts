@@ -28,9 +28,17 @@ export default async function run(p: Parsed): Promise<number> {
   const cmd = { command: p.command, user: o.user as string | undefined, directory: o.directory as string | undefined };
 
   if (o.session) {
-    const session = openSession(ctx.stateDir, o.session as string);
-    assertRunnable(session);
-    const locks = await session.commandLocks();
+    const locks = await openSession(ctx.stateDir, o.session as string).commandLocks();
+    let session: Session;
+    try {
+      // Read again under our lock: an end or recover may have changed it
+      // (a stale session is runnable only while its view is in place).
+      session = openSession(ctx.stateDir, o.session as string);
+      assertRunnable(session);
+    } catch (e) {
+      locks.close();
+      throw e;
+    }
     return runCommand(session, locks, cmd);
   }
 
@@ -101,7 +109,7 @@ async function finish(session: Session, status: number): Promise<number> {
  * itself, so warden only ignores it; SIGTERM and SIGHUP sent to warden are
  * passed on to the command.
  */
-async function runCommand(session: Session, locks: CommandLocks, cmd: { command: string[]; user?: string; directory?: string }): Promise<number> {
+export async function runCommand(session: Session, locks: CommandLocks, cmd: { command: string[]; user?: string; directory?: string }): Promise<number> {
   let child: ChildProcess;
   try {
     child = spawnInSession(session, locks, cmd);
