@@ -76,8 +76,22 @@ function describeCall(p: Parsed): string {
   return `${p.verb.name}${target}`;
 }
 
+/**
+ * process.exit once what we wrote to stdout and stderr is out: a pipe takes
+ * 64 KiB at a time, the rest waits in the stream, and exit drops it (a
+ * `list --sessions --json` of thousands of sessions came out cut short).
+ */
+function exitAfterFlush(code: number): void {
+  let pending = 2;
+  const done = () => {
+    if (--pending === 0) process.exit(code);
+  };
+  process.stdout.write('', done);
+  process.stderr.write('', done);
+}
+
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  (code) => exitAfterFlush(code),
   (e) => {
     process.stderr.write(`warden: internal error: ${(e as Error)?.stack ?? e}\n`);
     process.exit(EXIT.failure);
