@@ -69,6 +69,9 @@ test.afterEach.always(async (t) => {
   t.deepEqual(processesUnder(fx.tmp), [], 'no process left in a session');
   t.deepEqual(stateEntries(fx.stateDir), [], 'no session left');
   t.deepEqual(treeDigest(fx.source), digest, 'the source never changed');
+  // A failed test must not spoil the next ones.
+  rmSync(join(fx.tmp, 'fail-post-mount'), { force: true });
+  await recoverAll({ stateDir: fx.stateDir, end: true });
 });
 
 const begin = (id: string) => beginSession({ stateDir: fx.stateDir, chroot: chrootDef(fx.source), id, hooksDir: hooks, hookTimeoutMs: 10_000 });
@@ -143,13 +146,14 @@ rootSerial('recovering an active session is refused with its holders, and nothin
   const holder = await Holder.start(join(s.paths.dir, 'lock'));
   t.is(await holder.lock('ofd', 'r', 0, 1), 'ok');
   s.release();
-  const mountinfo = readFileSync('/proc/self/mountinfo', 'utf8');
+  // Our fixture's mounts only: other tests mount and unmount elsewhere meanwhile.
+  const mounts = mountsUnder(fx.tmp);
   for (const end of [false, true]) {
     const err = await t.throwsAsync(recoverSession({ stateDir: fx.stateDir, id: 'busy', end }), { instanceOf: SessionActiveError });
     t.true(err!.holders.some((h) => h.pid === holder.pid));
     t.regex(err!.message, /session busy: it is active, not stale/);
   }
-  t.is(readFileSync('/proc/self/mountinfo', 'utf8'), mountinfo, 'no second overlay over the same upper and work');
+  t.deepEqual(mountsUnder(fx.tmp), mounts, 'no second overlay over the same upper and work');
   t.deepEqual(ran('busy'), ['pre-mount 0', 'post-mount 0']);
   await holder.kill();
   await endSession(openSession(fx.stateDir, 'busy'));
