@@ -239,3 +239,50 @@ rootSerial('recover --end of a session whose begin died before its mount (needs 
   t.is(r.status, 0, r.stderr);
   t.is(r.stdout, 'ended early\n');
 });
+
+// recover's own crash points: after a kill at any of them, another recover
+// finishes the job. From a begin killed before its mount (the re-mount
+// path) and from a finished one whose mount survived (the post-mount path).
+const recoverPoints = [
+  'recover:manage',
+  'recover:exclusive',
+  'recover:source',
+  'recover:manage-released',
+  'recover:dirs',
+  'recover:pre-mount',
+  'recover:mounted',
+  'recover:post-mount',
+  'state:written',
+  'state:renamed',
+  'recover:active',
+  'recover:shared',
+];
+for (const [from, points] of [
+  ['begin:published', recoverPoints],
+  ['begin:active', recoverPoints.filter((p) => !['recover:dirs', 'recover:pre-mount', 'recover:mounted'].includes(p))],
+] as const) {
+  rootSerial(`recover killed at each of its steps, from a session killed at ${from}, is finished by the next recover (needs root)`, (t) => {
+    for (const point of points) {
+      const id = `rc-${point.replace(/[:@]/g, '-')}`;
+      crashAt(from, ['run', '-c', 'fx', '--id', id, '--', 'true']);
+      crashAt(point, ['recover', '-s', id]);
+      const r = warden(env, ['recover', '-s', id]);
+      t.is(r.status, 0, `${point}: ${r.stderr}`);
+      t.like(row(id), { status: 'stale', phase: 'active', mounted: true }, point);
+      t.is(warden(env, ['run', '-s', id, '--', 'true']).status, 0, point);
+      t.false(existsSync(join(env.stateDir, id, '.state.json.tmp')), point);
+    }
+    t.is(warden(env, ['recover', '--all', '--end']).status, 0);
+  });
+}
+
+rootSerial('recover --end killed at each step of the end is finished by recover --all --end (needs root)', (t) => {
+  for (const point of ['recover:exclusive', 'end:exclusive', 'state:written', 'end:ending', 'end:pre-unmount', 'end:unmounted', 'end:post-unmount', 'end:removed']) {
+    const id = `re-${point.replace(/[:@]/g, '-')}`;
+    crashAt('begin:active', ['run', '-c', 'fx', '--id', id, '--', 'true']);
+    crashAt(point, ['recover', '-s', id, '--end']);
+    const r = warden(env, ['recover', '--all', '--end']);
+    t.is(r.status, 0, `${point}: ${r.stderr}`);
+    t.deepEqual(listed(), [], point);
+  }
+});
