@@ -31,10 +31,12 @@ const CODES: Record<string, number> = {
   LockBusyError: EXIT.busy,
   LockTimeoutError: EXIT.busy,
   SessionBusyError: EXIT.busy,
+  SessionActiveError: EXIT.busy,
   HookFailedError: EXIT.hook,
   HookPermissionError: EXIT.hook,
   StaleSessionsError: EXIT.stale,
   SourceBusyError: EXIT.busy,
+  SessionNeedsRecoveryError: EXIT.stale,
   PermissionDeniedError: EXIT.denied,
   LockAbortedError: EXIT.interrupted,
 };
@@ -52,6 +54,7 @@ export function exitCodeOf(e: unknown, fallback: number = EXIT.failure): number 
 const HINTS: Record<string, string> = {
   SessionBusyError: 'hint: `warden info ID` shows the holders; `warden end -s ID --wait` waits for them, `--force` kills them',
   UnmountBusyError: 'hint: the session is intact; end it again once those processes have exited',
+  SessionActiveError: 'hint: `warden info ID` shows the holders; `warden end -s ID` ends an active session',
   LockTimeoutError: 'hint: `warden locks` shows who holds warden locks',
   SourceBusyError: 'hint: `warden list --sessions` shows the sessions; the entry gets in once they end (`warden end -s ID`)',
   StaleSessionsError: 'hint: `warden list --sessions` shows them; `--recover-stale` ends them (and deletes what was written in them) before entering',

@@ -16,6 +16,7 @@ const VERB_MODULES: Record<string, () => Promise<{ default: VerbMain }>> = {
   info: () => import('./verbs/info.js'),
   locks: () => import('./verbs/locks.js'),
   bootstrap: () => import('./verbs/bootstrap.js'),
+  recover: () => import('./verbs/recover.js'),
 };
 
 function version(): string {
@@ -37,7 +38,7 @@ export async function main(argv: string[]): Promise<number> {
     return EXIT.ok;
   }
   if (first === undefined) {
-    process.stderr.write("warden: usage: no verb given (list, info, locks, run, source, end, bootstrap)\nTry 'warden --help'.\n");
+    process.stderr.write("warden: usage: no verb given (list, info, locks, run, source, end, recover, bootstrap)\nTry 'warden --help'.\n");
     return EXIT.usage;
   }
   if (first === '--help' || first === '-h' || first === 'help') {
@@ -61,8 +62,8 @@ export async function main(argv: string[]): Promise<number> {
     const verb = await VERB_MODULES[name]!();
     return await verb.default(parsed);
   } catch (e) {
-    // run and source pass their command's status through, so their own failures use 125.
-    const fallback = name === 'run' || name === 'source' ? 125 : EXIT.failure;
+    // run, source (and recover -- CMD) pass the command's status through, so their own failures use 125.
+    const fallback = name === 'run' || name === 'source' || (name === 'recover' && parsed.command.length > 0) ? 125 : EXIT.failure;
     process.stderr.write(formatError(describeCall(parsed), e));
     if (process.env.WARDEN_DEBUG) process.stderr.write(`${(e as Error)?.stack}\n`);
     return exitCodeOf(e, fallback);
@@ -76,8 +77,22 @@ function describeCall(p: Parsed): string {
   return `${p.verb.name}${target}`;
 }
 
+/**
+ * process.exit once what we wrote to stdout and stderr is out: a pipe takes
+ * 64 KiB at a time, the rest waits in the stream, and exit drops it (a
+ * `list --sessions --json` of thousands of sessions came out cut short).
+ */
+function exitAfterFlush(code: number): void {
+  let pending = 2;
+  const done = () => {
+    if (--pending === 0) process.exit(code);
+  };
+  process.stdout.write('', done);
+  process.stderr.write('', done);
+}
+
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  (code) => exitAfterFlush(code),
   (e) => {
     process.stderr.write(`warden: internal error: ${(e as Error)?.stack ?? e}\n`);
     process.exit(EXIT.failure);

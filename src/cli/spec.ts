@@ -84,6 +84,26 @@ export const VERBS: VerbSpec[] = [
     },
   },
   {
+    name: 'recover',
+    usage: 'warden recover (-s ID | --all) [--end] [-u USER] [-d DIR] [-- CMD...]',
+    describe:
+      'recover stale sessions (nothing holds them: warden was killed, or the machine rebooted): re-mount and re-adopt them, or with --end end them; with CMD, run it in the recovered session and hold the session while it runs',
+    options: {
+      session: { type: 'string', alias: 's', describe: 'the stale session', value: 'ID' },
+      all: { type: 'boolean', describe: 'every stale session; corrupt ones are reported and left alone, build dirs of dead begins removed' },
+      end: { type: 'boolean', describe: 'end the session(s) instead of re-adopting them' },
+      user: { type: 'string', alias: 'u', describe: 'run CMD as this user (name or uid, from the host /etc/passwd)', value: 'USER' },
+      directory: { type: 'string', alias: 'd', describe: 'working directory of CMD inside the session', value: 'DIR' },
+      ...lockWait,
+    },
+    command: true,
+    examples: [
+      ['warden recover -s demo-1234', 're-mount a session left by a reboot; `warden run -s demo-1234 -- CMD` then works'],
+      ['warden recover -s demo-1234 -- sh', 'recover it and run a shell in it, holding it meanwhile'],
+      ['warden recover --all --end', 'end every stale session'],
+    ],
+  },
+  {
     name: 'list',
     usage: 'warden list [--sessions] [--json]',
     describe: 'list chroots, or with --sessions the sessions and their state (active, stale, corrupt)',

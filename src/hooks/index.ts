@@ -11,6 +11,7 @@ export type { HookPhase, HookRun, HookVars, RunHooksOptions } from './types.js';
 export { START_PHASES, STOP_PHASES } from './types.js';
 export { HookError, HookFailedError, HookPermissionError } from './errors.js';
 export { listHooks } from './list.js';
+export { strayHooks, killStrayHooks, type StrayHook } from './stray.js';
 
 const PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const DEFAULT_KILL_GRACE_MS = 2000;

@@ -19,6 +19,11 @@ export interface EndOptions extends LockWaitOptions {
   /** Kill the other holders (SIGTERM, then SIGKILL after `forceGraceMs`). */
   force?: boolean;
   forceGraceMs?: number;
+  /**
+   * Hooks see WARDEN_RECOVER=1. Default: when the session was stale (no
+   * holder at all when end came): its begin or end may have been cut short.
+   */
+  recover?: boolean;
 }
 
 /** Ends `session` (held by this process or not). On success the session is gone and `session` holds nothing. */
@@ -26,8 +31,10 @@ export async function endSession(session: Session, o: EndOptions = {}): Promise<
   const { liveness, source } = session.locks;
   const lock = liveness ?? openLiveness(session.paths.dir);
   const before = lock.held;
+  const status = session.state.status;
+  let stale: boolean;
   try {
-    await takeExclusive(session, lock, o);
+    stale = (await takeExclusive(session, lock, o)) && before === undefined;
     crashPoint('end:exclusive');
   } catch (e) {
     if (!liveness) lock.close();
@@ -35,10 +42,11 @@ export async function endSession(session: Session, o: EndOptions = {}): Promise<
   }
   let late: unknown;
   try {
-    late = await teardownLocked(session);
+    late = await teardownLocked(session, o.recover ?? stale);
   } catch (e) {
-    // Still mounted: give the session back as it was.
-    await setStatusLocked(session, 'active').catch(() => {});
+    // Still mounted: give the session back as it was (a stale one keeps
+    // its setting-up or ending for recover to finish).
+    await setStatusLocked(session, status).catch(() => {});
     if (before === 'shared') {
       lock.tryAcquire('shared');
     } else {
@@ -57,8 +65,9 @@ function otherHolders(lock: FileLock): LockHolder[] {
   return lockHolders(lock.path, LIVENESS).filter((h) => !h.waiting && !(h.pid === process.pid && h.fd === lock.fd));
 }
 
-async function takeExclusive(session: Session, lock: FileLock, o: EndOptions): Promise<void> {
-  if (lock.tryAcquire('exclusive')) return;
+/** Converts `lock` to EX; true when it was granted at once (no other holder). */
+async function takeExclusive(session: Session, lock: FileLock, o: EndOptions): Promise<boolean> {
+  if (lock.tryAcquire('exclusive')) return true;
   if (!o.wait && !o.force) {
     throw new SessionBusyError(session.id, 'other processes still hold it (use --wait or --force)', otherHolders(lock));
   }
@@ -76,7 +85,7 @@ async function takeExclusive(session: Session, lock: FileLock, o: EndOptions): P
       }
       try {
         await lock.acquire('exclusive', { timeout: grace, signal: o.signal });
-        return;
+        return false;
       } catch (e) {
         if (sig === 'SIGKILL' || (e as Error).name !== 'LockTimeoutError') throw wrapBusy(session, lock, e);
       }
@@ -91,6 +100,7 @@ async function takeExclusive(session: Session, lock: FileLock, o: EndOptions): P
   } catch (e) {
     throw wrapBusy(session, lock, e);
   }
+  return false;
 }
 
 function wrapBusy(session: Session, lock: FileLock, e: unknown): unknown {
@@ -104,12 +114,12 @@ function wrapBusy(session: Session, lock: FileLock, e: unknown): unknown {
  * happens once nothing is mounted and does not stop the end.
  * Preconditions: liveness EX held through this process.
  */
-async function teardownLocked(session: Session): Promise<unknown> {
+async function teardownLocked(session: Session, recover: boolean): Promise<unknown> {
   const { state, paths } = session;
   await setStatusLocked(session, 'ending');
   crashPoint('end:ending');
   const hooks = (phase: HookPhase) =>
-    runHooks({ hooksDir: state.hooksDir, phase, vars: session.hookVars(), logPath: paths.hooksLog, timeoutMs: state.hookTimeoutMs, keepGoing: true });
+    runHooks({ hooksDir: state.hooksDir, phase, vars: session.hookVars(recover), logPath: paths.hooksLog, timeoutMs: state.hookTimeoutMs, keepGoing: true });
   await hooks('pre-unmount');
   crashPoint('end:pre-unmount');
   unmountAll(paths.root);

@@ -60,6 +60,26 @@ export class SessionBusyError extends SessionError {
   }
 }
 
+/** Recover refused: something holds the session, so it is not stale (re-mounting would stack a second overlay on its upper and work dirs). */
+export class SessionActiveError extends SessionBusyError {
+  override name = 'SessionActiveError';
+  constructor(id: string, holders: readonly LockHolder[]) {
+    super(id, 'it is active, not stale (only stale sessions are recovered)', holders);
+  }
+}
+
+/** A stale session whose view is not in place (not mounted, or its begin or end was interrupted): recover or end it first. */
+export class SessionNeedsRecoveryError extends SessionError {
+  override name = 'SessionNeedsRecoveryError';
+  readonly id: string;
+  readonly reason: string;
+  constructor(id: string, reason: string) {
+    super(`session ${id} ${reason}: recover it first (warden recover -s ${id}) or end it (warden end -s ${id})`);
+    this.id = id;
+    this.reason = reason;
+  }
+}
+
 /** The state dir itself is unusable (a symlink, not a directory, not writable). */
 export class StateDirError extends SessionError {
   override name = 'StateDirError';

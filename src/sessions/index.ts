@@ -23,13 +23,16 @@ export {
 export { readState, STATE_FILE, STATE_VERSION, type SessionState, type SessionStatus } from './state.js';
 export {
   RollbackError,
+  SessionActiveError,
   SessionBusyError,
   SessionCorruptError,
   SessionError,
   SessionExistsError,
   SessionIdError,
+  SessionNeedsRecoveryError,
   SessionNotFoundError,
   StateDirError,
 } from './errors.js';
 export { describeSessionHolders, SourceBusyError, StaleSessionsError, type SessionHolder } from './errors.js';
 export { lockCensus, type CensusOptions, type LockRow } from './census.js';
+export { recoverAll, recoverSession, removeUnpublished, type RecoverAllOptions, type RecoverOptions, type RecoverReport, type Recovered } from './recover.js';

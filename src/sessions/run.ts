@@ -10,7 +10,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { SessionError } from './errors.js';
+import { SessionError, SessionNeedsRecoveryError } from './errors.js';
 import type { CommandLocks, Session } from './session.js';
 import { isMountPoint } from '../union/index.js';
 
@@ -59,12 +59,18 @@ function isDirIn(root: string, dir: string): boolean {
   }
 }
 
-/** Checks that a session can run a command now: its view must be in place. */
+/**
+ * Checks that a session can run a command now: its view must be in place.
+ * A stale session qualifies when its mount survived (recover, or a crash
+ * after begin finished); one whose begin or end was cut short, or whose
+ * mount is gone (a reboot), needs `warden recover` first.
+ * Call it holding the session (liveness SH), with the state read since.
+ */
 export function assertRunnable(session: Session): void {
   const { state, paths } = session;
-  if (state.status !== 'active') throw new RunError(`session ${session.id} is ${state.status}, not active`);
+  if (state.status !== 'active') throw new SessionNeedsRecoveryError(session.id, `is ${state.status}, not active`);
   if (state.unionType !== 'copy' && !isMountPoint(paths.root)) {
-    throw new RunError(`session ${session.id} is not mounted (after a reboot?): recover it first (warden recover -s ${session.id})`);
+    throw new SessionNeedsRecoveryError(session.id, 'is not mounted (after a reboot?)');
   }
 }
 

@@ -11,7 +11,14 @@ export default async function list(p: Parsed): Promise<number> {
   if (o.sessions) {
     // Only this branch needs the session store (and the lock layer under it).
     const { listSessions } = await import('../../sessions/store.js');
+    const { canonicalPath, readMountInfo } = await import('../../union/mountinfo.js');
     const entries = listSessions(ctx.stateDir);
+    // One mountinfo read for all: whether each view is in place (run -s
+    // works on a stale session only while it is; else it needs recover).
+    const mounts = new Set(readMountInfo().map((m) => m.mountPoint));
+    const base = canonicalPath(ctx.stateDir);
+    const mounted = (e: (typeof entries)[number]) =>
+      !e.state || e.state.unionType === 'copy' ? undefined : mounts.has(`${base}/${e.id}/root`);
     if (o.json) {
       process.stdout.write(
         json(
@@ -21,6 +28,7 @@ export default async function list(p: Parsed): Promise<number> {
             reason: e.reason,
             chroot: e.state?.chroot,
             phase: e.state?.status,
+            mounted: mounted(e) ?? null,
             unionType: e.state?.unionType,
             createdAt: e.state?.createdAt,
             dir: e.dir,
@@ -28,7 +36,18 @@ export default async function list(p: Parsed): Promise<number> {
         ),
       );
     } else {
-      const rows = entries.map((e) => [e.id, e.status, e.state?.chroot ?? '-', age(e.state?.createdAt), e.reason ?? (e.state?.status === 'active' ? '' : e.state?.status ?? '')]);
+      const note = (e: (typeof entries)[number]) => {
+        if (e.reason) return e.reason;
+        const notes = e.state?.status === 'active' ? [] : [e.state?.status ?? ''];
+        if (e.status === 'stale') {
+          // Stale but consistent (run -s works) needs no hint; the rest needs recover.
+          const m = mounted(e);
+          if (m !== undefined) notes.push(m ? 'mounted' : 'not mounted');
+          if (e.state?.status !== 'active' || m === false) notes.push(`warden recover -s ${e.id}`);
+        }
+        return notes.join('; ');
+      };
+      const rows = entries.map((e) => [e.id, e.status, e.state?.chroot ?? '-', age(e.state?.createdAt), note(e)]);
       process.stdout.write(table(['SESSION', 'STATUS', 'CHROOT', 'AGE', 'NOTE'], rows));
     }
     return EXIT.ok;

@@ -26,9 +26,17 @@ export default async function run(p: Parsed): Promise<number> {
   const cmd = { command: p.command, user: o.user as string | undefined, directory: o.directory as string | undefined };
 
   if (o.session) {
-    const session = openSession(ctx.stateDir, o.session as string);
-    assertRunnable(session);
-    const locks = await session.commandLocks();
+    const locks = await openSession(ctx.stateDir, o.session as string).commandLocks();
+    let session: Session;
+    try {
+      // Read again under our lock: an end or recover may have changed it
+      // (a stale session is runnable only while its view is in place).
+      session = openSession(ctx.stateDir, o.session as string);
+      assertRunnable(session);
+    } catch (e) {
+      locks.close();
+      throw e;
+    }
     return runCommand(() => spawnInSession(session, locks, cmd), locks);
   }
 

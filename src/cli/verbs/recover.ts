@@ -1,0 +1,91 @@
+// warden recover (-s ID | --all) [--end] [-- CMD...]: re-adopt or end stale
+// sessions. Until the supervisor exists, a re-adopted session is held only
+// while CMD runs; without CMD it is left stale but consistent (mounted,
+// active) for `run -s` and `end -s`.
+import { recoverAll, recoverSession, spawnInSession, type RecoverReport, type Recovered } from '../../sessions/index.js';
+import type { Parsed } from '../args.js';
+import { loadContext } from '../context.js';
+import { EXIT, UsageError, exitCodeOf, formatError } from '../errors.js';
+import { waitReporter } from '../wait-line.js';
+import { runCommand } from '../command.js';
+
+export default async function recover(p: Parsed): Promise<number> {
+  const o = p.options;
+  if (Boolean(o.session) === Boolean(o.all)) throw new UsageError('give exactly one of -s ID or --all', 'recover');
+  if (p.command.length > 0 && (o.all || o.end)) throw new UsageError('a command runs in one re-adopted session: use it with -s ID, without --end', 'recover');
+  if ((o.user !== undefined || o.directory !== undefined) && p.command.length === 0) throw new UsageError('-u and -d apply to a command (-- CMD...)', 'recover');
+  const ctx = loadContext({ config: o.config as string, stateDir: o['state-dir'] as string });
+  const abort = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => abort.abort(new Error(`interrupted by ${sig}`));
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const s of signals) process.on(s, onSignal);
+  const waits = waitReporter();
+  const common = {
+    stateDir: ctx.stateDir,
+    end: o.end === true,
+    signal: abort.signal,
+    timeout: o.timeout === undefined ? undefined : (o.timeout as number) * 1000,
+    wait: o['no-wait'] ? false : undefined,
+    onWait: waits.onWait,
+  };
+  let one: Recovered;
+  try {
+    if (o.all) return report(await recoverAll(common), abort.signal);
+    one = await recoverSession({ ...common, id: o.session as string });
+  } finally {
+    waits.done();
+    for (const s of signals) process.off(s, onSignal);
+  }
+  // With a command, stdout belongs to it.
+  (p.command.length > 0 ? process.stderr : process.stdout).write(describe(toReport(one)));
+  if (one.action === 'ended' || p.command.length === 0) {
+    // Left stale but consistent: mounted and active, for run -s and end -s.
+    if (one.action === 'readopted') one.session.release();
+    return EXIT.ok;
+  }
+  const session = one.session;
+  try {
+    const locks = await session.commandLocks();
+    const cmd = { command: p.command, user: o.user as string | undefined, directory: o.directory as string | undefined };
+    return await runCommand(() => spawnInSession(session, locks, cmd), locks);
+  } finally {
+    session.release();
+  }
+}
+
+function toReport(r: Recovered): RecoverReport {
+  return r.action === 'ended'
+    ? { id: r.id, outcome: 'ended', killedHooks: r.killedHooks }
+    : { id: r.id, outcome: 'readopted', remounted: r.remounted, phases: r.phases, killedHooks: r.killedHooks };
+}
+
+/** One line per session: what was done (stdout) or what went wrong (stderr, see report). */
+function describe(r: RecoverReport): string {
+  const killed = 'killedHooks' in r && r.killedHooks.length > 0 ? `; killed hooks left running by a dead warden: ${r.killedHooks.map((h) => `pid ${h.pid} (${h.phase})`).join(', ')}` : '';
+  switch (r.outcome) {
+    case 'readopted':
+      return `recovered ${r.id}: ${r.remounted ? 're-mounted' : 'mount kept'}; hooks run: ${r.phases.join(', ') || 'none'}${killed}\n`;
+    case 'ended':
+      return `ended ${r.id}${killed}\n`;
+    case 'removed-unpublished':
+      return `removed ${r.id}: the build dir of a begin that died before publishing its session\n`;
+    case 'corrupt':
+      return `warden: session ${r.id} is corrupt, left untouched: ${r.reason}\n`;
+    case 'active':
+      return '';
+    case 'failed':
+      return formatError(`recover -s ${r.id}`, r.error);
+  }
+}
+
+/** recover --all: every outcome reported; the exit code is the first failure's (0 when none failed). */
+function report(results: RecoverReport[], signal: AbortSignal): number {
+  let code: number = EXIT.ok;
+  for (const r of results) {
+    (r.outcome === 'failed' || r.outcome === 'corrupt' ? process.stderr : process.stdout).write(describe(r));
+    if (r.outcome === 'failed' && code === EXIT.ok) code = exitCodeOf(r.error);
+  }
+  if (signal.aborted) return EXIT.interrupted;
+  if (!results.some((r) => r.outcome !== 'active')) process.stdout.write('no stale sessions\n');
+  return code;
+}
