@@ -62,13 +62,29 @@ test.after.always(() => {
   if (fx) destroyFixture(fx.tmp);
 });
 
+// A failed trial must not spoil the next ones: end whatever it left.
+test.afterEach.always(async () => {
+  if (!fx) return;
+  writeFileSync(crashPhaseFile, '');
+  await untilNoProcesses().catch(() => {});
+  warden(env, ['recover', '--all', '--end']);
+  for (const s of listSessions()) warden(env, ['end', '-s', s.id]);
+  rmSync(join(fx.source, SOURCE_LOG), { force: true });
+});
+
 interface Operation {
   name: string;
   args: string[];
   /** Written in the session by the command, checked after recovery when the command ran. */
   data?: string;
-  /** Runs hooks (so a kill inside each hook phase is tried too). */
-  hooks: boolean;
+  /** The hook phases it runs: a kill inside each is tried too. */
+  phases: readonly (typeof PHASES)[number][];
+  /** The fewest crash points the operation must pass (a guard against points silently lost). */
+  minPoints: number;
+  /** Sets the scene before each run (the trace run included). */
+  prepare?: () => void;
+  /** The data is there before the operation starts, so recovery must always keep it. */
+  dataBefore?: boolean;
   /** Checks made right after the kill, before anything else looks at the state dir. */
   afterKill?: (t: ExecutionContext, point: string) => Promise<void>;
 }
@@ -87,6 +103,12 @@ async function afterSourceKill(t: ExecutionContext, point: string): Promise<void
   // command sees its gate close), so that case waits for no process instead.
   await untilTrue(() => existsSync(log) || ourProcesses().length === 0);
   if (existsSync(log)) {
+    // The command runs (held at its gate): no overlay of the source may be mounted now.
+    t.deepEqual(
+      mountsUnder(env.stateDir).filter((m) => m.fsType === 'overlay').map((m) => m.mountPoint),
+      [],
+      `the source command of a warden killed at ${point} runs while a session of the source is mounted`,
+    );
     const busy = warden(env, ['run', '-c', 'fx', '--no-wait', '--', 'true']);
     t.is(busy.status, 5, `a session cannot begin while the source command of a killed warden (${point}) still runs: ${busy.stderr}`);
     // Let the command finish.
@@ -97,12 +119,54 @@ async function afterSourceKill(t: ExecutionContext, point: string): Promise<void
   rmSync(log, { force: true });
 }
 
+// A session whose warden died after its command wrote in it, then a
+// simulated reboot: nothing of it is mounted any more.
+function staleAfterReboot(): void {
+  staleMounted('rebooted');
+  const root = join(env.stateDir, 'rebooted', 'root');
+  const u = spawnSync('umount', ['-R', root], { encoding: 'utf8' });
+  if (u.status !== 0) throw new Error(`simulated reboot: ${u.stderr}`);
+}
+
+/** A session whose warden died after its command wrote in it: stale, still mounted. */
+function staleMounted(id = 'stale'): void {
+  const r = warden(env, ['run', '-c', 'fx', '--id', id, '--', 'sh', '-c', 'echo crash-data > /crash-data; kill -9 $PPID']);
+  if (r.signal !== 'SIGKILL') throw new Error(`could not leave a stale session: ${r.status} ${r.stderr}`);
+}
+
 const OPERATIONS: Operation[] = [
-  { name: 'automatic session (begin, run, end)', args: ['run', '-c', 'fx', '--', 'sh', '-c', 'echo crash-data > /crash-data'], data: 'crash-data\n', hooks: true },
+  {
+    name: 'automatic session (begin, run, end)',
+    args: ['run', '-c', 'fx', '--', 'sh', '-c', 'echo crash-data > /crash-data'],
+    data: 'crash-data\n',
+    phases: PHASES,
+    minPoints: 20,
+  },
+  {
+    name: 'recover after a simulated reboot',
+    args: ['recover', '-s', 'rebooted'],
+    data: 'crash-data\n',
+    dataBefore: true,
+    // Re-mounting runs the start phases only.
+    phases: ['pre-mount', 'post-mount'],
+    minPoints: 5,
+    prepare: staleAfterReboot,
+  },
   {
     name: 'source entry',
     args: ['source', '-c', 'fx', '--', 'sh', '-c', `echo entered >> /${SOURCE_LOG}; read x < /${SOURCE_GATE}; echo done >> /${SOURCE_LOG}`],
-    hooks: false,
+    phases: [],
+    minPoints: 5,
+    afterKill: afterSourceKill,
+  },
+  {
+    // A stale session still mounted over the source: the entry must end it
+    // (unmount it) before its command may change the source.
+    name: 'source entry --recover-stale over a mounted stale session',
+    args: ['source', '-c', 'fx', '--recover-stale', '--', 'sh', '-c', `echo entered >> /${SOURCE_LOG}; read x < /${SOURCE_GATE}; echo done >> /${SOURCE_LOG}`],
+    phases: ['pre-unmount', 'post-unmount'],
+    minPoints: 6,
+    prepare: () => staleMounted(),
     afterKill: afterSourceKill,
   },
 ];
@@ -131,13 +195,25 @@ function tracePoints(op: Operation): string[] {
   const trace = join(fx.tmp, 'trace');
   rmSync(trace, { force: true });
   // A source entry's command waits on the gate: open it for this run.
-  if (op.afterKill) spawn('sh', ['-c', `echo go > ${join(fx.source, SOURCE_GATE)}`], { stdio: 'ignore' });
   const args = op.args;
-  const r = runCrashBundle(args, { WARDEN_CRASH_TRACE: trace });
+  op.prepare?.();
+  const opener = op.afterKill ? spawn('sh', ['-c', `echo go > ${join(fx.source, SOURCE_GATE)}`], { stdio: 'ignore' }) : undefined;
+  let r;
+  try {
+    r = runCrashBundle(args, { WARDEN_CRASH_TRACE: trace });
+  } finally {
+    // Still blocked on the gate only if the command never ran.
+    opener?.kill('SIGKILL');
+  }
   if (r.status !== 0) throw new Error(`tracing ${args.join(' ')} failed: ${r.stderr}`);
   const points = readFileSync(trace, 'utf8').trim().split('\n');
   rmSync(trace, { force: true });
   rmSync(join(fx.source, SOURCE_LOG), { force: true });
+  // What the operation left (a recovered session) goes before the trials.
+  for (const s of listSessions()) {
+    const end = warden(env, ['end', '-s', s.id]);
+    if (end.status !== 0) throw new Error(`end -s ${s.id} after tracing: ${end.stderr}`);
+  }
   return points;
 }
 
@@ -218,8 +294,12 @@ const overlayAt = (root: string) => mountsUnder(env.stateDir).some((m) => m.moun
 let covered = 0;
 
 for (const op of OPERATIONS) {
-  const trial = async (t: ExecutionContext, point: string, extra: Record<string, string>) => {
+  const trial = async (t: ExecutionContext, point: string, extra: Record<string, string>, phase = '') => {
+    op.prepare?.();
+    writeFileSync(crashPhaseFile, phase);
     const r = runCrashBundle(op.args, extra);
+    // The crash hook must kill only the warden under test, not recover.
+    writeFileSync(crashPhaseFile, '');
     t.is(r.signal, 'SIGKILL', `warden was killed at ${point} (status ${r.status}: ${r.stderr})`);
     if (op.afterKill) await op.afterKill(t, point);
     await untilNoProcesses();
@@ -240,6 +320,7 @@ for (const op of OPERATIONS) {
       const dir = join(env.stateDir, s.id);
       t.true(overlayAt(join(dir, 'root')), `session ${s.id} is mounted after recovery`);
       const data = join(dir, 'upper', 'crash-data');
+      if (op.dataBefore) t.true(existsSync(data), `data written in ${s.id} before the kill at ${point} survived`);
       if (op.data && existsSync(data)) t.is(readFileSync(data, 'utf8'), op.data);
       const end = warden(env, ['end', '-s', s.id]);
       t.is(end.status, 0, `end -s ${s.id}: ${end.stderr}`);
@@ -253,21 +334,14 @@ for (const op of OPERATIONS) {
   const rootTest = isRoot ? test.serial : test.serial.skip;
   rootTest(`${op.name}: SIGKILL at every crash point, then recover --all`, async (t) => {
     const points = tracePoints(op);
-    t.true(points.length >= 10, `${op.args.join(' ')} passes ${points.length} crash points`);
+    t.true(points.length >= op.minPoints, `${op.args.join(' ')} passes ${points.length} crash points`);
     for (const point of points) await trial(t, point, { WARDEN_CRASH_AT: point });
     t.log(`${points.length} crash points`);
   });
 
-  if (!op.hooks) continue;
+  if (op.phases.length === 0) continue;
   rootTest(`${op.name}: SIGKILL inside each hook phase, then recover --all`, async (t) => {
-    for (const phase of PHASES) {
-      writeFileSync(crashPhaseFile, phase);
-      try {
-        await trial(t, `hook:${phase}`, {});
-      } finally {
-        writeFileSync(crashPhaseFile, '');
-      }
-    }
+    for (const phase of op.phases) await trial(t, `hook:${phase}`, {}, phase);
   });
 }
 
