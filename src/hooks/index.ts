@@ -87,9 +87,11 @@ export async function runHooks(opts: RunHooksOptions): Promise<HookRun[]> {
         break;
       }
       writeSync(logFd, `== ${phase} ${name} ==\n`);
-      const t0 = performance.now();
+      // process.hrtime, not performance.now(): the global performance object
+      // loads perf_hooks (~1 ms) on first use, in every session start.
+      const t0 = process.hrtime.bigint();
       const f = await runOne({ path, hook, phase, env, logFd, timeoutMs, killGraceMs: opts.killGraceMs ?? DEFAULT_KILL_GRACE_MS, signal });
-      const ms = performance.now() - t0;
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
       writeSync(logFd, trailer(phase, name, f, ms));
       runs.push({ hook, ms });
       if (f === undefined) continue;

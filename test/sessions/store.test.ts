@@ -84,8 +84,10 @@ test('valid ids pass; the default id fits the limit even for long chroot names',
   for (const id of ['a', 'demo-1', 'A.b_c-d', 'x'.repeat(64)]) t.is(validateId(id), id);
   const id = newId('c'.repeat(64));
   t.true(id.length <= 64);
-  t.regex(newId('demo'), /^demo-[0-9a-f-]{36}$/);
-  t.not(newId('demo'), newId('demo'));
+  // A version 4 UUID with the RFC 4122 variant bits, never the same twice.
+  t.regex(newId('demo'), /^demo-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  const ids = new Set(Array.from({ length: 1000 }, () => newId('demo')));
+  t.is(ids.size, 1000);
 });
 
 test('state.json round-trips, and the write leaves no temp file', (t) => {
