@@ -73,7 +73,14 @@ function checkEntry(dir: string, st: Pick<Stats, 'isDirectory' | 'isSymbolicLink
  * the others still get the stale probe (F_GETLK), which also sees holders
  * that /proc/locks hides (POSIX locks of processes in other pid
  * namespaces). Listing 10,000 sessions, half of them held, probes 5,000.
+ *
+ * Only worth it for many sessions: the first read of /proc/locks in a while
+ * costs 5-20 ms on these machines (the kernel takes its file-lock rwsem for
+ * writing, which waits for an RCU grace period), while an F_GETLK probe
+ * costs microseconds.
  */
+const PROC_LOCKS_FROM = 200;
+
 function livenessLockedFiles(): Set<string> {
   try {
     return new Set(
@@ -116,7 +123,7 @@ export function listSessions(stateDir: string, opts: ListOptions = {}): SessionE
     throw new StateDirError(stateDir, (e as Error).message, e);
   }
   const out: SessionEntry[] = [];
-  const locked = livenessLockedFiles();
+  const locked = dirents.length > PROC_LOCKS_FROM ? livenessLockedFiles() : undefined;
   for (const d of dirents.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
     const name = d.name;
     // Dot entries are warden's own (.manage, sessions being built); the rest
