@@ -76,14 +76,26 @@ export function native(): Libc {
   // the variadic position travels in the same register as a fixed argument,
   // so a fixed three-argument prototype is both correct and koffi's fast path.
   const fcntl = lib.func('int fcntl(int fd, int cmd, void *arg)') as Libc['fcntl'];
+  // Only fcntl is on every call's path; the rest (lock waits, messages)
+  // are bound on first use: each koffi prototype costs ~0.3 ms to parse.
+  let rest: Omit<Libc, 'fcntl'> | undefined;
+  const more = () =>
+    (rest ??= {
+      gettid: lib.func('int gettid(void)') as Libc['gettid'],
+      tgkill: lib.func('int tgkill(int tgid, int tid, int sig)') as Libc['tgkill'],
+      sigaction: lib.func('int sigaction(int sig, void *act, void *old)') as Libc['sigaction'],
+      dlsym: lib.func('void *dlsym(void *handle, const char *name)') as Libc['dlsym'],
+      sigrtmin: lib.func('int __libc_current_sigrtmin(void)') as Libc['sigrtmin'],
+      strerror: lib.func('const char *strerror(int errnum)') as Libc['strerror'],
+    });
   libc = {
     fcntl,
-    gettid: lib.func('int gettid(void)') as Libc['gettid'],
-    tgkill: lib.func('int tgkill(int tgid, int tid, int sig)') as Libc['tgkill'],
-    sigaction: lib.func('int sigaction(int sig, void *act, void *old)') as Libc['sigaction'],
-    dlsym: lib.func('void *dlsym(void *handle, const char *name)') as Libc['dlsym'],
-    sigrtmin: lib.func('int __libc_current_sigrtmin(void)') as Libc['sigrtmin'],
-    strerror: lib.func('const char *strerror(int errnum)') as Libc['strerror'],
+    gettid: () => more().gettid(),
+    tgkill: (tgid, tid, sig) => more().tgkill(tgid, tid, sig),
+    sigaction: (sig, act, old) => more().sigaction(sig, act, old),
+    dlsym: (handle, name) => more().dlsym(handle, name),
+    sigrtmin: () => more().sigrtmin(),
+    strerror: (errnum) => more().strerror(errnum),
   };
   return libc;
 }
