@@ -1,7 +1,11 @@
-// The hot path's argument parser: yargs-parser (yargs' own tokenizer, a few
-// milliseconds) driven by spec.ts, strict about unknown options and
-// missing values. Full yargs is loaded only to print help.
-import parse from 'yargs-parser';
+// The hot path's argument parser, driven by spec.ts: Node's own
+// util.parseArgs tokenizes (it ships with Node, so nothing to load: yargs-
+// parser cost ~4 ms of every call), and this file applies warden's rules on
+// the tokens: strict about unknown options and missing values, numbers
+// checked, and for verbs that take a command everything from the first
+// positional (or after `--`) is the command, untouched. Full yargs is loaded
+// only to print help.
+import { parseArgs as tokenize } from 'node:util';
 import { UsageError } from './errors.js';
 import { GLOBAL_OPTIONS, findVerb, type OptionSpec, type VerbSpec } from './spec.js';
 
@@ -14,56 +18,64 @@ export interface Parsed {
   help: boolean;
 }
 
-/** Splits off the verb: the first argument that is not a global option. */
+/** Splits off the verb (the first argument), then parses its options. */
 export function parseArgs(argv: string[]): Parsed {
   const [verbName, ...rest] = argv;
   const verb = verbName === undefined ? undefined : findVerb(verbName);
   if (!verb) throw new UsageError(verbName === undefined ? 'no verb given' : `unknown verb ${JSON.stringify(verbName)}`);
   const specs: Record<string, OptionSpec> = { ...GLOBAL_OPTIONS, ...verb.options };
-  const opts = { alias: {} as Record<string, string>, boolean: [] as string[], string: [] as string[], number: [] as string[] };
+  const config: Record<string, { type: 'string' | 'boolean'; short?: string }> = {};
+  const byShort = new Map<string, string>();
   for (const [name, s] of Object.entries(specs)) {
-    opts[s.type].push(name);
-    if (s.alias) opts.alias[name] = s.alias;
+    config[name] = s.alias ? { type: s.type === 'boolean' ? 'boolean' : 'string', short: s.alias } : { type: s.type === 'boolean' ? 'boolean' : 'string' };
+    if (s.alias) byShort.set(s.alias, name);
   }
-  const out = parse(rest, {
-    ...opts,
-    configuration: {
-      'halt-at-non-option': verb.command === true,
-      'populate--': true,
-      'camel-case-expansion': false,
-      'boolean-negation': false,
-      'strip-aliased': true,
-      'short-option-groups': true,
-      'duplicate-arguments-array': false,
-      'dot-notation': false,
-      'parse-numbers': false,
-      'parse-positional-numbers': false,
-    },
-  });
-  const aliasOf = new Map(Object.entries(opts.alias).map(([k, v]) => [v, k]));
+  const { tokens } = tokenize({ args: rest, options: config, strict: false, allowPositionals: true, tokens: true });
+
   const options: Parsed['options'] = {};
-  for (const [key, value] of Object.entries(out)) {
-    if (key === '_' || key === '--') continue;
-    const name = aliasOf.get(key) ?? key;
-    const spec = specs[name];
-    if (!spec) throw new UsageError(`unknown option ${key.length === 1 ? '-' : '--'}${key}`, verb.name);
-    if (spec.type === 'string' && (typeof value !== 'string' || value === '')) {
+  const loose: string[] = [];
+  let command: string[] = [];
+  for (const tok of tokens) {
+    if (tok.kind === 'option-terminator') {
+      const after = rest.slice(tok.index + 1);
+      if (verb.command) command = after;
+      else loose.push(...after);
+      break;
+    }
+    if (tok.kind === 'positional') {
+      if (verb.command) {
+        // The command starts here; its own options are not ours.
+        command = rest.slice(tok.index);
+        break;
+      }
+      loose.push(tok.value);
+      continue;
+    }
+    const name = specs[tok.name] ? tok.name : byShort.get(tok.name);
+    const spec = name === undefined ? undefined : specs[name];
+    if (name === undefined || spec === undefined) throw new UsageError(`unknown option ${tok.rawName.startsWith('--') ? '--' : '-'}${tok.name}`, verb.name);
+    if (spec.type === 'boolean') {
+      if (tok.value !== undefined) throw new UsageError(`option --${name} takes no value`, verb.name);
+      options[name] = true;
+      continue;
+    }
+    // `-c --json`: the next word is an option, not a value that was meant.
+    const value = tok.value;
+    if (value === undefined || value === '' || (!tok.inlineValue && value.startsWith('-') && value !== '-')) {
       throw new UsageError(`option --${name} needs a value`, verb.name);
     }
-    if (spec.type === 'number' && (typeof value !== 'number' || !Number.isFinite(value) || value < 0)) {
-      throw new UsageError(`option --${name} needs a non-negative number, got ${JSON.stringify(String(value))}`, verb.name);
+    if (spec.type === 'number') {
+      const n = Number(value);
+      if (!/^\s*[0-9.eE+]+\s*$/.test(value) || !Number.isFinite(n) || n < 0) {
+        throw new UsageError(`option --${name} needs a non-negative number, got ${JSON.stringify(value)}`, verb.name);
+      }
+      options[name] = n;
+    } else {
+      options[name] = value;
     }
-    options[name] = value as string | number | boolean;
   }
-  const loose = (out._ as (string | number)[]).map(String);
-  const dashed = ((out['--'] as (string | number)[] | undefined) ?? []).map(String);
-  let positional: string[] = [];
-  let command: string[] = [];
-  if (verb.command) {
-    command = [...loose, ...dashed];
-  } else {
-    positional = [...loose, ...dashed];
-  }
+
+  const positional = verb.command ? [] : loose;
   const help = options.help === true;
   if (!help) {
     const max = verb.positional?.length ?? 0;

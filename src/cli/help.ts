@@ -21,7 +21,6 @@ export async function helpText(verb: VerbSpec | undefined, version: string): Pro
     y = y.usage('warden VERB [OPTIONS]\n\nSession supervisor for chroots: overlay sessions over source chroots, guarded by fcntl locks.');
     for (const v of VERBS) y = y.command(v.name, v.describe);
     y = describe(y, GLOBAL_OPTIONS);
-    y = y.option('version', { type: 'boolean', describe: 'show the version' });
     y = y.epilog('Exit codes: 0 ok, 1 failure, 2 usage, 3 config, 4 no such chroot/session, 5 busy or timeout, 6 hook failed, 7 stale sessions, 8 not permitted; run and source pass the command\'s status through (125 own failure, 126 not executable, 127 not found).');
   }
   return y.getHelp();

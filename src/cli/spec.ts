@@ -1,4 +1,4 @@
-// Every verb's options, in one table: the fast parser (yargs-parser) reads
+// Every verb's options, in one table: the fast parser (args.ts, on Node's util.parseArgs) reads
 // it on every call, and yargs builds --help from the same table only when
 // help is asked for (loading yargs costs more than Node's own start-up).
 

@@ -89,10 +89,12 @@ test('help and --version exit 0; every verb has --help', (t) => {
   t.regex(warden(env, ['--version']).stdout, /^warden \d+\.\d+\.\d+\n$/);
   const top = warden(env, ['--help']);
   t.is(top.status, 0);
-  for (const verb of ['run', 'end', 'list', 'info', 'locks', 'bootstrap']) {
+  t.is(top.stderr, '', 'help prints no warnings');
+  for (const verb of ['run', 'end', 'list', 'info', 'locks', 'bootstrap', 'source', 'recover']) {
     t.regex(top.stdout, new RegExp(`warden ${verb}`));
     const r = warden(env, [verb, '--help']);
     t.is(r.status, 0, r.stderr);
+    t.is(r.stderr, '', `${verb} --help prints no warnings`);
     t.regex(r.stdout, new RegExp(`warden ${verb}`));
   }
 });
