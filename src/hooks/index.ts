@@ -90,7 +90,7 @@ export async function runHooks(opts: RunHooksOptions): Promise<HookRun[]> {
       // process.hrtime, not performance.now(): the global performance object
       // loads perf_hooks (~1 ms) on first use, in every session start.
       const t0 = process.hrtime.bigint();
-      const f = await runOne({ path, hook, phase, env, logFd, timeoutMs, killGraceMs: opts.killGraceMs ?? DEFAULT_KILL_GRACE_MS, signal });
+      const f = await runOne({ path, hook, phase, env, logFd, logPath: opts.logPath, timeoutMs, killGraceMs: opts.killGraceMs ?? DEFAULT_KILL_GRACE_MS, signal });
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
       writeSync(logFd, trailer(phase, name, f, ms));
       runs.push({ hook, ms });
