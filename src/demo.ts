@@ -2,8 +2,10 @@
 // real CLI. Builds /var/lib/warden/demo from host binaries (no download),
 // begins an automatic overlay session with `warden run -c demo`, and while
 // the command runs inside it shows, from outside, the session and the
-// locks that keep it alive; then shows that the write made inside the
-// session never reached the source.
+// locks that keep it alive, and that an exclusive source entry is refused
+// while the session holds the source; then shows that the write made
+// inside the session never reached the source, and enters the source once
+// the session has ended.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -14,8 +16,8 @@ const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const WARDEN = join(REPO, 'dist', 'cli', 'warden.cjs');
 const DEMO_DIR = '/var/lib/warden/demo';
 
-function warden(args: string[]): number {
-  process.stdout.write(`\n$ warden ${args.join(' ')}\n`);
+function warden(args: string[], shown = args.join(' ')): number {
+  process.stdout.write(`\n$ warden ${shown}\n`);
   return spawnSync(process.execPath, [WARDEN, ...args], { stdio: 'inherit', cwd: REPO }).status ?? 1;
 }
 
@@ -42,11 +44,14 @@ async function main(): Promise<number> {
   // The session is up and its command is waiting for us: look at it from outside.
   warden(['list', '--sessions']);
   warden(['locks']);
+  const refused = warden(['source', '-c', 'demo', '--no-wait', '--', 'true']);
+  process.stdout.write(`(exit ${refused}: the session holds the source, so changing it now is refused)\n`);
   child.stdin.end('\n');
   const status = await new Promise<number>((r) => child.once('exit', (c) => r(c ?? 1)));
   process.stdout.write(`\nsession ended with status ${status}; the source has /etc/demo-note: ${existsSync(join(DEMO_DIR, 'etc/demo-note'))}\n`);
   warden(['list', '--sessions']);
-  return status;
+  const entered = warden(['source', '-c', 'demo', '--', '/bin/sh', '-c', 'echo "in the source itself, alone: $(ls /etc | wc -l) files in /etc"'], "source -c demo -- /bin/sh -c '...'");
+  return status || entered;
 }
 
 main().then(
