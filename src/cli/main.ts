@@ -17,6 +17,7 @@ const VERB_MODULES: Record<string, () => Promise<{ default: VerbMain }>> = {
   locks: () => import('./verbs/locks.js'),
   bootstrap: () => import('./verbs/bootstrap.js'),
   recover: () => import('./verbs/recover.js'),
+  watch: () => import('./verbs/watch.js'),
 };
 
 function version(): string {
@@ -38,7 +39,7 @@ export async function main(argv: string[]): Promise<number> {
     return EXIT.ok;
   }
   if (first === undefined) {
-    process.stderr.write("warden: usage: no verb given (list, info, locks, run, source, end, recover, bootstrap)\nTry 'warden --help'.\n");
+    process.stderr.write("warden: usage: no verb given (list, info, locks, run, source, end, recover, watch, bootstrap)\nTry 'warden --help'.\n");
     return EXIT.usage;
   }
   if (first === '--help' || first === '-h' || first === 'help') {

@@ -126,6 +126,13 @@ export const VERBS: VerbSpec[] = [
     options: { json },
   },
   {
+    name: 'watch',
+    usage: 'warden watch [--json]',
+    describe: 'stream session events (begun, ended, stale, recovered, corrupt) until interrupted; "watching DIR" goes to stderr once changes are being reported',
+    options: { json },
+    examples: [['warden watch --json', 'one JSON object per event and line (NDJSON)']],
+  },
+  {
     name: 'bootstrap',
     usage: 'warden bootstrap DIR [--force]',
     describe: 'build a minimal chroot in DIR from host binaries (busybox, or sh and coreutils), no downloads',

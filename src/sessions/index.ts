@@ -36,3 +36,4 @@ export {
 export { describeSessionHolders, SourceBusyError, StaleSessionsError, type SessionHolder } from './errors.js';
 export { lockCensus, type CensusOptions, type LockRow } from './census.js';
 export { recoverAll, recoverSession, removeUnpublished, type RecoverAllOptions, type RecoverOptions, type RecoverReport, type Recovered } from './recover.js';
+export { watchSessions, DEFAULT_PROBE_MS, type SessionEvent, type SessionEventName, type SessionWatch, type WatchOptions } from './watch.js';

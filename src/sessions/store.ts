@@ -12,6 +12,11 @@ import { readState, type SessionState } from './state.js';
 /** Names in the state dir that are not sessions. */
 const RESERVED = new Set(['supervisor.lock', 'supervisor.sock', 'supervisor.log', '.gitignore']);
 
+/** Whether a state-dir entry name is meant to be a session: dot entries and the supervisor's files are warden's own. */
+export function isSessionName(name: string): boolean {
+  return !name.startsWith('.') && !RESERVED.has(name);
+}
+
 /** Creates the state dir if needed and refuses one that is a symlink or not a directory. Returns it absolute. */
 export function ensureStateDir(stateDir: string): string {
   const dir = resolve(stateDir);
@@ -128,7 +133,7 @@ export function listSessions(stateDir: string, opts: ListOptions = {}): SessionE
     const name = d.name;
     // Dot entries are warden's own (.manage, sessions being built); the rest
     // must be sessions, so a stray file is reported rather than hidden.
-    if (name.startsWith('.') || RESERVED.has(name)) continue;
+    if (!isSessionName(name)) continue;
     // readdir's d_type spares an lstat per entry; a filesystem that does not
     // fill it in gets the lstat.
     const known = d.isDirectory() || d.isSymbolicLink() || d.isFile() ? d : undefined;

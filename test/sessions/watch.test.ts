@@ -1,0 +1,146 @@
+// watchSessions without mounts: session dirs made as begin leaves them,
+// liveness held by a real second process (the C holder), a corrupt entry;
+// and the closer: idempotent, same promise, no fd or lock left behind.
+import anyTest, { type TestFn } from 'ava';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { STATE_VERSION, watchSessions, type SessionEvent, type SessionState } from '../../src/sessions/index.js';
+import { writeStateLocked } from '../../src/sessions/state.js';
+import { Holder } from '../helpers/holder.js';
+import { allFds, ourLocks } from '../helpers/leaks.js';
+
+const test = anyTest as TestFn<{ dir: string }>;
+
+test.before(async () => {
+  // libuv opens one inotify fd per event loop on the first watch and keeps it:
+  // warm it up so the per-test fd comparison sees only what a watch leaves.
+  const dir = mkdtempSync(join(tmpdir(), 'warden-watch-warm-'));
+  const w = watchSessions(dir, { onEvent: () => {} });
+  await w.ready;
+  await w.close();
+  rmSync(dir, { recursive: true });
+});
+
+test.beforeEach((t) => {
+  t.context.dir = mkdtempSync(join(tmpdir(), 'warden-watch-'));
+});
+test.afterEach.always((t) => {
+  rmSync(t.context.dir, { recursive: true, force: true });
+});
+
+function state(id: string, over: Partial<SessionState> = {}): SessionState {
+  const now = new Date().toISOString();
+  return { version: STATE_VERSION, id, chroot: 'demo', source: '/srv/demo', unionType: 'overlay', status: 'active', hooksDir: '/h', hookTimeoutMs: 30_000, createdAt: now, updatedAt: now, beganBy: 1, ...over };
+}
+
+/** Events as they come, and a way to wait for the `n`th of a kind. */
+function recorder() {
+  const seen: SessionEvent[] = [];
+  let waiters: { done: () => boolean; resolve: () => void }[] = [];
+  const count = (event: string, id: string) => seen.filter((e) => e.event === event && e.id === id).length;
+  return {
+    seen,
+    onEvent(e: SessionEvent) {
+      seen.push(e);
+      waiters = waiters.filter((w) => !(w.done() && (w.resolve(), true)));
+    },
+    until(event: string, id: string, n = 1): Promise<void> {
+      const done = () => count(event, id) >= n;
+      if (done()) return Promise.resolve();
+      return new Promise((resolve) => waiters.push({ done, resolve }));
+    },
+  };
+}
+
+test.serial('close() is idempotent, returns the same promise, and leaves no fd, lock or timer', async (t) => {
+  const before = allFds();
+  const w = watchSessions(t.context.dir, { onEvent: () => t.fail('no event expected') });
+  await w.ready;
+  const a = w.close();
+  t.is(w.close(), a);
+  await a;
+  t.is(w.close(), a);
+  t.deepEqual(allFds(), before, 'no fd left open');
+  t.deepEqual(ourLocks(), []);
+  // Nothing keeps reporting after close: a new entry makes no event.
+  mkdirSync(join(t.context.dir, 'late'));
+  t.pass();
+});
+
+test.serial('closed before it was ready: ready resolves, nothing is watched', async (t) => {
+  const before = allFds();
+  const w = watchSessions(t.context.dir, { onEvent: () => t.fail('no event expected') });
+  await w.close();
+  await w.ready;
+  t.deepEqual(allFds(), before);
+});
+
+test.serial('begun, stale, recovered, ended from the directory and the liveness lock of another process; existing entries are the starting point', async (t) => {
+  const sd = t.context.dir;
+  // Already there when the watch starts: no event for it.
+  mkdirSync(join(sd, 'old'));
+  writeFileSync(join(sd, 'old', 'lock'), '');
+  writeStateLocked(join(sd, 'old'), state('old'));
+  // Built aside and renamed in, as begin publishes a session, already held.
+  const build = join(sd, '.new-s1.x');
+  mkdirSync(build);
+  writeFileSync(join(build, 'lock'), '');
+  writeStateLocked(build, state('s1', { status: 'setting-up' }));
+  const h = await Holder.start(join(build, 'lock'));
+  t.teardown(() => h.kill());
+  t.is(await h.lock('ofd', 'r', 0, 1), 'ok');
+
+  const r = recorder();
+  const w = watchSessions(sd, { probeMs: 20, onEvent: (e) => r.onEvent(e), onError: (e) => t.fail(e.message) });
+  t.teardown(() => w.close());
+  await w.ready;
+  renameSync(build, join(sd, 's1'));
+  await r.until('begun', 's1');
+  writeStateLocked(join(sd, 's1'), state('s1', { status: 'active' }));
+  t.is(await h.unlock('ofd', 0, 1), 'ok');
+  await r.until('stale', 's1');
+  t.is(await h.lock('ofd', 'r', 0, 1), 'ok');
+  await r.until('recovered', 's1');
+  await h.kill();
+  await r.until('stale', 's1', 2);
+  rmSync(join(sd, 's1'), { recursive: true });
+  await r.until('ended', 's1');
+  await w.close();
+  t.deepEqual(
+    r.seen.map((e) => [e.event, e.id, e.chroot]),
+    [
+      ['begun', 's1', 'demo'],
+      ['stale', 's1', 'demo'],
+      ['recovered', 's1', 'demo'],
+      ['stale', 's1', 'demo'],
+      ['ended', 's1', 'demo'],
+    ],
+  );
+  t.is(r.seen[0]!.status, 'setting-up');
+  t.is(r.seen[1]!.status, 'active');
+});
+
+test.serial('a corrupt entry is reported once it stays corrupt; a dot entry or supervisor file never', async (t) => {
+  const sd = t.context.dir;
+  const r = recorder();
+  const w = watchSessions(sd, { probeMs: 20, onEvent: (e) => r.onEvent(e) });
+  t.teardown(() => w.close());
+  await w.ready;
+  mkdirSync(join(sd, '.manage'));
+  writeFileSync(join(sd, '.manage', 'x.lock'), '');
+  writeFileSync(join(sd, 'supervisor.log'), 'x');
+  // Made by hand, not atomically: it looks different along the way, and is reported once.
+  mkdirSync(join(sd, 'bad'));
+  writeFileSync(join(sd, 'bad', 'lock'), '');
+  writeFileSync(join(sd, 'bad', 'state.json'), 'garbage');
+  await r.until('corrupt', 'bad');
+  rmSync(join(sd, 'bad'), { recursive: true });
+  await r.until('ended', 'bad');
+  await w.close();
+  t.deepEqual(r.seen.map((e) => [e.event, e.id]), [
+    ['corrupt', 'bad'],
+    ['ended', 'bad'],
+  ]);
+  t.truthy(r.seen[0]!.reason);
+});
