@@ -520,3 +520,46 @@ test.serial('an in-process waiter gets the lock when another handle of ours rele
   a.close();
   b.close();
 });
+
+// A cycle the kernel's POSIX deadlock check sees, though nothing is stuck:
+// we hold X and wait for Y; python holds Y and waits for X, then lets Y go
+// once it gets X. In POSIX mode F_SETLKW first fails with EDEADLK (the
+// check is per process); the wait must keep asking, not fail. In OFD mode
+// there is no check and the wait simply blocks. Either way: granted.
+test.serial('a wait the kernel calls a deadlock (POSIX, per process) keeps waiting and is granted once the cycle breaks', async (t) => {
+  const x = file(t, 'x');
+  const y = file(t, 'y');
+  const mine = FileLock.open(x);
+  mine.tryAcquire('exclusive');
+  const script = [
+    'import fcntl, sys',
+    'y = open(sys.argv[2], "r+"); fcntl.lockf(y, fcntl.LOCK_EX)',
+    'print("holding", flush=True)',
+    'x = open(sys.argv[1], "r+"); fcntl.lockf(x, fcntl.LOCK_EX)',
+    'fcntl.lockf(y, fcntl.LOCK_UN); print("got x", flush=True)',
+    'sys.stdin.read()',
+  ].join('\n');
+  const py = spawn('python3', ['-c', script, x, y], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  const printed = (what: string) =>
+    new Promise<void>((resolve) => {
+      const check = () => out.includes(what) && (py.stdout!.off('data', on), resolve(), true);
+      const on = (d: Buffer) => ((out += d.toString()), check());
+      if (!check()) py.stdout!.on('data', on);
+    });
+  const exited = new Promise((resolve) => py.once('exit', resolve));
+  await printed('holding');
+  await untilBlocked([x], 1); // python now waits for x, which we hold
+  const theirs = FileLock.open(y);
+  const wait = theirs.acquire('exclusive', { timeout: 10_000 });
+  // Give the wait time to meet EDEADLK (POSIX) or block (OFD) before the cycle breaks.
+  await untilBlocked([y], mode === 'posix' ? 0 : 1);
+  await new Promise((r) => setTimeout(r, 100));
+  mine.close();
+  await printed('got x');
+  await wait;
+  t.is(theirs.held, 'exclusive');
+  theirs.close();
+  py.stdin!.end();
+  await exited;
+});
