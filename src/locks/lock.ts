@@ -73,6 +73,8 @@ class WaitQueue {
 }
 
 const queues = new Map<string, WaitQueue>();
+/** Wait reports' holders, per (file, range), for the current turn of the event loop (see #holdersThisTurn). */
+const turnHolders = new Map<string, LockHolder[]>();
 
 export class FileLock {
   readonly path: string;
@@ -246,6 +248,24 @@ export class FileLock {
   }
 
   /**
+   * holders() for a wait report, shared by every wait that starts on the
+   * same file and range in this turn of the event loop. Finding OFD owners
+   * reads the fdinfo of every process (tens of ms with many fds open), and a
+   * supervisor that gets a burst of begins runs all their first steps in one
+   * poll phase: one scan per burst instead of one per waiter keeps the event
+   * loop responsive. Only for reports; decisions call holders().
+   */
+  #holdersThisTurn(): LockHolder[] {
+    const k = this.#queueKey;
+    let cached = turnHolders.get(k);
+    if (!cached) {
+      if (turnHolders.size === 0) setImmediate(() => turnHolders.clear());
+      turnHolders.set(k, (cached = this.holders()));
+    }
+    return cached.map((h) => ({ ...h }));
+  }
+
+  /**
    * True while `path` still names the file we locked. A command that deletes
    * or replaces the lock file would otherwise leave two holders locking two
    * different inodes, both believing they won.
@@ -355,7 +375,7 @@ export class FileLock {
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       if (opts.onWait) {
         try {
-          opts.onWait(this.holders());
+          opts.onWait(this.#holdersThisTurn());
         } catch {
           // a reporting callback must not break the wait
         }
