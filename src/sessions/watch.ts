@@ -32,6 +32,13 @@ export interface WatchOptions {
   /** How often the liveness locks of known sessions are probed (default 500 ms). */
   probeMs?: number;
   onEvent: (event: SessionEvent) => void;
+  /**
+   * Sessions the caller holds itself: active by definition, so neither
+   * probed nor inspected (in POSIX lock mode every open of their lock file
+   * would park an fd until the caller lets go: a probe every interval would
+   * leak one per tick). Their removal is still reported.
+   */
+  heldByCaller?: (id: string) => boolean;
   /** Errors of the watcher or of a probe; the watch goes on. Default: ignored. */
   onError?: (error: Error) => void;
 }
@@ -70,6 +77,7 @@ class SessionWatcher {
   readonly #probeMs: number;
   readonly #onEvent: WatchOptions['onEvent'];
   readonly #onError: NonNullable<WatchOptions['onError']>;
+  readonly #heldByCaller: (id: string) => boolean;
   readonly #known = new Map<string, Known>();
   /** Entries seen corrupt but not reported yet: when first seen. */
   readonly #pending = new Map<string, number>();
@@ -84,6 +92,7 @@ class SessionWatcher {
     this.#probeMs = opts.probeMs ?? DEFAULT_PROBE_MS;
     this.#onEvent = opts.onEvent;
     this.#onError = opts.onError ?? (() => {});
+    this.#heldByCaller = opts.heldByCaller ?? (() => false);
     this.#ready = this.#start();
     // A failed start is the caller's to see through `ready`; no unhandled rejection meanwhile.
     this.#ready.catch(() => {});
@@ -171,6 +180,10 @@ class SessionWatcher {
       this.#emit({ event: 'ended', id, chroot: prev.chroot });
       return;
     }
+    if (prev && prev.kind !== 'corrupt' && this.#heldByCaller(id)) {
+      if (prev.kind === 'stale') this.#known.set(id, { ...prev, kind: 'active' });
+      return;
+    }
     const entry = inspectEntry(this.#dir, id);
     if (entry.status === 'corrupt') {
       if (prev?.kind === 'corrupt') return;
@@ -207,6 +220,11 @@ class SessionWatcher {
     if (this.#closed) return;
     for (const [id, k] of this.#known) {
       if (k.kind === 'corrupt') continue;
+      if (this.#heldByCaller(id)) {
+        // Re-adopted by the caller: active again without a probe.
+        if (k.kind === 'stale') this.#known.set(id, { ...k, kind: 'active' });
+        continue;
+      }
       let held: 'shared' | 'exclusive' | undefined;
       try {
         held = holderKind(join(this.#dir, id));
