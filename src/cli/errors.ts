@@ -38,6 +38,9 @@ const CODES: Record<string, number> = {
   SourceBusyError: EXIT.busy,
   SessionNeedsRecoveryError: EXIT.stale,
   PermissionDeniedError: EXIT.denied,
+  SupervisorRunningError: EXIT.busy,
+  ProtocolError: EXIT.usage,
+  RequestAbortedError: EXIT.interrupted,
   LockAbortedError: EXIT.interrupted,
 };
 
@@ -57,6 +60,8 @@ const HINTS: Record<string, string> = {
   SessionActiveError: 'hint: `warden info ID` shows the holders; `warden end -s ID` ends an active session',
   LockTimeoutError: 'hint: `warden locks` shows who holds warden locks',
   SourceBusyError: 'hint: `warden list --sessions` shows the sessions; the entry gets in once they end (`warden end -s ID`)',
+  SupervisorRunningError: 'hint: `warden begin` and `warden end` talk to the running one; stop it (SIGTERM) to replace it',
+  SupervisorUnavailableError: 'hint: run `warden supervise` in the foreground to see why it does not start',
   StaleSessionsError: 'hint: `warden list --sessions` shows them; `--recover-stale` ends them (and deletes what was written in them) before entering',
 };
 

@@ -11,7 +11,9 @@ type VerbMain = (p: Parsed) => Promise<number>;
 const VERB_MODULES: Record<string, () => Promise<{ default: VerbMain }>> = {
   run: () => import('./verbs/run.js'),
   source: () => import('./verbs/source.js'),
+  begin: () => import('./verbs/begin.js'),
   end: () => import('./verbs/end.js'),
+  supervise: () => import('./verbs/supervise.js'),
   list: () => import('./verbs/list.js'),
   info: () => import('./verbs/info.js'),
   locks: () => import('./verbs/locks.js'),
@@ -39,7 +41,7 @@ export async function main(argv: string[]): Promise<number> {
     return EXIT.ok;
   }
   if (first === undefined) {
-    process.stderr.write("warden: usage: no verb given (list, info, locks, run, source, end, recover, watch, bootstrap)\nTry 'warden --help'.\n");
+    process.stderr.write("warden: usage: no verb given (list, info, locks, begin, run, end, source, recover, watch, supervise, bootstrap)\nTry 'warden --help'.\n");
     return EXIT.usage;
   }
   if (first === '--help' || first === '-h' || first === 'help') {

@@ -73,6 +73,19 @@ export const VERBS: VerbSpec[] = [
     ],
   },
   {
+    name: 'begin',
+    usage: 'warden begin -c CHROOT [--id ID] [--timeout S] [--no-wait] [--json]',
+    describe:
+      'begin a persistent session held by the supervisor (started in the background if none runs) and print its id; run in it with `warden run -s ID`, end it with `warden end -s ID`',
+    options: {
+      chroot: { type: 'string', alias: 'c', describe: 'the chroot (name or alias)', value: 'CHROOT' },
+      id: { type: 'string', describe: 'id for the session (default: CHROOT-UUID)', value: 'ID' },
+      ...lockWait,
+      json,
+    },
+    examples: [['id=$(warden begin -c demo) && warden run -s "$id" -- make && warden end -s "$id"', 'one session for several commands']],
+  },
+  {
     name: 'end',
     usage: 'warden end -s ID [--wait | --force]',
     describe: 'end a session: unmount it and delete its directory',
@@ -131,6 +144,16 @@ export const VERBS: VerbSpec[] = [
     describe: 'stream session events (begun, ended, stale, recovered, corrupt) until interrupted; "watching DIR" goes to stderr once changes are being reported',
     options: { json },
     examples: [['warden watch --json', 'one JSON object per event and line (NDJSON)']],
+  },
+  {
+    name: 'supervise',
+    usage: 'warden supervise [--end-sessions-on-exit]',
+    describe:
+      'run the supervisor of the state dir in the foreground (for systemd; `warden begin` starts one in the background when none runs): it holds persistent sessions, serves begin and end on <state-dir>/supervisor.sock, and re-adopts stale sessions',
+    options: {
+      'end-sessions-on-exit': { type: 'boolean', describe: 'end the held sessions on SIGTERM instead of leaving them stale for the next supervisor to re-adopt' },
+      'ready-fd': { type: 'number', describe: 'write READY and a newline to this fd once serving, then close it (used when the CLI starts a supervisor)', value: 'FD' },
+    },
   },
   {
     name: 'bootstrap',

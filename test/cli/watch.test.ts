@@ -87,7 +87,7 @@ test('watch --help; watch is in the verb list', (t) => {
   t.is(h.status, 0, h.stderr);
   t.regex(h.stdout, /warden watch \[--json\]/);
   t.regex(warden(env, ['--help']).stdout, /warden watch/);
-  t.regex(warden(env, []).stderr, /recover, watch, bootstrap/);
+  t.regex(warden(env, []).stderr, /recover, watch, supervise, bootstrap/);
 });
 
 rootSerial('an automatic session: begun then ended, as NDJSON and as human lines; SIGINT and SIGTERM exit 0 (needs root)', async (t) => {

@@ -1,0 +1,51 @@
+// warden supervise: the supervisor in the foreground, until SIGTERM/SIGINT.
+// Its log lines go to stderr (supervisor.log when `begin` started it).
+import { closeSync, writeSync } from 'node:fs';
+import type { Parsed } from '../args.js';
+import { chrootOf, hookTimeoutMsOf, hooksDirOf, loadContext, type Context } from '../context.js';
+import { EXIT } from '../errors.js';
+
+/** The node arguments that start a supervisor like this CLI's context: same entry, config and state dir. */
+export function supervisorArgv(ctx: Context, stateDir: string): string[] {
+  const argv = [process.argv[1]!, 'supervise', '--ready-fd', '3', '--state-dir', stateDir];
+  if (ctx.config.file) argv.push('--config', ctx.config.file);
+  return argv;
+}
+
+export default async function supervise(p: Parsed): Promise<number> {
+  const o = p.options;
+  const configArg = o.config as string | undefined;
+  const ctx = loadContext({ config: configArg, stateDir: o['state-dir'] as string });
+  for (const w of ctx.config.warnings) process.stderr.write(`warden: warning: ${w.message}\n`);
+  const log = (line: string) => process.stderr.write(`${new Date().toISOString()} warden-supervisor[${process.pid}]: ${line}\n`);
+  const { startSupervisor } = await import('../../supervisor/server.js');
+  const sup = await startSupervisor({
+    stateDir: ctx.stateDir,
+    // The configuration as it is at each begin: edits apply without a restart.
+    resolveChroot: (name) => {
+      const now = loadContext({ config: configArg ?? ctx.config.file, stateDir: ctx.stateDir });
+      const chroot = chrootOf(now, name);
+      return { chroot, hooksDir: hooksDirOf(now, chroot), hookTimeoutMs: hookTimeoutMsOf(now, chroot) };
+    },
+    log,
+    endSessionsOnExit: o['end-sessions-on-exit'] === true,
+  });
+  const readyFd = o['ready-fd'] as number | undefined;
+  if (readyFd !== undefined) {
+    try {
+      writeSync(readyFd, 'READY\n');
+      closeSync(readyFd);
+    } catch (e) {
+      log(`could not report readiness on fd ${readyFd}: ${(e as Error).message}`);
+    }
+  }
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.once(s, () => resolve(s));
+  });
+  log(`${signal}: stopping (${sup.held().length} session(s) held)`);
+  await sup.close();
+  const { shutdownWaitPool } = await import('../../locks/index.js');
+  await shutdownWaitPool();
+  log('stopped');
+  return EXIT.ok;
+}

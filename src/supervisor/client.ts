@@ -1,0 +1,165 @@
+// Talking to the supervisor of a state dir: connect to its socket, or
+// start one in the background and then connect (as tmux starts its server).
+import { spawn } from 'node:child_process';
+import { closeSync, constants as fsc, openSync, readFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import type { WaitInfo } from '../sessions/locks.js';
+import { RequestAbortedError, SupervisorConnectionError, SupervisorUnavailableError } from './errors.js';
+import { errorFromWire, LineSplitter, MAX_LINE_BYTES, PROTOCOL_VERSION, type Reply, type Request } from './protocol.js';
+import { SUPERVISOR_LOG, SUPERVISOR_SOCKET } from './paths.js';
+
+/** A request as a client writes it: the version and tag are added here. */
+export type ClientRequest = Request extends infer R ? (R extends Request ? Omit<R, 'v' | 'tag'> : never) : never;
+
+export interface RequestOptions {
+  /** Progress of the request's lock waits, as the supervisor reports them. */
+  onWait?: (info: WaitInfo) => void;
+  /** Aborting disconnects: the supervisor cancels the request (a begin is rolled back). */
+  signal?: AbortSignal;
+}
+
+export class SupervisorClient {
+  readonly #socket: Socket;
+  #next = 0;
+  #current: { tag: string; onReply: (r: Reply) => void } | undefined;
+  #broken: Error | undefined;
+  #closed = false;
+
+  /** Internal: built by connectSupervisor. */
+  constructor(socket: Socket) {
+    this.#socket = socket;
+    const lines = new LineSplitter(
+      MAX_LINE_BYTES,
+      (line) => {
+        let r: Reply;
+        try {
+          r = JSON.parse(line) as Reply;
+        } catch {
+          return this.#fail(new SupervisorConnectionError(`the supervisor sent a malformed reply: ${line.slice(0, 80)}`));
+        }
+        if (this.#current && r.tag === this.#current.tag) this.#current.onReply(r);
+      },
+      () => this.#fail(new SupervisorConnectionError('the supervisor sent an oversized reply')),
+    );
+    socket.on('data', (chunk: Buffer) => lines.push(chunk));
+    socket.on('error', (e) => this.#fail(new SupervisorConnectionError(`connection to the supervisor failed: ${e.message}`, e)));
+    socket.on('close', () => this.#fail(new SupervisorConnectionError('the supervisor closed the connection before replying')));
+  }
+
+  #fail(e: Error): void {
+    this.#broken ??= e;
+    this.#socket.destroy();
+    this.#current?.onReply({ v: PROTOCOL_VERSION, ok: false, error: { name: e.name, message: e.message } });
+  }
+
+  /** Sends `req` and resolves with its result; rejects with the error the supervisor reported (same name as a local one). */
+  request(req: ClientRequest, o: RequestOptions = {}): Promise<Record<string, unknown>> {
+    if (this.#current) return Promise.reject(new Error('SupervisorClient: one request at a time'));
+    if (this.#broken) return Promise.reject(this.#broken);
+    if (o.signal?.aborted) return Promise.reject(new RequestAbortedError(req.op, o.signal.reason));
+    const tag = String(++this.#next);
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        this.#current = undefined;
+        this.close();
+        reject(new RequestAbortedError(req.op, o.signal!.reason));
+      };
+      o.signal?.addEventListener('abort', onAbort, { once: true });
+      this.#current = {
+        tag,
+        onReply: (r) => {
+          if ('wait' in r) {
+            o.onWait?.(r.wait);
+            return;
+          }
+          this.#current = undefined;
+          o.signal?.removeEventListener('abort', onAbort);
+          if (r.ok) resolve(r.result);
+          else reject(errorFromWire(r.error));
+        },
+      };
+      this.#socket.write(`${JSON.stringify({ v: PROTOCOL_VERSION, tag, ...req })}\n`);
+    });
+  }
+
+  /** Disconnects. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#socket.destroy();
+  }
+}
+
+/** Connects to the supervisor of `stateDir`; undefined when none is listening. */
+export function connectSupervisor(stateDir: string): Promise<SupervisorClient | undefined> {
+  return new Promise((resolve, reject) => {
+    const s = connect(join(stateDir, SUPERVISOR_SOCKET));
+    s.once('connect', () => {
+      s.removeAllListeners('error');
+      resolve(new SupervisorClient(s));
+    });
+    s.once('error', (e: NodeJS.ErrnoException) => {
+      s.destroy();
+      // No socket, or a socket file that nothing listens on (a supervisor that died).
+      if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') resolve(undefined);
+      else reject(new SupervisorUnavailableError(`cannot connect to the supervisor at ${join(stateDir, SUPERVISOR_SOCKET)}: ${e.message}`, e));
+    });
+  });
+}
+
+export interface StartOptions {
+  /** Arguments for `node` that run `warden supervise --ready-fd 3` (the CLI's own entry, config and state dir). */
+  argv: string[];
+}
+
+/**
+ * Connects to the supervisor of `stateDir`, first starting one in the
+ * background if none is listening: detached (its own session, so a Ctrl-C
+ * of this terminal never reaches it), output appended to supervisor.log,
+ * readiness reported on fd 3. Two clients starting one at the same moment
+ * is fine: the loser exits on supervisor.lock and both connect to the winner.
+ */
+export async function ensureSupervisor(stateDir: string, start: StartOptions): Promise<SupervisorClient> {
+  const existing = await connectSupervisor(stateDir);
+  if (existing) return existing;
+  const logPath = join(stateDir, SUPERVISOR_LOG);
+  const log = openSync(logPath, fsc.O_WRONLY | fsc.O_APPEND | fsc.O_CREAT | fsc.O_NOFOLLOW, 0o600);
+  let child;
+  try {
+    child = spawn(process.execPath, start.argv, { detached: true, cwd: '/', stdio: ['ignore', log, log, 'pipe'] });
+  } finally {
+    closeSync(log);
+  }
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const ready = await new Promise<boolean>((resolve) => {
+    let got = '';
+    const pipe = child.stdio[3] as Socket;
+    pipe.on('data', (d: Buffer) => {
+      got += d.toString();
+      if (got.includes('READY\n')) resolve(true);
+    });
+    pipe.on('error', () => resolve(false));
+    pipe.on('close', () => resolve(got.includes('READY\n')));
+    child.once('error', () => resolve(false));
+  });
+  (child.stdio[3] as Socket).destroy();
+  if (ready) {
+    child.unref();
+  } else {
+    // It exited (another supervisor won the race, or it failed): reap it first.
+    await exited;
+  }
+  const client = await connectSupervisor(stateDir);
+  if (client) return client;
+  throw new SupervisorUnavailableError(`could not start a supervisor for ${stateDir}; ${logPath} ends with: ${lastLines(logPath)}`);
+}
+
+function lastLines(path: string): string {
+  try {
+    const text = readFileSync(path, 'utf8').trimEnd().split('\n').slice(-3).join(' | ');
+    return text || '(nothing)';
+  } catch (e) {
+    return `(unreadable: ${(e as Error).message})`;
+  }
+}

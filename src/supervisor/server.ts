@@ -1,0 +1,467 @@
+// The supervisor: one long-running process per state dir that holds
+// persistent sessions between runs (their liveness and source locks, through
+// the same Session objects `warden run` uses) and serves begin/end requests
+// on a unix socket. Lock waits run in worker threads, so while one client's
+// begin waits behind a source entry every other client is served at once.
+//
+// One supervisor per state dir: it holds `supervisor.lock` exclusively for
+// its whole life; the socket is unlinked and re-created only under that
+// lock. On start it re-adopts every stale session (a previous supervisor's,
+// or any crashed holder's), and while it runs it watches the state dir and
+// re-adopts sessions that go stale, so nothing is silently lost.
+import { chmodSync, readdirSync, readlinkSync, unlinkSync } from 'node:fs';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import type { ChrootDef } from '../config/index.js';
+import { FileLock } from '../locks/index.js';
+import {
+  beginSession,
+  endSession,
+  ensureStateDir,
+  listSessions,
+  openSession,
+  recoverSession,
+  removeUnpublished,
+  SessionBusyError,
+  watchSessions,
+  type Session,
+  type SessionEvent,
+  type SessionWatch,
+  type WaitInfo,
+} from '../sessions/index.js';
+import { SupervisorRunningError, SupervisorStoppingError } from './errors.js';
+import { SUPERVISOR_LOCK, SUPERVISOR_SOCKET } from './paths.js';
+import { LineSplitter, MAX_LINE_BYTES, parseRequest, ProtocolError, PROTOCOL_VERSION, wireError, type Reply, type Request } from './protocol.js';
+
+
+/** What a begin needs to know about a chroot, read from the configuration as it is now. */
+export interface BeginSpec {
+  chroot: ChrootDef;
+  hooksDir: string;
+  hookTimeoutMs: number;
+}
+
+export interface SupervisorOptions {
+  stateDir: string;
+  /** The chroot `name` (or alias) for a begin; throws (ConfigError, NoSuchChrootError) to refuse it. */
+  resolveChroot: (name: string) => BeginSpec;
+  /** One line per thing the supervisor did or refused (the library never prints). */
+  log: (line: string) => void;
+  /** End held sessions on close instead of leaving them stale for the next supervisor. */
+  endSessionsOnExit?: boolean;
+  /** Liveness probe interval of the state-dir watch (default 500 ms). */
+  probeMs?: number;
+}
+
+export interface Supervisor {
+  readonly stateDir: string;
+  readonly socketPath: string;
+  /** Ids of the sessions this supervisor holds. */
+  held(): string[];
+  /**
+   * Stops taking requests, cancels lock waits in flight, lets the rest
+   * finish, then lets go of (or ends) the held sessions, removes the socket
+   * and releases supervisor.lock. Idempotent: the same promise every time.
+   */
+  close(): Promise<void>;
+}
+
+/** Starts a supervisor on `o.stateDir`; resolves once it re-adopted stale sessions and listens. */
+export async function startSupervisor(o: SupervisorOptions): Promise<Supervisor> {
+  const engine = new Engine(o);
+  await engine.start();
+  return engine.facade();
+}
+
+/** A request being served: cancelled when its client goes away or the supervisor stops. */
+interface InFlight {
+  abort: AbortController;
+  done: Promise<void>;
+}
+
+class Engine {
+  readonly #o: SupervisorOptions;
+  readonly #stateDir: string;
+  readonly #socketPath: string;
+  readonly #held = new Map<string, Session>();
+  /** Ids some request or adoption is working on: a second one is refused, not interleaved. */
+  readonly #busy = new Set<string>();
+  readonly #inFlight = new Set<InFlight>();
+  readonly #clients = new Set<Socket>();
+  /** Requests waiting for their turn to start (see #turn). */
+  readonly #starts: (() => void)[] = [];
+  #lock: FileLock | undefined;
+  /** Event-loop delay, reported (and reset) by `status`: the proof that lock waits never block the loop. */
+  readonly #lag: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
+  #server: Server | undefined;
+  #watch: SessionWatch | undefined;
+  /** Adoptions of sessions seen going stale, one at a time. */
+  #adopting: Promise<void> = Promise.resolve();
+  #stopping = false;
+  /** Aborted when the supervisor stops: cancels the lock waits of adoptions. */
+  readonly #stop = new AbortController();
+  #closing: Promise<void> | undefined;
+
+  constructor(o: SupervisorOptions) {
+    this.#o = o;
+    this.#stateDir = ensureStateDir(o.stateDir);
+    this.#socketPath = join(this.#stateDir, SUPERVISOR_SOCKET);
+  }
+
+  facade(): Supervisor {
+    return {
+      stateDir: this.#stateDir,
+      socketPath: this.#socketPath,
+      held: () => [...this.#held.keys()].sort(),
+      close: () => this.close(),
+    };
+  }
+
+  async start(): Promise<void> {
+    const lock = FileLock.open(join(this.#stateDir, SUPERVISOR_LOCK), { fileMode: 0o600 });
+    try {
+      if (!lock.tryAcquire('exclusive')) throw new SupervisorRunningError(this.#stateDir, lock.holders()[0]?.pid);
+    } catch (e) {
+      lock.close();
+      throw e;
+    }
+    this.#lock = lock;
+    this.#lag.enable();
+    try {
+      await this.#adoptAll();
+      await this.#listen();
+      this.#watch = watchSessions(this.#stateDir, {
+        probeMs: this.#o.probeMs,
+        heldByCaller: (id) => this.#held.has(id),
+        onEvent: (e) => this.#onEvent(e),
+        onError: (e) => this.#log(`watch: ${e.message}`),
+      });
+      await this.#watch.ready;
+    } catch (e) {
+      await this.close();
+      throw e;
+    }
+    this.#log(`supervising ${this.#stateDir} (pid ${process.pid}, ${this.#held.size} session(s) held, socket ${this.#socketPath})`);
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    this.#stopping = true;
+    this.#stop.abort(new SupervisorStoppingError());
+    const server = this.#server;
+    this.#server = undefined;
+    const listening = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
+    // Waits are cancelled; work past its waits (hooks, mounts) completes.
+    for (const f of this.#inFlight) f.abort.abort(new SupervisorStoppingError());
+    await Promise.allSettled([...this.#inFlight].map((f) => f.done));
+    await this.#adopting;
+    for (const c of this.#clients) c.end();
+    for (const c of this.#clients) c.destroy();
+    await listening;
+    await this.#watch?.close();
+    this.#lag.disable();
+    for (const [id, session] of [...this.#held]) {
+      if (this.#o.endSessionsOnExit) {
+        try {
+          await endSession(session);
+          this.#log(`ended ${id} on exit`);
+        } catch (e) {
+          session.release();
+          this.#log(`could not end ${id} on exit (left stale): ${(e as Error).message}`);
+        }
+      } else {
+        session.release();
+      }
+      this.#held.delete(id);
+    }
+    if (this.#lock) {
+      // Only the holder of supervisor.lock removes the socket.
+      if (server) unlinkQuiet(this.#socketPath);
+      this.#lock.close();
+      this.#lock = undefined;
+    }
+  }
+
+  #log(line: string): void {
+    this.#o.log(line);
+  }
+
+  // --- adoption ----------------------------------------------------------------
+
+  /** At start: every stale session re-adopted and held; corrupt entries reported; dead begins' build dirs removed. */
+  async #adoptAll(): Promise<void> {
+    for (const entry of listSessions(this.#stateDir)) {
+      if (entry.status === 'corrupt') this.#log(`corrupt entry ${entry.id} left alone: ${entry.reason ?? 'corrupt'}`);
+      else if (entry.status === 'stale') await this.#adopt(entry.id);
+    }
+    for (const r of removeUnpublished(this.#stateDir)) this.#log(`removed ${r.id} (a begin that died before publishing it)`);
+  }
+
+  /** Re-adopts the stale session `id` (recover's rules) and holds it; logs what happened. */
+  async #adopt(id: string): Promise<void> {
+    if (this.#held.has(id) || this.#busy.has(id)) return;
+    this.#busy.add(id);
+    try {
+      const r = await recoverSession({ stateDir: this.#stateDir, id, signal: this.#stop.signal });
+      if (r.action === 'readopted') {
+        if (this.#stopping && !this.#o.endSessionsOnExit) {
+          r.session.release();
+          return;
+        }
+        this.#held.set(id, r.session);
+        const how = r.remounted ? 'mounted again' : 'its mount was still in place';
+        const killed = r.killedHooks.length > 0 ? `; killed ${r.killedHooks.length} hook(s) a dead warden left running` : '';
+        this.#log(`re-adopted stale session ${id} (${how}${killed})`);
+      } else {
+        this.#log(`ended stale session ${id} (it was being ended when its holder died)`);
+      }
+    } catch (e) {
+      const name = (e as Error).name;
+      // Held again by someone (a run -s, a recover) or gone meanwhile: nothing to do.
+      if (name === 'SessionActiveError' || name === 'SessionNotFoundError') return;
+      this.#log(`could not re-adopt stale session ${id}: ${(e as Error).message}`);
+    } finally {
+      this.#busy.delete(id);
+    }
+  }
+
+  #onEvent(e: SessionEvent): void {
+    if (this.#stopping) return;
+    if (e.event === 'stale') {
+      this.#log(`session ${e.id} went stale; re-adopting it`);
+      this.#adopting = this.#adopting.then(() => this.#adopt(e.id));
+    } else if (e.event === 'ended' && this.#held.has(e.id) && !this.#busy.has(e.id)) {
+      // Its directory was removed behind our back (by hand): nothing is left to hold.
+      this.#held.get(e.id)!.release();
+      this.#held.delete(e.id);
+      this.#log(`session ${e.id} was removed from the state dir by someone else; let go of it`);
+    } else if (e.event === 'corrupt') {
+      this.#log(`corrupt entry ${e.id}: ${e.reason ?? 'corrupt'}`);
+    }
+  }
+
+  // --- the socket ------------------------------------------------------------------
+
+  async #listen(): Promise<void> {
+    // A socket file left by a supervisor that died: ours to replace, since we hold supervisor.lock.
+    unlinkQuiet(this.#socketPath);
+    const server = createServer({ allowHalfOpen: false }, (c) => this.#onConnection(c));
+    // 0600 from the first moment: the umask covers the window between bind and chmod.
+    const umask = process.umask(0o177);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(this.#socketPath, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+    } finally {
+      process.umask(umask);
+    }
+    chmodSync(this.#socketPath, 0o600);
+    server.on('error', (e) => this.#log(`socket: ${e.message}`));
+    this.#server = server;
+  }
+
+  #onConnection(c: Socket): void {
+    if (this.#stopping) {
+      c.destroy();
+      return;
+    }
+    this.#clients.add(c);
+    // Requests of one connection are served in order; a client may pipeline them.
+    let queue: Promise<void> = Promise.resolve();
+    /** Cancels the requests of this connection when the client goes away. */
+    const gone = new AbortController();
+    const send = (r: Reply) => {
+      if (!c.destroyed && c.writable) c.write(`${JSON.stringify(r)}\n`);
+    };
+    const lines = new LineSplitter(
+      MAX_LINE_BYTES,
+      (line) => {
+        queue = queue.then(() => this.#turn()).then(() => this.#serve(line, send, gone.signal));
+      },
+      () => send({ v: PROTOCOL_VERSION, ok: false, error: { name: 'ProtocolError', message: `message longer than ${MAX_LINE_BYTES} bytes, dropped` } }),
+    );
+    c.on('data', (chunk: Buffer) => lines.push(chunk));
+    c.on('error', () => {}); // a client that vanished: 'close' follows
+    c.on('close', () => {
+      this.#clients.delete(c);
+      gone.abort(new Error('the client disconnected'));
+    });
+  }
+
+  /**
+   * Resolves in a later turn of the event loop than any request started
+   * before it. A request runs synchronously up to its first real wait, and
+   * the steps of an end (unmount, reading mountinfo, removing the dir,
+   * fsync) are all synchronous: a burst of 100 requests read in one poll
+   * phase would otherwise run back to back for a second, with no timer or
+   * client served in between. Started one per turn, each costs the loop at
+   * most its own first stretch (~10 ms).
+   */
+  #turn(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#starts.push(resolve);
+      if (this.#starts.length === 1) setImmediate(() => this.#startNext());
+    });
+  }
+
+  #startNext(): void {
+    const next = this.#starts.shift();
+    next?.();
+    // Queued from inside a check-phase callback: runs in the next iteration, after timers and I/O.
+    if (this.#starts.length > 0) setImmediate(() => this.#startNext());
+  }
+
+  /** Serves one request line; never throws (every failure becomes an error reply). */
+  async #serve(line: string, send: (r: Reply) => void, gone: AbortSignal): Promise<void> {
+    let req: Request;
+    try {
+      req = parseRequest(line);
+    } catch (e) {
+      const tag = e instanceof ProtocolError ? e.tag : undefined;
+      send({ v: PROTOCOL_VERSION, ...(tag === undefined ? {} : { tag }), ok: false, error: wireError(e) });
+      return;
+    }
+    const tag = req.tag === undefined ? {} : { tag: req.tag };
+    if (this.#stopping) {
+      send({ v: PROTOCOL_VERSION, ...tag, ok: false, error: wireError(new SupervisorStoppingError()) });
+      return;
+    }
+    const abort = new AbortController();
+    const onGone = () => abort.abort(gone.reason);
+    gone.addEventListener('abort', onGone, { once: true });
+    if (gone.aborted) abort.abort(gone.reason);
+    let finish!: () => void;
+    const f: InFlight = { abort, done: new Promise<void>((resolve) => (finish = resolve)) };
+    this.#inFlight.add(f);
+    try {
+      const result = await this.#handle(req, abort.signal, (wait) => send({ v: PROTOCOL_VERSION, ...tag, wait }));
+      send({ v: PROTOCOL_VERSION, ...tag, ok: true, result });
+    } catch (e) {
+      send({ v: PROTOCOL_VERSION, ...tag, ok: false, error: wireError(e) });
+    } finally {
+      gone.removeEventListener('abort', onGone);
+      this.#inFlight.delete(f);
+      finish();
+    }
+  }
+
+  async #handle(req: Request, signal: AbortSignal, onWait: (info: WaitInfo) => void): Promise<Record<string, unknown>> {
+    switch (req.op) {
+      case 'hello':
+        return { pid: process.pid, stateDir: this.#stateDir, protocol: PROTOCOL_VERSION };
+      case 'status':
+        return this.#status();
+      case 'begin':
+        return this.#begin(req, signal, onWait);
+      case 'end':
+        return this.#end(req, signal, onWait);
+    }
+  }
+
+  /** What the supervisor holds and how it is doing; the event-loop delay is since the previous status. */
+  #status(): Record<string, unknown> {
+    const lag = { maxMs: round(this.#lag.max / 1e6), p99Ms: round(this.#lag.percentile(99) / 1e6), meanMs: round(this.#lag.mean / 1e6) };
+    this.#lag.reset();
+    return {
+      pid: process.pid,
+      stateDir: this.#stateDir,
+      held: [...this.#held.keys()].sort(),
+      inFlight: this.#inFlight.size - 1,
+      clients: this.#clients.size,
+      fds: fdCounts(),
+      rssBytes: process.memoryUsage.rss(),
+      eventLoopDelay: lag,
+    };
+  }
+
+  async #begin(req: Extract<Request, { op: 'begin' }>, signal: AbortSignal, onWait: (info: WaitInfo) => void): Promise<Record<string, unknown>> {
+    const spec = this.#o.resolveChroot(req.chroot);
+    const session = await beginSession({
+      stateDir: this.#stateDir,
+      chroot: spec.chroot,
+      id: req.id,
+      hooksDir: spec.hooksDir,
+      hookTimeoutMs: spec.hookTimeoutMs,
+      signal,
+      timeout: req.timeout === undefined ? undefined : req.timeout * 1000,
+      wait: req.wait,
+      onWait,
+    });
+    // The client went away (or we are stopping) while the session was set
+    // up past its last wait: nobody learns its id, so it is rolled back.
+    if (signal.aborted) {
+      this.#log(`began ${session.id} for a client that went away; ending it`);
+      await endSession(session).catch((e) => {
+        session.release();
+        this.#log(`could not end ${session.id} (left stale): ${(e as Error).message}`);
+      });
+      throw signal.reason;
+    }
+    this.#held.set(session.id, session);
+    this.#log(`began ${session.id} (chroot ${spec.chroot.name})`);
+    return { id: session.id, chroot: spec.chroot.name, root: session.paths.root };
+  }
+
+  async #end(req: Extract<Request, { op: 'end' }>, signal: AbortSignal, onWait: (info: WaitInfo) => void): Promise<Record<string, unknown>> {
+    if (this.#busy.has(req.id)) throw new SessionBusyError(req.id, 'another request of the supervisor is working on it', []);
+    this.#busy.add(req.id);
+    try {
+      const held = this.#held.get(req.id);
+      const session = held ?? openSession(this.#stateDir, req.id);
+      await endSession(session, {
+        wait: req.wait,
+        force: req.force,
+        timeout: req.timeout === undefined ? undefined : req.timeout * 1000,
+        signal,
+        onWait,
+      });
+      this.#held.delete(req.id);
+      this.#log(`ended ${req.id}${held ? '' : ' (not held by this supervisor)'}`);
+      return { id: req.id };
+    } finally {
+      this.#busy.delete(req.id);
+    }
+  }
+}
+
+/**
+ * This process's fds by kind: files (locks, logs) and sockets (clients)
+ * are what a leak would grow; the rest are pipes of hooks in flight and the
+ * eventfds and epoll fds of lock-wait worker threads, which come and go
+ * with the pool.
+ */
+function fdCounts(): { total: number; files: number; sockets: number } {
+  let files = 0;
+  let sockets = 0;
+  const fds = readdirSync('/proc/self/fd');
+  for (const fd of fds) {
+    let target: string;
+    try {
+      target = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      continue; // the fd of the readdir itself
+    }
+    if (target.startsWith('/')) files++;
+    else if (target.startsWith('socket:')) sockets++;
+  }
+  return { total: fds.length - 1, files, sockets };
+}
+
+const round = (x: number) => (Number.isFinite(x) ? Math.round(x * 100) / 100 : 0);
+
+function unlinkQuiet(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+}
