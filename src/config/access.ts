@@ -82,11 +82,12 @@ export function authorize(chroot: ChrootDef, who: Credentials, access: Access, f
 }
 
 /**
- * What running a command as `user` (a -u value: name or uid; undefined:
- * the caller) needs on top of 'session'. Running as anyone but yourself
- * needs 'root': schroot asks for a password to switch to another user
- * unless the caller is in root-users= or root-groups=, and warden asks none,
- * so it refuses what schroot would have asked a password for. A name with
+ * The accesses a command run as `user` (a -u value: name or uid; undefined:
+ * the caller) needs: 'session', and 'root' for anyone but the caller.
+ * schroot lets a caller become root without a password only through
+ * root-users= or root-groups=, and asks for a password to become any other
+ * user; warden asks none. Another user is admitted on root's terms, since
+ * whoever may be root in a session can become anyone there. A name with
  * no passwd entry counts as someone else.
  */
 export function accessToRun(who: Credentials, user: string | undefined, files: AccountFiles = {}): Access[] {

@@ -68,9 +68,9 @@ function bind(): Libc {
 export function peerCredentials(socket: Socket): Credentials {
   const fd = socketFd(socket);
   const c = bind();
-  // Anything but AF_UNIX has no SO_PEERCRED of its own: the kernel answers
-  // pid 0 and the overflow uid (65534) instead of failing, which would read
-  // as a real user.
+  // Anything but AF_UNIX has no peer credentials, yet SO_PEERCRED succeeds
+  // on it with pid 0 and uid and gid (uid_t)-1: refuse before anyone reads
+  // those as a user.
   const domain = Buffer.alloc(4);
   let r = sockopt(c, fd, SO_DOMAIN, domain);
   if (r.errno !== 0) throw failed(c, fd, 'SO_DOMAIN', r.errno);
