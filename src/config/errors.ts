@@ -49,3 +49,44 @@ export function configWarning(place: Place, reason: string): ConfigWarning {
 export function quote(value: string): string {
   return JSON.stringify(value);
 }
+
+/**
+ * What a caller asks of a chroot (see access.ts): begin or run in its
+ * sessions as themselves, run in them as root or as someone else, or enter
+ * its source.
+ */
+export type Access = 'session' | 'root' | 'source';
+
+const ACTIONS: Record<Access, string> = {
+  session: 'begin or run in sessions of',
+  root: 'run commands as root or as another user in sessions of',
+  source: 'enter the source of',
+};
+
+/**
+ * A chroot's users=, groups=, root-users=, root-groups=, source-users= or
+ * source-groups= does not admit this caller (exit 8). `rule` is the refusal
+ * in the configuration's terms ("not in source-users= or source-groups="),
+ * `place` the chroot's definition, where an administrator would change it.
+ */
+export class PermissionDeniedError extends Error {
+  override name = 'PermissionDeniedError';
+  readonly chroot: string;
+  readonly uid: number;
+  /** The caller's name from the passwd file; undefined when it has no entry. */
+  readonly user: string | undefined;
+  readonly access: Access;
+  readonly rule: string;
+  readonly place: Place;
+
+  constructor(o: { chroot: string; uid: number; user: string | undefined; access: Access; rule: string; place: Place }) {
+    const who = o.user === undefined ? `uid ${o.uid}` : `user ${quote(o.user)} (uid ${o.uid})`;
+    super(`${who} may not ${ACTIONS[o.access]} chroot ${quote(o.chroot)}: ${o.rule} (${describePlace(o.place)})`);
+    this.chroot = o.chroot;
+    this.uid = o.uid;
+    this.user = o.user;
+    this.access = o.access;
+    this.rule = o.rule;
+    this.place = o.place;
+  }
+}

@@ -1,6 +1,8 @@
 // The configuration layer's public surface: find and load warden.conf (or a
-// schroot.conf) with its chroot.d/, validated, with file:line on every complaint.
+// schroot.conf) with its chroot.d/, validated, with file:line on every complaint;
+// and who may use each chroot.
 export { loadConfig, type LoadOptions } from './load.js';
 export { locateConfig, SYSTEM_CONFIG, type ConfigLocation, type LocateOptions } from './locate.js';
-export { ConfigError, type ConfigWarning } from './errors.js';
+export { ConfigError, PermissionDeniedError, type ConfigWarning } from './errors.js';
+export { accessToRun, authorize, GROUP_FILE, PASSWD_FILE, type Access, type AccountFiles, type Credentials } from './access.js';
 export type { ChrootDef, Config, UnionType, UnsupportedChroot } from './types.js';

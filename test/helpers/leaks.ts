@@ -1,5 +1,5 @@
 // What a test must leave as it found it: fds, kernel locks, children.
-import { readdirSync, readlinkSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { readProcLocks, holdersByKey, fileKeyOfPath } from '../../src/locks/index.js';
 
 /** Every fd of this process as `fd->target`, pipes and sockets included (by inode), sorted. */
@@ -57,4 +57,22 @@ export async function untilBlocked(paths: readonly string[], count: number, time
     if (Date.now() > deadline) throw new Error(`only ${n} of ${count} requests blocked after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/** Live children of `pid` (default: this process), from /proc/PID/stat's ppid field. */
+export function childrenOf(pid = process.pid): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue; // exited meanwhile
+    }
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(fields[1]) === pid) out.push(Number(name)); // zombies too: a child nobody reaped is left behind
+  }
+  return out;
 }

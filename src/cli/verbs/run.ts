@@ -12,6 +12,7 @@ import {
 } from '../../sessions/index.js';
 import { describeHolders } from '../../locks/index.js';
 import type { Parsed } from '../args.js';
+import { authorizeCaller } from '../authorize.js';
 import { chrootOf, hookTimeoutMsOf, hooksDirOf, loadContext } from '../context.js';
 import { UsageError, exitCodeOf, formatError } from '../errors.js';
 import { runCommand } from '../command.js';
@@ -26,6 +27,8 @@ export default async function run(p: Parsed): Promise<number> {
   const cmd = { command: p.command, user: o.user as string | undefined, directory: o.directory as string | undefined };
 
   if (o.session) {
+    // Which chroot the session is of comes from its state.json, read before any lock is taken.
+    await authorizeCaller(() => chrootOf(ctx, openSession(ctx.stateDir, o.session as string).state.chroot), 'run', cmd.user);
     const locks = await openSession(ctx.stateDir, o.session as string).commandLocks();
     let session: Session;
     try {
@@ -41,6 +44,7 @@ export default async function run(p: Parsed): Promise<number> {
   }
 
   const def = chrootOf(ctx, o.chroot as string);
+  await authorizeCaller(() => def, 'run', cmd.user);
   const abort = new AbortController();
   const onSignal = (sig: NodeJS.Signals) => abort.abort(new Error(`interrupted by ${sig}`));
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];

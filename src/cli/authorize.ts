@@ -1,0 +1,25 @@
+// The CLI's check of its own caller against the chroot's users=, groups=,
+// root-users=, root-groups=, source-users= and source-groups=, before it
+// touches a lock or a mount: a user the configuration does not admit gets
+// exit 8 naming the rule, not an EPERM from somewhere in the middle.
+// Root is always allowed, so for root this loads nothing at all (every
+// call pays start-up; the policy and the passwd file are for non-root ones).
+import type { ChrootDef } from '../config/index.js';
+
+/**
+ * Throws PermissionDeniedError unless the calling user may run as `user`
+ * (a -u value; undefined: themselves) in sessions of the chroot, or enter
+ * its source. `chroot` is a thunk so that root callers never pay for
+ * finding it (for `run -s`, reading the session's state).
+ */
+export async function authorizeCaller(chroot: () => ChrootDef, what: 'run' | 'source', user: string | undefined): Promise<void> {
+  if (process.getuid!() === 0) return;
+  const [{ accessToRun, authorize }, { selfCredentials }] = await Promise.all([
+    import('../config/access.js'),
+    import('../supervisor/peercred.js'),
+  ]);
+  const def = chroot();
+  const who = selfCredentials();
+  const needs = what === 'source' ? (['source'] as const) : accessToRun(who, user);
+  for (const access of needs) authorize(def, who, access);
+}
