@@ -38,6 +38,8 @@ const CODES: Record<string, number> = {
   SourceBusyError: EXIT.busy,
   SessionNeedsRecoveryError: EXIT.stale,
   PermissionDeniedError: EXIT.denied,
+  SessionAccessError: EXIT.denied,
+  SupervisorAccessError: EXIT.denied,
   SupervisorRunningError: EXIT.busy,
   ProtocolError: EXIT.usage,
   RequestAbortedError: EXIT.interrupted,

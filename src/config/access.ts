@@ -90,6 +90,12 @@ export function authorize(chroot: ChrootDef, who: Credentials, access: Access, f
  * whoever may be root in a session can become anyone there. A name with
  * no passwd entry counts as someone else.
  */
+/** The gid of group `nameOrGid` (a name from the group file, or a number); undefined when there is no such group. */
+export function groupId(nameOrGid: string, files: AccountFiles = {}): number | undefined {
+  if (/^\d+$/.test(nameOrGid)) return Number(nameOrGid);
+  return groupsOf(files).gidByName.get(nameOrGid);
+}
+
 export function accessToRun(who: Credentials, user: string | undefined, files: AccountFiles = {}): Access[] {
   if (user === undefined) return ['session'];
   const uid = isId(user) ? Number(user) : passwdOf(files).uidByName.get(user);

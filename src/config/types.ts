@@ -47,6 +47,8 @@ export interface Config {
   hooksDir: string | undefined;
   /** `[warden] hook-timeout=`, in seconds: the default for chroots that set none. */
   hookTimeout: number | undefined;
+  /** `[warden] socket-group=`: members may connect to the supervisor's socket (mode 0660); unset, only root (0600). */
+  socketGroup: string | undefined;
   /** By name, in the order they were defined (main file, then chroot.d/ in lexical order). */
   chroots: ReadonlyMap<string, ChrootDef>;
   unsupported: UnsupportedChroot[];

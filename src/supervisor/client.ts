@@ -5,7 +5,7 @@ import { closeSync, constants as fsc, openSync, readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { WaitInfo } from '../sessions/locks.js';
-import { RequestAbortedError, SupervisorConnectionError, SupervisorUnavailableError } from './errors.js';
+import { RequestAbortedError, SupervisorAccessError, SupervisorConnectionError, SupervisorUnavailableError } from './errors.js';
 import { errorFromWire, LineSplitter, MAX_LINE_BYTES, PROTOCOL_VERSION, type Reply, type Request } from './protocol.js';
 import { SUPERVISOR_LOG, SUPERVISOR_SOCKET } from './paths.js';
 
@@ -103,6 +103,7 @@ export function connectSupervisor(stateDir: string): Promise<SupervisorClient | 
       s.destroy();
       // No socket, or a socket file that nothing listens on (a supervisor that died).
       if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') resolve(undefined);
+      else if (e.code === 'EACCES') reject(new SupervisorAccessError(join(stateDir, SUPERVISOR_SOCKET), e));
       else reject(new SupervisorUnavailableError(`cannot connect to the supervisor at ${join(stateDir, SUPERVISOR_SOCKET)}: ${e.message}`, e));
     });
   });

@@ -43,3 +43,25 @@ export class RequestAbortedError extends Error {
     super(`${op} cancelled${reason instanceof Error ? ` (${reason.message})` : ''}`, { cause: reason });
   }
 }
+
+/** A non-root client asked to end a session it did not begin (exit 8). */
+export class SessionAccessError extends Error {
+  override name = 'SessionAccessError';
+  readonly id: string;
+  readonly uid: number;
+  constructor(id: string, uid: number, owner: number | undefined) {
+    super(
+      `uid ${uid} may not end session ${id}: ${owner === undefined ? 'it was not begun through this supervisor, so only root may end it' : `it belongs to uid ${owner}; only its owner and root may end it`}`,
+    );
+    this.id = id;
+    this.uid = uid;
+  }
+}
+
+/** The socket's permissions keep this client out (exit 8). */
+export class SupervisorAccessError extends Error {
+  override name = 'SupervisorAccessError';
+  constructor(socketPath: string, cause?: unknown) {
+    super(`permission denied connecting to the supervisor at ${socketPath}: only root and members of [warden] socket-group= may connect`, cause === undefined ? undefined : { cause });
+  }
+}

@@ -4,4 +4,5 @@ export { startSupervisor, type BeginSpec, type Supervisor, type SupervisorOption
 export { connectSupervisor, ensureSupervisor, SupervisorClient, type ClientRequest, type RequestOptions, type StartOptions } from './client.js';
 export { SUPERVISOR_LOCK, SUPERVISOR_LOG, SUPERVISOR_SOCKET } from './paths.js';
 export { MAX_LINE_BYTES, PROTOCOL_VERSION, parseRequest, ProtocolError, type Reply, type Request, type WireError } from './protocol.js';
-export { RequestAbortedError, SupervisorConnectionError, SupervisorRunningError, SupervisorStoppingError, SupervisorUnavailableError } from './errors.js';
+export { peerCredentials, selfCredentials, PeerCredentialsError } from './peercred.js';
+export { RequestAbortedError, SessionAccessError, SupervisorAccessError, SupervisorConnectionError, SupervisorRunningError, SupervisorStoppingError, SupervisorUnavailableError } from './errors.js';

@@ -9,11 +9,11 @@
 // lock. On start it re-adopts every stale session (a previous supervisor's,
 // or any crashed holder's), and while it runs it watches the state dir and
 // re-adopts sessions that go stale, so nothing is silently lost.
-import { chmodSync, readdirSync, readlinkSync, unlinkSync } from 'node:fs';
+import { chmodSync, chownSync, readdirSync, readlinkSync, unlinkSync } from 'node:fs';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import type { ChrootDef } from '../config/index.js';
+import { authorize, type ChrootDef, type Credentials } from '../config/index.js';
 import { FileLock } from '../locks/index.js';
 import {
   beginSession,
@@ -30,8 +30,9 @@ import {
   type SessionWatch,
   type WaitInfo,
 } from '../sessions/index.js';
-import { SupervisorRunningError, SupervisorStoppingError } from './errors.js';
+import { SessionAccessError, SupervisorRunningError, SupervisorStoppingError } from './errors.js';
 import { SUPERVISOR_LOCK, SUPERVISOR_SOCKET } from './paths.js';
+import { peerCredentials } from './peercred.js';
 import { LineSplitter, MAX_LINE_BYTES, parseRequest, ProtocolError, PROTOCOL_VERSION, wireError, type Reply, type Request } from './protocol.js';
 
 
@@ -52,6 +53,12 @@ export interface SupervisorOptions {
   endSessionsOnExit?: boolean;
   /** Liveness probe interval of the state-dir watch (default 500 ms). */
   probeMs?: number;
+  /**
+   * A gid whose members may connect (socket mode 0660, group `socketGid`);
+   * default: root only (0600). Who may then do what is decided per request
+   * from the peer's credentials and the chroot's access lists.
+   */
+  socketGid?: number;
 }
 
 export interface Supervisor {
@@ -85,6 +92,8 @@ class Engine {
   readonly #stateDir: string;
   readonly #socketPath: string;
   readonly #held = new Map<string, Session>();
+  /** Who began each held session through this supervisor: a non-root client may end only its own. */
+  readonly #owners = new Map<string, number>();
   /** Ids some request or adoption is working on: a second one is refused, not interleaved. */
   readonly #busy = new Set<string>();
   readonly #inFlight = new Set<InFlight>();
@@ -264,7 +273,12 @@ class Engine {
     } finally {
       process.umask(umask);
     }
-    chmodSync(this.#socketPath, 0o600);
+    if (this.#o.socketGid !== undefined) {
+      chownSync(this.#socketPath, 0, this.#o.socketGid);
+      chmodSync(this.#socketPath, 0o660);
+    } else {
+      chmodSync(this.#socketPath, 0o600);
+    }
     server.on('error', (e) => this.#log(`socket: ${e.message}`));
     this.#server = server;
   }
@@ -275,6 +289,13 @@ class Engine {
       return;
     }
     this.#clients.add(c);
+    // Who is asking, as the kernel recorded it at connect (SO_PEERCRED): never what a message claims.
+    let who: Credentials | Error;
+    try {
+      who = peerCredentials(c);
+    } catch (e) {
+      who = e as Error;
+    }
     // Requests of one connection are served in order; a client may pipeline them.
     let queue: Promise<void> = Promise.resolve();
     /** Cancels the requests of this connection when the client goes away. */
@@ -285,7 +306,7 @@ class Engine {
     const lines = new LineSplitter(
       MAX_LINE_BYTES,
       (line) => {
-        queue = queue.then(() => this.#turn()).then(() => this.#serve(line, send, gone.signal));
+        queue = queue.then(() => this.#turn()).then(() => this.#serve(line, send, gone.signal, who));
       },
       () => send({ v: PROTOCOL_VERSION, ok: false, error: { name: 'ProtocolError', message: `message longer than ${MAX_LINE_BYTES} bytes, dropped` } }),
     );
@@ -321,7 +342,7 @@ class Engine {
   }
 
   /** Serves one request line; never throws (every failure becomes an error reply). */
-  async #serve(line: string, send: (r: Reply) => void, gone: AbortSignal): Promise<void> {
+  async #serve(line: string, send: (r: Reply) => void, gone: AbortSignal, who: Credentials | Error): Promise<void> {
     let req: Request;
     try {
       req = parseRequest(line);
@@ -343,7 +364,8 @@ class Engine {
     const f: InFlight = { abort, done: new Promise<void>((resolve) => (finish = resolve)) };
     this.#inFlight.add(f);
     try {
-      const result = await this.#handle(req, abort.signal, (wait) => send({ v: PROTOCOL_VERSION, ...tag, wait }));
+      if (who instanceof Error) throw who;
+      const result = await this.#handle(req, who, abort.signal, (wait) => send({ v: PROTOCOL_VERSION, ...tag, wait }));
       send({ v: PROTOCOL_VERSION, ...tag, ok: true, result });
     } catch (e) {
       send({ v: PROTOCOL_VERSION, ...tag, ok: false, error: wireError(e) });
@@ -354,16 +376,16 @@ class Engine {
     }
   }
 
-  async #handle(req: Request, signal: AbortSignal, onWait: (info: WaitInfo) => void): Promise<Record<string, unknown>> {
+  async #handle(req: Request, who: Credentials, signal: AbortSignal, onWait: (info: WaitInfo) => void): Promise<Record<string, unknown>> {
     switch (req.op) {
       case 'hello':
         return { pid: process.pid, stateDir: this.#stateDir, protocol: PROTOCOL_VERSION };
       case 'status':
         return this.#status();
       case 'begin':
-        return this.#begin(req, signal, onWait);
+        return this.#begin(req, who, signal, onWait);
       case 'end':
-        return this.#end(req, signal, onWait);
+        return this.#end(req, who, signal, onWait);
     }
   }
 
@@ -383,8 +405,9 @@ class Engine {
     };
   }
 
-  async #begin(req: Extract<Request, { op: 'begin' }>, signal: AbortSignal, onWait: (info: WaitInfo) => void): Promise<Record<string, unknown>> {
+  async #begin(req: Extract<Request, { op: 'begin' }>, who: Credentials, signal: AbortSignal, onWait: (info: WaitInfo) => void): Promise<Record<string, unknown>> {
     const spec = this.#o.resolveChroot(req.chroot);
+    authorize(spec.chroot, who, 'session');
     const session = await beginSession({
       stateDir: this.#stateDir,
       chroot: spec.chroot,
@@ -407,11 +430,15 @@ class Engine {
       throw signal.reason;
     }
     this.#held.set(session.id, session);
-    this.#log(`began ${session.id} (chroot ${spec.chroot.name})`);
+    this.#owners.set(session.id, who.uid);
+    this.#log(`began ${session.id} (chroot ${spec.chroot.name}) for uid ${who.uid}${who.pid ? ` pid ${who.pid}` : ''}`);
     return { id: session.id, chroot: spec.chroot.name, root: session.paths.root };
   }
 
-  async #end(req: Extract<Request, { op: 'end' }>, signal: AbortSignal, onWait: (info: WaitInfo) => void): Promise<Record<string, unknown>> {
+  async #end(req: Extract<Request, { op: 'end' }>, who: Credentials, signal: AbortSignal, onWait: (info: WaitInfo) => void): Promise<Record<string, unknown>> {
+    if (who.uid !== 0 && this.#owners.get(req.id) !== who.uid) {
+      throw new SessionAccessError(req.id, who.uid, this.#owners.get(req.id));
+    }
     if (this.#busy.has(req.id)) throw new SessionBusyError(req.id, 'another request of the supervisor is working on it', []);
     this.#busy.add(req.id);
     try {
@@ -425,6 +452,7 @@ class Engine {
         onWait,
       });
       this.#held.delete(req.id);
+      this.#owners.delete(req.id);
       this.#log(`ended ${req.id}${held ? '' : ' (not held by this supervisor)'}`);
       return { id: req.id };
     } finally {

@@ -12,7 +12,7 @@ import { shutdownWaitPool } from '../../src/locks/index.js';
 import { connectSupervisor, SUPERVISOR_SOCKET, type SupervisorClient } from '../../src/supervisor/index.js';
 import { mountsUnder } from '../../src/union/index.js';
 import { destroyFixture, isRoot, makeFixture, processesUnder, stateEntries, treeDigest, type Fixture } from '../helpers/chroots.js';
-import { untilOutput, warden, wardenAsync, writeConfig, type CliEnv, type Running } from '../helpers/cli.js';
+import { untilOutput, WARDEN, warden, wardenAsync, writeConfig, type CliEnv, type Running } from '../helpers/cli.js';
 
 const test = anyTest as TestFn;
 const rootSerial = isRoot ? test.serial : test.serial.skip;
@@ -366,4 +366,43 @@ rootSerial('a begin whose client disconnects while hooks run is rolled back (nee
   while (sessions().length > 0) await new Promise((r) => setTimeout(r, 20));
   t.deepEqual((await ask({ op: 'status' })).held, []);
   t.notRegex(sup.output.stderr, /began gone \(chroot/, 'never held as a session of its own');
+});
+
+rootSerial('through socket-group, non-root clients: begin allowed or refused (exit 8) by the chroot\'s lists; only the owner or root ends a session (needs root)', async (t) => {
+  const NOBODY = 65534;
+  const GROUP = 4322;
+  const original = readFileSync(env.config, 'utf8');
+  writeConfig(fx.tmp, `[warden]\nsocket-group=${GROUP}\n\n${original}\n[mine]\ntype=directory\ndirectory=${fx.source}\nusers=${NOBODY}\n`);
+  t.teardown(() => writeConfig(fx.tmp, original));
+  await supervise(t);
+  const sock = statSync(join(env.stateDir, SUPERVISOR_SOCKET));
+  t.is(sock.mode & 0o777, 0o660);
+  t.is(sock.gid, GROUP);
+  const as = (uid: number, groups: number[], args: string[]) => {
+    const r = spawnSync('setpriv', ['--reuid', `${uid}`, '--regid', `${uid}`, groups.length ? `--groups=${groups.join(',')}` : '--clear-groups', process.execPath, WARDEN, ...args], {
+      env: { ...process.env, WARDEN_CONFIG: env.config, WARDEN_STATE_DIR: env.stateDir },
+      encoding: 'utf8',
+      cwd: '/',
+    });
+    return r;
+  };
+  // Not in the socket's group: cannot even connect.
+  const outsider = as(NOBODY, [], ['begin', '-c', 'mine']);
+  t.is(outsider.status, 8, outsider.stderr);
+  t.regex(outsider.stderr, /permission denied connecting to the supervisor at .*socket-group=/);
+  // Connected, but fx has no users=: refused, naming the rule.
+  const refused = as(NOBODY, [GROUP], ['begin', '-c', 'fx']);
+  t.is(refused.status, 8, refused.stderr);
+  t.regex(refused.stderr, /uid 65534\)? may not .*chroot "fx": .*users=/);
+  // users= names nobody: allowed; the session is begun (as root) and held for them.
+  const allowed = as(NOBODY, [GROUP], ['begin', '-c', 'mine', '--id', 'nb']);
+  t.is(allowed.status, 0, allowed.stderr);
+  t.is(allowed.stdout, 'nb\n');
+  // Another user may not end it; its owner may.
+  const other = as(NOBODY - 1, [GROUP], ['end', '-s', 'nb']);
+  t.is(other.status, 8, other.stderr);
+  t.regex(other.stderr, /uid 65533 may not end session nb: it belongs to uid 65534/);
+  const own = as(NOBODY, [GROUP], ['end', '-s', 'nb']);
+  t.is(own.status, 0, own.stderr);
+  t.deepEqual(sessions(), []);
 });

@@ -20,8 +20,16 @@ export default async function begin(p: Parsed): Promise<number> {
   }
   const { ensureStateDir } = await import('../../sessions/store.js');
   const stateDir = ensureStateDir(ctx.stateDir);
-  const { ensureSupervisor } = await import('../../supervisor/client.js');
-  const client = await ensureSupervisor(stateDir, { argv: supervisorArgv(ctx, stateDir) });
+  const { connectSupervisor, ensureSupervisor } = await import('../../supervisor/client.js');
+  // Only root starts a supervisor: one started by a user could not mount, and would hold the socket.
+  const client =
+    process.getuid?.() === 0
+      ? await ensureSupervisor(stateDir, { argv: supervisorArgv(ctx, stateDir) })
+      : await connectSupervisor(stateDir);
+  if (!client) {
+    const { SupervisorUnavailableError } = await import('../../supervisor/errors.js');
+    throw new SupervisorUnavailableError(`no supervisor is running for ${stateDir}, and only root may start one (warden supervise, or its systemd unit)`);
+  }
   const abort = new AbortController();
   // Ctrl-C disconnects: the supervisor cancels the begin and rolls it back.
   const onSignal = (sig: NodeJS.Signals) => abort.abort(new Error(`interrupted by ${sig}`));

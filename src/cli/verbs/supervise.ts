@@ -12,6 +12,16 @@ export function supervisorArgv(ctx: Context, stateDir: string): string[] {
   return argv;
 }
 
+/** `[warden] socket-group=` as a gid; exit 3 naming the group when it does not exist. */
+async function socketGid(ctx: Context): Promise<number | undefined> {
+  const group = ctx.config.socketGroup;
+  if (group === undefined) return undefined;
+  const { groupId, ConfigError } = await import('../../config/index.js');
+  const gid = groupId(group);
+  if (gid === undefined) throw new ConfigError(ctx.config.file ?? '(config)', undefined, `socket-group=${group}: no such group in /etc/group`);
+  return gid;
+}
+
 export default async function supervise(p: Parsed): Promise<number> {
   const o = p.options;
   const configArg = o.config as string | undefined;
@@ -28,6 +38,7 @@ export default async function supervise(p: Parsed): Promise<number> {
       return { chroot, hooksDir: hooksDirOf(now, chroot), hookTimeoutMs: hookTimeoutMsOf(now, chroot) };
     },
     log,
+    socketGid: await socketGid(ctx),
     endSessionsOnExit: o['end-sessions-on-exit'] === true,
   });
   const readyFd = o['ready-fd'] as number | undefined;
