@@ -96,6 +96,11 @@ export function groupId(nameOrGid: string, files: AccountFiles = {}): number | u
   return groupsOf(files).gidByName.get(nameOrGid);
 }
 
+/** The first passwd record named `user` or with uid `user` (as getpwnam(3), then getpwuid(3), would find it in the file); undefined when none. */
+export function findAccount(user: string, files: AccountFiles = {}): Account | undefined {
+  return passwdOf(files).accounts.find((a) => a.name === user || String(a.uid) === user);
+}
+
 export function accessToRun(who: Credentials, user: string | undefined, files: AccountFiles = {}): Access[] {
   if (user === undefined) return ['session'];
   const uid = isId(user) ? Number(user) : passwdOf(files).uidByName.get(user);
@@ -133,13 +138,22 @@ function both(keys: readonly string[]): string {
 // getgrouplist(3) (os.userInfo() knows only the calling process). Binding
 // them through koffi would reach NSS (LDAP, sssd) too, but a lookup there
 // can block the supervisor's event loop for as long as a directory server
-// takes; and sessions/run.ts resolves `-u USER` from /etc/passwd, so
-// deciding from the same file keeps "who may" and "who it runs as" one
-// view. Users known only through NSS must be named by numeric id.
+// takes; and `-u USER` is resolved by findAccount from the same file, so
+// "who may" and "who it runs as" are one view. Users known only through NSS must be named by numeric id.
+
+/** One passwd record: what `-u USER` needs to run a command as that user. */
+export interface Account {
+  name: string;
+  uid: number;
+  gid: number;
+  home: string;
+}
 
 interface Passwd {
   nameByUid: Map<number, string>;
   uidByName: Map<string, number>;
+  /** Every record, in file order. */
+  accounts: Account[];
 }
 
 interface Groups {
@@ -202,8 +216,9 @@ function records(text: string, minFields: number): Array<{ name: string; id: num
 
 // The first record wins, as with getpwnam(3) and getpwuid(3).
 function parsePasswd(text: string): Passwd {
-  const p: Passwd = { nameByUid: new Map(), uidByName: new Map() };
+  const p: Passwd = { nameByUid: new Map(), uidByName: new Map(), accounts: [] };
   for (const r of records(text, 7)) {
+    p.accounts.push({ name: r.name, uid: r.id, gid: Number(r.fields[3]), home: r.fields[5]! });
     if (!p.nameByUid.has(r.id)) p.nameByUid.set(r.id, r.name);
     if (!p.uidByName.has(r.name)) p.uidByName.set(r.name, r.id);
   }

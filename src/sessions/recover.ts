@@ -250,6 +250,8 @@ function mountView(session: Session): void {
 export interface RecoverAllOptions extends LockWaitOptions {
   stateDir: string;
   end?: boolean;
+  /** Offered each re-adopted session: true keeps it held by the caller (a supervisor); otherwise it is let go. */
+  keep?: (session: Session) => boolean;
 }
 
 export type RecoverReport =
@@ -283,7 +285,7 @@ export async function recoverAll(o: RecoverAllOptions): Promise<RecoverReport[]>
     try {
       const r = await recoverSession({ ...o, stateDir, id: entry.id, strays });
       if (r.action === 'readopted') {
-        r.session.release();
+        if (!o.keep?.(r.session)) r.session.release();
         out.push({ id: r.id, outcome: 'readopted', remounted: r.remounted, phases: r.phases, killedHooks: r.killedHooks });
       } else {
         out.push({ id: r.id, outcome: 'ended', killedHooks: r.killedHooks });

@@ -8,8 +8,9 @@
 // between fork and exec, and unshare does exactly these steps in that order
 // with the exit codes we document (126 not executable, 127 not found).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { findAccount, type Account } from '../config/index.js';
 import { SessionError, SessionNeedsRecoveryError } from './errors.js';
 import type { CommandLocks, Session } from './session.js';
 import { isMountPoint } from '../union/index.js';
@@ -29,24 +30,10 @@ export interface CommandOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-interface Passwd {
-  name: string;
-  uid: number;
-  gid: number;
-  home: string;
-}
-
-function lookupUser(user: string): Passwd {
-  let text = '';
-  try {
-    text = readFileSync('/etc/passwd', 'utf8');
-  } catch {
-    // fall through: numeric uids still work
-  }
-  for (const line of text.split('\n')) {
-    const f = line.split(':');
-    if (f.length >= 7 && (f[0] === user || f[2] === user)) return { name: f[0]!, uid: Number(f[2]), gid: Number(f[3]), home: f[5]! };
-  }
+/** The account `-u USER` names; a numeric uid without a passwd entry runs with gid = uid and home /. */
+function lookupUser(user: string): Account {
+  const found = findAccount(user);
+  if (found) return found;
   if (/^\d+$/.test(user)) return { name: user, uid: Number(user), gid: Number(user), home: '/' };
   throw new RunError(`user ${JSON.stringify(user)}: no such user in /etc/passwd`);
 }

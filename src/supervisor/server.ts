@@ -19,10 +19,9 @@ import {
   beginSession,
   endSession,
   ensureStateDir,
-  listSessions,
   openSession,
+  recoverAll,
   recoverSession,
-  removeUnpublished,
   SessionBusyError,
   watchSessions,
   type Session,
@@ -169,7 +168,6 @@ class Engine {
     for (const f of this.#inFlight) f.abort.abort(new SupervisorStoppingError());
     await Promise.allSettled([...this.#inFlight].map((f) => f.done));
     await this.#adopting;
-    for (const c of this.#clients) c.end();
     for (const c of this.#clients) c.destroy();
     await listening;
     await this.#watch?.close();
@@ -202,13 +200,28 @@ class Engine {
 
   // --- adoption ----------------------------------------------------------------
 
-  /** At start: every stale session re-adopted and held; corrupt entries reported; dead begins' build dirs removed. */
+  /**
+   * At start: every stale session re-adopted and held (recover --all's
+   * rules and its single scan for stray hooks), corrupt entries reported,
+   * dead begins' build dirs removed.
+   */
   async #adoptAll(): Promise<void> {
-    for (const entry of listSessions(this.#stateDir)) {
-      if (entry.status === 'corrupt') this.#log(`corrupt entry ${entry.id} left alone: ${entry.reason ?? 'corrupt'}`);
-      else if (entry.status === 'stale') await this.#adopt(entry.id);
+    const reports = await recoverAll({
+      stateDir: this.#stateDir,
+      signal: this.#stop.signal,
+      keep: (session) => {
+        if (this.#stopping) return false;
+        this.#held.set(session.id, session);
+        return true;
+      },
+    });
+    for (const r of reports) {
+      if (r.outcome === 'readopted') this.#log(readopted(r.id, r.remounted, r.killedHooks.length));
+      else if (r.outcome === 'ended') this.#log(endedStale(r.id));
+      else if (r.outcome === 'corrupt') this.#log(`corrupt entry ${r.id} left alone: ${r.reason}`);
+      else if (r.outcome === 'removed-unpublished') this.#log(`removed ${r.id} (a begin that died before publishing it)`);
+      else if (r.outcome === 'failed') this.#log(`could not re-adopt stale session ${r.id}: ${(r.error as Error).message}`);
     }
-    for (const r of removeUnpublished(this.#stateDir)) this.#log(`removed ${r.id} (a begin that died before publishing it)`);
   }
 
   /** Re-adopts the stale session `id` (recover's rules) and holds it; logs what happened. */
@@ -223,11 +236,9 @@ class Engine {
           return;
         }
         this.#held.set(id, r.session);
-        const how = r.remounted ? 'mounted again' : 'its mount was still in place';
-        const killed = r.killedHooks.length > 0 ? `; killed ${r.killedHooks.length} hook(s) a dead warden left running` : '';
-        this.#log(`re-adopted stale session ${id} (${how}${killed})`);
+        this.#log(readopted(id, r.remounted, r.killedHooks.length));
       } else {
-        this.#log(`ended stale session ${id} (it was being ended when its holder died)`);
+        this.#log(endedStale(id));
       }
     } catch (e) {
       const name = (e as Error).name;
@@ -483,6 +494,14 @@ function fdCounts(): { total: number; files: number; sockets: number } {
   }
   return { total: fds.length - 1, files, sockets };
 }
+
+function readopted(id: string, remounted: boolean, killedHooks: number): string {
+  const how = remounted ? 'mounted again' : 'its mount was still in place';
+  const killed = killedHooks > 0 ? `; killed ${killedHooks} hook(s) a dead warden left running` : '';
+  return `re-adopted stale session ${id} (${how}${killed})`;
+}
+
+const endedStale = (id: string) => `ended stale session ${id} (it was being ended when its holder died)`;
 
 const round = (x: number) => (Number.isFinite(x) ? Math.round(x * 100) / 100 : 0);
 
