@@ -148,7 +148,8 @@ rootSerial('a session held again by run -s is recovered, and stale once the comm
   run.stdin!.end('\n');
   t.is((await run.result).status, 0);
   await untilEvent(w, 'stale', 'w-held');
-  t.is(warden(env, ['end', '-s', 'w-held']).status, 0);
+  const ended = warden(env, ['end', '-s', 'w-held']);
+  t.is(ended.status, 0, ended.stderr);
   await untilEvent(w, 'ended', 'w-held');
   t.deepEqual(events(w, 'w-held').map((e) => e.event), ['recovered', 'stale', 'ended']);
   await interrupt(t, w);
