@@ -9,8 +9,9 @@
 // Two copies: dist/cli (shipped; crash points compiled out) and dist/crash
 // (crash points read WARDEN_CRASH_AT; only the crash-injection tests use it).
 import { build } from 'esbuild';
-import { chmodSync, lstatSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, lstatSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { compileFunction } from 'node:vm';
 
 const common = {
   bundle: true,
@@ -20,11 +21,35 @@ const common = {
   external: ['koffi', 'piscina', 'yargs', 'chokidar'],
 };
 
+// The executable is src/cli/launcher.cjs, which runs the bundle from the V8
+// code cache written here (see that file for why). Two edits make the
+// bundle a function body the launcher can compile:
+//  - its shebang line goes (a syntax error inside a function);
+//  - its dynamic import()s of ES-module-only packages call the launcher's
+//    import instead: on Node 20 a function compiled from a code cache has no
+//    dynamic-import callback (ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING), and
+//    the launcher's own import() resolves from the same directory.
+// The cache is compiled exactly as the launcher compiles the bundle, and
+// its first line stamps the bundle's size and mtime, taken after the last
+// write to the bundle.
+const PARAMS = ['exports', 'require', 'module', '__filename', '__dirname', '__warden_import'];
+const DYNAMIC_IMPORT = /(?<![\w$.])import\((?=["'])/g;
+function writeCodeCache(bundle) {
+  const source = readFileSync(bundle, 'utf8').replace(/^#!.*/, '').replace(DYNAMIC_IMPORT, '__warden_import(');
+  const left = /(?<![\w$.])import\(/.exec(source);
+  if (left) throw new Error(`${bundle}: an import() the launcher cannot serve: ${source.slice(left.index, left.index + 60)}`);
+  writeFileSync(bundle, source);
+  const fn = compileFunction(source, PARAMS, { filename: bundle, produceCachedData: true });
+  if (!fn.cachedDataProduced) throw new Error(`V8 produced no code cache for ${bundle}`);
+  const st = statSync(bundle);
+  writeFileSync(`${bundle}.cache`, Buffer.concat([Buffer.from(`${st.size} ${st.mtimeMs}\n`, 'latin1'), fn.cachedData]));
+}
+
 for (const [outdir, crashPoints] of [['dist/cli', false], ['dist/crash', true]]) {
   rmSync(outdir, { recursive: true, force: true });
   await build({
     ...common,
-    entryPoints: { warden: 'src/cli/main.ts' },
+    entryPoints: { 'warden-main': 'src/cli/main.ts' },
     outdir,
     outExtension: { '.js': '.cjs' },
     format: 'cjs',
@@ -34,6 +59,9 @@ for (const [outdir, crashPoints] of [['dist/cli', false], ['dist/crash', true]])
     define: { 'import.meta.url': '__bundle_url', WARDEN_CRASH_POINTS: String(crashPoints) },
   });
   await build({ ...common, entryPoints: { 'wait-worker': 'src/locks/wait-worker.ts' }, outdir, format: 'esm' });
+  writeCodeCache(join(outdir, 'warden-main.cjs'));
+  copyFileSync('src/cli/launcher.cjs', join(outdir, 'warden.cjs'));
+  chmodSync(join(outdir, 'warden.cjs'), 0o755);
 }
 
 // warden refuses to run hooks that are group- or world-writable (they run as

@@ -1,7 +1,7 @@
 // warden end -s ID: unmount a session and delete it. When a supervisor runs
 // for the state dir, it does the ending: it may hold the session, and a
 // local end would count it among the holders (and --force would kill it).
-import { endSession, openSession } from '../../sessions/index.js';
+import { openSession } from '../../sessions/open.js';
 import type { Parsed } from '../args.js';
 import { loadContext } from '../context.js';
 import { EXIT, UsageError } from '../errors.js';
@@ -36,6 +36,8 @@ export default async function end(p: Parsed): Promise<number> {
         client.close();
       }
     } else {
+      // The ending code (hooks, unmounting) is loaded only to end here.
+      const { endSession } = await import('../../sessions/end.js');
       await endSession(session, { ...opts, signal: abort.signal, onWait: waits.onWait });
     }
   } finally {
