@@ -207,6 +207,8 @@ export interface Row {
   target?: Target;
   /** For an information row: show measured / baseline anyway. */
   ratio?: boolean;
+  /** For an information row: show measured - baseline anyway. */
+  delta?: boolean;
 }
 
 export interface EvaluatedRow extends Row {
@@ -217,7 +219,10 @@ export interface EvaluatedRow extends Row {
 
 export function evaluate(row: Row): EvaluatedRow {
   const t = row.target;
-  if (!t) return { ...row, pass: null, compared: row.ratio && row.baseline ? row.measured / row.baseline : null };
+  if (!t) {
+    if (row.delta && row.baseline !== null) return { ...row, pass: null, compared: row.measured - row.baseline };
+    return { ...row, pass: null, compared: row.ratio && row.baseline ? row.measured / row.baseline : null };
+  }
   switch (t.kind) {
     case 'ratio': {
       const r = row.baseline ? row.measured / row.baseline : NaN;
@@ -268,7 +273,10 @@ function formatTarget(t: Target, unit: Unit): string {
 }
 
 function formatResult(r: EvaluatedRow): string {
-  if (r.pass === null) return r.compared === null ? 'info' : `info (${r.compared.toFixed(2)}×)`;
+  if (r.pass === null) {
+    if (r.compared === null) return 'info';
+    return r.delta ? `info (+${formatValue(r.compared, r.unit)})` : `info (${r.compared.toFixed(2)}×)`;
+  }
   const verdict = r.pass ? 'PASS' : 'FAIL';
   if (r.target?.kind === 'ratio' && r.compared !== null) return `${verdict} (${r.compared.toFixed(2)}×)`;
   if (r.target?.kind === 'delta' && r.compared !== null) return `${verdict} (+${formatValue(r.compared, r.unit)})`;
