@@ -24,23 +24,21 @@
 // its own supervisor on a temporary state dir. Run with
 // `npm run bench:supervisor` (BENCH_RUNS=N for the latency series, default
 // 30; BENCH_HELD=N for the held-session row, default 1000).
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Socket } from 'node:net';
 import { bootstrapChroot } from '../src/bootstrap/index.js';
 import { loadConfig } from '../src/config/index.js';
 import { shutdownWaitPool } from '../src/locks/index.js';
 import { beginSession, endSession } from '../src/sessions/index.js';
-import { connectSupervisor, type ClientRequest } from '../src/supervisor/index.js';
 import { mountsUnder } from '../src/union/index.js';
 import { MB, ROOT, evaluate, machine, median, printTable, summarize, writeResults, type Row, type Summary } from './lib.js';
+import { WARDEN, background, msSince, node, request, startSupervisor, stopSupervisor } from './procs.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 30);
 const HELD = Number(process.env.BENCH_HELD ?? 1000);
 const CONCURRENT = 100;
-const WARDEN = join(ROOT, 'dist', 'cli', 'warden.cjs');
 const HOOKS = join(ROOT, 'hooks');
 
 interface Setup {
@@ -57,68 +55,10 @@ interface Status {
   eventLoopDelay: { maxMs: number };
 }
 
-const msSince = (t: bigint): number => Number(process.hrtime.bigint() - t) / 1e6;
-
-/** Runs `node ARGS` to completion; its stdout, or an error with its stderr. */
-function cli(args: string[], env: NodeJS.ProcessEnv): { ms: number; stdout: string } {
-  const t = process.hrtime.bigint();
-  const r = spawnSync(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
-  const ms = msSince(t);
-  if (r.status !== 0) throw new Error(`node ${args.join(' ')} exited ${r.status}: ${r.stderr.trim()}`);
-  return { ms, stdout: r.stdout };
-}
-
-function cliAsync(args: string[], env: NodeJS.ProcessEnv): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    c.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    c.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-    c.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`node ${args.join(' ')} exited ${code}: ${err.trim()}`))));
-  });
-}
-
-/** One request on its own connection, as the CLI makes it. */
-async function request(stateDir: string, req: ClientRequest): Promise<Record<string, unknown>> {
-  const client = await connectSupervisor(stateDir);
-  if (!client) throw new Error('no supervisor is listening');
-  try {
-    return await client.request(req);
-  } finally {
-    client.close();
-  }
-}
-
+/** `node ARGS`, timed, with its stdout. */
+const cli = (args: string[], env: NodeJS.ProcessEnv) => node(args, env);
+const cliAsync = (args: string[], env: NodeJS.ProcessEnv) => background(process.execPath, args, env);
 const status = async (s: Setup): Promise<Status> => (await request(s.stateDir, { op: 'status' })) as unknown as Status;
-
-/** Starts `warden supervise` on the bench's state dir and waits for its readiness line. */
-async function startSupervisor(s: Setup): Promise<ChildProcess> {
-  const log = openSync(join(s.tmp, 'supervisor.log'), 'a');
-  const child = spawn(process.execPath, [WARDEN, 'supervise', '--ready-fd', '3'], { env: s.env, stdio: ['ignore', log, log, 'pipe'] });
-  closeSync(log);
-  const ready = await new Promise<boolean>((resolve) => {
-    let got = '';
-    const pipe = child.stdio[3] as Socket;
-    pipe.on('data', (d: Buffer) => {
-      got += d.toString();
-      if (got.includes('READY\n')) resolve(true);
-    });
-    pipe.on('close', () => resolve(got.includes('READY\n')));
-  });
-  (child.stdio[3] as Socket).destroy();
-  if (!ready) throw new Error(`the supervisor did not start: ${readFileSync(join(s.tmp, 'supervisor.log'), 'utf8').trim()}`);
-  return child;
-}
-
-async function stopSupervisor(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-  await exited;
-  clearTimeout(timer);
-}
 
 /** Runs `count` calls of `fn`, at most `width` at a time. */
 async function pooled<T>(count: number, width: number, fn: (i: number) => Promise<T>): Promise<T[]> {
@@ -155,7 +95,7 @@ async function main(): Promise<void> {
     );
     const s: Setup = { tmp, stateDir, config, env: { ...process.env, WARDEN_CONFIG: config, WARDEN_STATE_DIR: stateDir } };
     const started = Date.now();
-    supervisor = await startSupervisor(s);
+    supervisor = await startSupervisor(s.env, join(s.tmp, 'supervisor.log'));
     const rows: Row[] = [];
     const details: Record<string, Summary | number> = {};
 

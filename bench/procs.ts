@@ -1,0 +1,93 @@
+// Processes the benchmarks drive: a program run to completion and timed
+// (the CLI, schroot, `node -e 0`), many at once, and a supervisor of our
+// own on a bench's state dir, started and stopped as systemd would.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { join } from 'node:path';
+import { connectSupervisor, type ClientRequest } from '../src/supervisor/index.js';
+import { ROOT } from './lib.js';
+
+export const WARDEN = join(ROOT, 'dist', 'cli', 'warden.cjs');
+
+export const msSince = (t: bigint): number => Number(process.hrtime.bigint() - t) / 1e6;
+
+export interface Ran {
+  ms: number;
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `cmd ARGS` to completion and times it; `check` (default) throws unless it exits 0. */
+export function timed(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv, check = true): Ran {
+  const t = process.hrtime.bigint();
+  const r = spawnSync(cmd, args, { env, cwd: '/', stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+  const ms = msSince(t);
+  if (r.error) throw r.error;
+  if (check && r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr.trim()}`);
+  return { ms, status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** `node ARGS`, timed; throws unless it exits 0. */
+export const node = (args: readonly string[], env: NodeJS.ProcessEnv): Ran => timed(process.execPath, args, env);
+
+/** Runs `cmd ARGS` in the background; resolves with its stdout once it exits 0, rejects otherwise. */
+export function background(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const c = spawn(cmd, args, { env, cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    c.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    c.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    c.once('error', reject);
+    c.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${err.trim()}`))));
+  });
+}
+
+/** Runs all of `jobs` at once and returns the wall time until the last one is done. */
+export async function wallOf(jobs: readonly (() => Promise<unknown>)[]): Promise<number> {
+  const t = process.hrtime.bigint();
+  await Promise.all(jobs.map((j) => j()));
+  return msSince(t);
+}
+
+/** One request on its own connection, as the CLI makes it. */
+export async function request(stateDir: string, req: ClientRequest): Promise<Record<string, unknown>> {
+  const client = await connectSupervisor(stateDir);
+  if (!client) throw new Error('no supervisor is listening');
+  try {
+    return await client.request(req);
+  } finally {
+    client.close();
+  }
+}
+
+/** Starts `warden supervise` with `env` (its config and state dir), logging to `logPath`; resolves once it is ready. */
+export async function startSupervisor(env: NodeJS.ProcessEnv, logPath: string): Promise<ChildProcess> {
+  const log = openSync(logPath, 'a');
+  const child = spawn(process.execPath, [WARDEN, 'supervise', '--ready-fd', '3'], { env, stdio: ['ignore', log, log, 'pipe'] });
+  closeSync(log);
+  const ready = await new Promise<boolean>((resolve) => {
+    let got = '';
+    const pipe = child.stdio[3] as Socket;
+    pipe.on('data', (d: Buffer) => {
+      got += d.toString();
+      if (got.includes('READY\n')) resolve(true);
+    });
+    pipe.on('close', () => resolve(got.includes('READY\n')));
+  });
+  (child.stdio[3] as Socket).destroy();
+  if (!ready) throw new Error(`the supervisor did not start: ${readFileSync(logPath, 'utf8').trim()}`);
+  return child;
+}
+
+/** SIGTERM (SIGKILL after a minute) and wait for the exit. */
+export async function stopSupervisor(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  await exited;
+  clearTimeout(timer);
+}
