@@ -6,11 +6,12 @@ import { join } from 'node:path';
 import type { ChrootDef } from '../config/index.js';
 import { runHooks } from '../hooks/index.js';
 import type { FileLock } from '../locks/index.js';
-import { mountUnion, removeTree, unmountAll } from '../union/index.js';
+import { mountUnion, unmountAll } from '../union/index.js';
 import { RollbackError, SessionExistsError } from './errors.js';
 import { newId, validateId } from './ids.js';
 import { openLiveness, takeManageLock, takeSourceShared, withMetadataLock, type LockWaitOptions } from './locks.js';
 import { renameNoReplace } from './native.js';
+import { BUILD_PREFIX, UNPUBLISHED_PREFIX, discardSessionDir } from './discard.js';
 import { Session, sessionPaths } from './session.js';
 import { STATE_VERSION, syncDir, writeStateLocked, type SessionState } from './state.js';
 import { ensureStateDir } from './store.js';
@@ -47,7 +48,7 @@ export async function beginSession(o: BeginOptions): Promise<Session> {
     const session = new Session(stateDir, dir, state, { liveness, source });
     undo.push('release session locks', () => session.release());
     // Removed while its locks are still held: nobody sees it stale meanwhile.
-    undo.push('remove session dir', () => removeTree(dir));
+    undo.push('remove session dir', () => discardSessionDir(stateDir, id));
     await setUpLocked(session, o, undo);
     undo.commit();
     return session;
@@ -72,12 +73,19 @@ async function claimIdLocked(
   o: BeginOptions,
   undo: Undo,
 ): Promise<{ dir: string; liveness: FileLock; state: SessionState }> {
-  const tmp = mkdtempSync(join(stateDir, `.new-${id}.`));
+  // Built as .init-*, renamed to .new-* once its lock is held: recover
+  // --all deletes a .new-* dir whose lock it gets, and must never get the
+  // lock of a begin that has not taken it yet (see discard.ts).
+  const build = mkdtempSync(join(stateDir, `${BUILD_PREFIX}${id}.`));
+  let tmp = build;
   undo.push('remove unpublished session dir', () => rmSync(tmp, { recursive: true, force: true }));
-  chmodSync(tmp, 0o755);
-  const early = openLiveness(tmp, { create: true });
+  chmodSync(build, 0o755);
+  const early = openLiveness(build, { create: true });
   undo.push('release liveness lock', () => early.close());
-  if (!early.tryAcquire('shared')) throw new Error(`fresh lock file in ${tmp} is locked by someone else`);
+  if (!early.tryAcquire('shared')) throw new Error(`fresh lock file in ${build} is locked by someone else`);
+  const unpublished = join(stateDir, UNPUBLISHED_PREFIX + build.slice(join(stateDir, BUILD_PREFIX).length));
+  renameNoReplace(build, unpublished);
+  tmp = unpublished;
   crashPoint('begin:unpublished');
   const now = new Date().toISOString();
   const state: SessionState = {
@@ -110,7 +118,7 @@ async function claimIdLocked(
     if (!liveness.tryAcquire('shared')) throw new Error(`liveness lock of ${dir} was taken exclusively during begin`);
   } catch (e) {
     liveness?.close();
-    removeTree(dir);
+    discardSessionDir(stateDir, id);
     throw e;
   }
   early.close();

@@ -6,7 +6,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HookFailedError, runHooks, type HookPhase } from '../hooks/index.js';
 import { LockBusyError, lockHolders, type FileLock, type LockHolder } from '../locks/index.js';
-import { removeTree, unmountAll } from '../union/index.js';
+import { unmountAll } from '../union/index.js';
+import { discardSessionDir } from './discard.js';
 import { SessionBusyError } from './errors.js';
 import { LIVENESS, openLiveness, withMetadataLock, type LockWaitOptions } from './locks.js';
 import type { Session } from './session.js';
@@ -132,7 +133,7 @@ async function teardownLocked(session: Session, recover: boolean): Promise<unkno
     late = e;
   }
   crashPoint('end:post-unmount');
-  removeTree(paths.dir);
+  discardSessionDir(session.stateDir, session.id);
   crashPoint('end:removed');
   syncDir(session.stateDir);
   if (late instanceof HookFailedError) (late as Error).message = `session ${session.id} ended, but ${(late as Error).message}`;

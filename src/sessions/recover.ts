@@ -26,6 +26,7 @@ import { writeStateLocked, type SessionState } from './state.js';
 import { ensureStateDir, listSessions } from './store.js';
 import { Undo } from './undo.js';
 import { crashPoint } from '../crash.js';
+import { BUILD_PREFIX, GONE_PREFIX, UNPUBLISHED_PREFIX } from './discard.js';
 
 export interface RecoverOptions extends LockWaitOptions {
   stateDir: string;
@@ -262,8 +263,10 @@ export type RecoverReport =
   /** Held by someone by the time recover came to it. */
   | { id: string; outcome: 'active' }
   | { id: string; outcome: 'failed'; error: unknown }
-  /** A `.new-*` dir of a begin that died before publishing its session. */
-  | { id: string; outcome: 'removed-unpublished' };
+  /** A build dir (`.init-*`, `.new-*`) of a begin that died before publishing its session. */
+  | { id: string; outcome: 'removed-unpublished' }
+  /** A `.gone-*` dir: an ended session that its end was deleting when it died. */
+  | { id: string; outcome: 'removed-ended' };
 
 /**
  * Every stale session re-adopted (and let go: stale but consistent) or,
@@ -300,20 +303,26 @@ export async function recoverAll(o: RecoverAllOptions): Promise<RecoverReport[]>
   return out;
 }
 
+/** A build dir younger than this is left alone even when unlocked: its begin may be between creating it and locking it. */
+const BUILD_GRACE_MS = 60_000;
+
 /**
- * Removes `.new-<id>.*` build dirs whose begin is dead. Begin holds the
- * liveness byte of the lock file inside from just after creating the dir
- * until it publishes it, so a dir whose lock we get exclusively is
- * abandoned; we keep that lock while deleting. The lock file is created if
- * missing (a begin killed between mkdir and its lock): a begin that is
- * just then about to lock it finds it taken and fails cleanly, rolling
- * back. Nothing in such a dir was ever mounted or written by a session.
+ * Removes the hidden leftovers of dead processes (see discard.ts): build
+ * dirs of begins (`.init-*`, `.new-*`) and session dirs that an end took
+ * out of the namespace and was deleting (`.gone-*`). Their owner holds the
+ * liveness byte of the lock file inside while alive, so a dir whose lock we
+ * get exclusively is abandoned; we keep that lock while deleting. The lock
+ * file is never created here: a `.new-*` dir always has one (its begin
+ * renames it to that name only once locked), a `.gone-*` dir loses it to
+ * the deletion (deleting alongside a live end is harmless), and an
+ * `.init-*` dir without one is left alone while young. Nothing in these
+ * dirs is mounted, nor is it a session anyone can reach by its id.
  */
 export function removeUnpublished(stateDir: string): RecoverReport[] {
   const out: RecoverReport[] = [];
   let names: string[];
   try {
-    names = readdirSync(stateDir).filter((n) => n.startsWith('.new-'));
+    names = readdirSync(stateDir).filter((n) => [BUILD_PREFIX, UNPUBLISHED_PREFIX, GONE_PREFIX].some((p) => n.startsWith(p)));
   } catch {
     return out;
   }
@@ -321,12 +330,14 @@ export function removeUnpublished(stateDir: string): RecoverReport[] {
     const dir = join(stateDir, name);
     let lock: FileLock | undefined;
     try {
-      if (!lstatSync(dir).isDirectory()) throw new UnionError(dir, 'is not a directory: not a session being built, left alone');
-      lock = openLiveness(dir, { create: true });
-      if (!lock.tryAcquire('exclusive')) continue; // its begin is alive
+      const st = lstatSync(dir);
+      if (!st.isDirectory()) throw new UnionError(dir, 'is not a directory: not a session being built or deleted, left alone');
+      lock = openLivenessIfAny(dir);
+      if (lock && !lock.tryAcquire('exclusive')) continue; // its owner is alive
+      if (name.startsWith(BUILD_PREFIX) && Date.now() - st.mtimeMs < BUILD_GRACE_MS && !lock) continue;
       removeTree(dir);
       crashPoint('recover:unpublished-removed');
-      out.push({ id: name, outcome: 'removed-unpublished' });
+      out.push({ id: name, outcome: name.startsWith(GONE_PREFIX) ? 'removed-ended' : 'removed-unpublished' });
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code ?? ((e as Error).cause as NodeJS.ErrnoException | undefined)?.code;
       if (code === 'ENOENT') continue; // published or removed meanwhile
@@ -336,4 +347,15 @@ export function removeUnpublished(stateDir: string): RecoverReport[] {
     }
   }
   return out;
+}
+
+/** The liveness byte of `dir`'s lock file; undefined when there is no lock file. */
+function openLivenessIfAny(dir: string): FileLock | undefined {
+  try {
+    return openLiveness(dir);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? ((e as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+    if (code === 'ENOENT') return undefined;
+    throw e;
+  }
 }

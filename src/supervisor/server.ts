@@ -220,6 +220,7 @@ class Engine {
       else if (r.outcome === 'ended') this.#log(endedStale(r.id));
       else if (r.outcome === 'corrupt') this.#log(`corrupt entry ${r.id} left alone: ${r.reason}`);
       else if (r.outcome === 'removed-unpublished') this.#log(`removed ${r.id} (a begin that died before publishing it)`);
+      else if (r.outcome === 'removed-ended') this.#log(`removed ${r.id} (an ended session whose deletion was cut short)`);
       else if (r.outcome === 'failed') this.#log(`could not re-adopt stale session ${r.id}: ${(r.error as Error).message}`);
     }
   }

@@ -67,8 +67,21 @@ function remove(path: Buffer, dev: number): void {
     return;
   }
   if (st.dev !== dev) throw new UnionError(path.toString(), 'refusing to delete: another filesystem is mounted here');
-  for (const name of readdirSync(path, { encoding: 'buffer' })) remove(Buffer.concat([path, SLASH, name]), dev);
-  rmdirSync(path);
+  // Another process may be deleting the same tree (recover --all sweeping
+  // what a live end is deleting): what it removed first is simply gone.
+  let names: Buffer[];
+  try {
+    names = readdirSync(path, { encoding: 'buffer' });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw e;
+  }
+  for (const name of names) remove(Buffer.concat([path, SLASH, name]), dev);
+  try {
+    rmdirSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
 }
 
 function unlinkOrGone(path: Buffer): void {

@@ -6,7 +6,7 @@
 // test: nothing mounted, no lock or fd of ours, no process left.
 import anyTest, { type TestFn } from 'ava';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   beginSession,
@@ -271,3 +271,49 @@ rootSerial('recoverAll: stale sessions re-adopted, held and corrupt ones untouch
     ],
   );
 });
+
+rootSerial('recoverAll sweeps the leftovers of dead processes only: old unlocked build dirs and .gone-* dirs of cut-short ends, not what a live process works on (needs root)', async (t) => {
+  const dir = (name: string, files: Record<string, string> = {}) => {
+    const d = join(fx.stateDir, name);
+    mkdirSync(d, { recursive: true });
+    for (const [f, text] of Object.entries(files)) {
+      mkdirSync(join(d, f, '..'), { recursive: true });
+      writeFileSync(join(d, f), text);
+    }
+    return d;
+  };
+  mkdirSync(fx.stateDir, { recursive: true });
+  // A begin between creating its build dir and locking it: young, no lock file.
+  const young = dir('.init-young.AAA111');
+  // The same, abandoned long ago.
+  const old = dir('.init-old.BBB222');
+  const past = new Date(Date.now() - 5 * 60_000);
+  utimesSync(old, past, past);
+  // An end killed while deleting: the lock file already gone, data left.
+  const cut = dir('.gone-cut.1-1', { 'upper/data/f': 'x' });
+  // An end still deleting: it holds the liveness byte.
+  const deleting = dir('.gone-deleting.1-2', { lock: '', 'upper/f': 'y' });
+  const ender = await Holder.start(join(deleting, 'lock'));
+  t.is(await ender.lock('ofd', 'w', 0, 1), 'ok');
+
+  const report = await recoverAll({ stateDir: fx.stateDir });
+  t.deepEqual(
+    report.map((r) => [r.id, r.outcome]),
+    [
+      ['.gone-cut.1-1', 'removed-ended'],
+      ['.init-old.BBB222', 'removed-unpublished'],
+    ],
+  );
+  t.false(existsSync(old));
+  t.false(existsSync(cut));
+  t.true(existsSync(join(deleting, 'upper', 'f')), 'a live end is left to finish');
+  t.deepEqual(readdirSync(young), [], 'no lock file made in a young build dir: its begin would find it taken');
+
+  await ender.kill();
+  t.deepEqual(
+    (await recoverAll({ stateDir: fx.stateDir })).map((r) => [r.id, r.outcome]),
+    [['.gone-deleting.1-2', 'removed-ended']],
+  );
+  rmSync(young, { recursive: true });
+});
+

@@ -69,6 +69,8 @@ function describe(r: RecoverReport): string {
       return `ended ${r.id}${killed}\n`;
     case 'removed-unpublished':
       return `removed ${r.id}: the build dir of a begin that died before publishing its session\n`;
+    case 'removed-ended':
+      return `removed ${r.id}: what was left of an ended session whose deletion was cut short\n`;
     case 'corrupt':
       return `warden: session ${r.id} is corrupt, left untouched: ${r.reason}\n`;
     case 'active':
