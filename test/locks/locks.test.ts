@@ -370,7 +370,9 @@ test.serial('the event loop keeps ticking while 64 waits are blocked', async (t)
   h.disable();
   const maxLagMs = h.max / 1e6 - 1; // minus the sampling resolution
   t.log(`event loop lag with 64 blocked waits: max ${maxLagMs.toFixed(2)} ms, p50 ${(h.percentile(50) / 1e6 - 1).toFixed(3)} ms`);
-  t.true(maxLagMs < 5, `max lag ${maxLagMs} ms`);
+  // A wait that blocked the loop would hold it for the whole 500 ms; the
+  // bound leaves room for a busy 2-core CI machine (lag is a bench figure).
+  t.true(maxLagMs < 100, `max lag ${maxLagMs} ms`);
   for (const l of locks) l.close();
   await Promise.all(waits);
 });
