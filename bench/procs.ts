@@ -63,10 +63,15 @@ export async function request(stateDir: string, req: ClientRequest): Promise<Rec
   }
 }
 
-/** Starts `warden supervise` with `env` (its config and state dir), logging to `logPath`; resolves once it is ready. */
-export async function startSupervisor(env: NodeJS.ProcessEnv, logPath: string): Promise<ChildProcess> {
+/**
+ * Spawns `warden supervise --ready-fd 3` with `env` (its config and state
+ * dir), logging to `logPath`, and resolves once it said READY (ready) or
+ * closed fd 3 without saying it (not ready: it failed, or another
+ * supervisor holds the state dir and this one exits 5).
+ */
+export async function spawnSupervisor(env: NodeJS.ProcessEnv, logPath: string): Promise<{ child: ChildProcess; ready: boolean }> {
   const log = openSync(logPath, 'a');
-  const child = spawn(process.execPath, [WARDEN, 'supervise', '--ready-fd', '3'], { env, stdio: ['ignore', log, log, 'pipe'] });
+  const child = spawn(process.execPath, [WARDEN, 'supervise', '--ready-fd', '3'], { env, cwd: '/', stdio: ['ignore', log, log, 'pipe'] });
   closeSync(log);
   const ready = await new Promise<boolean>((resolve) => {
     let got = '';
@@ -75,9 +80,16 @@ export async function startSupervisor(env: NodeJS.ProcessEnv, logPath: string): 
       got += d.toString();
       if (got.includes('READY\n')) resolve(true);
     });
+    pipe.on('error', () => resolve(false));
     pipe.on('close', () => resolve(got.includes('READY\n')));
   });
   (child.stdio[3] as Socket).destroy();
+  return { child, ready };
+}
+
+/** spawnSupervisor, which must get ready: throws with the end of its log otherwise. */
+export async function startSupervisor(env: NodeJS.ProcessEnv, logPath: string): Promise<ChildProcess> {
+  const { child, ready } = await spawnSupervisor(env, logPath);
   if (!ready) throw new Error(`the supervisor did not start: ${readFileSync(logPath, 'utf8').trim()}`);
   return child;
 }

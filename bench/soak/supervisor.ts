@@ -1,12 +1,12 @@
 // The soak's supervisor: started by the soak (so the soak knows what to stop),
 // killed with SIGKILL now and then and started again (re-adoption under
 // load), stopped with SIGTERM at the end, whichever one is running then.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
-import type { Socket } from 'node:net';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connectSupervisor } from '../../src/supervisor/index.js';
-import { WARDEN, alive, type Setup } from './setup.js';
+import { spawnSupervisor } from '../procs.js';
+import { alive, type Setup } from './setup.js';
 
 export interface Status {
   pid: number;
@@ -46,21 +46,11 @@ export class SoakSupervisor {
    */
   async start(): Promise<number> {
     const logPath = join(this.#s.tmp, `supervisor-${++this.#starts}.log`);
-    const log = openSync(logPath, 'a');
-    const child = spawn(process.execPath, [WARDEN, 'supervise', '--ready-fd', '3'], { env: this.#s.env, cwd: '/', stdio: ['ignore', log, log, 'pipe'] });
-    closeSync(log);
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    const ready = await new Promise<boolean>((resolve) => {
-      let got = '';
-      const pipe = child.stdio[3] as Socket;
-      pipe.on('data', (d: Buffer) => {
-        got += d.toString();
-        if (got.includes('READY\n')) resolve(true);
-      });
-      pipe.on('error', () => resolve(false));
-      pipe.on('close', () => resolve(got.includes('READY\n')));
+    const { child, ready } = await spawnSupervisor(this.#s.env, logPath);
+    const exited = new Promise<void>((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) resolve();
+      else child.once('exit', () => resolve());
     });
-    (child.stdio[3] as Socket).destroy();
     if (ready) {
       this.#child = child;
       this.pids.add(child.pid!);
