@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { ChrootDef } from '../config/index.js';
 import { runHooks } from '../hooks/index.js';
 import type { FileLock } from '../locks/index.js';
-import { mountUnion, unmountAll } from '../union/index.js';
+import { mountUnion, unmountSettled } from '../union/index.js';
 import { RollbackError, SessionExistsError } from './errors.js';
 import { newId, validateId } from './ids.js';
 import { openLiveness, takeManageLock, takeSourceShared, withMetadataLock, type LockWaitOptions } from './locks.js';
@@ -156,7 +156,7 @@ async function setUpLocked(session: Session, o: BeginOptions, undo: Undo): Promi
   crashPoint('begin:pre-mount');
   mountUnion({ type: state.unionType, source: state.source, upper: paths.upper, work: paths.work, root: paths.root });
   crashPoint('begin:mounted');
-  undo.push('unmount', () => unmountAll(paths.root));
+  undo.push('unmount', () => unmountSettled(paths.root));
   undo.push('pre-unmount hooks', stopHook('pre-unmount'));
   await hook('post-mount');
   crashPoint('begin:post-mount');

@@ -6,7 +6,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HookFailedError, runHooks, type HookPhase } from '../hooks/index.js';
 import { LockBusyError, lockHolders, type FileLock, type LockHolder } from '../locks/index.js';
-import { unmountAll } from '../union/index.js';
+import { unmountSettled } from '../union/index.js';
 import { discardSessionDir } from './discard.js';
 import { SessionBusyError } from './errors.js';
 import { LIVENESS, openLiveness, withMetadataLock, type LockWaitOptions } from './locks.js';
@@ -123,7 +123,7 @@ async function teardownLocked(session: Session, recover: boolean): Promise<unkno
     runHooks({ hooksDir: state.hooksDir, phase, vars: session.hookVars(recover), logPath: paths.hooksLog, timeoutMs: state.hookTimeoutMs, keepGoing: true });
   await hooks('pre-unmount');
   crashPoint('end:pre-unmount');
-  unmountAll(paths.root);
+  await unmountSettled(paths.root);
   crashPoint('end:unmounted');
   let late: unknown;
   try {

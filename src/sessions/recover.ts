@@ -15,7 +15,7 @@ import { lstatSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { killStrayHooks, runHooks, strayHooks, type HookPhase, type StrayHook } from '../hooks/index.js';
 import { lockHolders, type FileLock, type LockHolder } from '../locks/index.js';
-import { isMountPoint, mountUnion, readMountInfo, removeTree, unmountAll, UnionError } from '../union/index.js';
+import { isMountPoint, mountUnion, readMountInfo, removeTree, unmountSettled, UnionError } from '../union/index.js';
 import { canonicalPath } from '../union/mountinfo.js';
 import { endSession } from './end.js';
 import { RollbackError, SessionActiveError, SessionNotFoundError } from './errors.js';
@@ -180,7 +180,7 @@ async function restoreViewLocked(session: Session, o: LockWaitOptions, undo: Und
     return { remounted: false, phases };
   }
   // Mounts left below an unmounted root would be hidden by the new mount.
-  unmountAll(paths.root);
+  await unmountSettled(paths.root);
   makeDirs(session);
   if (type === 'copy') {
     removeTree(paths.root);
@@ -192,7 +192,7 @@ async function restoreViewLocked(session: Session, o: LockWaitOptions, undo: Und
   crashPoint('recover:pre-mount');
   mountView(session);
   crashPoint('recover:mounted');
-  undo.push('unmount', () => unmountAll(paths.root));
+  undo.push('unmount', () => unmountSettled(paths.root));
   undo.push('pre-unmount hooks', stopHook('pre-unmount'));
   await hook('post-mount');
   crashPoint('recover:post-mount');

@@ -6,7 +6,7 @@
 // session stays intact, to be ended again.
 export type { UnionType } from '../config/index.js';
 export { mountUnion, type UnionLayout } from './mount.js';
-export { unmountAll } from './unmount.js';
+export { unmountAll, unmountSettled } from './unmount.js';
 export { removeTree } from './remove.js';
 export { isMountPoint, mountsUnder, readMountInfo, type MountEntry } from './mountinfo.js';
 export { mountHolders } from './holders.js';

@@ -36,3 +36,28 @@ export function unmountAll(root: string): void {
   }
   throw new UnionError(base, 'cannot unmount: mounts keep appearing under it');
 }
+
+/** Pauses before each retry of unmountSettled (ms): ~300 ms in all. */
+const SETTLE_MS = [10, 20, 40, 80, 160];
+
+/**
+ * unmountAll, tried again after a pause while EBUSY names no process of
+ * this namespace. A mount is busy for as long as anyone is walking a path
+ * through it or reading a link that points into it (a stat by a watcher of
+ * the state dir, a /proc scan by `warden info` or by mountHolders itself):
+ * such a hold lasts one syscall, and failing the end for it would leave a
+ * session to end again by hand. A process that really uses the mount is
+ * named at once, without retries. The pauses are timers, not sleeps: the
+ * event loop of a supervisor ending sessions goes on.
+ */
+export async function unmountSettled(root: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      unmountAll(root);
+      return;
+    } catch (e) {
+      if (!(e instanceof UnmountBusyError) || e.holders.length > 0 || attempt >= SETTLE_MS.length) throw e;
+      await new Promise((resolve) => setTimeout(resolve, SETTLE_MS[attempt]));
+    }
+  }
+}
