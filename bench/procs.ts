@@ -3,9 +3,8 @@
 // own on a bench's state dir, started and stopped as systemd would.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
-import type { Socket } from 'node:net';
 import { join } from 'node:path';
-import { connectSupervisor, type ClientRequest } from '../src/supervisor/index.js';
+import { connectSupervisor, supervisorReady, type ClientRequest } from '../src/supervisor/index.js';
 import { ROOT } from './lib.js';
 
 export const WARDEN = join(ROOT, 'dist', 'cli', 'warden.cjs');
@@ -73,17 +72,7 @@ export async function spawnSupervisor(env: NodeJS.ProcessEnv, logPath: string): 
   const log = openSync(logPath, 'a');
   const child = spawn(process.execPath, [WARDEN, 'supervise', '--ready-fd', '3'], { env, cwd: '/', stdio: ['ignore', log, log, 'pipe'] });
   closeSync(log);
-  const ready = await new Promise<boolean>((resolve) => {
-    let got = '';
-    const pipe = child.stdio[3] as Socket;
-    pipe.on('data', (d: Buffer) => {
-      got += d.toString();
-      if (got.includes('READY\n')) resolve(true);
-    });
-    pipe.on('error', () => resolve(false));
-    pipe.on('close', () => resolve(got.includes('READY\n')));
-  });
-  (child.stdio[3] as Socket).destroy();
+  const ready = await supervisorReady(child);
   return { child, ready };
 }
 

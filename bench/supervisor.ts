@@ -18,13 +18,16 @@
 //  4. 100 `warden begin` processes at once (default hooks): total wall time,
 //     beside 100 `node -e 0` at once; then the same 100 begins as concurrent
 //     socket requests from this process. Each is followed by 100 concurrent
-//     ends (reported).
+//     ends (reported). The supervisor's event-loop delay during each storm
+//     is reported too, the CLI storm's beside an idle Node process's own
+//     delay meanwhile (on 2 CPUs, 100 starting processes keep every process
+//     waiting for a CPU).
 //
 // Needs root (mounts). Builds a private chroot from host binaries and starts
 // its own supervisor on a temporary state dir. Run with
 // `npm run bench:supervisor` (BENCH_RUNS=N for the latency series, default
 // 30; BENCH_HELD=N for the held-session row, default 1000).
-import { spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -59,6 +62,29 @@ interface Status {
 const cli = (args: string[], env: NodeJS.ProcessEnv) => node(args, env);
 const cliAsync = (args: string[], env: NodeJS.ProcessEnv) => background(process.execPath, args, env);
 const status = async (s: Setup): Promise<Status> => (await request(s.stateDir, { op: 'status' })) as unknown as Status;
+
+/**
+ * Starts a Node process that does nothing but measure its own event-loop
+ * delay; the returned function stops it and resolves with the max (ms).
+ * During a storm of 100 CLI processes on 2 CPUs every process waits for a
+ * CPU: this is what waiting alone costs, beside the supervisor's figure.
+ */
+function idleLoop(): () => Promise<number> {
+  const code =
+    "const h = require('node:perf_hooks').monitorEventLoopDelay({ resolution: 10 }); h.enable();" +
+    "process.stdin.on('end', () => { h.disable(); process.stdout.write(String(h.max / 1e6)); }); process.stdin.resume();";
+  const child = spawn(process.execPath, ['-e', code], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return async () => {
+    child.stdin.end();
+    await exited;
+    const ms = Number(out);
+    if (!Number.isFinite(ms)) throw new Error(`the idle node reported ${JSON.stringify(out)}`);
+    return ms;
+  };
+}
 
 /** Runs `count` calls of `fn`, at most `width` at a time. */
 async function pooled<T>(count: number, width: number, fn: (i: number) => Promise<T>): Promise<T[]> {
@@ -180,6 +206,7 @@ async function main(): Promise<void> {
     await Promise.all(Array.from({ length: CONCURRENT }, () => cliAsync(['-e', '0'], s.env)));
     const nodeAll = msSince(t);
     await status(s);
+    const bystander = idleLoop();
     t = process.hrtime.bigint();
     const cliIds = (await Promise.all(Array.from({ length: CONCURRENT }, () => cliAsync([WARDEN, 'begin', '-c', 'bench'], s.env)))).map((o) => o.trim());
     const cliBeginAll = msSince(t);
@@ -187,6 +214,7 @@ async function main(): Promise<void> {
     await Promise.all(cliIds.map((id) => cliAsync([WARDEN, 'end', '-s', id], s.env)));
     const cliEndAll = msSince(t);
     const afterCli = await status(s);
+    const bystanderMaxMs = await bystander();
     t = process.hrtime.bigint();
     const sockIds = await Promise.all(
       Array.from({ length: CONCURRENT }, async () => ((await request(stateDir, { op: 'begin', chroot: 'bench' })) as { id: string }).id),
@@ -202,7 +230,7 @@ async function main(): Promise<void> {
       { section: concSection, metric: `${CONCURRENT}× warden end`, unit: 'ms', measured: cliEndAll, baseline: nodeAll, baselineNote: `${CONCURRENT}× node -e 0 at once`, ratio: true },
       { section: concSection, metric: `${CONCURRENT} begin requests on the socket`, unit: 'ms', measured: sockBeginAll, baseline: null },
       { section: concSection, metric: `${CONCURRENT} end requests on the socket`, unit: 'ms', measured: sockEndAll, baseline: null },
-      { section: concSection, metric: 'supervisor event-loop delay, max, CLI storm', unit: 'ms', measured: afterCli.eventLoopDelay.maxMs, baseline: null },
+      { section: concSection, metric: 'supervisor event-loop delay, max, CLI storm', unit: 'ms', measured: afterCli.eventLoopDelay.maxMs, baseline: bystanderMaxMs, baselineNote: 'an idle node meanwhile', ratio: true },
       { section: concSection, metric: 'supervisor event-loop delay, max, socket storm', unit: 'ms', measured: last.eventLoopDelay.maxMs, baseline: null },
     );
     if (last.held.length !== 0) throw new Error(`the supervisor still holds ${last.held.length} sessions after the run`);

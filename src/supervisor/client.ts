@@ -1,5 +1,6 @@
 // Talking to the supervisor of a state dir: connect to its socket, or
 // start one in the background and then connect (as tmux starts its server).
+import type { ChildProcess } from 'node:child_process';
 import { closeSync, constants as fsc, openSync, readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -135,19 +136,7 @@ export async function ensureSupervisor(stateDir: string, start: StartOptions): P
     closeSync(log);
   }
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const ready = await new Promise<boolean>((resolve) => {
-    let got = '';
-    const pipe = child.stdio[3] as Socket;
-    pipe.on('data', (d: Buffer) => {
-      got += d.toString();
-      if (got.includes('READY\n')) resolve(true);
-    });
-    pipe.on('error', () => resolve(false));
-    pipe.on('close', () => resolve(got.includes('READY\n')));
-    child.once('error', () => resolve(false));
-  });
-  (child.stdio[3] as Socket).destroy();
-  if (ready) {
+  if (await supervisorReady(child)) {
     child.unref();
   } else {
     // It exited (another supervisor won the race, or it failed): reap it first.
@@ -156,6 +145,28 @@ export async function ensureSupervisor(stateDir: string, start: StartOptions): P
   const client = await connectSupervisor(stateDir);
   if (client) return client;
   throw new SupervisorUnavailableError(`could not start a supervisor for ${stateDir}; ${logPath} ends with: ${lastLines(logPath)}`);
+}
+
+/**
+ * Resolves true once a `warden supervise --ready-fd 3` child writes READY
+ * on the pipe at its fd 3, false if it closes the pipe (or fails to start)
+ * first: it failed, or another supervisor holds the state dir. Closes our
+ * end of the pipe either way.
+ */
+export async function supervisorReady(child: ChildProcess): Promise<boolean> {
+  const pipe = child.stdio[3] as Socket;
+  const ready = await new Promise<boolean>((resolve) => {
+    let got = '';
+    pipe.on('data', (d: Buffer) => {
+      got += d.toString();
+      if (got.includes('READY\n')) resolve(true);
+    });
+    pipe.on('error', () => resolve(false));
+    pipe.on('close', () => resolve(got.includes('READY\n')));
+    child.once('error', () => resolve(false));
+  });
+  pipe.destroy();
+  return ready;
 }
 
 function lastLines(path: string): string {

@@ -1,7 +1,7 @@
 // The supervisor: a long-running holder of persistent sessions, its control
 // socket and protocol, and the client side the CLI uses.
 export { startSupervisor, type BeginSpec, type Supervisor, type SupervisorOptions } from './server.js';
-export { connectSupervisor, ensureSupervisor, SupervisorClient, type ClientRequest, type RequestOptions, type StartOptions } from './client.js';
+export { connectSupervisor, ensureSupervisor, supervisorReady, SupervisorClient, type ClientRequest, type RequestOptions, type StartOptions } from './client.js';
 export { SUPERVISOR_LOCK, SUPERVISOR_LOG, SUPERVISOR_SOCKET } from './paths.js';
 export { MAX_LINE_BYTES, PROTOCOL_VERSION, parseRequest, ProtocolError, type Reply, type Request, type WireError } from './protocol.js';
 export { peerCredentials, selfCredentials, PeerCredentialsError } from './peercred.js';
