@@ -182,6 +182,7 @@ async function main(): Promise<void> {
     const checks = await correctnessChecks(s, w);
     const evaluated = rows(b).map(evaluate);
     printTable(`warden vs schroot (${((Date.now() - started) / 1000).toFixed(0)} s, ${machine().cpus} CPUs, node ${process.version}, schroot ${schrootVersion()})`, evaluated);
+    printSpread(b.series);
     console.log('');
     printChecks(checks);
     const details: Record<string, Summary> = Object.fromEntries(Object.entries(b.series).map(([k, v]) => [k, summarize(v)]));
@@ -194,6 +195,32 @@ async function main(): Promise<void> {
     for (const m of mountsUnder(tmp).reverse()) spawnSync('umount', ['-l', m.mountPoint]);
     rmSync(tmp, { recursive: true, force: true });
   }
+}
+
+/** Every series as median (min-max), the two tools side by side. */
+function printSpread(series: Series): void {
+  const fmt = (key: string) => {
+    const v = series[key];
+    if (!v) return '—';
+    const x = summarize(v);
+    return `${x.p50.toFixed(0)} ms (${x.min.toFixed(0)}-${x.max.toFixed(0)})`;
+  };
+  const lines = ['', `median (min-max) of ${RUNS} runs       warden                    schroot`];
+  for (const [label, w, sc] of [
+    ['automatic session `true`', 'warden auto', 'schroot auto'],
+    ['begin', 'warden begin', 'schroot begin'],
+    ['run `true` in a session', 'warden run', 'schroot run'],
+    ['end', 'warden end', 'schroot end'],
+    [`${MANY} begun at once (CLI)`, 'warden begin 50', 'schroot begin 50'],
+    [`${MANY} ended at once (CLI)`, 'warden end 50', 'schroot end 50'],
+    [`${MANY} begun at once (library)`, 'library begin 50', ''],
+    [`${MANY} ended at once (library)`, 'library end 50', ''],
+    [`recover ${MANY} after a reboot`, 'warden recover 50', 'schroot recover 50'],
+    ['node -e 0', 'node', ''],
+  ]) {
+    lines.push(`${label!.padEnd(36)}${fmt(w!).padEnd(26)}${sc ? fmt(sc) : ''}`);
+  }
+  console.log(lines.join('\n'));
 }
 
 function schrootVersion(): string {

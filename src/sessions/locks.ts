@@ -139,11 +139,12 @@ export function livenessHeld(sessionDir: string): boolean {
  * Runs `fn` with the metadata byte locked exclusively (a short wait: writers
  * hold it only around one state.json rewrite).
  */
-export async function withMetadataLock<T>(sessionDir: string, fn: () => T): Promise<T> {
+export async function withMetadataLock<T>(sessionDir: string, fn: () => T | Promise<T>): Promise<T> {
   const lock = openMetadata(sessionDir);
   try {
     await lock.acquire('exclusive', { timeout: 10_000 });
-    return fn();
+    // Awaited here: the lock is held until an asynchronous fn is done.
+    return await fn();
   } finally {
     lock.close();
   }
