@@ -113,7 +113,7 @@ async function claimIdLocked(
   // the inode check name the real file; the lock is never dropped between.
   let liveness: FileLock | undefined;
   try {
-    await syncDir(stateDir);
+    syncDir(stateDir);
     liveness = openLiveness(dir);
     if (!liveness.tryAcquire('shared')) throw new Error(`liveness lock of ${dir} was taken exclusively during begin`);
   } catch (e) {

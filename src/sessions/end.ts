@@ -135,7 +135,7 @@ async function teardownLocked(session: Session, recover: boolean): Promise<unkno
   crashPoint('end:post-unmount');
   discardSessionDir(session.stateDir, session.id);
   crashPoint('end:removed');
-  await syncDir(session.stateDir);
+  syncDir(session.stateDir);
   if (late instanceof HookFailedError) (late as Error).message = `session ${session.id} ended, but ${(late as Error).message}`;
   return late;
 }

@@ -2,8 +2,7 @@
 // fsync, rename, fsync of the directory), so a crash leaves either the old
 // or the new file, never half of one. Readers validate every field: a
 // corrupt file is reported, never trusted.
-import { closeSync, constants as fsc, openSync, readSync } from 'node:fs';
-import { open, rename, unlink } from 'node:fs/promises';
+import { closeSync, constants as fsc, fsyncSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { UnionType } from '../config/index.js';
 import { ID_PATTERN } from './ids.js';
@@ -113,36 +112,37 @@ function validateState(raw: unknown): SessionState {
 }
 
 /**
- * Replaces `<dir>/state.json` atomically and durably. Asynchronous, so that
- * the two fsyncs wait in libuv's thread pool: a supervisor beginning 100
- * sessions makes 500 of them, up to tens of ms each on a busy disk, and its
- * event loop serves other clients meanwhile.
+ * Replaces `<dir>/state.json` atomically and durably.
  * Preconditions: the caller holds the session's metadata lock (byte 1) exclusively.
  */
-export async function writeStateLocked(dir: string, state: SessionState): Promise<void> {
+export function writeStateLocked(dir: string, state: SessionState): void {
   const tmp = join(dir, `.${STATE_FILE}.tmp`);
   const path = join(dir, STATE_FILE);
   // O_EXCL after an unlink: a planted tmp symlink is removed, never followed.
-  await unlink(tmp).catch(() => undefined); // usually absent
-  const file = await open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o644);
   try {
-    await file.writeFile(`${JSON.stringify(state, null, 2)}\n`);
-    crashPoint('state:written');
-    await file.sync();
-  } finally {
-    await file.close();
+    unlinkSync(tmp);
+  } catch {
+    // usually absent
   }
-  await rename(tmp, path);
+  const fd = openSync(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o644);
+  try {
+    writeSync(fd, `${JSON.stringify(state, null, 2)}\n`);
+    crashPoint('state:written');
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
   crashPoint('state:renamed');
-  await syncDir(dir);
+  syncDir(dir);
 }
 
 /** fsync(2) of a directory: makes a rename or unlink in it durable. */
-export async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
+export function syncDir(dir: string): void {
+  const fd = openSync(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
   try {
-    await handle.sync();
+    fsyncSync(fd);
   } finally {
-    await handle.close();
+    closeSync(fd);
   }
 }

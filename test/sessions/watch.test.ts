@@ -81,12 +81,12 @@ test.serial('begun, stale, recovered, ended from the directory and the liveness 
   // Already there when the watch starts: no event for it.
   mkdirSync(join(sd, 'old'));
   writeFileSync(join(sd, 'old', 'lock'), '');
-  await writeStateLocked(join(sd, 'old'), state('old'));
+  writeStateLocked(join(sd, 'old'), state('old'));
   // Built aside and renamed in, as begin publishes a session, already held.
   const build = join(sd, '.new-s1.x');
   mkdirSync(build);
   writeFileSync(join(build, 'lock'), '');
-  await writeStateLocked(build, state('s1', { status: 'setting-up' }));
+  writeStateLocked(build, state('s1', { status: 'setting-up' }));
   const h = await Holder.start(join(build, 'lock'));
   t.teardown(() => h.kill());
   t.is(await h.lock('ofd', 'r', 0, 1), 'ok');
@@ -97,7 +97,7 @@ test.serial('begun, stale, recovered, ended from the directory and the liveness 
   await w.ready;
   renameSync(build, join(sd, 's1'));
   await r.until('begun', 's1');
-  await writeStateLocked(join(sd, 's1'), state('s1', { status: 'active' }));
+  writeStateLocked(join(sd, 's1'), state('s1', { status: 'active' }));
   t.is(await h.unlock('ofd', 0, 1), 'ok');
   await r.until('stale', 's1');
   t.is(await h.lock('ofd', 'r', 0, 1), 'ok');
