@@ -226,8 +226,17 @@ rootSerial('a background process keeps the automatic session alive; end --force 
 
 rootSerial('10 processes racing for one id: exactly one begins, the rest fail with "session already exists" (needs root)', async (t) => {
   const runs = Array.from({ length: 10 }, () => wardenAsync(env, ['run', '-c', 'fx', '--id', 'race', '--', '/bin/sh', '-c', 'echo won; read x']));
+  // A failed assertion must not leave the winner waiting on its stdin (and its session mounted for the next tests).
+  t.teardown(async () => {
+    for (const w of runs) {
+      w.stdin?.on('error', () => undefined); // EPIPE from one that has exited
+      w.stdin?.end('\n');
+    }
+    await Promise.all(runs.map((w) => w.result));
+  });
   const results: (Awaited<(typeof runs)[0]['result']> | undefined)[] = [];
-  const winner = await Promise.race(runs.map((w) => untilOutput(w, /won/).then(() => w)));
+  // Promise.any, not race: losers may exit (refused) before the winner prints.
+  const winner = await Promise.any(runs.map((w) => untilOutput(w, /won/).then(() => w)));
   const losers = runs.filter((w) => w !== winner);
   for (const w of losers) results.push(await w.result);
   winner.stdin!.end('\n');
