@@ -315,7 +315,7 @@ const BUILD_GRACE_MS = 60_000;
  * file is never created here: a `.new-*` dir always has one (its begin
  * renames it to that name only once locked), a `.gone-*` dir loses it to
  * the deletion (deleting alongside a live end is harmless), and an
- * `.init-*` dir without one is left alone while young. Nothing in these
+ * `.init-*` dir is left alone while young, locked or not. Nothing in these
  * dirs is mounted, nor is it a session anyone can reach by its id.
  */
 export function removeUnpublished(stateDir: string): RecoverReport[] {
@@ -334,7 +334,8 @@ export function removeUnpublished(stateDir: string): RecoverReport[] {
       if (!st.isDirectory()) throw new UnionError(dir, 'is not a directory: not a session being built or deleted, left alone');
       lock = openLivenessIfAny(dir);
       if (lock && !lock.tryAcquire('exclusive')) continue; // its owner is alive
-      if (name.startsWith(BUILD_PREFIX) && Date.now() - st.mtimeMs < BUILD_GRACE_MS && !lock) continue;
+      // Even with its lock free: its begin may have made the file and not yet locked it.
+      if (name.startsWith(BUILD_PREFIX) && Date.now() - st.mtimeMs < BUILD_GRACE_MS) continue;
       removeTree(dir);
       crashPoint('recover:unpublished-removed');
       out.push({ id: name, outcome: name.startsWith(GONE_PREFIX) ? 'removed-ended' : 'removed-unpublished' });
