@@ -9,7 +9,7 @@ import { bootstrapChroot } from '../../src/bootstrap/index.js';
 import { mountsUnder, removeTree } from '../../src/union/index.js';
 import { ROOT } from '../lib.js';
 
-export const WARDEN = join(ROOT, 'dist', 'cli', 'warden.cjs');
+export { WARDEN } from '../procs.js';
 export const CHROOT = 'soak';
 /** The file source entries write; the invariant checker watches it. */
 export const COUNTER = 'counter';

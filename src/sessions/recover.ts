@@ -340,8 +340,7 @@ export function removeUnpublished(stateDir: string): RecoverReport[] {
       crashPoint('recover:unpublished-removed');
       out.push({ id: name, outcome: name.startsWith(GONE_PREFIX) ? 'removed-ended' : 'removed-unpublished' });
     } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code ?? ((e as Error).cause as NodeJS.ErrnoException | undefined)?.code;
-      if (code === 'ENOENT') continue; // published or removed meanwhile
+      if (errnoCode(e) === 'ENOENT') continue; // published or removed meanwhile
       out.push({ id: name, outcome: 'failed', error: e });
     } finally {
       lock?.close();
@@ -350,13 +349,15 @@ export function removeUnpublished(stateDir: string): RecoverReport[] {
   return out;
 }
 
+/** The errno code of `e`, or of the error it wraps (FileLock wraps the open's). */
+const errnoCode = (e: unknown): string | undefined => (e as NodeJS.ErrnoException).code ?? ((e as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+
 /** The liveness byte of `dir`'s lock file; undefined when there is no lock file. */
 function openLivenessIfAny(dir: string): FileLock | undefined {
   try {
     return openLiveness(dir);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ?? ((e as Error).cause as NodeJS.ErrnoException | undefined)?.code;
-    if (code === 'ENOENT') return undefined;
+    if (errnoCode(e) === 'ENOENT') return undefined;
     throw e;
   }
 }

@@ -9,8 +9,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { beginSession, endSession, sourceLockPath, type Session } from '../../src/sessions/index.js';
 import { lockHolders } from '../../src/locks/index.js';
-import { mountsUnder } from '../../src/union/index.js';
-import { chrootDef, destroyFixture, isRoot, makeFixture, processesUnder, stateEntries, type Fixture } from '../helpers/chroots.js';
+
+import { chrootDef, destroyFixture, isRoot, makeFixture, type Fixture, assertNothingLeftUnder } from '../helpers/chroots.js';
 import { WARDEN, warden, writeConfig, type CliEnv, type Result } from '../helpers/cli.js';
 
 const test = anyTest as TestFn;
@@ -49,9 +49,7 @@ test.after.always(() => {
 });
 test.afterEach.always((t) => {
   if (!fx) return;
-  t.deepEqual(mountsUnder(fx.tmp).map((m) => m.mountPoint), [], 'nothing left mounted');
-  t.deepEqual(processesUnder(fx.tmp), [], 'no process left in the chroot');
-  t.deepEqual(stateEntries(env.stateDir), [], 'no session left');
+  assertNothingLeftUnder(t, fx.tmp, env.stateDir);
   t.deepEqual(lockHolders(sourceLockPath(fx.source)), [], 'nobody holds the source lock');
 });
 

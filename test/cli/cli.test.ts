@@ -6,10 +6,10 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { listSessions, manageLockPath } from '../../src/sessions/index.js';
-import { mountsUnder } from '../../src/union/index.js';
+
 import { Holder, killAllHolders } from '../helpers/holder.js';
 import { untilBlocked } from '../helpers/leaks.js';
-import { REPO, destroyFixture, isRoot, makeFixture, processesUnder, stateEntries, treeDigest, writeHooks, type Fixture } from '../helpers/chroots.js';
+import { REPO, destroyFixture, isRoot, makeFixture, processesUnder, stateEntries, treeDigest, writeHooks, type Fixture, assertNothingLeftUnder } from '../helpers/chroots.js';
 import { untilOutput, warden, wardenAsync, writeConfig, type CliEnv } from '../helpers/cli.js';
 
 const test = anyTest as TestFn;
@@ -49,8 +49,7 @@ test.after.always(() => {
 test.afterEach.always(async (t) => {
   await killAllHolders();
   if (!fx) return;
-  t.deepEqual(mountsUnder(fx.tmp).map((m) => m.mountPoint), [], 'nothing left mounted');
-  t.deepEqual(processesUnder(fx.tmp), [], 'no process left in a session');
+  assertNothingLeftUnder(t, fx.tmp);
 });
 
 const usage = test.macro({

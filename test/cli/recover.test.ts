@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { join } from 'node:path';
 import { lockHolders } from '../../src/locks/index.js';
 import { mountsUnder, unmountAll } from '../../src/union/index.js';
-import { REPO, destroyFixture, isRoot, makeFixture, processesUnder, stateEntries, treeDigest, writeHooks, type Fixture } from '../helpers/chroots.js';
+import { REPO, destroyFixture, isRoot, makeFixture, stateEntries, treeDigest, writeHooks, type Fixture, assertNothingLeftUnder } from '../helpers/chroots.js';
 import { untilOutput, warden, wardenAsync, writeConfig, type CliEnv } from '../helpers/cli.js';
 
 const test = anyTest as TestFn;
@@ -35,9 +35,7 @@ test.after.always(() => {
 });
 test.afterEach.always((t) => {
   if (!fx) return;
-  t.deepEqual(mountsUnder(fx.tmp).map((m) => m.mountPoint), [], 'nothing left mounted');
-  t.deepEqual(processesUnder(fx.tmp), [], 'no process left in a session');
-  t.deepEqual(stateEntries(env.stateDir), [], 'no session left');
+  assertNothingLeftUnder(t, fx.tmp, env.stateDir);
   if (isRoot) t.deepEqual(treeDigest(fx.source), digest, 'the source never changed');
   // A failed test must not spoil the next ones.
   if (isRoot) warden(env, ['recover', '--all', '--end']);

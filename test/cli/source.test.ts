@@ -13,7 +13,7 @@ import { lockHolders } from '../../src/locks/index.js';
 import { mountsUnder } from '../../src/union/index.js';
 import { Holder, killAllHolders } from '../helpers/holder.js';
 import { untilBlocked } from '../helpers/leaks.js';
-import { REPO, destroyFixture, isRoot, makeFixture, processesUnder, stateEntries, treeDigest, type Fixture } from '../helpers/chroots.js';
+import { REPO, destroyFixture, isRoot, makeFixture, processesUnder, stateEntries, treeDigest, type Fixture, assertNothingLeftUnder } from '../helpers/chroots.js';
 import { WARDEN, untilOutput, writeConfig, type CliEnv, type Result, type Running } from '../helpers/cli.js';
 
 const test = anyTest as TestFn;
@@ -35,9 +35,7 @@ test.after.always(() => {
 test.afterEach.always(async (t) => {
   await killAllHolders();
   if (!fx) return;
-  t.deepEqual(mountsUnder(fx.tmp).map((m) => m.mountPoint), [], 'nothing left mounted');
-  t.deepEqual(processesUnder(fx.tmp), [], 'no process left in the chroot');
-  t.deepEqual(stateEntries(env.stateDir), [], 'no session left');
+  assertNothingLeftUnder(t, fx.tmp, env.stateDir);
   t.deepEqual(lockHolders(ref()), [], 'nobody holds the source lock');
   t.deepEqual(lockHolders(manage()), [], 'nobody holds the manage lock');
 });

@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { bootstrapChroot } from '../../src/bootstrap/index.js';
 import { shutdownWaitPool } from '../../src/locks/index.js';
 import { connectSupervisor, SUPERVISOR_SOCKET, type SupervisorClient } from '../../src/supervisor/index.js';
-import { mountsUnder } from '../../src/union/index.js';
-import { destroyFixture, isRoot, makeFixture, processesUnder, stateEntries, treeDigest, type Fixture } from '../helpers/chroots.js';
+
+import { destroyFixture, isRoot, makeFixture, stateEntries, treeDigest, type Fixture, assertNothingLeftUnder } from '../helpers/chroots.js';
 import { untilOutput, WARDEN, warden, wardenAsync, writeConfig, type CliEnv, type Running } from '../helpers/cli.js';
 
 const test = anyTest as TestFn;
@@ -37,8 +37,7 @@ test.afterEach.always(async (t) => {
   if (!fx) return;
   await stopSupervisor();
   t.deepEqual(sessions(), [], 'no session left');
-  t.deepEqual(mountsUnder(fx.tmp).map((m) => m.mountPoint), [], 'nothing left mounted');
-  t.deepEqual(processesUnder(fx.tmp), [], 'no process left in a session');
+  assertNothingLeftUnder(t, fx.tmp);
   t.false(existsSync(join(env.stateDir, SUPERVISOR_SOCKET)), 'the socket is removed with its supervisor');
 });
 

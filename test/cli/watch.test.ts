@@ -6,9 +6,10 @@ import anyTest, { type TestFn } from 'ava';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { mountsUnder } from '../../src/union/index.js';
-import { REPO, destroyFixture, isRoot, makeFixture, processesUnder, stateEntries, type Fixture } from '../helpers/chroots.js';
+
+import { REPO, destroyFixture, isRoot, makeFixture, type Fixture, assertNothingLeftUnder } from '../helpers/chroots.js';
 import { untilOutput, warden, wardenAsync, writeConfig, type CliEnv, type Running } from '../helpers/cli.js';
+import type { WatchLine } from '../../src/cli/verbs/watch.js';
 
 const test = anyTest as TestFn;
 const rootSerial = isRoot ? test.serial : test.serial.skip;
@@ -25,20 +26,11 @@ test.after.always(() => {
 });
 test.afterEach.always((t) => {
   if (!fx) return;
-  t.deepEqual(mountsUnder(fx.tmp).map((m) => m.mountPoint), [], 'nothing left mounted');
-  t.deepEqual(processesUnder(fx.tmp), [], 'no process left in a session');
-  t.deepEqual(stateEntries(env.stateDir), [], 'no session left');
+  assertNothingLeftUnder(t, fx.tmp, env.stateDir);
   if (isRoot) warden(env, ['recover', '--all', '--end']);
 });
 
-interface Ev {
-  event: string;
-  id: string;
-  chroot?: string;
-  status?: string;
-  reason?: string;
-  at: string;
-}
+type Ev = WatchLine;
 
 /** Starts `warden watch` and resolves once it reports changes; killed at the end of the test if still running. */
 async function startWatch(t: { teardown(fn: () => Promise<void>): void }, args: string[] = ['--json']): Promise<Running> {

@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bootstrapChroot } from '../../src/bootstrap/index.js';
 import type { ChrootDef, UnionType } from '../../src/config/index.js';
+import type { ExecutionContext } from 'ava';
 import { mountsUnder } from '../../src/union/index.js';
 
 /** The repository (tests run from dist/test/...). */
@@ -111,4 +112,14 @@ export function processesUnder(dir: string): number[] {
     }
   }
   return out;
+}
+
+/**
+ * What every CLI test checks after itself: nothing mounted under `tmp`, no
+ * process with its cwd or root there, and (given `stateDir`) no session left.
+ */
+export function assertNothingLeftUnder(t: ExecutionContext, tmp: string, stateDir?: string): void {
+  t.deepEqual(mountsUnder(tmp).map((m) => m.mountPoint), [], 'nothing left mounted');
+  t.deepEqual(processesUnder(tmp), [], 'no process left in a session');
+  if (stateDir !== undefined) t.deepEqual(stateEntries(stateDir), [], 'no session left');
 }

@@ -7,7 +7,8 @@ import type { Parsed } from '../args.js';
 import { loadContext } from '../context.js';
 import { EXIT } from '../errors.js';
 
-interface Event {
+/** One event as `watch --json` prints it (a line of NDJSON). */
+export interface WatchLine {
   event: string;
   id: string;
   chroot?: string;
@@ -17,7 +18,7 @@ interface Event {
 }
 
 /** "14:03:27 stale demo-1234 (chroot demo, state active)" */
-export function humanLine(e: Event): string {
+export function humanLine(e: WatchLine): string {
   const d = new Date(e.at);
   const time = [d.getHours(), d.getMinutes(), d.getSeconds()].map((n) => String(n).padStart(2, '0')).join(':');
   if (e.event === 'corrupt') return `${time} corrupt ${e.id}: ${e.reason ?? 'unknown reason'}`;
