@@ -17,11 +17,10 @@
 //
 // Needs root and schroot (installed with `apt-get install -y schroot` when
 // missing). Not part of `npm test`. Run with `npm run bench:vs-schroot`.
-import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { bootstrapChroot } from '../src/bootstrap/index.js';
 import { loadConfig } from '../src/config/index.js';
 import { shutdownWaitPool } from '../src/locks/index.js';

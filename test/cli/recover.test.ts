@@ -4,17 +4,15 @@
 // leaving exactly what a crash there leaves. Then recover, run -s, end -s
 // and list --sessions must cope with each.
 import anyTest, { type TestFn } from 'ava';
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { lockHolders } from '../../src/locks/index.js';
 import { mountsUnder, unmountAll } from '../../src/union/index.js';
-import { REPO, destroyFixture, isRoot, makeFixture, stateEntries, treeDigest, writeHooks, type Fixture, assertNothingLeftUnder } from '../helpers/chroots.js';
-import { untilOutput, warden, wardenAsync, writeConfig, type CliEnv } from '../helpers/cli.js';
+import { destroyFixture, isRoot, makeFixture, stateEntries, treeDigest, writeHooks, type Fixture, assertNothingLeftUnder } from '../helpers/chroots.js';
+import { untilOutput, warden, wardenAsync, writeConfig, type CliEnv, crashAt } from '../helpers/cli.js';
 
 const test = anyTest as TestFn;
 const rootSerial = isRoot ? test.serial : test.serial.skip;
-const CRASH = join(REPO, 'dist', 'crash', 'warden.cjs');
 let fx: Fixture;
 let env: CliEnv;
 let record: string;
@@ -40,17 +38,6 @@ test.afterEach.always((t) => {
   // A failed test must not spoil the next ones.
   if (isRoot) warden(env, ['recover', '--all', '--end']);
 });
-
-/** Runs the crash bundle, which must die by SIGKILL at `point`. */
-function crashAt(point: string, args: string[]): void {
-  const r = spawnSync(process.execPath, [CRASH, ...args], {
-    env: { ...process.env, WARDEN_CONFIG: env.config, WARDEN_STATE_DIR: env.stateDir, WARDEN_CRASH_AT: point },
-    encoding: 'utf8',
-    cwd: env.top,
-    timeout: 60_000,
-  });
-  if (r.signal !== 'SIGKILL') throw new Error(`warden was to die at ${point}, but exited ${r.status}: ${r.stderr}`);
-}
 
 interface Listed {
   id: string;
@@ -105,7 +92,7 @@ rootSerial('recover --all after crashes at every step of begin and end: only con
   // mounted; end:unmounted an ending one unmounted.
   const points = ['begin:unpublished', 'begin:published', 'begin:mounted', 'begin:active', 'state:written@3', 'end:ending', 'end:unmounted'];
   const ids = points.map((p) => `c-${p.replace(/[:@]/g, '-')}`);
-  points.forEach((p, i) => crashAt(p, ['run', '-c', 'fx', '--id', ids[i]!, '--', '/bin/sh', '-c', `echo ${ids[i]} > /data`]));
+  points.forEach((p, i) => crashAt(env, p, ['run', '-c', 'fx', '--id', ids[i]!, '--', '/bin/sh', '-c', `echo ${ids[i]} > /data`]));
   const corrupt = join(env.stateDir, 'c-corrupt');
   mkdirSync(corrupt);
   writeFileSync(join(corrupt, 'lock'), '');
@@ -171,8 +158,8 @@ rootSerial('recover --all after crashes at every step of begin and end: only con
 });
 
 rootSerial('run -s and end -s on stale sessions: a mounted one runs, one whose mount is gone says to recover (exit 7), end tears down what is left (needs root)', (t) => {
-  crashAt('begin:active', ['run', '-c', 'fx', '--id', 'st-1', '--', 'true']);
-  crashAt('begin:published', ['run', '-c', 'fx', '--id', 'st-2', '--', 'true']);
+  crashAt(env, 'begin:active', ['run', '-c', 'fx', '--id', 'st-1', '--', 'true']);
+  crashAt(env, 'begin:published', ['run', '-c', 'fx', '--id', 'st-2', '--', 'true']);
   const ok = warden(env, ['run', '-s', 'st-1', '--', '/bin/sh', '-c', 'echo hi > /tmp/x; exit 3']);
   t.is(ok.status, 3, ok.stderr);
   // A reboot, by hand.
@@ -198,7 +185,7 @@ rootSerial('run -s and end -s on stale sessions: a mounted one runs, one whose m
 });
 
 rootSerial('recover -s ID -- CMD holds the session while CMD runs; meanwhile recover and end are refused and nothing is stacked (needs root)', async (t) => {
-  crashAt('begin:mounted', ['run', '-c', 'fx', '--id', 'held', '--', 'true']);
+  crashAt(env, 'begin:mounted', ['run', '-c', 'fx', '--id', 'held', '--', 'true']);
   const lock = join(env.stateDir, 'held', 'lock');
   const w = wardenAsync(env, ['recover', '-s', 'held', '--', '/bin/sh', '-c', 'echo started; read line; echo "got $line"; exit 4']);
   t.teardown(async () => {
@@ -232,7 +219,7 @@ rootSerial('recover -s ID -- CMD holds the session while CMD runs; meanwhile rec
 });
 
 rootSerial('recover --end of a session whose begin died before its mount (needs root)', (t) => {
-  crashAt('begin:published', ['run', '-c', 'fx', '--id', 'early', '--', 'true']);
+  crashAt(env, 'begin:published', ['run', '-c', 'fx', '--id', 'early', '--', 'true']);
   const r = warden(env, ['recover', '-s', 'early', '--end']);
   t.is(r.status, 0, r.stderr);
   t.is(r.stdout, 'ended early\n');
@@ -262,8 +249,8 @@ for (const [from, points] of [
   rootSerial(`recover killed at each of its steps, from a session killed at ${from}, is finished by the next recover (needs root)`, (t) => {
     for (const point of points) {
       const id = `rc-${point.replace(/[:@]/g, '-')}`;
-      crashAt(from, ['run', '-c', 'fx', '--id', id, '--', 'true']);
-      crashAt(point, ['recover', '-s', id]);
+      crashAt(env, from, ['run', '-c', 'fx', '--id', id, '--', 'true']);
+      crashAt(env, point, ['recover', '-s', id]);
       const r = warden(env, ['recover', '-s', id]);
       t.is(r.status, 0, `${point}: ${r.stderr}`);
       t.like(row(id), { status: 'stale', phase: 'active', mounted: true }, point);
@@ -277,8 +264,8 @@ for (const [from, points] of [
 rootSerial('recover --end killed at each step of the end is finished by recover --all --end (needs root)', (t) => {
   for (const point of ['recover:exclusive', 'end:exclusive', 'state:written', 'end:ending', 'end:pre-unmount', 'end:unmounted', 'end:post-unmount', 'end:removed']) {
     const id = `re-${point.replace(/[:@]/g, '-')}`;
-    crashAt('begin:active', ['run', '-c', 'fx', '--id', id, '--', 'true']);
-    crashAt(point, ['recover', '-s', id, '--end']);
+    crashAt(env, 'begin:active', ['run', '-c', 'fx', '--id', id, '--', 'true']);
+    crashAt(env, point, ['recover', '-s', id, '--end']);
     const r = warden(env, ['recover', '--all', '--end']);
     t.is(r.status, 0, `${point}: ${r.stderr}`);
     t.deepEqual(listed(), [], point);

@@ -3,17 +3,15 @@
 // and Ctrl-C. The tests synchronise on the watcher's own output: the
 // "watching DIR" line on stderr, then the events on stdout.
 import anyTest, { type TestFn } from 'ava';
-import { spawnSync } from 'node:child_process';
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { REPO, destroyFixture, isRoot, makeFixture, type Fixture, assertNothingLeftUnder } from '../helpers/chroots.js';
-import { untilOutput, warden, wardenAsync, writeConfig, type CliEnv, type Running } from '../helpers/cli.js';
+import { destroyFixture, isRoot, makeFixture, type Fixture, assertNothingLeftUnder } from '../helpers/chroots.js';
+import { untilOutput, warden, wardenAsync, writeConfig, type CliEnv, type Running, crashAt } from '../helpers/cli.js';
 import type { WatchLine } from '../../src/cli/verbs/watch.js';
 
 const test = anyTest as TestFn;
 const rootSerial = isRoot ? test.serial : test.serial.skip;
-const CRASH = join(REPO, 'dist', 'crash', 'warden.cjs');
 let fx: Fixture;
 let env: CliEnv;
 
@@ -64,16 +62,6 @@ async function interrupt(t: { is(a: unknown, b: unknown, m?: string): void }, w:
   t.is(r.stderr.replace(/^watching \/.*\n/, ''), '', 'no error');
 }
 
-function crashAt(point: string, args: string[]): void {
-  const r = spawnSync(process.execPath, [CRASH, ...args], {
-    env: { ...process.env, WARDEN_CONFIG: env.config, WARDEN_STATE_DIR: env.stateDir, WARDEN_CRASH_AT: point },
-    encoding: 'utf8',
-    cwd: env.top,
-    timeout: 60_000,
-  });
-  if (r.signal !== 'SIGKILL') throw new Error(`warden was to die at ${point}, but exited ${r.status}: ${r.stderr}`);
-}
-
 test('watch --help; watch is in the verb list', (t) => {
   const h = warden(env, ['watch', '--help']);
   t.is(h.status, 0, h.stderr);
@@ -104,7 +92,7 @@ rootSerial('an automatic session: begun then ended, as NDJSON and as human lines
 
 rootSerial('a session killed after begin goes stale; recover re-adopts it (then lets go: stale again); end ends it (needs root)', async (t) => {
   const w = await startWatch(t);
-  crashAt('begin:active', ['run', '-c', 'fx', '--id', 'w-crash', '--', 'true']);
+  crashAt(env, 'begin:active', ['run', '-c', 'fx', '--id', 'w-crash', '--', 'true']);
   await untilEvent(w, 'stale', 'w-crash');
   const rec = warden(env, ['recover', '-s', 'w-crash']);
   t.is(rec.status, 0, rec.stderr);
@@ -128,7 +116,7 @@ rootSerial('a session killed after begin goes stale; recover re-adopts it (then 
 });
 
 rootSerial('a session held again by run -s is recovered, and stale once the command is done (needs root)', async (t) => {
-  crashAt('begin:active', ['run', '-c', 'fx', '--id', 'w-held', '--', 'true']);
+  crashAt(env, 'begin:active', ['run', '-c', 'fx', '--id', 'w-held', '--', 'true']);
   const w = await startWatch(t);
   // Already stale when the watch started: no event for that.
   const run = wardenAsync(env, ['run', '-s', 'w-held', '--', '/bin/sh', '-c', 'echo started; read line']);

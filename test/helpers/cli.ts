@@ -64,3 +64,17 @@ export function untilOutput(child: Running, re: RegExp, stream: 'stdout' | 'stde
     child.once('exit', () => setImmediate(() => check() || reject(new Error(`exited before printing ${re}: ${child.output[stream]}`))));
   });
 }
+
+/** The test build of the CLI, with crash points (WARDEN_CRASH_AT) compiled in. */
+export const CRASH = join(REPO, 'dist', 'crash', 'warden.cjs');
+
+/** Runs the crash build with `e`'s config, which must die by SIGKILL at `point`. */
+export function crashAt(e: CliEnv, point: string, args: string[]): void {
+  const r = spawnSync(process.execPath, [CRASH, ...args], {
+    env: { ...process.env, WARDEN_CONFIG: e.config, WARDEN_STATE_DIR: e.stateDir, WARDEN_CRASH_AT: point },
+    encoding: 'utf8',
+    cwd: e.top,
+    timeout: 60_000,
+  });
+  if (r.signal !== 'SIGKILL') throw new Error(`warden was to die at ${point}, but exited ${r.status}: ${r.stderr}`);
+}
