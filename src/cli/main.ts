@@ -86,12 +86,38 @@ function describeCall(p: Parsed): string {
  * `list --sessions --json` of thousands of sessions came out cut short).
  */
 function exitAfterFlush(code: number): void {
-  let pending = 2;
+  const streams = [...made].map((name) => process[name]);
+  let pending = streams.length;
+  if (pending === 0) process.exit(code);
   const done = () => {
     if (--pending === 0) process.exit(code);
   };
-  process.stdout.write('', done);
-  process.stderr.write('', done);
+  for (const s of streams) s.write('', done);
+}
+
+/**
+ * Which of process.stdout and process.stderr this call has used. Node makes
+ * each on first use, and on a terminal or a pipe that loads net and stream
+ * (~3 ms): a `run` that prints nothing must not make them only to flush
+ * them. Node defines both as configurable getters; the first use goes
+ * through Node's own getter, which then replaces this one.
+ */
+const made = new Set<'stdout' | 'stderr'>();
+for (const name of ['stdout', 'stderr'] as const) {
+  const own = Object.getOwnPropertyDescriptor(process, name);
+  if (!own?.get || !own.configurable) {
+    made.add(name);
+    continue;
+  }
+  Object.defineProperty(process, name, {
+    configurable: true,
+    enumerable: own.enumerable,
+    get() {
+      made.add(name);
+      Object.defineProperty(process, name, own);
+      return own.get!.call(process);
+    },
+  });
 }
 
 main(process.argv.slice(2)).then(

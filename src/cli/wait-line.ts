@@ -17,7 +17,10 @@ export interface WaitReporter {
   done(): void;
 }
 
-export function waitReporter(stream: NodeJS.WriteStream = process.stderr): WaitReporter {
+export function waitReporter(to?: NodeJS.WriteStream): WaitReporter {
+  // process.stderr is made on first use, and on a terminal or a pipe that
+  // loads net and stream (~3 ms): only a wait that is reported pays for it.
+  let stream: NodeJS.WriteStream | undefined = to;
   let timer: NodeJS.Timeout | undefined;
   let live = false;
   // A wait re-reported (a source entry's sessions ending) keeps its start time.
@@ -25,12 +28,14 @@ export function waitReporter(stream: NodeJS.WriteStream = process.stderr): WaitR
   const stop = () => {
     if (timer) clearInterval(timer);
     timer = undefined;
-    if (live) stream.write('\r\x1b[K');
+    if (live) stream?.write('\r\x1b[K');
     live = false;
   };
   return {
     onWait(info) {
       stop();
+      stream ??= process.stderr;
+      const out = stream;
       const what = `${info.lock} ${info.path}`;
       if (current?.what !== what) current = { what, since: Date.now() };
       const started = current.since;
@@ -41,15 +46,15 @@ export function waitReporter(stream: NodeJS.WriteStream = process.stderr): WaitR
         const others = holders.filter((h) => !pids.has(h.pid));
         return `warden: waiting for the sessions using the source to end: ${info.path}: held by ${describeSessionHolders(info.sessions, others)}`;
       };
-      if (!stream.isTTY) {
-        stream.write(`${line()}\n`);
+      if (!out.isTTY) {
+        out.write(`${line()}\n`);
         return;
       }
       live = true;
       const draw = (holders = info.holders) => {
         const s = Math.floor((Date.now() - started) / 1000);
         const text = `${line(holders)} (${s} s, Ctrl-C to give up)`;
-        stream.write(`\r\x1b[K${text.slice(0, (stream.columns ?? 200) - 1)}`);
+        out.write(`\r\x1b[K${text.slice(0, (out.columns ?? 200) - 1)}`);
       };
       draw();
       // A source entry's library re-reports its sessions itself; plain waits refresh the pids here.

@@ -9,7 +9,8 @@
 // hold nothing up: there is no end of a pipe to wait for.
 // A hook that exits by itself settles the run; whatever it left in its group
 // is a deliberate daemon of the hook and is not killed (hooks/README.md).
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { childProcess } from '../child-process.js';
 import { closeSync, constants, fstatSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import type { HookFailure } from './errors.js';
 import { killGroup, liveMembers, untilGroupDead } from './group.js';
@@ -73,7 +74,7 @@ export async function runOne(o: OneHook): Promise<HookFailure | undefined> {
   let child: ChildProcess;
   try {
     // detached: setsid(2), so the hook leads a new process group (and session) of its own.
-    child = spawn(o.path, [o.phase], { cwd: '/', env: o.env, stdio: ['ignore', o.logFd, errFd], detached: true });
+    child = childProcess().spawn(o.path, [o.phase], { cwd: '/', env: o.env, stdio: ['ignore', o.logFd, errFd], detached: true });
   } catch (e) {
     closeSync(errFd);
     return failure({ spawnError: e as Error });

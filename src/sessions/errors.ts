@@ -167,3 +167,8 @@ export class SourceBusyError extends SessionError {
     this.timedOut = timeoutMs !== undefined;
   }
 }
+
+/** A command could not be started in a session or source: bad -u, -d, or the exec itself. */
+export class RunError extends SessionError {
+  override name = 'RunError';
+}

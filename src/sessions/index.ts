@@ -3,6 +3,7 @@ export { beginSession, type BeginOptions } from './begin.js';
 export { endSession, type EndOptions } from './end.js';
 export { openSession } from './open.js';
 export { assertRunnable, spawnInSession, RunError, type CommandOptions } from './run.js';
+export { fromChildProcess, type Command } from './spawn.js';
 export { enterSource, sourceHolders, spawnInSource, SourceEntry, type SourceOptions } from './source.js';
 export { Session, sessionPaths, type CommandLocks, type SessionPaths } from './session.js';
 export { ensureStateDir, inspectEntry, listSessions, type EntryStatus, type ListOptions, type SessionEntry } from './store.js';

@@ -7,19 +7,19 @@
 // flags (`--root`, `--wd`, `--setuid`, `--setgid`): Node cannot run code
 // between fork and exec, and unshare does exactly these steps in that order
 // with the exit codes we document (126 not executable, 127 not found).
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { childProcess } from '../child-process.js';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { findAccount, type Account } from '../config/index.js';
-import { SessionError, SessionNeedsRecoveryError } from './errors.js';
+import { RunError, SessionNeedsRecoveryError } from './errors.js';
+import { startCommand, type Command } from './spawn.js';
+
+export { RunError } from './errors.js';
 import type { CommandLocks, Session } from './session.js';
 import { isMountPoint } from '../union/index.js';
 
 const UNSHARE = ['/usr/bin/unshare', '/bin/unshare'].find((p) => existsSync(p)) ?? 'unshare';
-
-export class RunError extends SessionError {
-  override name = 'RunError';
-}
 
 export interface CommandOptions {
   command: string[];
@@ -74,7 +74,7 @@ export interface ChrootTarget {
  * Spawns `o.command` inside the session, stdio inherited, with `locks.fds`
  * as fds 3.. of the child. The caller waits for it and closes `locks`.
  */
-export function spawnInSession(session: Session, locks: CommandLocks, o: CommandOptions): ChildProcess {
+export function spawnInSession(session: Session, locks: CommandLocks, o: CommandOptions): Command {
   const target = { root: session.paths.root, what: `session ${session.id}`, env: { WARDEN_SESSION_ID: session.id, WARDEN_CHROOT: session.state.chroot } };
   return spawnChrooted(target, locks.fds, o);
 }
@@ -84,9 +84,9 @@ export function spawnInSession(session: Session, locks: CommandLocks, o: Command
  * setgid/setuid for -u), stdio inherited, `lockFds` as fds 3.. of the child
  * named in WARDEN_LOCK_FDS.
  */
-export function spawnChrooted(target: ChrootTarget, lockFds: readonly number[], o: CommandOptions): ChildProcess {
+export function spawnChrooted(target: ChrootTarget, lockFds: readonly number[], o: CommandOptions): Command {
   const { args, env } = chrootCommand(target, lockFds, o);
-  return spawn(UNSHARE, args, { stdio: ['inherit', 'inherit', 'inherit', ...lockFds], env });
+  return startCommand(UNSHARE, args, env, lockFds);
 }
 
 /** A command started ahead of time, held back before it chroots until open(). */
@@ -115,7 +115,7 @@ const GATE_SCRIPT = (fd: number) => `read -r go <&${fd} && [ "$go" = go ] || exi
 export function spawnGated(target: ChrootTarget, lockFds: readonly number[], o: CommandOptions): GatedChild {
   const { args, env } = chrootCommand(target, lockFds, o);
   const gateFd = 3 + lockFds.length;
-  const child = spawn('/bin/sh', ['-c', GATE_SCRIPT(gateFd), 'warden-gate', UNSHARE, ...args], {
+  const child = childProcess().spawn('/bin/sh', ['-c', GATE_SCRIPT(gateFd), 'warden-gate', UNSHARE, ...args], {
     stdio: ['inherit', 'inherit', 'inherit', ...lockFds, 'pipe'],
     env,
   });

@@ -26,6 +26,7 @@ import {
   type WaitInfo,
 } from './locks.js';
 import { openSession } from './open.js';
+import type { Command } from './spawn.js';
 import { RunError, spawnChrooted, spawnGated, type ChrootTarget, type CommandOptions, type GatedChild } from './run.js';
 import type { CommandLocks } from './session.js';
 import { ensureStateDir, listSessions, type SessionEntry } from './store.js';
@@ -142,7 +143,7 @@ export async function enterSource(o: SourceOptions): Promise<SourceEntry> {
 }
 
 /** Spawns the entry's command chrooted in the source, with the entry's lock fds as fds 3 (manage) and 4 (source). */
-export function spawnInSource(entry: SourceEntry, o: CommandOptions): ChildProcess {
+export function spawnInSource(entry: SourceEntry, o: CommandOptions): Command {
   const child = spawnChrooted(sourceTarget(entry.chroot, entry.source), entry.fds, o);
   crashPoint('source:spawned');
   return child;

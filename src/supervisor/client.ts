@@ -1,6 +1,7 @@
 // Talking to the supervisor of a state dir: connect to its socket, or
 // start one in the background and then connect (as tmux starts its server).
 import type { ChildProcess } from 'node:child_process';
+import { childProcess } from '../child-process.js';
 import { closeSync, constants as fsc, openSync, readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -124,9 +125,7 @@ export interface StartOptions {
 export async function ensureSupervisor(stateDir: string, start: StartOptions): Promise<SupervisorClient> {
   const existing = await connectSupervisor(stateDir);
   if (existing) return existing;
-  // Loaded only to start a supervisor: node:child_process costs a CLI call
-  // that finds one running ~5 ms of start-up.
-  const { spawn } = await import('node:child_process');
+  const { spawn } = childProcess();
   const logPath = join(stateDir, SUPERVISOR_LOG);
   const log = openSync(logPath, fsc.O_WRONLY | fsc.O_APPEND | fsc.O_CREAT | fsc.O_NOFOLLOW, 0o600);
   let child;

@@ -7,9 +7,9 @@
 // umount2(2) 0.63-0.67 ms against 4.3-5.0 ms for `umount`: 7-14x, nearly
 // all of it the fork/exec and libmount's start-up. The syscall also gives an
 // errno to build a precise message from, where mount(8) gives text to parse.
-import { spawnSync } from 'node:child_process';
 import { lstatSync, readdirSync, statSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
+import { childProcess } from '../child-process.js';
 import type { UnionType } from '../config/index.js';
 import { UnionError, bindFailure, overlayFailure, privateFailure, showPath, unmountFailure } from './errors.js';
 import { isMountPoint } from './mountinfo.js';
@@ -118,7 +118,7 @@ function mountPrivate(root: string, make: () => number, failure: (errnum: number
  * stays: the caller deletes the session directory (removeTree).
  */
 function copySource(source: string, root: string): void {
-  const r = spawnSync('cp', ['-a', '--one-file-system', '--reflink=auto', '--', `${source}/.`, `${root}/`], {
+  const r = childProcess().spawnSync('cp', ['-a', '--one-file-system', '--reflink=auto', '--', `${source}/.`, `${root}/`], {
     stdio: ['ignore', 'ignore', 'pipe'],
     encoding: 'utf8',
     env: { ...process.env, LC_ALL: 'C' },

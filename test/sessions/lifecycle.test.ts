@@ -60,12 +60,12 @@ const base = (over: Partial<Parameters<typeof beginSession>[0]> = {}) => ({
 });
 
 /** Runs a command in the session the way `warden run` does; resolves to its exit code. */
-async function runIn(session: Session, command: string[]): Promise<{ code: number | null; child: ChildProcess }> {
+async function runIn(session: Session, command: string[]): Promise<{ code: number | null }> {
   const locks = await session.commandLocks();
   const child = spawnInSession(session, locks, { command, directory: '/' });
-  const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  const code = await child.exited;
   locks.close();
-  return { code, child };
+  return { code };
 }
 
 rootSerial('begin, run, end: writes stay in the session and the source never changes (needs root)', async (t) => {

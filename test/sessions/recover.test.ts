@@ -89,7 +89,7 @@ function ran(id: string): string[] {
 async function runIn(session: Session, command: string[]): Promise<number | null> {
   const locks = await session.commandLocks();
   const child = spawnInSession(session, locks, { command, directory: '/' });
-  const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  const code = await child.exited;
   locks.close();
   return code;
 }

@@ -71,8 +71,7 @@ const entryOpts = (over: Partial<Parameters<typeof enterSource>[0]> = {}) => ({ 
 
 /** Runs a command in the entered source the way `warden source` does; resolves to its exit status. */
 function runInSource(entry: SourceEntry, command: string[]): Promise<number | null> {
-  const child = spawnInSource(entry, { command, directory: '/' });
-  return new Promise((r) => child.once('exit', (c) => r(c)));
+  return spawnInSource(entry, { command, directory: '/' }).exited;
 }
 
 /** Tracks whether a promise has settled, without awaiting it. */
@@ -256,7 +255,7 @@ rootSerial('a session whose holders die while the entry waits is caught after th
 rootSerial('OFD: the command keeps both locks after warden closes its copies (needs root)', async (t) => {
   const entry = await enterSource(entryOpts());
   const child = spawnInSource(entry, { command: ['/bin/sleep', '1000'], directory: '/' });
-  await new Promise((r) => child.once('spawn', r));
+  await child.spawned;
   t.true(entry.inherited);
   entry.close();
   t.deepEqual(ourLocks([ref(), manage()]), []);
@@ -265,7 +264,7 @@ rootSerial('OFD: the command keeps both locks after warden closes its copies (ne
   const beginning = settled(beginSession(base()));
   await untilBlocked([manage()], 1);
   child.kill('SIGKILL');
-  await exited(child);
+  t.is(await child.exited, 128 + 9);
   const s = await beginning.p;
   await endSession(s);
 });

@@ -3,7 +3,7 @@
 // chrooted in the source directory with stdio and the exit status passed
 // through, as `run` does. The command inherits both locks (OFD mode), so a
 // killed warden does not open the source to sessions while it still runs.
-import { enterSource, type SourceEntry } from '../../sessions/index.js';
+import { enterSource, fromChildProcess, type SourceEntry } from '../../sessions/index.js';
 import type { Parsed } from '../args.js';
 import { authorizeCaller } from '../authorize.js';
 import { runCommand } from '../command.js';
@@ -46,5 +46,5 @@ export default async function source(p: Parsed): Promise<number> {
   // would only make `warden locks` show this process as well.
   if (entry.inherited) entry.close();
   const child = entry.child!;
-  return runCommand(() => child, entry);
+  return runCommand(() => fromChildProcess(child), entry);
 }

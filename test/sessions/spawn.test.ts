@@ -1,0 +1,86 @@
+// startCommand: the posix_spawn path that `run` starts its command with.
+// Real processes; the child reports what it got (fds, signal dispositions)
+// through files, and every test checks that nothing of it is left.
+import anyTest, { type TestFn } from 'ava';
+import { closeSync, mkdtempSync, openSync, readFileSync, readlinkSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { RunError, fromChildProcess } from '../../src/sessions/index.js';
+import { startCommand } from '../../src/sessions/spawn.js';
+import { childrenOf, fileFds } from '../helpers/leaks.js';
+
+const test = anyTest as TestFn<{ dir: string; fds: string[]; sigchld: number }>;
+
+test.beforeEach((t) => {
+  t.context = { dir: mkdtempSync(join(tmpdir(), 'warden-spawn-')), fds: fileFds(), sigchld: process.listenerCount('SIGCHLD') };
+});
+
+test.afterEach.always((t) => {
+  rmSync(t.context.dir, { recursive: true, force: true });
+});
+
+test.afterEach((t) => {
+  t.deepEqual(childrenOf(), [], 'no child process is left');
+  t.deepEqual(fileFds(), t.context.fds, 'no fd is left open');
+  t.is(process.listenerCount('SIGCHLD'), t.context.sigchld, 'the SIGCHLD listener is gone');
+});
+
+const sh = (script: string, fds: number[] = []) => startCommand('/bin/sh', ['-c', script, 'sh'], { PATH: process.env.PATH }, fds);
+
+/** /proc/self/status fields of the child, e.g. SigIgn. */
+const statusField = (text: string, field: string) => text.split('\n').find((l) => l.startsWith(`${field}:`))?.split(/\s+/)[1];
+
+test.serial('exit codes and deaths by signal come back as the shell reports them', async (t) => {
+  t.is(await sh('exit 0').exited, 0);
+  t.is(await sh('exit 7').exited, 7);
+  t.is(await sh('kill -TERM $$').exited, 128 + 15);
+  const c = sh('exec sleep 1000');
+  t.true(typeof c.pid === 'number' && c.pid > 0);
+  c.kill('SIGKILL');
+  t.is(await c.exited, 128 + 9);
+  c.kill('SIGTERM'); // reaped already: nothing happens, nothing throws
+});
+
+test.serial('the child starts with every signal at its default and none blocked (Node ignores SIGPIPE)', async (t) => {
+  const out = join(t.context.dir, 'status');
+  t.is(await sh(`cat /proc/self/status > ${out}`).exited, 0);
+  const text = readFileSync(out, 'utf8');
+  t.is(statusField(text, 'SigIgn'), '0000000000000000');
+  t.is(statusField(text, 'SigBlk'), '0000000000000000');
+});
+
+test.serial('stdio is inherited and the given fds are 3, 4, ... in the child, without close-on-exec', async (t) => {
+  const a = openSync(join(t.context.dir, 'a'), 'w');
+  const b = openSync(join(t.context.dir, 'b'), 'w');
+  try {
+    const out = join(t.context.dir, 'fds');
+    t.is(await sh(`readlink /proc/self/fd/3 /proc/self/fd/4 > ${out}; test -e /proc/self/fd/5 && echo extra >> ${out}; true`, [a, b]).exited, 0);
+    t.deepEqual(readFileSync(out, 'utf8').trim().split('\n'), [join(t.context.dir, 'a'), join(t.context.dir, 'b')]);
+  } finally {
+    closeSync(a);
+    closeSync(b);
+  }
+});
+
+test.serial('fds that sit where others must go are moved first: [4, 3] arrive swapped', async (t) => {
+  const open = readdirSync('/proc/self/fd').map(Number);
+  if (!open.includes(3) || !open.includes(4)) return t.pass('fds 3 and 4 are not both open in this worker; nothing to swap');
+  const want = [readlinkSync('/proc/self/fd/4'), readlinkSync('/proc/self/fd/3')];
+  const out = join(t.context.dir, 'fds');
+  t.is(await sh(`readlink /proc/self/fd/3 /proc/self/fd/4 > ${out}`, [4, 3]).exited, 0);
+  t.deepEqual(readFileSync(out, 'utf8').trim().split('\n'), want);
+});
+
+test.serial('a command that cannot be started is a RunError, and nothing is left listening', (t) => {
+  const e = t.throws(() => startCommand('/nonexistent/warden-test', [], {}, []), { instanceOf: RunError });
+  t.regex(e.message, /cannot start \/nonexistent\/warden-test: No such file or directory/);
+});
+
+test.serial('a ChildProcess seen as a Command reports the same statuses', async (t) => {
+  const { spawn } = await import('node:child_process');
+  const c = fromChildProcess(spawn('/bin/sh', ['-c', 'kill -HUP $$'], { stdio: 'ignore' }));
+  await c.spawned;
+  t.is(await c.exited, 128 + 1);
+  const missing = fromChildProcess(spawn('/nonexistent/warden-test', [], { stdio: 'ignore' }));
+  await t.throwsAsync(missing.exited, { code: 'ENOENT' });
+});
