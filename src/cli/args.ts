@@ -18,8 +18,13 @@ export interface Parsed {
   help: boolean;
 }
 
-/** Splits off the verb (the first argument), then parses its options. */
-export function parseArgs(argv: string[]): Parsed {
+/**
+ * Splits off the verb, then parses its options. Global options with a value
+ * may also come before the verb (`warden --config F run ...`, as with
+ * `git -C DIR` or `systemctl --root DIR`): they are moved behind it.
+ */
+export function parseArgs(argvIn: string[]): Parsed {
+  const argv = globalsFirst(argvIn);
   const [verbName, ...rest] = argv;
   const verb = verbName === undefined ? undefined : findVerb(verbName);
   if (!verb) throw new UsageError(verbName === undefined ? 'no verb given' : `unknown verb ${JSON.stringify(verbName)}`);
@@ -84,4 +89,28 @@ export function parseArgs(argv: string[]): Parsed {
     if (positional.length < min) throw new UsageError(`missing ${verb.positional![positional.length]!.toUpperCase()}`, verb.name);
   }
   return { verb, options, positional, command, help };
+}
+
+/** `--config F VERB ...` and `--config=F VERB ...` as `VERB --config F ...`. */
+function globalsFirst(argv: string[]): string[] {
+  const moved: string[] = [];
+  let i = 0;
+  while (i < argv.length) {
+    const arg = argv[i]!;
+    const eq = arg.indexOf('=');
+    const name = arg.startsWith('--') ? arg.slice(2, eq < 0 ? undefined : eq) : undefined;
+    if (name === undefined || GLOBAL_OPTIONS[name]?.type !== 'string') break;
+    if (eq >= 0) {
+      moved.push(arg);
+      i += 1;
+    } else {
+      if (i + 1 >= argv.length) throw new UsageError(`option --${name} needs a value`);
+      moved.push(arg, argv[i + 1]!);
+      i += 2;
+    }
+  }
+  if (moved.length === 0) return argv;
+  const [verb, ...rest] = argv.slice(i);
+  if (verb === undefined) throw new UsageError('no verb given');
+  return [verb, ...moved, ...rest];
 }

@@ -4,7 +4,7 @@ import test from 'ava';
 import { parseArgs } from '../../src/cli/args.js';
 import { UsageError } from '../../src/cli/errors.js';
 
-type Want = { options?: Record<string, unknown>; positional?: string[]; command?: string[]; help?: boolean };
+type Want = { verb?: string; options?: Record<string, unknown>; positional?: string[]; command?: string[]; help?: boolean };
 
 const good: [string[], Want][] = [
   [['run', '-c', 'demo', '--', 'true'], { options: { chroot: 'demo' }, command: ['true'] }],
@@ -20,12 +20,15 @@ const good: [string[], Want][] = [
   [['info', '--help'], { options: { help: true }, help: true }],
   [['run', '-h'], { options: { help: true }, help: true }],
   [['end', '-s', 'x', '--timeout', '0'], { options: { session: 'x', timeout: 0 } }],
+  // Global options with a value may come before the verb.
+  [['--config', '/etc/w.conf', 'run', '-c', 'demo', 'true'], { verb: 'run', options: { config: '/etc/w.conf', chroot: 'demo' }, command: ['true'] }],
+  [['--state-dir=/s', '--config', 'f', 'list', '--json'], { verb: 'list', options: { 'state-dir': '/s', config: 'f', json: true } }],
 ];
 
 for (const [argv, want] of good) {
   test(`parses ${argv.join(' ')}`, (t) => {
     const p = parseArgs(argv);
-    t.is(p.verb.name, argv[0]);
+    t.is(p.verb.name, want.verb ?? argv[0]);
     t.deepEqual(p.options, want.options ?? {});
     t.deepEqual(p.positional, want.positional ?? []);
     t.deepEqual(p.command, want.command ?? []);
@@ -46,6 +49,9 @@ const bad: [string[], RegExp][] = [
   [['list', '--json=yes'], /option --json takes no value/],
   [['info'], /missing NAME/],
   [['info', 'a', 'b'], /unexpected argument "b"/],
+  [['--config'], /option --config needs a value/],
+  [['--config', 'f'], /no verb given/],
+  [['--json', 'list'], /unknown verb "--json"/],
 ];
 
 for (const [argv, message] of bad) {
