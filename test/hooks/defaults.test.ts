@@ -89,12 +89,12 @@ test.afterEach.always((t) => {
 });
 
 test.serial('the shipped hooks dir passes the checks; only post-mount has hooks', (t) => {
-  t.deepEqual(listHooks(HOOKS, 'post-mount'), [join(HOOKS, 'post-mount.d', '10-mounts'), join(HOOKS, 'post-mount.d', '20-files')]);
+  t.deepEqual(listHooks(HOOKS, 'post-mount').map((h) => h.path), [join(HOOKS, 'post-mount.d', '10-mounts'), join(HOOKS, 'post-mount.d', '20-files')]);
   for (const phase of ['pre-mount', 'pre-unmount', 'post-unmount'] as const) {
     t.deepEqual(listHooks(HOOKS, phase), []);
     t.true(existsSync(join(HOOKS, `${phase}.d`, '.keep')));
   }
-  for (const h of listHooks(HOOKS, 'post-mount')) {
+  for (const { path: h } of listHooks(HOOKS, 'post-mount')) {
     t.is(statSync(h).mode & 0o777, 0o755);
     t.true(readFileSync(h, 'utf8').startsWith('#!/bin/sh\n'));
     t.is(spawnSync('sh', ['-n', h]).status, 0, `${h} parses`);
