@@ -181,6 +181,7 @@ export const refuse = {
     `${what}: cannot make the new mount private: ${describeErrno(errnum)}; ${undo === 0 ? 'unmounted again' : `and unmounting it again failed: ${describeErrno(undo)}`}`,
   remount: (what: string, flags: string[], errnum: number, undo: number) =>
     `${what}: remount with ${flags.join(',')} failed: ${describeErrno(errnum)}; ${undo === 0 ? 'unmounted again' : `and unmounting it again failed: ${describeErrno(undo)}`}`,
+  keepPrivate: (target: string, errnum: number) => `${P(target)} is mounted already but shared, and making it private failed: ${describeErrno(errnum)}`,
   // copies
   hostNotFile: (host: string) => `${P(host)} on the host is not a regular file`,
   destNotFile: (dest: string) => `${P(dest)} is not a regular file; refusing to replace it`,
@@ -192,6 +193,7 @@ export const logLine = {
   mounted: (what: string, flags: string[], data: string | null) =>
     `mounted: ${what}${flags.length > 0 ? ` (${flags.join(',')})` : ''}${data === null ? '' : ` with ${data}`}\n`,
   alreadyMounted: (line: number, target: string) => `skipped: line ${line}: ${P(target)} is already a mount point (a mount that survived, when recovering)\n`,
+  madePrivate: (line: number, target: string) => `made private: line ${line}: ${P(target)} was a shared mount (a start killed between mounting it and making it private)\n`,
   noSource: (line: number, spec: string, file: string) => `skipped: line ${line}: ${P(spec)} does not exist on the host (nofail); ${P(file)} not mounted\n`,
   unionNone: (line: number, path: string, file: string) =>
     `skipped: line ${line}: ${P(path)} is missing and the source chroot is not modified (union type none); ${P(file)} not mounted\n`,

@@ -168,10 +168,27 @@ export function applyFstab(text: string, c: FstabContext): void {
   }
 }
 
-/** Mount points strictly below `root`, canonical, from one read of mountinfo. */
-function mountPointsBelow(root: string): Set<string> {
+/** Mount points strictly below `root` (canonical), each with whether its top mount is shared, from one read of mountinfo. */
+function mountPointsBelow(root: string): Map<string, boolean> {
   const prefix = root === '/' ? '/' : `${root}/`;
-  return new Set(readMountInfo().map((m) => m.mountPoint).filter((p) => p.startsWith(prefix)));
+  const out = new Map<string, boolean>();
+  // A later line of a stack on one mount point is the top one, and wins.
+  for (const m of readMountInfo()) if (m.mountPoint.startsWith(prefix)) out.set(m.mountPoint, m.propagation.some((p) => p.startsWith('shared:')));
+  return out;
+}
+
+/**
+ * A mount point found mounted already is skipped, but kept private: a
+ * warden killed between a mount and its MS_PRIVATE left it shared, and a
+ * later mount under it (/dev/pts under /dev) would reach the host.
+ */
+function skipMounted(e: FstabEntry, target: string, shared: boolean | undefined, c: FstabContext): void {
+  if (shared) {
+    const p = sysMount(null, target, null, MS_PRIVATE, null);
+    if (p !== 0) throw new DeclarativeError(refuse.keepPrivate(target, p));
+    c.log(logLine.madePrivate(e.line, target));
+  }
+  c.log(logLine.alreadyMounted(e.line, target));
 }
 
 /** The host source: undefined when it is missing (or no host path at all); its stat otherwise. */
@@ -193,7 +210,7 @@ function hostSource(e: FstabEntry): { isDir: boolean } | 'missing' | undefined {
  * directory, checked there and never created; or inside a filesystem an
  * earlier line mounts, which cannot be looked at yet (settleLater).
  */
-function settle(e: FstabEntry, root: string, below: ReadonlySet<string>, planned: readonly Planned[], c: FstabContext): Planned | undefined {
+function settle(e: FstabEntry, root: string, below: ReadonlyMap<string, boolean>, planned: readonly Planned[], c: FstabContext): Planned | undefined {
   const target = root === '/' ? e.file : `${root}${e.file}`;
   const src = hostSource(e);
   if (src === 'missing') {
@@ -206,7 +223,7 @@ function settle(e: FstabEntry, root: string, below: ReadonlySet<string>, planned
   if (outer === undefined) {
     const end = walk({ from: root, parts: e.parts, last, intent: 'mount', create: !c.none, mountPoints: below, spec: e.bind ? e.spec : undefined });
     if (end.kind === 'mounted') {
-      c.log(logLine.alreadyMounted(e.line, target));
+      skipMounted(e, target, below.get(target), c);
       return undefined;
     }
     if (end.kind === 'missing') {
@@ -248,8 +265,9 @@ function enclosing(e: FstabEntry, planned: readonly Planned[]): Planned | undefi
  */
 function settleLater(p: Planned, root: string, c: FstabContext): boolean {
   const { e } = p;
-  const end = walk({ from: root, parts: e.parts, last: 'dir', intent: 'mount', create: !c.none, mountPoints: mountPointsBelow(root) });
-  if (end.kind === 'mounted') c.log(logLine.alreadyMounted(e.line, p.target));
+  const below = mountPointsBelow(root);
+  const end = walk({ from: root, parts: e.parts, last: 'dir', intent: 'mount', create: !c.none, mountPoints: below });
+  if (end.kind === 'mounted') skipMounted(e, p.target, below.get(p.target), c);
   else if (end.kind === 'missing') c.log(logLine.unionNone(e.line, end.path, e.file));
   return end.kind === 'ok';
 }

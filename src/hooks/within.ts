@@ -37,7 +37,7 @@ export interface Walk {
    * under one: in a recovered session they are the binds that survived (the
    * host's own /dev, say), and a session never writes into the host.
    */
-  mountPoints: ReadonlySet<string>;
+  mountPoints: { has(path: string): boolean };
   /** The bind's host source, named when the last component is of the wrong type. */
   spec?: string;
 }

@@ -364,6 +364,41 @@ rootSerial('rbind brings the submounts along, all private; a line for one of the
   unmountAllUnder(root);
 });
 
+rootSerial('a bind of a shared host mount is made private: what is mounted under it later does not reach the host', async (t) => {
+  const root = sessionRoot(t);
+  const f = t.context;
+  const h = hostDir(f, 'h');
+  mkdirSync(join(h, 'sub'));
+  t.teardown(() => unmountAllUnder(h));
+  sh(['mount', '--bind', h, h]);
+  sh(['mount', '--make-shared', h]); // as systemd makes / shared
+  addDeclared(f, 'post-mount', '10-x.fstab', `${h} /x none bind\ntmpfs /x/sub tmpfs size=1m\n`);
+  await runHooks(opts(f));
+  t.deepEqual(mountsBelow(root), ['/x', '/x/sub']);
+  for (const m of ['x', 'x/sub']) t.deepEqual(topMount(join(root, m))!.propagation, [], `${m} is private`);
+  t.deepEqual(mountsUnder(h), [h], 'the tmpfs did not propagate to the host');
+  unmountAllUnder(root);
+});
+
+rootSerial('a shared mount found on a mount point is skipped but made private (a start killed before its MS_PRIVATE)', async (t) => {
+  const root = sessionRoot(t);
+  const f = t.context;
+  const h = hostDir(f, 'h');
+  const x = join(root, 'x');
+  mkdirSync(x);
+  sh(['mount', '--bind', h, x]);
+  sh(['mount', '--make-shared', x]);
+  addDeclared(f, 'post-mount', '10-x.fstab', `${h} /x none bind\n`);
+  await runHooks(opts(f));
+  t.deepEqual(mountsBelow(root), ['/x'], 'nothing stacked on it');
+  t.deepEqual(topMount(x)!.propagation, []);
+  t.deepEqual(lines(f.logPath).slice(1, -1), [
+    `made private: line 1: ${x} was a shared mount (a start killed between mounting it and making it private)`,
+    `skipped: line 1: ${x} is already a mount point (a mount that survived, when recovering)`,
+  ]);
+  unmountAllUnder(root);
+});
+
 rootSerial('a failing mount(2) names the line, the mount and the errno; the mounts made before it stay for the rollback', async (t) => {
   const root = sessionRoot(t);
   const h = hostDir(t.context, 'h');
