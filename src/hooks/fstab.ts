@@ -131,6 +131,8 @@ interface Planned {
   target: string;
   /** Inside a filesystem an earlier line mounts: checked only once that is there. */
   later: boolean;
+  /** What the mount point must be: a directory, or (a bind of a file) a non-directory. */
+  last: 'dir' | 'file';
 }
 
 /**
@@ -230,9 +232,9 @@ function settle(e: FstabEntry, root: string, below: ReadonlyMap<string, boolean>
       c.log(logLine.unionNone(e.line, end.path, e.file));
       return undefined;
     }
-    return { e, target, later: false };
+    return { e, target, later: false, last };
   }
-  if (!outer.e.bind) return { e, target, later: true };
+  if (!outer.e.bind) return { e, target, later: true, last };
   // What the outer bind will show here is the host's own tree under its source.
   const from = canonicalPath(outer.e.spec);
   const parts = e.parts.slice(outer.e.parts.length);
@@ -245,7 +247,7 @@ function settle(e: FstabEntry, root: string, below: ReadonlyMap<string, boolean>
   }
   const end = walk({ from, parts, last, intent: 'mount', create: false, mountPoints: new Set(), spec: e.bind ? e.spec : undefined });
   if (end.kind === 'missing') throw new DeclarativeError(refuse.missingOnHost(end.path, outer.e.line, outer.e.spec, outer.e.file));
-  return { e, target, later: false };
+  return { e, target, later: false, last };
 }
 
 /** The deepest earlier line to be mounted whose FILE holds e's. */
@@ -266,7 +268,7 @@ function enclosing(e: FstabEntry, planned: readonly Planned[]): Planned | undefi
 function settleLater(p: Planned, root: string, c: FstabContext): boolean {
   const { e } = p;
   const below = mountPointsBelow(root);
-  const end = walk({ from: root, parts: e.parts, last: 'dir', intent: 'mount', create: !c.none, mountPoints: below });
+  const end = walk({ from: root, parts: e.parts, last: p.last, intent: 'mount', create: !c.none, mountPoints: below, spec: e.bind ? e.spec : undefined });
   if (end.kind === 'mounted') skipMounted(e, p.target, below.get(p.target), c);
   else if (end.kind === 'missing') c.log(logLine.unionNone(e.line, end.path, e.file));
   return end.kind === 'ok';
