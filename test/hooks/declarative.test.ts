@@ -364,6 +364,15 @@ rootSerial('rbind brings the submounts along, all private; a line for one of the
   unmountAllUnder(root);
 });
 
+rootSerial('a mount point inside a filesystem an earlier line mounts is checked once that is there, and never created in it', async (t) => {
+  const root = sessionRoot(t);
+  const h = hostDir(t.context, 'h');
+  addDeclared(t.context, 'post-mount', '10-x.fstab', `tmpfs /t tmpfs size=1m\n${h} /t/x none bind\n`);
+  await failsWith(t, '10-x.fstab', 2, `${root}/t/x is missing, and ${root}/t above it is a mount point, not the session's own tree; refusing to create it there`);
+  t.deepEqual(mountsBelow(root), ['/t'], 'the tmpfs stays for the rollback');
+  unmountAllUnder(root);
+});
+
 rootSerial('a bind of a shared host mount is made private: what is mounted under it later does not reach the host', async (t) => {
   const root = sessionRoot(t);
   const f = t.context;
