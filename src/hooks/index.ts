@@ -1,13 +1,15 @@
 // Hooks: run-parts style executables in <hooksDir>/<phase>.d/, run as root
-// around a session's mount and unmount (DESIGN.md, "Hooks").
+// around a session's mount and unmount, and among them in post-mount the
+// declarative NAME.fstab and NAME.copyfiles that warden applies itself
+// (DESIGN.md, "Hooks"; hooks/README.md).
 import { closeSync, constants, fstatSync, openSync, writeSync } from 'node:fs';
-import { basename } from 'node:path';
+import { runDeclarative } from './declarative.js';
 import { HookFailedError, HookPermissionError, trailer } from './errors.js';
 import { listHooks } from './list.js';
 import { runOne } from './spawn.js';
 import type { HookPhase, HookRun, HookVars, RunHooksOptions } from './types.js';
 
-export type { HookPhase, HookRun, HookVars, RunHooksOptions } from './types.js';
+export type { HookEntry, HookKind, HookPhase, HookRun, HookVars, RunHooksOptions } from './types.js';
 export { START_PHASES, STOP_PHASES } from './types.js';
 export { HookError, HookFailedError, HookPermissionError } from './errors.js';
 export { listHooks } from './list.js';
@@ -63,10 +65,11 @@ function interruptedBefore(phase: HookPhase, hook: string, timeoutMs: number, re
 }
 
 /**
- * Runs the hooks of one phase, one after the other, each in its own process
- * group. Resolves with what ran; rejects with HookPermissionError before
- * anything ran, or with the (first) HookFailedError. hooks.log is opened only
- * when there is a hook, and closed before this settles.
+ * Runs the hooks of one phase, one after the other: executables each in its
+ * own process group, declarative files in-process. Resolves with what ran;
+ * rejects with HookPermissionError before anything ran, or with the (first)
+ * HookFailedError. hooks.log is opened only when there is a hook, and closed
+ * before this settles.
  */
 export async function runHooks(opts: RunHooksOptions): Promise<HookRun[]> {
   const { phase, signal, timeoutMs } = opts;
@@ -79,8 +82,8 @@ export async function runHooks(opts: RunHooksOptions): Promise<HookRun[]> {
   try {
     const runs: HookRun[] = [];
     const failures: HookFailedError[] = [];
-    for (const path of hooks) {
-      const name = basename(path);
+    for (const entry of hooks) {
+      const { name, path } = entry;
       const hook = `${phase}.d/${name}`;
       if (signal?.aborted) {
         failures.push(interruptedBefore(phase, hook, timeoutMs, signal.reason));
@@ -90,12 +93,15 @@ export async function runHooks(opts: RunHooksOptions): Promise<HookRun[]> {
       // process.hrtime, not performance.now(): the global performance object
       // loads perf_hooks (~1 ms) on first use, in every session start.
       const t0 = process.hrtime.bigint();
-      const f = await runOne({ path, hook, phase, env, logFd, logPath: opts.logPath, timeoutMs, killGraceMs: opts.killGraceMs ?? DEFAULT_KILL_GRACE_MS, signal });
+      const declarative = entry.kind !== 'exec';
+      const f = declarative
+        ? runDeclarative({ entry, hook, phase, vars: opts.vars, logFd, timeoutMs })
+        : await runOne({ path, hook, phase, env, logFd, logPath: opts.logPath, timeoutMs, killGraceMs: opts.killGraceMs ?? DEFAULT_KILL_GRACE_MS, signal });
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-      writeSync(logFd, trailer(phase, name, f, ms));
+      writeSync(logFd, trailer(phase, name, f, ms, declarative));
       runs.push({ hook, ms });
       if (f === undefined) continue;
-      failures.push(new HookFailedError(f, { cause: f.spawnError ?? (f.interrupted ? signal?.reason : undefined) }));
+      failures.push(new HookFailedError(f, { cause: f.spawnError ?? f.cause ?? (f.interrupted ? signal?.reason : undefined) }));
       // An interrupt stops even a keepGoing phase: the caller asked us to stop.
       if (!opts.keepGoing || f.interrupted) break;
     }

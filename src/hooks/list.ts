@@ -3,7 +3,7 @@
 import { lstatSync, readdirSync, statSync, type Stats } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { HookPermissionError } from './errors.js';
-import type { HookPhase } from './types.js';
+import type { HookEntry, HookKind, HookPhase } from './types.js';
 
 /**
  * run-parts(8)'s default name rule (the LANANA-ish one, without --lsbsysinit):
@@ -17,7 +17,7 @@ function reversed(phase: HookPhase): boolean {
   return phase === 'pre-unmount' || phase === 'post-unmount';
 }
 
-/** Byte order of names (names are ASCII by HOOK_NAME, so code-unit order is byte order). */
+/** Byte order of names (names are ASCII by HOOK_NAME and DECLARATIVE, so code-unit order is byte order). */
 function byteOrder(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
@@ -52,12 +52,31 @@ function statOrNone(path: string, stat: (p: string) => Stats): Stats | undefined
 }
 
 /**
- * The hooks of a phase: validated, in run order, absolute paths. A missing
- * hooksDir or `<phase>.d` means none. Throws HookPermissionError when hooksDir,
- * `<phase>.d`, a hook or a symlinked hook's target is not owned by root (or
- * by us when we are not root) or is group/world-writable; nothing has run then.
+ * Declarative hooks: `NAME.fstab` and `NAME.copyfiles` (NAME by HOOK_NAME),
+ * applied by warden itself (declarative.ts), only in post-mount: they mount
+ * into and copy into a session that is mounted. Elsewhere they are dotted
+ * names like any other, and skipped.
  */
-export function listHooks(hooksDirArg: string, phase: HookPhase): string[] {
+const DECLARATIVE = /^[A-Za-z0-9_-]+\.(fstab|copyfiles)$/;
+
+/** What runs a hook: spawned (`exec`), or read and applied in-process. */
+function kindOf(name: string, phase: HookPhase): HookKind | undefined {
+  if (HOOK_NAME.test(name)) return 'exec';
+  if (phase !== 'post-mount') return undefined;
+  const m = DECLARATIVE.exec(name);
+  return m === null ? undefined : (m[1] as 'fstab' | 'copyfiles');
+}
+
+/**
+ * The hooks of a phase: validated, in run order (byte order of full names,
+ * so `10-mounts.fstab` runs before `15-x` and `20-files.copyfiles`). A
+ * missing hooksDir or `<phase>.d` means none. Throws HookPermissionError
+ * when hooksDir, `<phase>.d`, a hook or a symlinked hook's target is not
+ * owned by root (or by us when we are not root) or is group/world-writable;
+ * nothing has run then. Declarative files need no x bit, but the same
+ * ownership and mode: warden applies them as root.
+ */
+export function listHooks(hooksDirArg: string, phase: HookPhase): HookEntry[] {
   const hooksDir = resolve(hooksDirArg);
   const top = statOrNone(hooksDir, statSync);
   if (top === undefined) return [];
@@ -67,11 +86,18 @@ export function listHooks(hooksDirArg: string, phase: HookPhase): string[] {
   if (dst === undefined) return [];
   check(dir, dst, 'directory is');
 
-  const names = readdirSync(dir).filter((n) => HOOK_NAME.test(n)).sort(byteOrder);
-  if (reversed(phase)) names.reverse();
-  const hooks: string[] = [];
-  for (const name of names) {
+  const named: { name: string; kind: HookKind }[] = [];
+  for (const name of readdirSync(dir)) {
+    const kind = kindOf(name, phase);
+    if (kind !== undefined) named.push({ name, kind });
+  }
+  named.sort((a, b) => byteOrder(a.name, b.name));
+  if (reversed(phase)) named.reverse();
+  const hooks: HookEntry[] = [];
+  for (const { name, kind } of named) {
     const path = join(dir, name);
+    // Executables need an x bit; a declarative file is read, so any regular file will do.
+    const runnable = (st: Stats) => st.isFile() && (kind !== 'exec' || executable(st));
     const l = statOrNone(path, lstatSync);
     if (l === undefined) continue; // removed meanwhile
     let st = l;
@@ -81,12 +107,12 @@ export function listHooks(hooksDirArg: string, phase: HookPhase): string[] {
       const t = statOrNone(path, statSync);
       if (t === undefined) continue; // dangling: nothing to run, as run-parts
       st = t;
-      if (st.isFile() && executable(st)) check(path, st, 'its target is');
+      if (runnable(st)) check(path, st, 'its target is');
     }
     // Directories and non-executable files are skipped, as run-parts does.
-    if (!st.isFile() || !executable(st)) continue;
+    if (!runnable(st)) continue;
     if (st === l) check(path, st, 'file is');
-    hooks.push(path);
+    hooks.push({ name, path, kind });
   }
   return hooks;
 }

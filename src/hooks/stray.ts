@@ -1,6 +1,9 @@
 // Hooks whose warden died: a SIGKILLed warden cannot stop the hook it was
 // running (the hook leads a process group of its own), so the hook may
-// still be at work when recover comes to redo its phase.
+// still be at work when recover comes to redo its phase. Only executables
+// can stray: a declarative hook (.fstab, .copyfiles) is applied inside
+// warden and dies with it, leaving at most the mounts it made, which
+// recover finds as mount points and skips.
 import { readdirSync, readFileSync } from 'node:fs';
 import { killGroup, untilGroupDead } from './group.js';
 

@@ -6,6 +6,22 @@ export type HookPhase = 'pre-mount' | 'post-mount' | 'pre-unmount' | 'post-unmou
 export const START_PHASES: readonly HookPhase[] = Object.freeze(['pre-mount', 'post-mount'] as const);
 export const STOP_PHASES: readonly HookPhase[] = Object.freeze(['pre-unmount', 'post-unmount'] as const);
 
+/**
+ * How a hook is run: `exec`, an executable spawned in its own process
+ * group; `fstab` and `copyfiles`, a file of mounts or of host files to copy
+ * that warden applies itself, in-process (post-mount only; hooks/README.md).
+ */
+export type HookKind = 'exec' | 'fstab' | 'copyfiles';
+
+/** One hook of a phase, as listHooks finds it. */
+export interface HookEntry {
+  /** The file name in `<phase>.d`, e.g. `10-mounts.fstab`. */
+  name: string;
+  /** Absolute path (possibly a symlink, checked). */
+  path: string;
+  kind: HookKind;
+}
+
 export interface HookVars {
   chrootName: string;
   /** The source directory. */

@@ -156,6 +156,9 @@ async function setUpLocked(session: Session, o: BeginOptions, undo: Undo): Promi
   crashPoint('begin:pre-mount');
   mountUnion({ type: state.unionType, source: state.source, upper: paths.upper, work: paths.work, root: paths.root });
   crashPoint('begin:mounted');
+  // Registered before post-mount runs: it also takes away whatever a failed
+  // post-mount hook mounted before it failed (a .fstab hook leaves the
+  // mounts it made; hooks/README.md), deepest first.
   undo.push('unmount', () => unmountSettled(paths.root));
   undo.push('pre-unmount hooks', stopHook('pre-unmount'));
   await hook('post-mount');

@@ -152,7 +152,8 @@ async function readoptLocked(session: Session, manage: FileLock, liveness: FileL
 /**
  * Puts the session's view back. Mounted (the mount survived warden): only
  * the post-mount hooks run again, to restore what they bind (they must
- * tolerate what is still there, as the default `mount -a` hook does). Not
+ * tolerate what is still there, as a declarative .fstab hook does: it
+ * skips mount points that are mounted already). Not
  * mounted (a reboot, or a begin killed before its mount): pre-mount hooks,
  * mount over the kept upper dir, post-mount hooks. A copy has no mount: a
  * finished one is kept; one whose begin died may be partial and is made again.

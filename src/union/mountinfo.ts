@@ -16,6 +16,8 @@ export interface MountEntry {
   source: string;
   /** Optional fields: "shared:N", "master:N", "propagate_from:N", "unbindable"; empty when private. */
   propagation: string[];
+  /** Per-mount options (field 6): "rw", "ro", "nosuid", "nodev", "noexec", "relatime", ... */
+  options: string[];
 }
 
 // The kernel writes space, tab, newline and backslash in paths as octal
@@ -34,6 +36,7 @@ export function readMountInfo(): MountEntry[] {
       fsRoot: unescape(f[3]!),
       mountPoint: unescape(f[4]!),
       propagation: f.slice(6, sep),
+      options: f[5]!.split(','),
       fsType: unescape(f[sep + 1]!),
       source: unescape(f[sep + 2]!),
     });

@@ -5,7 +5,14 @@ import { koffi } from '../locks/koffi.js';
 import { platform } from 'node:process';
 
 // <sys/mount.h>; identical on every Linux architecture.
+export const MS_RDONLY = 1;
+export const MS_NOSUID = 2;
+export const MS_NODEV = 4;
+export const MS_NOEXEC = 8;
+export const MS_REMOUNT = 32;
+export const MS_NOSYMFOLLOW = 256;
 export const MS_BIND = 0x1000;
+export const MS_REC = 0x4000;
 export const MS_PRIVATE = 1 << 18;
 
 export const EPERM = 1;

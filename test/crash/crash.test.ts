@@ -45,9 +45,11 @@ test.before(async () => {
   // (its parent) when this phase is the one asked for, then carries on.
   const crash = `[ "$(cat ${crashPhaseFile})" = "$1" ] && kill -9 "$PPID"; exit 0`;
   const hooks = writeHooks(fx.tmp, Object.fromEntries(PHASES.map((p) => [`${p}.d/50-crash`, crash])));
+  // (executables 0755; the declarative NAME.fstab and NAME.copyfiles 0644)
   for (const name of readdirSync(join(DEFAULT_HOOKS, 'post-mount.d'))) {
-    if (!/^[A-Za-z0-9_-]+$/.test(name)) continue;
-    writeFileSync(join(hooks, 'post-mount.d', name), readFileSync(join(DEFAULT_HOOKS, 'post-mount.d', name)), { mode: 0o755 });
+    const declarative = /^[A-Za-z0-9_-]+\.(fstab|copyfiles)$/.test(name);
+    if (!declarative && !/^[A-Za-z0-9_-]+$/.test(name)) continue;
+    writeFileSync(join(hooks, 'post-mount.d', name), readFileSync(join(DEFAULT_HOOKS, 'post-mount.d', name)), { mode: declarative ? 0o644 : 0o755 });
   }
   env = writeConfig(fx.tmp, `[warden]\nhooks-dir=${hooks}\nhook-timeout=10\n\n[fx]\ntype=directory\ndirectory=${fx.source}\nunion-type=overlay\n`);
   spawnSync('mkfifo', ['-m', '600', join(fx.source, SOURCE_GATE)]);

@@ -1,5 +1,6 @@
 // A scratch hooks dir per test, and the checks that nothing of a test
 // survives it: processes, fds, mounts.
+import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -50,6 +51,20 @@ export function addHook(f: Fixture, phase: HookPhase, name: string, body: string
   chmodSync(d, 0o755);
   const path = join(d, name);
   writeFileSync(path, `#!/bin/sh\n${body}\n`);
+  chmodSync(path, mode);
+  return path;
+}
+
+/**
+ * Writes a declarative hook, `<hooksDir>/<phase>.d/<name>` (NAME.fstab or
+ * NAME.copyfiles), with `text` as is; mode 0644 unless told.
+ */
+export function addDeclared(f: Fixture, phase: HookPhase, name: string, text: string, mode = 0o644): string {
+  const d = join(f.hooksDir, `${phase}.d`);
+  mkdirSync(d, { recursive: true, mode: 0o755 });
+  chmodSync(d, 0o755);
+  const path = join(d, name);
+  writeFileSync(path, text);
   chmodSync(path, mode);
   return path;
 }
@@ -139,3 +154,34 @@ export async function untilExists(path: string, timeoutMs = 10_000): Promise<voi
 }
 
 export const isRoot = process.getuid?.() === 0;
+
+/** Runs a command (mount(8), umount(8)) for a test's set-up or teardown; throws with its stderr. */
+export function sh(argv: string[]): void {
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${argv.join(' ')}: ${r.stderr || r.error}`);
+}
+
+/** Unmounts everything at or under `dir`, deepest first, as warden does. */
+export function unmountAllUnder(dir: string): void {
+  for (const m of mountsUnder(dir)) sh(['umount', m]);
+}
+
+/**
+ * A private bind of a scratch session root onto itself, so that the mounts
+ * a test makes below it never propagate anywhere; unmounted (with all below
+ * it) when the test ends.
+ */
+export function privateRoot(t: { teardown: (fn: () => void) => void }, root: string): void {
+  mkdirSync(root, { recursive: true, mode: 0o755 });
+  t.teardown(() => unmountAllUnder(root));
+  sh(['mount', '--bind', root, root]);
+  sh(['mount', '--make-private', root]);
+}
+
+/** Mount points strictly under `root`, relative ("/proc"), sorted. */
+export function mountsBelow(root: string): string[] {
+  return mountsUnder(root)
+    .filter((m) => m !== root)
+    .map((m) => m.slice(root.length))
+    .sort();
+}

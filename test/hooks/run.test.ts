@@ -70,7 +70,7 @@ for (const phase of [...START_PHASES, ...STOP_PHASES]) {
     for (const n of names) recorder(f, phase, n);
     const want = reverse ? [...byteOrder].reverse() : byteOrder;
     const dir = join(f.hooksDir, `${phase}.d`);
-    t.deepEqual(listHooks(f.hooksDir, phase), want.map((n) => join(dir, n)));
+    t.deepEqual(listHooks(f.hooksDir, phase), want.map((n) => ({ name: n, path: join(dir, n), kind: 'exec' })));
     const runs = await runHooks(opts(f, phase));
     t.deepEqual(lines(f.out), want.map((n) => `${n} ${phase}`));
     t.deepEqual(runs.map((r) => r.hook), want.map((n) => `${phase}.d/${n}`));
@@ -132,7 +132,7 @@ test.serial('only run-parts names are run; non-executable files and directories 
   mkdirSync(join(f.hooksDir, 'post-mount.d', '17-dir'), { mode: 0o755 });
   symlinkSync(join(f.dir, 'nowhere'), join(f.hooksDir, 'post-mount.d', '18-dangling'));
   const dir = join(f.hooksDir, 'post-mount.d');
-  t.deepEqual(listHooks(f.hooksDir, 'post-mount'), ['10-ok', '20_ok', 'Z9'].map((n) => join(dir, n)));
+  t.deepEqual(listHooks(f.hooksDir, 'post-mount').map((h) => h.path), ['10-ok', '20_ok', 'Z9'].map((n) => join(dir, n)));
   await runHooks(opts(f, 'post-mount'));
   t.deepEqual(lines(f.out), ['10-ok post-mount', '20_ok post-mount', 'Z9 post-mount']);
 });

@@ -38,8 +38,8 @@ test.before(async () => {
   fx = await makeFixture('warden-recover-');
   record = join(fx.tmp, 'record');
   // Each phase records itself and WARDEN_RECOVER; post-mount binds /proc
-  // unless it is still bound (what the default hook's `mount -a` does), and
-  // fails while the flag file exists.
+  // unless it is still bound (as the default 10-mounts.fstab skips what is
+  // mounted already), and fails while the flag file exists.
   hooks = writeHooks(fx.tmp, {
     'pre-mount.d/10-record': `echo "$SESSION_ID pre-mount $WARDEN_RECOVER" >> ${record}`,
     'post-mount.d/10-record': [
