@@ -52,7 +52,7 @@ export function applyCopyfiles(text: string, c: CopyContext): void {
   }
   const root = canonicalPath(c.root);
   const prefix = root === '/' ? '/' : `${root}/`;
-  const below = new Set(readMountInfo().map((m) => m.mountPoint).filter((p) => p.startsWith(prefix)));
+  const below = new Set(readMountInfo(root).map((m) => m.mountPoint).filter((p) => p.startsWith(prefix)));
   for (const e of entries) {
     try {
       copyOne(e, root, below, c);

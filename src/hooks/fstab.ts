@@ -175,7 +175,7 @@ function mountPointsBelow(root: string): Map<string, boolean> {
   const prefix = root === '/' ? '/' : `${root}/`;
   const out = new Map<string, boolean>();
   // A later line of a stack on one mount point is the top one, and wins.
-  for (const m of readMountInfo()) if (m.mountPoint.startsWith(prefix)) out.set(m.mountPoint, m.propagation.some((p) => p.startsWith('shared:')));
+  for (const m of readMountInfo(root)) if (m.mountPoint.startsWith(prefix)) out.set(m.mountPoint, m.propagation.some((p) => p.startsWith('shared:')));
   return out;
 }
 
@@ -240,7 +240,7 @@ function settle(e: FstabEntry, root: string, below: ReadonlyMap<string, boolean>
   const parts = e.parts.slice(outer.e.parts.length);
   if (outer.e.rec) {
     const hostPath = `${from === '/' ? '' : from}/${parts.join('/')}`;
-    if (readMountInfo().some((m) => m.mountPoint === hostPath)) {
+    if (readMountInfo(hostPath).some((m) => m.mountPoint === hostPath)) {
       c.log(logLine.withRbind(e.line, target, outer.e.line));
       return undefined;
     }
@@ -304,7 +304,7 @@ function mountOne(e: FstabEntry, target: string): void {
 /** The per-mount flags of the top mount at `target`, as mountinfo shows them. */
 function inheritedFlags(target: string): number {
   let options: string[] = [];
-  for (const m of readMountInfo()) if (m.mountPoint === target) options = m.options; // the last one is the top
+  for (const m of readMountInfo(target)) if (m.mountPoint === target) options = m.options; // the last one is the top
   let flags = 0;
   for (const o of options) flags |= FLAGS[o] ?? (o === 'nosymfollow' ? MS_NOSYMFOLLOW : 0);
   return flags;

@@ -9,7 +9,7 @@ import { LockBusyError, lockHolders, type FileLock, type LockHolder } from '../l
 import { unmountSettled } from '../union/index.js';
 import { discardSessionDir } from './discard.js';
 import { SessionBusyError } from './errors.js';
-import { LIVENESS, openLiveness, withMetadataLock, type LockWaitOptions } from './locks.js';
+import { LIVENESS, openLiveness, tryAcquireSettled, withMetadataLock, type LockWaitOptions } from './locks.js';
 import type { Session } from './session.js';
 import { syncDir, writeStateLocked, type SessionStatus } from './state.js';
 import { crashPoint } from '../crash.js';
@@ -68,7 +68,7 @@ function otherHolders(lock: FileLock): LockHolder[] {
 
 /** Converts `lock` to EX; true when it was granted at once (no other holder). */
 async function takeExclusive(session: Session, lock: FileLock, o: EndOptions): Promise<boolean> {
-  if (lock.tryAcquire('exclusive')) return true;
+  if (await tryAcquireSettled(lock, 'exclusive', () => otherHolders(lock))) return true;
   if (!o.wait && !o.force) {
     throw new SessionBusyError(session.id, 'other processes still hold it (use --wait or --force)', otherHolders(lock));
   }

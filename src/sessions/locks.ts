@@ -2,8 +2,9 @@
 // takes a warden lock goes through here, so "where is the manage lock
 // taken" has one answer.
 import { mkdirSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
-import { FileLock, LockFileError, lockPath, type LockHolder, type WaitOptions } from '../locks/index.js';
+import { FileLock, LockFileError, lockPath, type LockHolder, type LockKind, type WaitOptions } from '../locks/index.js';
 import { StateDirError, type SessionHolder } from './errors.js';
 
 export const SESSION_LOCK_FILE = 'lock';
@@ -97,6 +98,27 @@ export async function takeSourceExclusiveLocked(source: string, o: LockWaitOptio
 /** A handle on the liveness byte of an existing session lock file (no lock taken yet). */
 export function openLiveness(sessionDir: string, opts: { create?: boolean; readOnly?: boolean } = {}): FileLock {
   return FileLock.open(join(sessionDir, SESSION_LOCK_FILE), { range: LIVENESS, create: opts.create ?? false, readOnly: opts.readOnly });
+}
+
+/**
+ * A non-blocking attempt that looks again, briefly, at a conflict no
+ * process can be named for. Whenever anything in this process forks
+ * (child_process, posix_spawn, an embedding program's own children), the
+ * child holds a copy of every fd of ours, close-on-exec ones included,
+ * until its exec closes them: for that moment each of our open file
+ * descriptions has a second holder, and a lock that only we hold (a
+ * command's lock fds just closed, say) still conflicts. glibc's posix_spawn
+ * even returns before the child's exec has closed them: exec releases the
+ * vfork parent first. `named` lists the real other holders; while it is
+ * empty, tries again after 1, 2, 4 and 8 ms. A real holder ends the retries
+ * at once.
+ */
+export async function tryAcquireSettled(lock: FileLock, kind: LockKind, named: () => LockHolder[]): Promise<boolean> {
+  for (let delay = 1; ; delay *= 2) {
+    if (lock.tryAcquire(kind)) return true;
+    if (delay > 8 || named().length > 0) return false;
+    await sleep(delay);
+  }
 }
 
 /** A handle on the metadata byte of a session lock file. */

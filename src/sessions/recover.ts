@@ -19,7 +19,7 @@ import { isMountPoint, mountUnion, readMountInfo, removeTree, unmountSettled, Un
 import { canonicalPath } from '../union/mountinfo.js';
 import { endSession } from './end.js';
 import { RollbackError, SessionActiveError, SessionNotFoundError } from './errors.js';
-import { LIVENESS, SESSION_LOCK_FILE, livenessHeld, openLiveness, takeManageLock, takeSourceShared, withMetadataLock, type LockWaitOptions } from './locks.js';
+import { LIVENESS, SESSION_LOCK_FILE, livenessHeld, openLiveness, takeManageLock, tryAcquireSettled, takeSourceShared, withMetadataLock, type LockWaitOptions } from './locks.js';
 import { openSession } from './open.js';
 import type { Session } from './session.js';
 import { writeStateLocked, type SessionState } from './state.js';
@@ -58,7 +58,9 @@ export async function recoverSession(o: RecoverOptions): Promise<Recovered> {
   // Validates the id before any file is touched, and reads the chroot.
   const probe = openSession(stateDir, o.id);
   // A quick refusal that names the holders, before waiting for anything.
-  if (livenessHeld(probe.paths.dir)) throw new SessionActiveError(probe.id, livenessHolders(probe.paths.dir));
+  // (A conflict nobody can be named for may be a fork's passing copy of our fds: see tryAcquireSettled.)
+  const holders = livenessHeld(probe.paths.dir) ? livenessHolders(probe.paths.dir) : [];
+  if (holders.length > 0) throw new SessionActiveError(probe.id, holders);
   const ending = o.end === true || probe.state.status === 'ending';
   // Re-adopting takes the manage lock first, as begin does: a pending source
   // entry holds it, and recovery queues behind it. While this waits the
@@ -70,7 +72,7 @@ export async function recoverSession(o: RecoverOptions): Promise<Recovered> {
   try {
     manage = ending ? undefined : await takeManageLock(stateDir, probe.state.chroot, o);
     if (manage) crashPoint('recover:manage');
-    liveness = takeLivenessExclusive(probe);
+    liveness = await takeLivenessExclusive(probe);
     crashPoint('recover:exclusive');
     // What the session is now, read under the lock.
     const session = openSession(stateDir, o.id);
@@ -98,10 +100,12 @@ function livenessHolders(dir: string, except?: FileLock): LockHolder[] {
 }
 
 /** liveness EX, non-blocking, on the file the session dir still names. */
-function takeLivenessExclusive(session: Session): FileLock {
+async function takeLivenessExclusive(session: Session): Promise<FileLock> {
   const lock = openLiveness(session.paths.dir);
   try {
-    if (!lock.tryAcquire('exclusive')) throw new SessionActiveError(session.id, livenessHolders(session.paths.dir, lock));
+    if (!(await tryAcquireSettled(lock, 'exclusive', () => livenessHolders(session.paths.dir, lock)))) {
+      throw new SessionActiveError(session.id, livenessHolders(session.paths.dir, lock));
+    }
     // Ended and removed since the probe: we locked a deleted file.
     if (!lock.namesSameFile()) throw new SessionNotFoundError(session.id, session.stateDir);
     return lock;
@@ -204,7 +208,7 @@ async function restoreViewLocked(session: Session, o: LockWaitOptions, undo: Und
 function checkMountedView(session: Session): void {
   if (session.state.unionType !== 'overlay') return;
   const root = canonicalPath(session.paths.root);
-  const top = readMountInfo()
+  const top = readMountInfo(root)
     .filter((m) => m.mountPoint === root)
     .at(-1);
   if (top && top.fsType !== 'overlay') {

@@ -11,6 +11,7 @@
 // Where libc lacks a symbol (koffi cannot load glibc's posix_spawn*, e.g. on
 // musl), child_process does the job; the Command interface is the same.
 import type { ChildProcess } from 'node:child_process';
+import { closeSync, readSync, readdirSync } from 'node:fs';
 import { constants } from 'node:os';
 import { childProcess } from '../child-process.js';
 import { koffi } from '../locks/koffi.js';
@@ -31,6 +32,8 @@ export interface Command {
 const POSIX_SPAWN_SETSIGDEF = 0x04;
 const POSIX_SPAWN_SETSIGMASK = 0x08;
 const WNOHANG = 1;
+const O_CLOEXEC = 0o2000000;
+const F_DUPFD_CLOEXEC = 1030;
 const EINTR = 4;
 
 // posix_spawn_file_actions_t is 80 bytes and posix_spawnattr_t 336 on
@@ -50,6 +53,8 @@ interface Libc {
   attrDestroy: (attr: Buffer) => number;
   sigemptyset: (set: Buffer) => number;
   waitpid: (pid: number, status: number[], options: number) => number;
+  pipe2: (fds: Buffer, flags: number) => number;
+  dupAbove: (fd: number, cmd: number, min: number) => number;
   strerror: (errnum: number) => string;
 }
 
@@ -73,6 +78,8 @@ function native(): Libc | null {
       attrDestroy: lib.func('int posix_spawnattr_destroy(void *attr)'),
       sigemptyset: lib.func('int sigemptyset(void *set)'),
       waitpid: lib.func('int waitpid(int pid, _Out_ int *status, int options)'),
+      pipe2: lib.func('int pipe2(void *fds, int flags)'),
+      dupAbove: lib.func('int fcntl(int fd, int cmd, int min)'),
       strerror: lib.func('const char *strerror(int errnum)'),
     } as unknown as Libc;
   } catch {
@@ -109,11 +116,49 @@ export function startCommand(file: string, args: readonly string[], env: NodeJS.
     c.sigemptyset(set);
     c.attrSetsigmask(attr, set);
     c.attrSetflags(attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-    return reaped(c, (pid) => c.posix_spawnp(pid, file, actions, attr, [file, ...args, null], envp), file);
+    return reaped(c, (pid) => spawnAndWaitForExec(c, () => c.posix_spawnp(pid, file, actions, attr, [file, ...args, null], envp)), file);
   } finally {
     c.actionsDestroy(actions);
     c.attrDestroy(attr);
   }
+}
+
+/**
+ * Runs `spawn` and returns once the child has closed its copies of our
+ * close-on-exec fds. Until its exec does, the child holds every open file
+ * description of ours, so each lock of ours has a second holder: another
+ * session's just-closed command locks, say, which would make that
+ * session's end see a holder that is not there. glibc's posix_spawn
+ * returns as soon as exec releases the vfork parent, before the exec closes
+ * those fds; under load the child can be descheduled in between for
+ * milliseconds (20 concurrent sessions on 2 CPUs showed it). Like libuv,
+ * wait for EOF on a close-on-exec pipe, here one whose write end has the
+ * highest fd number: exec closes fds in ascending order, so it goes last.
+ */
+function spawnAndWaitForExec(c: Libc, spawn: () => number): number {
+  const ends = Buffer.alloc(8);
+  if (c.pipe2(ends, O_CLOEXEC) !== 0) return spawn(); // out of fds: spawn will say so
+  const readEnd = ends.readInt32LE(0);
+  let writeEnd = ends.readInt32LE(4);
+  const top = Math.max(...readdirSync('/proc/self/fd').map(Number));
+  const high = c.dupAbove(writeEnd, F_DUPFD_CLOEXEC, top + 1);
+  if (high >= 0) {
+    closeSync(writeEnd);
+    writeEnd = high;
+  }
+  let err: number;
+  try {
+    err = spawn();
+  } finally {
+    closeSync(writeEnd);
+  }
+  try {
+    // EOF once the child's copy is closed (exec'd, or exited after a failed exec).
+    if (err === 0) readSync(readEnd, Buffer.alloc(1));
+  } finally {
+    closeSync(readEnd);
+  }
+  return err;
 }
 
 /**
@@ -140,46 +185,64 @@ function placeFds(c: Libc, actions: Buffer, fds: readonly number[]): void {
 }
 
 /**
- * Runs `spawn` with a SIGCHLD listener already in place, then reaps the
- * child with waitpid(WNOHANG) on each SIGCHLD: no thread blocks in waitpid
- * (a blocked libuv pool thread would hold up process.exit until the
- * command ended). A ref'd timer keeps the event loop alive meanwhile, as a
- * ChildProcess handle would; signal listeners do not.
+ * Commands started here and not yet reaped, by pid. One SIGCHLD listener
+ * serves them all (a supervisor or an orchestrator may run hundreds at
+ * once), and reaps each with waitpid(pid, WNOHANG): never waitpid(-1),
+ * which would steal the children of child_process. No thread blocks in
+ * waitpid: a libuv pool thread blocked there would hold up process.exit
+ * until the command ended. While any is running, a ref'd timer keeps the
+ * event loop alive, as a ChildProcess handle would; signal listeners do not.
  */
+const running = new Map<number, (status: number) => void>();
+let keepAlive: NodeJS.Timeout | undefined;
+
+function listen(): void {
+  if (keepAlive !== undefined) return;
+  process.on('SIGCHLD', reapExited);
+  keepAlive = setInterval(() => {}, 2 ** 31 - 1);
+}
+
+function unlistenIfIdle(): void {
+  if (running.size > 0 || keepAlive === undefined) return;
+  process.off('SIGCHLD', reapExited);
+  clearInterval(keepAlive);
+  keepAlive = undefined;
+}
+
+function reapExited(): void {
+  const c = libc!;
+  const status = [0];
+  for (const [pid, settle] of running) {
+    let r: number;
+    do r = c.waitpid(pid, status, WNOHANG);
+    while (r === -1 && koffi().errno() === EINTR);
+    if (r === 0) continue;
+    running.delete(pid);
+    // r === -1 otherwise (ECHILD): reaped by someone else; its status is lost.
+    settle(r === pid ? decode(status[0]!) : 128 + 9);
+  }
+  unlistenIfIdle();
+}
+
+/** Runs `spawn` (posix_spawnp) with the SIGCHLD listener in place, so no exit can be missed. */
 function reaped(c: Libc, spawn: (pid: number[]) => number, file: string): Command {
-  let pid: number | undefined;
-  let done = false;
-  let settle!: (status: number) => void;
-  const exited = new Promise<number>((resolve) => (settle = resolve));
-  const keepAlive = setInterval(() => {}, 2 ** 31 - 1);
-  const check = () => {
-    if (pid === undefined || done) return;
-    const status = [0];
-    for (;;) {
-      const r = c.waitpid(pid, status, WNOHANG);
-      if (r === 0) return;
-      if (r === -1 && koffi().errno() === EINTR) continue;
-      // r === -1 otherwise (ECHILD): reaped by someone else; its status is lost.
-      finish(r === pid ? decode(status[0]!) : 128 + (constants.signals.SIGKILL ?? 9));
-      return;
-    }
-  };
-  const finish = (status: number) => {
-    done = true;
-    process.off('SIGCHLD', check);
-    clearInterval(keepAlive);
-    settle(status);
-  };
-  process.on('SIGCHLD', check);
+  listen();
   const out = [0];
   const err = spawn(out);
   if (err !== 0) {
-    process.off('SIGCHLD', check);
-    clearInterval(keepAlive);
+    unlistenIfIdle();
     throw new RunError(`cannot start ${file}: ${c.strerror(err)}`);
   }
-  pid = out[0]!;
-  check();
+  const pid = out[0]!;
+  let done = false;
+  const exited = new Promise<number>((resolve) =>
+    running.set(pid, (status) => {
+      done = true;
+      resolve(status);
+    }),
+  );
+  // It may have exited before it was in the map.
+  reapExited();
   return {
     pid,
     spawned: Promise.resolve(),
@@ -187,7 +250,7 @@ function reaped(c: Libc, spawn: (pid: number[]) => number, file: string): Comman
     kill(signal) {
       if (done) return;
       try {
-        process.kill(pid!, signal);
+        process.kill(pid, signal);
       } catch {
         // gone between its exit and our reaping it
       }

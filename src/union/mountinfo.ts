@@ -24,9 +24,20 @@ export interface MountEntry {
 // escapes (\040, \011, \012, \134); nothing else is escaped.
 const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
 
-export function readMountInfo(): MountEntry[] {
+// The kernel's escaping of a path, to find it in mountinfo's raw text.
+const escape = (s: string) => s.replace(/[\\ \t\n]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, '0')}`);
+
+/**
+ * The mount table. With `within` (a canonical path), only lines whose text
+ * contains it are parsed, a superset of the mounts at or under it: a host
+ * with a thousand sessions has five thousand mounts, and begin, end and
+ * recover each look at the table several times.
+ */
+export function readMountInfo(within?: string): MountEntry[] {
   const out: MountEntry[] = [];
+  const needle = within === undefined || within === '/' ? undefined : escape(within);
   for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    if (needle !== undefined && !line.includes(needle)) continue;
     const f = line.split(' ');
     const sep = f.indexOf('-', 6);
     if (sep < 0 || f.length < sep + 3) continue;
@@ -73,12 +84,12 @@ const depth = (p: string) => (p === '/' ? 0 : p.split('/').length - 1);
  */
 export function mountsUnder(path: string): MountEntry[] {
   const base = canonicalPath(path);
-  return unmountOrder(readMountInfo().filter((m) => under(m.mountPoint, base)));
+  return unmountOrder(readMountInfo(base).filter((m) => under(m.mountPoint, base)));
 }
 
 export function isMountPoint(path: string): boolean {
   const p = canonicalPath(path);
-  return readMountInfo().some((m) => m.mountPoint === p);
+  return readMountInfo(p).some((m) => m.mountPoint === p);
 }
 
 // umount2 takes a path, and a path reaches only the top of what is mounted

@@ -41,6 +41,12 @@ test.serial('exit codes and deaths by signal come back as the shell reports them
   c.kill('SIGTERM'); // reaped already: nothing happens, nothing throws
 });
 
+test.serial('many commands at once share one SIGCHLD listener, and each gets its own status', async (t) => {
+  const cs = Array.from({ length: 30 }, (_, i) => sh(`sleep 0.0${i % 10}; exit ${i}`));
+  t.is(process.listenerCount('SIGCHLD'), t.context.sigchld + 1);
+  t.deepEqual(await Promise.all(cs.map((c) => c.exited)), cs.map((_, i) => i));
+});
+
 test.serial('the child starts with every signal at its default and none blocked (Node ignores SIGPIPE)', async (t) => {
   const out = join(t.context.dir, 'status');
   t.is(await sh(`cat /proc/self/status > ${out}`).exited, 0);
@@ -69,6 +75,28 @@ test.serial('fds that sit where others must go are moved first: [4, 3] arrive sw
   const out = join(t.context.dir, 'fds');
   t.is(await sh(`readlink /proc/self/fd/3 /proc/self/fd/4 > ${out}`, [4, 3]).exited, 0);
   t.deepEqual(readFileSync(out, 'utf8').trim().split('\n'), want);
+});
+
+test.serial('when startCommand returns, the child holds none of our other fds (its exec has closed them)', async (t) => {
+  const path = join(t.context.dir, 'ours');
+  const fd = openSync(path, 'w'); // close-on-exec, as every fd Node opens
+  try {
+    for (let i = 0; i < 20; i++) {
+      const c = sh('exec sleep 5');
+      const targets = readdirSync(`/proc/${c.pid}/fd`).map((n) => {
+        try {
+          return readlinkSync(`/proc/${c.pid}/fd/${n}`);
+        } catch {
+          return '';
+        }
+      });
+      c.kill('SIGKILL');
+      await c.exited;
+      t.false(targets.includes(path), `child ${i} still had our fd`);
+    }
+  } finally {
+    closeSync(fd);
+  }
 });
 
 test.serial('a command that cannot be started is a RunError, and nothing is left listening', (t) => {

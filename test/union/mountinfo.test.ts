@@ -42,6 +42,10 @@ rootTest('octal escapes in mount points are decoded (space, tab, newline, backsl
   }
   t.deepEqual(mountsUnder(tmp).map((m) => m.mountPoint).sort(), names.map((n) => join(tmp, n)).sort());
   for (const n of names) t.true(isMountPoint(join(tmp, n)), JSON.stringify(n));
+  // A read narrowed to a path finds the path in the kernel's escaped text.
+  for (const n of names) t.deepEqual(mountsUnder(join(tmp, n)).map((m) => m.mountPoint), [join(tmp, n)], JSON.stringify(n));
+  const narrowed = readMountInfo(tmp).filter((m) => m.mountPoint.startsWith(`${tmp}/`));
+  t.deepEqual(narrowed, readMountInfo().filter((m) => m.mountPoint.startsWith(`${tmp}/`)));
   unmountAll(tmp);
   t.deepEqual(mountsUnder(tmp), []);
 });
