@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { mountsUnder, removeTree, UnionError } from '../union/index.js';
 import { crashPoint } from '../crash.js';
 import { renameNoReplace } from './native.js';
+import { syncDir } from './state.js';
 
 /**
  * A begin creates its build dir under this prefix, creates and locks the
@@ -41,6 +42,10 @@ export function discardSessionDir(stateDir: string, id: string): void {
     if ((e as { errno?: number }).errno === 2) return; // ENOENT: removed already
     throw e;
   }
+  // Durable before the deletion starts: a power cut then leaves the session
+  // whole under its id, or out of it as .gone-* for recover to delete; the
+  // deletion itself never needs to be.
+  syncDir(stateDir);
   crashPoint('discard:renamed');
   removeTree(gone);
 }

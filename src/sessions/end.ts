@@ -11,7 +11,7 @@ import { discardSessionDir } from './discard.js';
 import { SessionBusyError } from './errors.js';
 import { LIVENESS, openLiveness, tryAcquireSettled, withMetadataLock, type LockWaitOptions } from './locks.js';
 import type { Session } from './session.js';
-import { syncDir, writeStateLocked, type SessionStatus } from './state.js';
+import { writeStateLocked, type SessionStatus } from './state.js';
 import { crashPoint } from '../crash.js';
 
 export interface EndOptions extends LockWaitOptions {
@@ -117,7 +117,9 @@ function wrapBusy(session: Session, lock: FileLock, e: unknown): unknown {
  */
 async function teardownLocked(session: Session, recover: boolean): Promise<unknown> {
   const { state, paths } = session;
-  await setStatusLocked(session, 'ending');
+  // Not synced: an 'ending' lost to a power cut leaves the session 'active'
+  // and stale after the reboot, which recover handles as well.
+  await setStatusLocked(session, 'ending', false);
   crashPoint('end:ending');
   const hooks = (phase: HookPhase) =>
     runHooks({ hooksDir: state.hooksDir, phase, vars: session.hookVars(recover), logPath: paths.hooksLog, timeoutMs: state.hookTimeoutMs, keepGoing: true });
@@ -135,7 +137,6 @@ async function teardownLocked(session: Session, recover: boolean): Promise<unkno
   crashPoint('end:post-unmount');
   discardSessionDir(session.stateDir, session.id);
   crashPoint('end:removed');
-  syncDir(session.stateDir);
   if (late instanceof HookFailedError) (late as Error).message = `session ${session.id} ended, but ${(late as Error).message}`;
   return late;
 }
@@ -144,8 +145,8 @@ async function teardownLocked(session: Session, recover: boolean): Promise<unkno
  * Rewrites state.json with a new status.
  * Preconditions: the caller holds the session (liveness) so the dir cannot vanish.
  */
-async function setStatusLocked(session: Session, status: SessionStatus): Promise<void> {
+async function setStatusLocked(session: Session, status: SessionStatus, syncRename = true): Promise<void> {
   const next = { ...session.state, status, updatedAt: new Date().toISOString() };
-  await withMetadataLock(session.paths.dir, () => writeStateLocked(session.paths.dir, next));
+  await withMetadataLock(session.paths.dir, () => writeStateLocked(session.paths.dir, next, { syncRename }));
   session.setState(next);
 }

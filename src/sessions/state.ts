@@ -112,10 +112,14 @@ function validateState(raw: unknown): SessionState {
 }
 
 /**
- * Replaces `<dir>/state.json` atomically and durably.
+ * Replaces `<dir>/state.json` atomically and durably. The file's data is
+ * always on disk before the rename (else a power loss could leave the new
+ * name on an empty file); `syncRename: false` leaves the rename itself to
+ * the next journal commit, for a status whose loss in a power cut is
+ * harmless (after a reboot the session is stale either way).
  * Preconditions: the caller holds the session's metadata lock (byte 1) exclusively.
  */
-export function writeStateLocked(dir: string, state: SessionState): void {
+export function writeStateLocked(dir: string, state: SessionState, { syncRename = true } = {}): void {
   const tmp = join(dir, `.${STATE_FILE}.tmp`);
   const path = join(dir, STATE_FILE);
   // O_EXCL after an unlink: a planted tmp symlink is removed, never followed.
@@ -134,7 +138,7 @@ export function writeStateLocked(dir: string, state: SessionState): void {
   }
   renameSync(tmp, path);
   crashPoint('state:renamed');
-  syncDir(dir);
+  if (syncRename) syncDir(dir);
 }
 
 /** fsync(2) of a directory: makes a rename or unlink in it durable. */
