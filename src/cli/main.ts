@@ -4,7 +4,7 @@
 // module of the verb asked for (each verb is its own chunk of the bundle).
 import { readFileSync } from 'node:fs';
 import type { Parsed } from './args.js';
-import { koffi, koffiLoadedBy } from '../locks/koffi.js';
+import { koffiLoadedBy, libc as glibc } from '../locks/koffi.js';
 import { EXIT, exitCodeOf, formatError, UsageError } from './errors.js';
 
 type VerbMain = (p: Parsed) => Promise<number>;
@@ -106,7 +106,7 @@ function exitAfterFlush(code: number): void {
  */
 function quickExit(code: number): void {
   if (koffiLoadedBy() !== undefined) {
-    const exit = koffi().load('libc.so.6').func('void _exit(int status)') as (status: number) => void;
+    const exit = glibc().func('void _exit(int status)') as (status: number) => void;
     exit(code);
   }
   process.exit(code);

@@ -23,6 +23,16 @@ export function koffi(): Koffi {
   return (loaded ??= load());
 }
 
+let libcHandle: ReturnType<Koffi['load']> | undefined;
+
+/**
+ * glibc through koffi, one handle for the thread: locks, mounts, renames and
+ * spawning all call into it, and every koffi load() of it costs 0.1-2 ms.
+ */
+export function libc(): ReturnType<Koffi['load']> {
+  return (libcHandle ??= koffi().load('libc.so.6'));
+}
+
 /** How koffi was loaded in this thread, once it has been (for tests and diagnostics). */
 export function koffiLoadedBy(): 'direct' | 'entry' | undefined {
   return how;

@@ -3,7 +3,7 @@
 //
 // koffi is used directly (no compiled addon of our own) so that `npm ci` works
 // on machines where npm skips install scripts: koffi ships prebuilt binaries.
-import { koffi } from './koffi.js';
+import { koffi, libc as glibc } from './koffi.js';
 import { arch, platform } from 'node:process';
 import { LockUnsupportedError } from './errors.js';
 
@@ -71,7 +71,7 @@ export function native(): Libc {
     // would be most of the thread's memory.
     koffi().config({ ...koffi().config(), sync_stack_size: 64 * 1024, sync_heap_size: 64 * 1024 });
   }
-  const lib = koffi().load('libc.so.6');
+  const lib = glibc();
   // fcntl(2) is variadic in C. On x86_64 SysV and Linux aarch64 a pointer in
   // the variadic position travels in the same register as a fixed argument,
   // so a fixed three-argument prototype is both correct and koffi's fast path.

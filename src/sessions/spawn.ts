@@ -14,7 +14,7 @@ import type { ChildProcess } from 'node:child_process';
 import { closeSync, readSync, readdirSync } from 'node:fs';
 import { constants } from 'node:os';
 import { childProcess } from '../child-process.js';
-import { koffi } from '../locks/koffi.js';
+import { koffi, libc as glibc } from '../locks/koffi.js';
 import { RunError } from './errors.js';
 
 /** A started command: its pid, a way to signal it, and its status once reaped. */
@@ -64,7 +64,7 @@ let libc: Libc | null | undefined;
 function native(): Libc | null {
   if (libc !== undefined) return libc;
   try {
-    const lib = koffi().load('libc.so.6');
+    const lib = glibc();
     libc = {
       posix_spawnp: lib.func('int posix_spawnp(_Out_ int *pid, const char *file, void *actions, void *attr, const char **argv, const char **envp)'),
       actionsInit: lib.func('int posix_spawn_file_actions_init(void *actions)'),

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { arch, platform } from 'node:process';
 import type { Credentials } from '../config/index.js';
-import { koffi } from '../locks/koffi.js';
+import { koffi, libc as glibc } from '../locks/koffi.js';
 
 /** The peer's credentials cannot be had: not a unix socket, no fd, or getsockopt failed. */
 export class PeerCredentialsError extends Error {
@@ -50,7 +50,7 @@ function bind(): Libc {
   if (platform !== 'linux' || !KNOWN_ARCHES.has(arch)) {
     throw new PeerCredentialsError(`peer credentials are supported on Linux (${[...KNOWN_ARCHES].join(', ')}), not ${platform}/${arch}`);
   }
-  const lib = koffi().load('libc.so.6');
+  const lib = glibc();
   // socklen_t *optlen is in/out: a 4-byte Buffer the kernel rewrites.
   libc = {
     getsockopt: lib.func('int getsockopt(int fd, int level, int optname, void *optval, void *optlen)') as Libc['getsockopt'],

@@ -1,7 +1,7 @@
 // mount(2) and umount2(2) through koffi, the only place the union layer
 // talks to libc. Each call returns 0 or the errno, so callers build their
 // messages (errors.ts) from numbers rather than from parsed text.
-import { koffi } from '../locks/koffi.js';
+import { koffi, libc as glibc } from '../locks/koffi.js';
 import { platform } from 'node:process';
 
 // <sys/mount.h>; identical on every Linux architecture.
@@ -50,7 +50,7 @@ let libc: Libc | undefined;
 function native(): Libc {
   if (libc) return libc;
   if (platform !== 'linux') throw new Error(`mount(2) is Linux-only; this is ${platform}`);
-  const lib = koffi().load('libc.so.6');
+  const lib = glibc();
   libc = {
     mount: lib.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)') as Libc['mount'],
     umount2: lib.func('int umount2(const char *target, int flags)') as Libc['umount2'],
