@@ -47,5 +47,5 @@ export function discardSessionDir(stateDir: string, id: string): void {
   // deletion itself never needs to be.
   syncDir(stateDir);
   crashPoint('discard:renamed');
-  removeTree(gone);
+  removeTree(gone, { mountsChecked: true });
 }
