@@ -77,6 +77,14 @@ async function manySchroot(b: Bench, run: number): Promise<void> {
   push(b, 'schroot end 50', await wallOf(ids.map((id) => () => schroot.endAsync(id))));
 }
 
+/**
+ * 50 `node -e 0` at once: the floor under any 50 Node CLI processes at once
+ * on this machine, whatever they do (CPU-bound start-up on few cores).
+ */
+async function manyNode(b: Bench): Promise<void> {
+  push(b, 'node 50', await wallOf(Array.from({ length: MANY }, () => () => background(process.execPath, ['-e', '0'], b.w.env))));
+}
+
 /** The same for warden: CLI begins held by the supervisor; the reboot takes the supervisor down too. */
 async function manyWarden(b: Bench, run: number): Promise<void> {
   const ids = Array.from({ length: MANY }, (_, i) => `m${run}-${i}`);
@@ -136,6 +144,7 @@ function rows(b: Bench): Row[] {
     vsNode(one, 'end (supervisor): warden - node -e 0', 'warden end', 25),
     vs(many, `${MANY} begun at once, CLI processes`, 'warden begin 50', 'schroot begin 50', 0.8),
     vs(many, `${MANY} ended at once, CLI processes`, 'warden end 50', 'schroot end 50', 0.8),
+    vs(many, `${MANY} × node -e 0 at once (the floor under ${MANY} Node CLI processes)`, 'node 50', 'schroot begin 50'),
     vs(many, `${MANY} begun at once, library in one process`, 'library begin 50', 'schroot begin 50', 0.1),
     vs(many, `${MANY} ended at once, library in one process`, 'library end 50', 'schroot end 50', 0.1),
     vs(many, `recover ${MANY} after a reboot: one recover --all / ${MANY} --recover-session`, 'warden recover 50', 'schroot recover 50', 0.25),
@@ -176,6 +185,7 @@ async function main(): Promise<void> {
         await manySchroot(b, run);
       }
       await manyLibrary(b);
+      await manyNode(b);
       process.stderr.write(`run ${run + 1}/${RUNS} done\n`);
     }
     const checks = await correctnessChecks(s, w);
@@ -216,6 +226,7 @@ function printSpread(series: Series): void {
     [`${MANY} ended at once (library)`, 'library end 50', ''],
     [`recover ${MANY} after a reboot`, 'warden recover 50', 'schroot recover 50'],
     ['node -e 0', 'node', ''],
+    [`${MANY} × node -e 0 at once`, 'node 50', ''],
   ]) {
     lines.push(`${label!.padEnd(36)}${fmt(w!).padEnd(26)}${sc ? fmt(sc) : ''}`);
   }
