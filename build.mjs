@@ -10,8 +10,12 @@
 // (crash points read WARDEN_CRASH_AT; only the crash-injection tests use it).
 import { build } from 'esbuild';
 import { chmodSync, copyFileSync, lstatSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { compileFunction } from 'node:vm';
+import { Script } from 'node:vm';
+
+// The launcher's own wrapper, so that the cache is made from exactly what it compiles.
+const { wrap } = createRequire(import.meta.url)('./src/cli/launcher.cjs');
 
 const common = {
   bundle: true,
@@ -29,20 +33,20 @@ const common = {
 //    import instead: on Node 20 a function compiled from a code cache has no
 //    dynamic-import callback (ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING), and
 //    the launcher's own import() resolves from the same directory.
-// The cache is compiled exactly as the launcher compiles the bundle, and
-// its first line stamps the bundle's size and mtime, taken after the last
-// write to the bundle.
-const PARAMS = ['exports', 'require', 'module', '__filename', '__dirname', '__warden_import'];
+// The cache is compiled exactly as the launcher compiles the bundle (its
+// wrap()), and its first line stamps the bundle's size and mtime, taken
+// after the last write to the bundle. The launcher adds the code of each
+// verb to it after that verb's first good run.
 const DYNAMIC_IMPORT = /(?<![\w$.])import\((?=["'])/g;
 function writeCodeCache(bundle) {
   const source = readFileSync(bundle, 'utf8').replace(/^#!.*/, '').replace(DYNAMIC_IMPORT, '__warden_import(');
   const left = /(?<![\w$.])import\(/.exec(source);
   if (left) throw new Error(`${bundle}: an import() the launcher cannot serve: ${source.slice(left.index, left.index + 60)}`);
   writeFileSync(bundle, source);
-  const fn = compileFunction(source, PARAMS, { filename: bundle, produceCachedData: true });
-  if (!fn.cachedDataProduced) throw new Error(`V8 produced no code cache for ${bundle}`);
+  const data = new Script(wrap(source), { filename: join(process.cwd(), bundle) }).createCachedData();
+  if (data.length === 0) throw new Error(`V8 produced no code cache for ${bundle}`);
   const st = statSync(bundle);
-  writeFileSync(`${bundle}.cache`, Buffer.concat([Buffer.from(`${st.size} ${st.mtimeMs}\n`, 'latin1'), fn.cachedData]));
+  writeFileSync(`${bundle}.cache`, Buffer.concat([Buffer.from(`${st.size} ${st.mtimeMs}\n`, 'latin1'), data]));
 }
 
 for (const [outdir, crashPoints] of [['dist/cli', false], ['dist/crash', true]]) {

@@ -105,6 +105,8 @@ function exitAfterFlush(code: number): void {
  * since the kernel closes our fds and drops our locks either way.
  */
 function quickExit(code: number): void {
+  // The launcher's code-cache update (src/cli/launcher.cjs), when it has one to make.
+  (globalThis as { __wardenBeforeExit?: (code: number) => void }).__wardenBeforeExit?.(code);
   if (koffiLoadedBy() !== undefined) {
     const exit = glibc().func('void _exit(int status)') as (status: number) => void;
     exit(code);

@@ -5,14 +5,18 @@
 // must cost only the compile: the CLI works the same.
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { compileFunction } from 'node:vm';
+import { Script } from 'node:vm';
 import { REPO } from '../helpers/chroots.js';
 
 const CLI_DIR = join(REPO, 'dist', 'cli');
 const BUNDLE = join(CLI_DIR, 'warden-main.cjs');
-const PARAMS = ['exports', 'require', 'module', '__filename', '__dirname', '__warden_import'];
+const { wrap } = createRequire(import.meta.url)(join(CLI_DIR, 'warden.cjs')) as { wrap: (source: string) => string };
+
+/** Would V8 take `data` as the code cache of the bundle at `bundle`? */
+const accepted = (bundle: string, data: Buffer) => !new Script(wrap(readFileSync(bundle, 'utf8')), { filename: bundle, cachedData: data }).cachedDataRejected;
 
 /** The cache file split into its stamp line and V8's data. */
 function readCache(path: string): { stamp: string; data: Buffer } {
@@ -21,12 +25,12 @@ function readCache(path: string): { stamp: string; data: Buffer } {
   return { stamp: buf.toString('latin1', 0, eol), data: buf.subarray(eol + 1) };
 }
 
-test('the build stamps its code cache for the bundle beside it, and this Node accepts the cache', (t) => {
+test('the code cache is stamped for the bundle beside it, and this Node accepts the cache', (t) => {
   const st = statSync(BUNDLE);
   const { stamp, data } = readCache(`${BUNDLE}.cache`);
-  t.is(stamp, `${st.size} ${st.mtimeMs}`);
-  const fn = compileFunction(readFileSync(BUNDLE, 'utf8'), PARAMS, { filename: BUNDLE, cachedData: data });
-  t.false(fn.cachedDataRejected, 'V8 rejected the code cache the build wrote');
+  // Other tests' calls may have taught it verbs already (a third field).
+  t.is(stamp.split(' ').slice(0, 2).join(' '), `${st.size} ${st.mtimeMs}`);
+  t.true(accepted(BUNDLE, data), 'V8 rejected the code cache');
 });
 
 test('the bundle has no import() of its own left: the launcher serves them', (t) => {
@@ -80,4 +84,37 @@ test('the launcher runs the CLI with its cache, without it, and with a stale or 
   runs(t, dir, 'with garbage under a matching stamp');
   rmSync(cache);
   runs(t, dir, 'without a cache');
+});
+
+test('the cache learns the code of each verb from its first good run, once, and never from a failed one', (t) => {
+  const dir = copyCli(t);
+  const cache = join(dir, 'warden-main.cjs.cache');
+  const bundle = join(dir, 'warden-main.cjs');
+  const st = statSync(bundle);
+  const warden = (args: string[], env: NodeJS.ProcessEnv = process.env) =>
+    spawnSync(process.execPath, [join(dir, 'warden.cjs'), ...args], { encoding: 'utf8', timeout: 30_000, env });
+  // Start from the cache as the build wrote it: no verbs.
+  const built = readCache(cache);
+  writeFileSync(cache, Buffer.concat([Buffer.from(`${st.size} ${st.mtimeMs}\n`), built.data]));
+
+  t.is(warden(['frobnicate']).status, 2);
+  t.is(readCache(cache).stamp, `${st.size} ${st.mtimeMs}`, 'a failed call teaches nothing');
+  t.is(warden(['list'], { ...process.env, WARDEN_CODE_CACHE: 'read-only' }).status, 0);
+  t.is(readCache(cache).stamp, `${st.size} ${st.mtimeMs}`, 'WARDEN_CODE_CACHE=read-only writes nothing');
+
+  t.is(warden(['list']).status, 0);
+  const learned = readCache(cache);
+  t.is(learned.stamp, `${st.size} ${st.mtimeMs} list`);
+  t.true(learned.data.length > built.data.length, 'the new cache holds the code list ran');
+  t.true(accepted(bundle, learned.data), 'V8 rejected the learned cache');
+  const written = statSync(cache).mtimeMs;
+
+  t.is(warden(['list']).status, 0);
+  t.is(statSync(cache).mtimeMs, written, 'a verb already learned is not written again');
+  t.is(warden(['--config', '/dev/null', 'list', '--json']).status, 0);
+  t.is(statSync(cache).mtimeMs, written, 'global options before the verb are no other verb');
+  t.is(warden(['--version']).status, 0);
+  t.is(readCache(cache).stamp, `${st.size} ${st.mtimeMs} list,--version`);
+  t.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.tmp')), [], 'no temporary file is left');
+  runs(t, dir, 'with a learned cache');
 });
