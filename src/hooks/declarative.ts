@@ -9,7 +9,7 @@
 import { readFileSync, writeSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { applyCopyfiles } from './copyfiles.js';
-import { DeclarativeError, logLine, refuse, type HookFailure } from './errors.js';
+import { DeclarativeError, hookFailure, logLine, refuse, type HookFailure } from './errors.js';
 import { applyFstab } from './fstab.js';
 import type { HookEntry, HookPhase, HookVars } from './types.js';
 
@@ -52,19 +52,7 @@ export function runDeclarative(o: OneDeclarative): HookFailure | undefined {
   } catch (e) {
     // Anything else is a bug or an errno nobody foresaw: the hook fails with it, it does not escape the phase.
     const d = e instanceof DeclarativeError ? e : undefined;
-    const f: HookFailure = {
-      hook: o.hook,
-      phase: o.phase,
-      status: null,
-      signal: null,
-      timedOut: false,
-      interrupted: false,
-      timeoutMs: o.timeoutMs,
-      stderrTail: [],
-      reason: d?.reason ?? (e as Error).message ?? String(e),
-      line: d?.line,
-      cause: d ? d.cause : e,
-    };
+    const f = hookFailure(o, { reason: d?.reason ?? (e as Error).message ?? String(e), line: d?.line, cause: d ? d.cause : e });
     log(logLine.failed(f));
     return f;
   }

@@ -32,6 +32,11 @@ export interface HookFailure {
   cause?: unknown;
 }
 
+/** How `base`'s hook failed: `f` says what is known, the rest is "nothing of that kind happened". */
+export function hookFailure(base: Pick<HookFailure, 'hook' | 'phase' | 'timeoutMs'>, f: Partial<HookFailure>): HookFailure {
+  return { hook: base.hook, phase: base.phase, status: null, signal: null, timedOut: false, interrupted: false, timeoutMs: base.timeoutMs, stderrTail: [], ...f };
+}
+
 export class HookFailedError extends HookError {
   override name = 'HookFailedError';
   /** `<phase>.d/<name>` */

@@ -12,7 +12,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { childProcess } from '../child-process.js';
 import { closeSync, constants, fstatSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
-import type { HookFailure } from './errors.js';
+import { hookFailure, type HookFailure } from './errors.js';
 import { killGroup, liveMembers, untilGroupDead } from './group.js';
 import type { HookPhase } from './types.js';
 
@@ -58,17 +58,7 @@ class Tail {
 /** Resolves undefined when the hook exited 0, else with how it failed. Never rejects. */
 export async function runOne(o: OneHook): Promise<HookFailure | undefined> {
   const tail = new Tail();
-  const failure = (f: Partial<HookFailure>): HookFailure => ({
-    hook: o.hook,
-    phase: o.phase,
-    status: null,
-    signal: null,
-    timedOut: false,
-    interrupted: false,
-    timeoutMs: o.timeoutMs,
-    stderrTail: tail.lines(),
-    ...f,
-  });
+  const failure = (f: Partial<HookFailure>): HookFailure => hookFailure(o, { stderrTail: tail.lines(), ...f });
 
   const errFd = stderrFile(o.logPath);
   let child: ChildProcess;

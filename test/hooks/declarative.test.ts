@@ -28,6 +28,7 @@ import {
   makeFixture,
   mountsBelow,
   mountsUnder,
+  nothingLeft,
   openFds,
   privateRoot,
   recorder,
@@ -82,20 +83,7 @@ test.beforeEach((t) => {
 });
 
 // Nothing of a test may survive it: mounts, hook processes, fds.
-test.afterEach.always((t) => {
-  const f = t.context;
-  const live = liveOf(f);
-  const mounts = mountsUnder(f.dir);
-  const fds = openFds();
-  try {
-    unmountAllUnder(f.dir);
-  } finally {
-    if (mountsUnder(f.dir).length === 0) rmSync(f.dir, { recursive: true, force: true });
-  }
-  t.deepEqual(mounts, [], 'nothing is left mounted under the test dir');
-  t.deepEqual(live, [], 'no process of the test is left');
-  t.deepEqual(fds, f.fds, 'no extra fd is left open');
-});
+test.afterEach.always((t) => nothingLeft(t, t.context));
 
 /** Runs the phase, expecting `hook` to fail at `line` for `reason`; checks the error, the log and that nothing was mounted. */
 async function failsWith(t: ExecutionContext<Context>, hook: string, line: number, reason: string): Promise<HookFailedError> {

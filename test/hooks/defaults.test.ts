@@ -11,7 +11,7 @@ import { listHooks, runHooks, HookFailedError, type RunHooksOptions } from '../.
 import { parseCopyfiles } from '../../src/hooks/copyfiles.js';
 import { parseFstab } from '../../src/hooks/fstab.js';
 import { readMountInfo } from '../../src/union/index.js';
-import { isRoot, liveOf, lines, makeFixture, mountsBelow, mountsUnder, openFds, privateRoot, sh, unmountAllUnder, type Fixture } from './fixture.js';
+import { isRoot, liveOf, lines, makeFixture, mountsBelow, mountsUnder, nothingLeft, openFds, privateRoot, sh, unmountAllUnder, type Fixture } from './fixture.js';
 
 const test = anyTest as TestFn<Fixture & { root: string }>;
 const serial = isRoot ? test.serial : test.skip; // bind mounts need root: skipped visibly otherwise
@@ -56,20 +56,7 @@ test.beforeEach((t) => {
 });
 
 // Checked before cleaning up: a test's own teardown must have unmounted everything.
-test.afterEach.always((t) => {
-  const f = t.context;
-  const live = liveOf(f);
-  const mounts = mountsUnder(f.dir);
-  const fds = openFds();
-  try {
-    unmountAllUnder(f.dir);
-  } finally {
-    if (mountsUnder(f.dir).length === 0) rmSync(f.dir, { recursive: true, force: true });
-  }
-  t.deepEqual(mounts, [], 'nothing is left mounted under the test dir');
-  t.deepEqual(live, [], 'no process of the test is left');
-  t.deepEqual(fds, f.fds, 'no extra fd is left open');
-});
+test.afterEach.always((t) => nothingLeft(t, t.context));
 
 test.serial('the shipped hooks dir passes the checks; only post-mount has hooks, both declarative', (t) => {
   t.deepEqual(listHooks(HOOKS, 'post-mount'), [

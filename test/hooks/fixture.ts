@@ -1,7 +1,7 @@
 // A scratch hooks dir per test, and the checks that nothing of a test
 // survives it: processes, fds, mounts.
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { HookPhase, HookVars } from '../../src/hooks/index.js';
@@ -184,4 +184,22 @@ export function mountsBelow(root: string): string[] {
     .filter((m) => m !== root)
     .map((m) => m.slice(root.length))
     .sort();
+}
+
+/**
+ * A test's leak check, made before its dir goes: nothing mounted under it,
+ * no process of it alive, no fd beyond those at its start. Cleans up either way.
+ */
+export function nothingLeft(t: { deepEqual: (a: unknown, b: unknown, m?: string) => void }, f: Fixture & { fds: string[] }): void {
+  const live = liveOf(f);
+  const mounts = mountsUnder(f.dir);
+  const fds = openFds();
+  try {
+    unmountAllUnder(f.dir);
+  } finally {
+    if (mountsUnder(f.dir).length === 0) rmSync(f.dir, { recursive: true, force: true });
+  }
+  t.deepEqual(mounts, [], 'nothing is left mounted under the test dir');
+  t.deepEqual(live, [], 'no process of the test is left');
+  t.deepEqual(fds, f.fds, 'no extra fd is left open');
 }
