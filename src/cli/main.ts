@@ -107,7 +107,9 @@ function exitAfterFlush(code: number): void {
 function quickExit(code: number): void {
   // The launcher's code-cache update (src/cli/launcher.cjs), when it has one to make.
   (globalThis as { __wardenBeforeExit?: (code: number) => void }).__wardenBeforeExit?.(code);
-  if (koffiLoadedBy() !== undefined) {
+  // Node's own exit where something waits for it: --cpu-prof, --inspect,
+  // coverage (NODE_V8_COVERAGE) write their data there.
+  if (koffiLoadedBy() !== undefined && process.execArgv.length === 0 && process.env.NODE_V8_COVERAGE === undefined) {
     const exit = glibc().func('void _exit(int status)') as (status: number) => void;
     exit(code);
   }
