@@ -107,7 +107,6 @@ export function startCommand(file: string, args: readonly string[], env: NodeJS.
   c.actionsInit(actions);
   c.attrInit(attr);
   try {
-    placeFds(c, actions, fds);
     // Every signal 1-64 back to SIG_DFL. Not sigfillset: glibc leaves its
     // own two (32 and 33) out of a filled set, and posix_spawn then sets
     // them to SIG_IGN in the child, where the ignoring outlives the exec.
@@ -116,7 +115,12 @@ export function startCommand(file: string, args: readonly string[], env: NodeJS.
     c.sigemptyset(set);
     c.attrSetsigmask(attr, set);
     c.attrSetflags(attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-    return reaped(c, (pid) => spawnAndWaitForExec(c, () => c.posix_spawnp(pid, file, actions, attr, [file, ...args, null], envp)), file);
+    const spawn = (pid: number[]) =>
+      spawnAndWaitForExec(c, (spareFrom) => {
+        placeFds(c, actions, fds, spareFrom);
+        return c.posix_spawnp(pid, file, actions, attr, [file, ...args, null], envp);
+      });
+    return reaped(c, spawn, file);
   } finally {
     c.actionsDestroy(actions);
     c.attrDestroy(attr);
@@ -135,9 +139,9 @@ export function startCommand(file: string, args: readonly string[], env: NodeJS.
  * wait for EOF on a close-on-exec pipe, here one whose write end has the
  * highest fd number: exec closes fds in ascending order, so it goes last.
  */
-function spawnAndWaitForExec(c: Libc, spawn: () => number): number {
+function spawnAndWaitForExec(c: Libc, spawn: (spareFrom: number) => number): number {
   const ends = Buffer.alloc(8);
-  if (c.pipe2(ends, O_CLOEXEC) !== 0) return spawn(); // out of fds: spawn will say so
+  if (c.pipe2(ends, O_CLOEXEC) !== 0) return spawn(0); // out of fds: spawn will say so
   const readEnd = ends.readInt32LE(0);
   let writeEnd = ends.readInt32LE(4);
   const top = Math.max(...readdirSync('/proc/self/fd').map(Number));
@@ -148,7 +152,9 @@ function spawnAndWaitForExec(c: Libc, spawn: () => number): number {
   }
   let err: number;
   try {
-    err = spawn();
+    // The file actions' spare fds go above the write end: a dup2 onto it
+    // in the child would close it there before the exec does.
+    err = spawn(writeEnd + 1);
   } finally {
     closeSync(writeEnd);
   }
@@ -168,12 +174,13 @@ function spawnAndWaitForExec(c: Libc, spawn: () => number): number {
  * A source inside the target range (0, 1, 2 always) would be overwritten or
  * keep its flag, so those are first moved above every fd involved, in the
  * child only: a dup made and closed in this process would drop its
- * POSIX-mode locks on the file (fcntl(2)).
+ * POSIX-mode locks on the file (fcntl(2)). Spares start at `spareFrom`
+ * or above.
  */
-function placeFds(c: Libc, actions: Buffer, fds: readonly number[]): void {
+function placeFds(c: Libc, actions: Buffer, fds: readonly number[], spareFrom: number): void {
   const sources = [0, 1, 2, ...fds];
   const end = sources.length;
-  const spare = Math.max(end, ...fds) + 1;
+  const spare = Math.max(end, ...fds.map((fd) => fd + 1), spareFrom);
   const from = sources.map((fd, i) => (fd < end ? spare + i : fd));
   sources.forEach((fd, i) => {
     if (from[i] !== fd) c.actionsDup2(actions, fd, from[i]!);
