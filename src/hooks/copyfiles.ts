@@ -2,8 +2,8 @@
 // to the same paths inside the session, by warden itself (hooks/README.md).
 import { closeSync, constants, fchmodSync, fstatSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { DeclarativeError, logLine, refuse } from './errors.js';
-import { components, lstatOrNone, walk } from './within.js';
-import { canonicalPath, readMountInfo } from '../union/mountinfo.js';
+import { components, lstatOrNone, mountPointsBelow, walk } from './within.js';
+import { canonicalPath } from '../union/mountinfo.js';
 
 export interface CopyEntry {
   line: number;
@@ -51,8 +51,7 @@ export function applyCopyfiles(text: string, c: CopyContext): void {
     return;
   }
   const root = canonicalPath(c.root);
-  const prefix = root === '/' ? '/' : `${root}/`;
-  const below = new Set(readMountInfo(root).map((m) => m.mountPoint).filter((p) => p.startsWith(prefix)));
+  const below = mountPointsBelow(root);
   for (const e of entries) {
     try {
       copyOne(e, root, below, c);
@@ -63,7 +62,7 @@ export function applyCopyfiles(text: string, c: CopyContext): void {
   }
 }
 
-function copyOne(e: CopyEntry, root: string, below: ReadonlySet<string>, c: CopyContext): void {
+function copyOne(e: CopyEntry, root: string, below: ReadonlyMap<string, boolean>, c: CopyContext): void {
   // The host's path is read through its symlinks (resolv.conf is often one into /run).
   const content = readHost(e.path);
   if (content === undefined) {

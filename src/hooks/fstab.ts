@@ -7,8 +7,8 @@
 // /proc/self/mountinfo; a second copy of either in src/hooks would drift.
 import { statSync } from 'node:fs';
 import { DeclarativeError, logLine, mountWhat, refuse } from './errors.js';
-import { components, walk } from './within.js';
-import { canonicalPath, mountsUnder, readMountInfo } from '../union/mountinfo.js';
+import { components, mountPointsBelow, walk } from './within.js';
+import { canonicalPath, mountsUnder, readMountInfo, unescapeOctal } from '../union/mountinfo.js';
 import {
   MS_BIND,
   MS_NODEV,
@@ -49,10 +49,6 @@ const FLAGS: Record<string, number> = { ro: MS_RDONLY, nosuid: MS_NOSUID, nodev:
 // mount(2) copies at most one page of option data.
 const MAX_DATA = 4095;
 
-// fstab(5): "\040" and the like stand for a space (tab, newline, backslash,
-// any byte) in a field.
-const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-
 /** Parses every line; throws DeclarativeError naming the first bad line. */
 export function parseFstab(text: string): FstabEntry[] {
   const out: FstabEntry[] = [];
@@ -78,7 +74,8 @@ export function parseFstab(text: string): FstabEntry[] {
 function parseLine(raw: string, line: number): FstabEntry {
   const fields = raw.split(/[ \t]+/);
   if (fields.length < 4 || fields.length > 6) throw new DeclarativeError(refuse.fields(fields.length));
-  const [spec, file, vfstype, options] = fields.slice(0, 4).map(unescape) as [string, string, string, string];
+  // fstab(5): "\040" and the like stand for a space (tab, newline, backslash, any byte) in a field.
+  const [spec, file, vfstype, options] = fields.slice(0, 4).map(unescapeOctal) as [string, string, string, string];
   // FREQ and PASSNO are dump(8) and fsck(8) matters: checked, then ignored.
   for (const [name, value] of [['FREQ', fields[4]], ['PASSNO', fields[5]]] as const) {
     if (value !== undefined && !/^\d+$/.test(value)) throw new DeclarativeError(refuse.notNumber(name, value));
@@ -168,15 +165,6 @@ export function applyFstab(text: string, c: FstabContext): void {
     }
     c.log(logLine.mounted(mountWhat(p.e, p.target), p.e.flagNames, p.e.data));
   }
-}
-
-/** Mount points strictly below `root` (canonical), each with whether its top mount is shared, from one read of mountinfo. */
-function mountPointsBelow(root: string): Map<string, boolean> {
-  const prefix = root === '/' ? '/' : `${root}/`;
-  const out = new Map<string, boolean>();
-  // A later line of a stack on one mount point is the top one, and wins.
-  for (const m of readMountInfo(root)) if (m.mountPoint.startsWith(prefix)) out.set(m.mountPoint, m.propagation.some((p) => p.startsWith('shared:')));
-  return out;
 }
 
 /**

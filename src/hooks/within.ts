@@ -4,6 +4,16 @@
 // could aim a mount or a write anywhere on the host, so none is followed.
 import { closeSync, constants, fchmodSync, lstatSync, mkdirSync, openSync, type Stats } from 'node:fs';
 import { DeclarativeError, refuse } from './errors.js';
+import { readMountInfo } from '../union/mountinfo.js';
+
+/** Mount points strictly below `root` (canonical), each with whether its top mount is shared, from one read of mountinfo. */
+export function mountPointsBelow(root: string): Map<string, boolean> {
+  const prefix = root === '/' ? '/' : `${root}/`;
+  const out = new Map<string, boolean>();
+  // A later line of a stack on one mount point is the top one, and wins.
+  for (const m of readMountInfo(root)) if (m.mountPoint.startsWith(prefix)) out.set(m.mountPoint, m.propagation.some((p) => p.startsWith('shared:')));
+  return out;
+}
 
 /** '/a/./b//c/' -> ['a', 'b', 'c']; undefined when a component is '..'. */
 export function components(path: string): string[] | undefined {
@@ -90,25 +100,23 @@ export function walk(w: Walk): WalkEnd {
 // without following a link, sets 0755 whatever it is (and whatever
 // replaced the directory meanwhile is refused rather than chmodded).
 function createDir(path: string): void {
-  try {
+  createWithMode(path, 0o755, () => {
     mkdirSync(path, 0o755);
-    const fd = openSync(path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
-    try {
-      fchmodSync(fd, 0o755);
-    } finally {
-      closeSync(fd);
-    }
-  } catch (e) {
-    throw new DeclarativeError(refuse.cannotCreate(path, e as Error), undefined, { cause: e });
-  }
+    return openSync(path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+  });
 }
 
 /** An empty regular file, mode 0644: the mount point of a bind of a file. */
 function createFile(path: string): void {
+  createWithMode(path, 0o644, () => openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644));
+}
+
+/** Makes `path` through `make` (which returns an fd of it) and sets `mode` on that fd, whatever the umask. */
+function createWithMode(path: string, mode: number, make: () => number): void {
   try {
-    const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+    const fd = make();
     try {
-      fchmodSync(fd, 0o644);
+      fchmodSync(fd, mode);
     } finally {
       closeSync(fd);
     }

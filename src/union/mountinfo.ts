@@ -21,8 +21,9 @@ export interface MountEntry {
 }
 
 // The kernel writes space, tab, newline and backslash in paths as octal
-// escapes (\040, \011, \012, \134); nothing else is escaped.
-const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+// escapes (\040, \011, \012, \134); nothing else is escaped. fstab(5)
+// uses the same escapes.
+export const unescapeOctal = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
 
 // The kernel's escaping of a path, to find it in mountinfo's raw text.
 const escape = (s: string) => s.replace(/[\\ \t\n]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, '0')}`);
@@ -44,12 +45,12 @@ export function readMountInfo(within?: string): MountEntry[] {
     out.push({
       id: Number(f[0]),
       parent: Number(f[1]),
-      fsRoot: unescape(f[3]!),
-      mountPoint: unescape(f[4]!),
+      fsRoot: unescapeOctal(f[3]!),
+      mountPoint: unescapeOctal(f[4]!),
       propagation: f.slice(6, sep),
       options: f[5]!.split(','),
-      fsType: unescape(f[sep + 1]!),
-      source: unescape(f[sep + 2]!),
+      fsType: unescapeOctal(f[sep + 1]!),
+      source: unescapeOctal(f[sep + 2]!),
     });
   }
   return out;
