@@ -7,6 +7,7 @@ import { fileKey, lockHolders, rangesOverlap, readProcLocks, type LockHolder } f
 import { SessionCorruptError, SessionNotFoundError, StateDirError } from './errors.js';
 import { ID_PATTERN, validateId } from './ids.js';
 import { LIVENESS, SESSION_LOCK_FILE, livenessHeld } from './locks.js';
+import { markTopDirectory } from './native.js';
 import { readState, type SessionState } from './state.js';
 
 /** Names in the state dir that are not sessions. */
@@ -17,7 +18,16 @@ export function isSessionName(name: string): boolean {
   return !name.startsWith('.') && !RESERVED.has(name);
 }
 
-/** Creates the state dir if needed and refuses one that is a symlink or not a directory. Returns it absolute. */
+/** State dirs this process has already marked (or tried to) as a top directory. */
+const marked = new Set<string>();
+
+/**
+ * Creates the state dir if needed and refuses one that is a symlink or not
+ * a directory. Returns it absolute. Once per process it marks the dir as
+ * the top of directory hierarchies where the filesystem has that hint
+ * (`markTopDirectory`): session dirs are then spread over the filesystem's
+ * block groups instead of crowding their parent's.
+ */
 export function ensureStateDir(stateDir: string): string {
   const dir = resolve(stateDir);
   let st: Stats;
@@ -34,6 +44,10 @@ export function ensureStateDir(stateDir: string): string {
   }
   if (st.isSymbolicLink()) throw new StateDirError(dir, 'is a symbolic link (refused; point --state-dir at the real directory)');
   if (!st.isDirectory()) throw new StateDirError(dir, 'is not a directory');
+  if (!marked.has(dir)) {
+    marked.add(dir);
+    markTopDirectory(dir);
+  }
   return dir;
 }
 

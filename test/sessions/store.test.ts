@@ -2,7 +2,7 @@
 // entries, symlink refusal. Liveness is held by a real second process (the
 // C holder), never faked.
 import anyTest, { type TestFn } from 'ava';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, realpathSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -19,6 +19,8 @@ import {
   type SessionState,
 } from '../../src/sessions/index.js';
 import { writeStateLocked, readState } from '../../src/sessions/state.js';
+import { spawnSync } from 'node:child_process';
+import { isRoot } from '../helpers/chroots.js';
 import { Holder } from '../helpers/holder.js';
 import { fileFds, ourLocks } from '../helpers/leaks.js';
 
@@ -192,4 +194,61 @@ test('the state dir: created when missing, a symlink or a file refused', (t) => 
   writeFileSync(join(t.context.dir, 'file'), '');
   t.throws(() => ensureStateDir(join(t.context.dir, 'file')), { instanceOf: StateDirError, message: /not a directory/ });
   t.deepEqual(listSessions(join(t.context.dir, 'none')), []);
+});
+
+/**
+ * The inode flags of `dir` read by python3 (FS_IOC_GETFLAGS), or with
+ * `set` also set first; undefined when its filesystem refuses the ioctl.
+ */
+function inodeFlags(dir: string, set = 0): number | undefined {
+  const py = [
+    'import fcntl, os, struct, sys',
+    'fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)',
+    'try:',
+    '  f = struct.unpack("i", fcntl.ioctl(fd, 0x80086601, bytes(4)))[0]',
+    '  if int(sys.argv[2]): fcntl.ioctl(fd, 0x40086602, struct.pack("i", f | int(sys.argv[2])))',
+    '  print(struct.unpack("i", fcntl.ioctl(fd, 0x80086601, bytes(4)))[0])',
+    'except OSError: print("none")',
+  ].join('\n');
+  const r = spawnSync('python3', ['-c', py, dir, String(set)], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`python3: ${r.stderr}`);
+  return r.stdout.trim() === 'none' ? undefined : Number(r.stdout.trim());
+}
+
+const FS_TOPDIR_FL = 0x20000;
+
+test('the state dir is marked as a top directory (chattr +T) where its filesystem has the flag', (t) => {
+  // Whether this filesystem keeps the flag at all, asked of a scratch dir by python3.
+  const probe = join(t.context.dir, 'probe');
+  mkdirSync(probe);
+  const kept = inodeFlags(probe, FS_TOPDIR_FL);
+  if (kept === undefined || (kept & FS_TOPDIR_FL) === 0) {
+    t.log(`SKIPPED the flag check: ${t.context.dir} is on a filesystem without FS_TOPDIR_FL`);
+    t.is(ensureStateDir(join(t.context.dir, 'sd')), join(t.context.dir, 'sd'));
+    return;
+  }
+  const created = join(t.context.dir, 'created', 'sd');
+  ensureStateDir(created);
+  t.truthy(inodeFlags(created)! & FS_TOPDIR_FL, 'a state dir warden creates');
+  const existing = join(t.context.dir, 'existing');
+  mkdirSync(existing);
+  t.is(inodeFlags(existing)! & FS_TOPDIR_FL, 0);
+  ensureStateDir(existing);
+  t.truthy(inodeFlags(existing)! & FS_TOPDIR_FL, 'a state dir that was there already');
+});
+
+(isRoot ? test : test.skip)('a state dir on a filesystem without the top-directory flag (tmpfs) works all the same [needs root: mounts a tmpfs]', (t) => {
+  const mnt = realpathSync(t.context.dir);
+  const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'warden-test', mnt], { encoding: 'utf8' });
+  if (m.status !== 0) throw new Error(`mount tmpfs: ${m.stderr}`);
+  try {
+    const sd = join(mnt, 'sd');
+    t.is(ensureStateDir(sd), sd);
+    t.is((inodeFlags(sd) ?? 0) & FS_TOPDIR_FL, 0, 'tmpfs does not keep it');
+    mkdirSync(join(sd, 'x'));
+    t.true(existsSync(join(sd, 'x')));
+  } finally {
+    const u = spawnSync('umount', [mnt], { encoding: 'utf8' });
+    if (u.status !== 0) throw new Error(`umount: ${u.stderr}`);
+  }
 });
