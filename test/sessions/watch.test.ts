@@ -2,7 +2,7 @@
 // liveness held by a real second process (the C holder), a corrupt entry;
 // and the closer: idempotent, same promise, no fd or lock left behind.
 import anyTest, { type TestFn } from 'ava';
-import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { STATE_VERSION, watchSessions, type SessionEvent, type SessionState } from '../../src/sessions/index.js';
@@ -143,4 +143,73 @@ test.serial('a corrupt entry is reported once it stays corrupt; a dot entry or s
     ['ended', 'bad'],
   ]);
   t.truthy(r.seen[0]!.reason);
+});
+
+/** inotify watches this process has, over all its inotify fds (/proc/self/fdinfo). */
+function inotifyWatches(): number {
+  let n = 0;
+  for (const fd of readdirSync('/proc/self/fd')) {
+    let target: string;
+    try {
+      target = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      continue;
+    }
+    if (target !== 'anon_inode:inotify') continue;
+    n += readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8').split('\n').filter((l) => l.startsWith('inotify wd:')).length;
+  }
+  return n;
+}
+
+test.serial('state.json rewritten in a session that was there before the watch: recovered, from the file event alone', async (t) => {
+  const sd = t.context.dir;
+  mkdirSync(join(sd, 'old'));
+  writeFileSync(join(sd, 'old', 'lock'), '');
+  writeStateLocked(join(sd, 'old'), state('old', { updatedAt: '2026-01-01T00:00:00.000Z' }));
+  const r = recorder();
+  // No probe during the test: only chokidar's event can report it.
+  const w = watchSessions(sd, { probeMs: 3_600_000, onEvent: (e) => r.onEvent(e), onError: (e) => t.fail(e.message) });
+  t.teardown(() => w.close());
+  await w.ready;
+  writeStateLocked(join(sd, 'old'), state('old'));
+  await r.until('recovered', 'old');
+  await w.close();
+  t.deepEqual(r.seen.map((e) => [e.event, e.id]), [['recovered', 'old']]);
+});
+
+test.serial('30 sessions come and go: chokidar watches the files of each while it exists, and nothing is left watched once they are gone', async (t) => {
+  const sd = t.context.dir;
+  const r = recorder();
+  await new Promise((resolve) => setImmediate(resolve)); // the previous test's watches are gone
+  const base = inotifyWatches();
+  const w = watchSessions(sd, { probeMs: 3_600_000, onEvent: (e) => r.onEvent(e), onError: (e) => t.fail(e.message) });
+  t.teardown(() => w.close());
+  await w.ready;
+  t.is(inotifyWatches(), base + 1, 'the state dir');
+  const ids = Array.from({ length: 30 }, (_, i) => `s${i}`);
+  for (const id of ids) {
+    const build = join(sd, `.new-${id}.x`);
+    mkdirSync(build);
+    writeFileSync(join(build, 'lock'), '');
+    writeStateLocked(build, state(id));
+    renameSync(build, join(sd, id));
+  }
+  for (const id of ids) await r.until('begun', id);
+  // chokidar's watch on each is set up asynchronously after the event.
+  for (let i = 0; i < 100 && inotifyWatches() < base + 61; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+  // The state dir, and each session's lock file and state.json.
+  t.is(inotifyWatches(), base + 61);
+  // Out of the sessions' names the way end takes them, not deleted: only closing the watch frees it.
+  for (const id of ids) renameSync(join(sd, id), join(sd, `.gone-${id}.x`));
+  for (const id of ids) await r.until('ended', id);
+  await w.close();
+  // Closed from inside the inotify callback that reported the last end (this
+  // continuation runs in its microtasks): libuv removes the watch once that
+  // callback returns.
+  await new Promise((resolve) => setImmediate(resolve));
+  t.is(inotifyWatches(), base);
+  t.deepEqual(
+    ids.map((id) => r.seen.filter((e) => e.id === id).map((e) => e.event)),
+    ids.map(() => ['begun', 'stale', 'ended']),
+  );
 });
