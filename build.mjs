@@ -22,7 +22,7 @@ const common = {
   platform: 'node',
   target: 'node20',
   logLevel: 'warning',
-  external: ['koffi', 'piscina', 'yargs', 'chokidar'],
+  external: ['koffi', 'piscina', 'yargs'],
 };
 
 // The executable is src/cli/launcher.cjs, which runs the bundle from the V8

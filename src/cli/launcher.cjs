@@ -112,10 +112,10 @@ if (verb !== undefined && !seen.includes(verb) && process.env.WARDEN_CODE_CACHE 
   };
 }
 
-// The bundle's import()s of ES-module-only packages (yargs, chokidar,
-// piscina) come here (the build rewrites them): code compiled from a code
-// cache cannot import() on Node 20, and this file resolves the same
-// node_modules as the bundle beside it.
+// The bundle's import()s of ES-module-only packages (yargs, piscina) come
+// here (the build rewrites them): code compiled from a code cache cannot
+// import() on Node 20, and this file resolves the same node_modules as the
+// bundle beside it.
 const importHere = (specifier) => import(specifier);
 const main = script.runInThisContext();
 const mod = { exports: {}, filename: bundle, id: '.', loaded: false };

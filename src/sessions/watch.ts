@@ -1,28 +1,30 @@
-// Live session events from the state dir. Two watches report what changes
-// on disk: an inotify watch of the state dir itself (fs.watch) names the
-// entries that appear or go, and chokidar watches each session's state.json
-// and lock file (state.json rewritten, the lock file replaced). A probe of the liveness
-// locks reports what no file event shows: a session goes stale when its
-// holders die, and only its lock changes.
-//
-// Why not chokidar on the directories: on every event in a directory it
-// watches, chokidar lists the directory again and lstat()s every entry
-// (paulmillr/chokidar#1028). Watching the state dir, each begin or end cost
-// N lstats with N sessions, several times over: a supervisor watching 50
-// library begins spent as much CPU in those rescans as the begins took
-// (1,980 ms for 200), and one holding 1,000 sessions paid 1,000 lstats per
-// event. Watching session dirs, every line a hook logs cost a rescan.
-// inotify names the state dir's entry, which is all it needs; the probe
-// also lists the names (readdir, no stat) to catch what an overflowed
-// inotify queue lost. On a file chokidar costs one stat per event, and it
-// follows state.json across the renames that replace it.
+// Live session events from the state dir. inotify (fs.watch) reports what
+// changes on disk: a watch on the state dir names the entries that appear
+// or go, and a watch on each session dir reports its state.json rewritten
+// or its lock file replaced. A probe of the liveness locks reports what no
+// file event shows: a session goes stale when its holders die, and only
+// its lock changes.
 //
 // Every event comes from comparing what the entry is now with what it was
 // last seen as (`#reconcile`), so events that arrive twice, late or out of
 // order cannot produce a wrong one.
-import { lstatSync, readdirSync, watch as fsWatch, type FSWatcher as DirWatcher } from 'node:fs';
-import { join, relative, sep } from 'node:path';
-import type { FSWatcher } from 'chokidar';
+//
+// Written on fs.watch, not chokidar (which this used before), for two
+// measured reasons:
+// - On every event in a directory it watches, chokidar lists the directory
+//   again and lstat()s every entry (paulmillr/chokidar#1028). Watching the
+//   state dir, each begin or end cost N lstats with N sessions, several
+//   times over, and in each session dir every line a hook logged cost a
+//   rescan: a supervisor watching 200 library begins and ends used 1,980 ms
+//   of CPU for it, as much as the begins themselves took.
+// - Watching files instead, chokidar re-adds the parent of a removed file
+//   "to watch for its return", and a close() during that revives the
+//   watcher: a watch on the state dir outlived close() (a test caught it).
+// inotify names the entry that changed, which is all a flat directory of
+// sessions needs, and it is Linux-only like the rest of warden. What an
+// overflowed inotify queue loses, the probe's listing of names catches.
+import { lstatSync, readdirSync, watch as fsWatch, type FSWatcher as DirWatcher, type Stats } from 'node:fs';
+import { join } from 'node:path';
 import { openLiveness, SESSION_LOCK_FILE } from './locks.js';
 import { STATE_FILE, type SessionStatus } from './state.js';
 import { inspectEntry, isSessionName, listSessions, type SessionEntry } from './store.js';
@@ -58,7 +60,7 @@ export interface WatchOptions {
 }
 
 export interface SessionWatch {
-  /** Resolves once changes are being watched (rejects if chokidar cannot start). */
+  /** Resolves once changes are being watched (rejects if the state dir cannot be watched). */
   ready: Promise<void>;
   /** Stops watching; idempotent, returns the same promise every time. */
   close(): Promise<void>;
@@ -95,19 +97,10 @@ class SessionWatcher {
   readonly #known = new Map<string, Known>();
   /** Entries seen corrupt but not reported yet: when first seen. */
   readonly #pending = new Map<string, number>();
-  /** chokidar's watch function, once imported. */
-  #chokidar: typeof import('chokidar').watch | undefined;
   /** inotify on the state dir itself: entry names. */
   #dirWatch: DirWatcher | undefined;
-  /**
-   * One chokidar watcher for each entry's files: closing it frees
-   * everything it had (its unwatch() keeps every path it was given in an
-   * ignore list that every later event matches against, a leak with
-   * unique ids).
-   */
-  readonly #tracked = new Map<string, FSWatcher>();
-  /** Watchers being closed. */
-  readonly #closingWatchers = new Set<Promise<void>>();
+  /** inotify on each session dir (its inode: an id ended and begun again is another dir). */
+  readonly #tracked = new Map<string, { watch: DirWatcher; ino: number }>();
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -133,12 +126,11 @@ class SessionWatcher {
       this.#closed = true;
       clearInterval(this.#timer);
       this.#timer = undefined;
-      // A start still importing chokidar sees #closed and never watches.
+      // A start not begun yet sees #closed and never watches.
       await this.#ready.catch(() => {});
       this.#dirWatch?.close();
       this.#dirWatch = undefined;
       for (const id of [...this.#tracked.keys()]) this.#untrack(id);
-      await Promise.all(this.#closingWatchers);
     })();
     return this.#closing;
   }
@@ -146,18 +138,15 @@ class SessionWatcher {
   async #start(): Promise<void> {
     // What is there now is the starting point: no events for it.
     for (const e of listSessions(this.#dir)) this.#known.set(e.id, knownOf(e));
-    // chokidar is ESM-only; a dynamic import also loads it only for a watch.
-    const { watch } = await import('chokidar');
+    // A watch closed as soon as it was made never watches.
+    await null;
     if (this.#closed) return;
-    this.#chokidar = watch;
     const dirWatch = fsWatch(this.#dir, { persistent: true }, (_event, name) => this.#onName(name));
     this.#dirWatch = dirWatch;
     dirWatch.on('error', (e) => this.#onError(e instanceof Error ? e : new Error(String(e))));
     // Whatever changed between the listing and the watch being in place;
-    // it also starts chokidar inside each session dir there is.
+    // it also watches each session dir there is.
     this.#reconcileAll();
-    await Promise.all([...this.#tracked.values()].map((w) => new Promise<void>((resolve) => w.once('ready', () => resolve()))));
-    if (this.#closed) return;
     this.#timer = setInterval(() => this.#probe(), this.#probeMs);
   }
 
@@ -172,40 +161,43 @@ class SessionWatcher {
     }
   }
 
-  #onPath(path: string): void {
+  /** Something in session dir `id` changed: only its state.json and lock file matter. */
+  #onSessionFile(id: string, name: string | Buffer | null): void {
     if (this.#closed) return;
-    const rel = relative(this.#dir, path);
-    if (rel === '' || rel.startsWith('..')) return;
+    if (name !== null && String(name) !== STATE_FILE && String(name) !== SESSION_LOCK_FILE) return;
     try {
-      this.#reconcile(rel.split(sep)[0]!);
+      this.#reconcile(id);
     } catch (e) {
       this.#onError(e as Error);
     }
   }
 
   /**
-   * chokidar watches state.json and the lock file of entry `id` from now
-   * on (a file not there yet: the dir, for it to appear), unless the caller
-   * holds it: the supervisor's own sessions change only through the
-   * supervisor (their removal still shows in the state dir). The probe
-   * starts it for one the caller lets go of.
+   * Watches session dir `id` from now on, unless the caller holds it: the
+   * supervisor's own sessions change only through the supervisor (their
+   * removal still shows in the state dir). The probe starts it for one the
+   * caller lets go of.
    */
-  #track(id: string): void {
-    if (this.#closed || this.#tracked.has(id) || this.#heldByCaller(id) || !this.#chokidar) return;
-    const dir = join(this.#dir, id);
-    const w = this.#chokidar([join(dir, STATE_FILE), join(dir, SESSION_LOCK_FILE)], { ignoreInitial: true, followSymlinks: false });
-    w.on('all', (_event, path) => this.#onPath(path));
+  #track(id: string, ino: number): void {
+    const had = this.#tracked.get(id);
+    if (had?.ino === ino) return;
+    if (had) this.#untrack(id);
+    if (this.#closed || this.#heldByCaller(id)) return;
+    let w: DirWatcher;
+    try {
+      w = fsWatch(join(this.#dir, id), { persistent: true }, (_event, name) => this.#onSessionFile(id, name));
+    } catch (e) {
+      // Gone already: the state dir's watch reports it.
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT' && (e as NodeJS.ErrnoException).code !== 'ENOTDIR') this.#onError(e as Error);
+      return;
+    }
     w.on('error', (e) => this.#onError(e instanceof Error ? e : new Error(String(e))));
-    this.#tracked.set(id, w);
+    this.#tracked.set(id, { watch: w, ino });
   }
 
   #untrack(id: string): void {
-    const w = this.#tracked.get(id);
-    if (!w) return;
+    this.#tracked.get(id)?.watch.close();
     this.#tracked.delete(id);
-    const closing = w.close().catch((e: unknown) => this.#onError(e as Error));
-    this.#closingWatchers.add(closing);
-    void closing.then(() => this.#closingWatchers.delete(closing));
   }
 
   #reconcileAll(): void {
@@ -225,8 +217,8 @@ class SessionWatcher {
   /** Compares entry `id` as it is now with what it was; emits what changed. */
   #reconcile(id: string): void {
     const prev = this.#known.get(id);
-    const kind = entryKind(join(this.#dir, id));
-    if (kind === undefined) {
+    const st = entryStat(join(this.#dir, id));
+    if (st === undefined) {
       this.#pending.delete(id);
       this.#untrack(id);
       if (!prev) return;
@@ -234,7 +226,7 @@ class SessionWatcher {
       this.#emit({ event: 'ended', id, chroot: prev.chroot });
       return;
     }
-    if (kind === 'dir') this.#track(id);
+    if (st.isDirectory()) this.#track(id, st.ino);
     if (prev && prev.kind !== 'corrupt' && this.#heldByCaller(id)) {
       if (prev.kind === 'stale') this.#known.set(id, { ...prev, kind: 'active' });
       return;
@@ -285,7 +277,10 @@ class SessionWatcher {
       }
     }
     for (const [id, k] of this.#known) {
-      if (k.kind !== 'corrupt' && !this.#tracked.has(id)) this.#track(id);
+      if (k.kind !== 'corrupt' && !this.#tracked.has(id) && !this.#heldByCaller(id)) {
+        const st = entryStat(join(this.#dir, id));
+        if (st?.isDirectory()) this.#track(id, st.ino);
+      }
       if (k.kind === 'corrupt') continue;
       if (this.#heldByCaller(id)) {
         // Re-adopted by the caller: active again without a probe.
@@ -339,10 +334,10 @@ function knownOf(e: SessionEntry): Known {
   return { kind: e.status, chroot: e.state?.chroot, status: e.state?.status, updatedAt: e.state?.updatedAt };
 }
 
-/** What is at `path` (not following a link): undefined when nothing is. */
-function entryKind(path: string): 'dir' | 'other' | undefined {
+/** lstat of `path`: undefined when nothing is there. */
+function entryStat(path: string): Stats | undefined {
   try {
-    return lstatSync(path).isDirectory() ? 'dir' : 'other';
+    return lstatSync(path);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw e;
