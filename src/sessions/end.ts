@@ -125,7 +125,9 @@ async function teardownLocked(session: Session, recover: boolean): Promise<unkno
     runHooks({ hooksDir: state.hooksDir, phase, vars: session.hookVars(recover), logPath: paths.hooksLog, timeoutMs: state.hookTimeoutMs, keepGoing: true });
   await hooks('pre-unmount');
   crashPoint('end:pre-unmount');
-  await unmountSettled(paths.root);
+  // No second read of mountinfo to confirm: discardSessionDir reads it for
+  // the whole session dir below and refuses while anything is mounted.
+  await unmountSettled(paths.root, { confirm: false });
   crashPoint('end:unmounted');
   let late: unknown;
   try {

@@ -4,6 +4,17 @@ import { mountHolders } from './holders.js';
 import { canonicalPath, mountsUnder, readMountInfo } from './mountinfo.js';
 import { EBUSY, EINVAL, ENOENT, sysUmount } from './native.js';
 
+export interface UnmountOptions {
+  /**
+   * Read mountinfo once more after a round that unmounted everything it
+   * found, to confirm nothing is left (default). `false` is for a caller
+   * that reads it right after anyway (end: discardSessionDir refuses to
+   * delete while anything is mounted under the session dir), and saves
+   * one walk of every mount of the namespace.
+   */
+  confirm?: boolean;
+}
+
 /**
  * Unmounts every mount at or under `root` in mountsUnder's order (deepest
  * first, never before a mount that hides it). Stops at the first failure:
@@ -17,7 +28,7 @@ import { EBUSY, EINVAL, ENOENT, sysUmount } from './native.js';
  * that propagate in meanwhile are found by the next round, which also
  * confirms that nothing is left.
  */
-export function unmountAll(root: string): void {
+export function unmountAll(root: string, { confirm = true }: UnmountOptions = {}): void {
   const base = canonicalPath(root);
   if (base === '/') throw new UnionError(base, 'refusing to unmount everything: a session root is never /');
   // Each round removes at least one mount; only mounts propagated in from
@@ -25,14 +36,17 @@ export function unmountAll(root: string): void {
   for (let round = 0; round < 10_000; round++) {
     const batch = mountsUnder(base);
     if (batch.length === 0) return;
+    let clean = true;
     for (const next of batch) {
       const e = sysUmount(next.mountPoint);
       if (e === 0) continue;
       if (e === EBUSY) throw new UnmountBusyError(next.mountPoint, mountHolders(next.mountPoint));
       // Unmounted by someone else (or by propagation) since we read mountinfo: the goal is met.
+      clean = false;
       if ((e === EINVAL || e === ENOENT) && !readMountInfo().some((m) => m.id === next.id)) continue;
       throw new UnionError(next.mountPoint, unmountFailure(e));
     }
+    if (clean && !confirm) return;
   }
   throw new UnionError(base, 'cannot unmount: mounts keep appearing under it');
 }
@@ -50,10 +64,10 @@ const SETTLE_MS = [10, 20, 40, 80, 160];
  * named at once, without retries. The pauses are timers, not sleeps: the
  * event loop of a supervisor ending sessions goes on.
  */
-export async function unmountSettled(root: string): Promise<void> {
+export async function unmountSettled(root: string, o: UnmountOptions = {}): Promise<void> {
   for (let attempt = 0; ; attempt++) {
     try {
-      unmountAll(root);
+      unmountAll(root, o);
       return;
     } catch (e) {
       if (!(e instanceof UnmountBusyError) || e.holders.length > 0 || attempt >= SETTLE_MS.length) throw e;

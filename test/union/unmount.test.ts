@@ -34,6 +34,14 @@ rootTest('unmountAll takes nested mounts away deepest first and leaves nothing',
   t.notThrows(() => unmountAll(l.root), 'idempotent');
 });
 
+rootTest('unmountAll without the confirming read still takes every nested mount away in its one round', (t) => {
+  const { tmp, l } = mountedSession(t);
+  t.is(mountsUnder(l.root).length, 4);
+  unmountAll(l.root, { confirm: false });
+  t.deepEqual(mountsUnder(tmp), []);
+  t.notThrows(() => unmountAll(l.root, { confirm: false }), 'idempotent');
+});
+
 rootTest('a process with its cwd in a mount: UnmountBusyError names it, nothing more is unmounted, a retry succeeds', async (t) => {
   const { tmp, l } = mountedSession(t);
   const inner = join(l.root, 'tmp', 'inner');
