@@ -2,7 +2,7 @@
 // to the same paths inside the session, by warden itself (hooks/README.md).
 import { closeSync, constants, fchmodSync, fstatSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { DeclarativeError, logLine, refuse } from './errors.js';
-import { components, lstatOrNone, mountPointsBelow, walk } from './within.js';
+import { components, lstatOrNone, viewBelow, walk, type MountView } from './within.js';
 import { canonicalPath } from '../union/mountinfo.js';
 
 export interface CopyEntry {
@@ -35,6 +35,8 @@ export interface CopyContext {
   /** Union type none: the session is the source chroot; nothing is copied. */
   none: boolean;
   log: (line: string) => void;
+  /** The phase's view of the mount points below root (see MountView). */
+  view?: MountView;
 }
 
 /**
@@ -51,7 +53,7 @@ export function applyCopyfiles(text: string, c: CopyContext): void {
     return;
   }
   const root = canonicalPath(c.root);
-  const below = mountPointsBelow(root);
+  const below = viewBelow(c.view, root);
   for (const e of entries) {
     try {
       copyOne(e, root, below, c);

@@ -12,6 +12,7 @@ import { applyCopyfiles } from './copyfiles.js';
 import { DeclarativeError, hookFailure, logLine, refuse, type HookFailure } from './errors.js';
 import { applyFstab } from './fstab.js';
 import type { HookEntry, HookPhase, HookVars } from './types.js';
+import type { MountView } from './within.js';
 
 export interface OneDeclarative {
   entry: HookEntry;
@@ -21,6 +22,8 @@ export interface OneDeclarative {
   vars: HookVars;
   logFd: number;
   timeoutMs: number;
+  /** Shared by the declarative hooks of one phase (see MountView). */
+  view?: MountView;
 }
 
 /** Applies one declarative hook: undefined when done, else how it failed (also written to hooks.log). Never throws. */
@@ -44,13 +47,15 @@ export function runDeclarative(o: OneDeclarative): HookFailure | undefined {
     } catch (e) {
       throw new DeclarativeError(refuse.unreadable(o.entry.path, e as Error), undefined, { cause: e });
     }
-    const c = { root, none: o.vars.unionType === 'none', log };
+    const c = { root, none: o.vars.unionType === 'none', log, view: o.view };
     if (o.entry.kind === 'fstab') applyFstab(text, c);
     else if (o.entry.kind === 'copyfiles') applyCopyfiles(text, c);
     else throw new Error(`runDeclarative called for a ${o.entry.kind} hook: ${o.entry.path}`);
     return undefined;
   } catch (e) {
     // Anything else is a bug or an errno nobody foresaw: the hook fails with it, it does not escape the phase.
+    // Whatever it mounted before failing is not in the view.
+    if (o.view) o.view.below = undefined;
     const d = e instanceof DeclarativeError ? e : undefined;
     const f = hookFailure(o, { reason: d?.reason ?? (e as Error).message ?? String(e), line: d?.line, cause: d ? d.cause : e });
     log(logLine.failed(f));

@@ -7,7 +7,7 @@
 // /proc/self/mountinfo; a second copy of either in src/hooks would drift.
 import { statSync } from 'node:fs';
 import { DeclarativeError, logLine, mountWhat, refuse } from './errors.js';
-import { components, mountPointsBelow, walk } from './within.js';
+import { components, mountPointsBelow, viewBelow, walk, type MountView } from './within.js';
 import { canonicalPath, mountsUnder, readMountInfo, unescapeOctal } from '../union/mountinfo.js';
 import {
   MS_BIND,
@@ -120,6 +120,8 @@ export interface FstabContext {
   /** Union type none: the session is the source chroot, never modified. */
   none: boolean;
   log: (line: string) => void;
+  /** The phase's view of the mount points below root, shared with the hooks after this one. */
+  view?: MountView;
 }
 
 /** A line whose mount point is settled: to mount at `target` (canonical). */
@@ -144,7 +146,7 @@ export function applyFstab(text: string, c: FstabContext): void {
   const entries = parseFstab(text);
   if (entries.length === 0) return;
   const root = canonicalPath(c.root);
-  const below = mountPointsBelow(root);
+  const below = viewBelow(c.view, root);
   const planned: Planned[] = [];
   for (const e of entries) {
     try {
@@ -159,6 +161,9 @@ export function applyFstab(text: string, c: FstabContext): void {
     try {
       if (p.later && !settleLater(p, root, c)) continue;
       mountOne(p.e, p.target);
+      // Made private; an rbind also brought submounts the view does not know.
+      if (c.view && p.e.rec) c.view.below = undefined;
+      else c.view?.below?.set(p.target, false);
     } catch (err) {
       if (err instanceof DeclarativeError) err.line ??= p.e.line;
       throw err;
@@ -176,6 +181,7 @@ function skipMounted(e: FstabEntry, target: string, shared: boolean | undefined,
   if (shared) {
     const p = sysMount(null, target, null, MS_PRIVATE, null);
     if (p !== 0) throw new DeclarativeError(refuse.keepPrivate(target, p));
+    c.view?.below?.set(target, false);
     c.log(logLine.madePrivate(e.line, target));
   }
   c.log(logLine.alreadyMounted(e.line, target));

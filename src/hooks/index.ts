@@ -8,6 +8,7 @@ import { HookFailedError, HookPermissionError, trailer } from './errors.js';
 import { listHooks } from './list.js';
 import { runOne } from './spawn.js';
 import type { HookPhase, HookRun, HookVars, RunHooksOptions } from './types.js';
+import type { MountView } from './within.js';
 
 export type { HookEntry, HookKind, HookPhase, HookRun, HookVars, RunHooksOptions } from './types.js';
 export { START_PHASES, STOP_PHASES } from './types.js';
@@ -82,6 +83,7 @@ export async function runHooks(opts: RunHooksOptions): Promise<HookRun[]> {
   try {
     const runs: HookRun[] = [];
     const failures: HookFailedError[] = [];
+    const view: MountView = {};
     for (const entry of hooks) {
       const { name, path } = entry;
       const hook = `${phase}.d/${name}`;
@@ -95,8 +97,10 @@ export async function runHooks(opts: RunHooksOptions): Promise<HookRun[]> {
       const t0 = process.hrtime.bigint();
       const declarative = entry.kind !== 'exec';
       const f = declarative
-        ? runDeclarative({ entry, hook, phase, vars: opts.vars, logFd, timeoutMs })
+        ? runDeclarative({ entry, hook, phase, vars: opts.vars, logFd, timeoutMs, view })
         : await runOne({ path, hook, phase, env, logFd, logPath: opts.logPath, timeoutMs, killGraceMs: opts.killGraceMs ?? DEFAULT_KILL_GRACE_MS, signal });
+      // An executable may have mounted anything.
+      if (!declarative) view.below = undefined;
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
       writeSync(logFd, trailer(phase, name, f, ms, declarative));
       runs.push({ hook, ms });

@@ -15,6 +15,30 @@ export function mountPointsBelow(root: string): Map<string, boolean> {
   return out;
 }
 
+/**
+ * The mount points below a session root as the declarative hooks of one
+ * phase know them: read from mountinfo by the first that needs them, then
+ * kept up to date with the mounts they make, and forgotten whenever
+ * something else may have mounted (an executable hook ran, an rbind brought
+ * submounts, a hook failed). Each read of mountinfo walks every mount of
+ * the namespace, 5 per session: a second read per session start cost ~10%
+ * of 50 begins in one process.
+ */
+export interface MountView {
+  root?: string;
+  below?: Map<string, boolean>;
+}
+
+/** mountPointsBelow(root), through `view` when there is one. */
+export function viewBelow(view: MountView | undefined, root: string): Map<string, boolean> {
+  if (view === undefined) return mountPointsBelow(root);
+  if (view.below === undefined || view.root !== root) {
+    view.below = mountPointsBelow(root);
+    view.root = root;
+  }
+  return view.below;
+}
+
 /** '/a/./b//c/' -> ['a', 'b', 'c']; undefined when a component is '..'. */
 export function components(path: string): string[] | undefined {
   const parts = path.split('/').filter((c) => c !== '' && c !== '.');

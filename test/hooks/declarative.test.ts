@@ -452,6 +452,32 @@ rootSerial('declarative files run in byte order of names among the executables',
   unmountAllUnder(root);
 });
 
+rootSerial('copyfiles sees the mounts of the phase: an .fstab bind before it, and what an executable between them mounted', async (t) => {
+  const root = sessionRoot(t);
+  const f = t.context;
+  const h = hostDir(f, 'h', { file: 'host\n' });
+  const other = hostDir(f, 'o');
+  const pd = join(f.hooksDir, 'post-mount.d');
+  // A copy of ${h}/file goes to <root>${h}/file: with <root>${h} a bind of
+  // `other`, writing it would write into the host's `other`.
+  addDeclared(f, 'post-mount', '10-mounts.fstab', `${other} ${h} none bind\n`);
+  addDeclared(f, 'post-mount', '20-files.copyfiles', `${h}/file\n`);
+  const first = await t.throwsAsync(runHooks(opts(f)), { instanceOf: HookFailedError });
+  t.is(first.hook, 'post-mount.d/20-files.copyfiles');
+  t.regex(first.message, new RegExp(`line 1: .*${h}.* is a mount point`));
+  t.deepEqual(readdirSync(other), [], 'nothing written through the .fstab bind');
+  unmountAllUnder(root);
+  // The mount made by an executable after the view was read (by 05-srv.fstab).
+  rmSync(join(pd, '10-mounts.fstab'));
+  addDeclared(f, 'post-mount', '05-srv.fstab', `${hostDir(f, 't')} /srv none bind\n`);
+  addDeclared(f, 'post-mount', '10-bind', `#!/bin/sh\nset -e\nmkdir -p "$CHROOT_PATH${h}"\nmount --bind '${other}' "$CHROOT_PATH${h}"\nmount --make-private "$CHROOT_PATH${h}"\n`, 0o755);
+  const second = await t.throwsAsync(runHooks(opts(f)), { instanceOf: HookFailedError });
+  t.is(second.hook, 'post-mount.d/20-files.copyfiles');
+  t.regex(second.message, new RegExp(`line 1: .*${h}.* is a mount point`));
+  t.deepEqual(readdirSync(other), [], 'nothing written through the executable’s bind');
+  unmountAllUnder(root);
+});
+
 test.serial('a session root that is not absolute, or is /, fails the hook without a line number', async (t) => {
   const f = t.context;
   addDeclared(f, 'post-mount', '10-x.fstab', '/proc /proc none bind\n');
