@@ -14,7 +14,7 @@ import { renameNoReplace } from './native.js';
 import { BUILD_PREFIX, UNPUBLISHED_PREFIX, discardSessionDir } from './discard.js';
 import { Session, sessionPaths } from './session.js';
 import { STATE_VERSION, syncDir, writeStateLocked, type SessionState } from './state.js';
-import { ensureStateDir } from './store.js';
+import { ensureStateDir, markStateDir } from './store.js';
 import { Undo } from './undo.js';
 import { crashPoint } from '../crash.js';
 
@@ -32,6 +32,7 @@ export async function beginSession(o: BeginOptions): Promise<Session> {
   // The id is checked before any file is touched.
   const id = o.id === undefined ? newId(o.chroot.name) : validateId(o.id);
   const stateDir = ensureStateDir(o.stateDir);
+  markStateDir(stateDir);
   const undo = new Undo();
   try {
     const manage = await takeManageLock(stateDir, o.chroot.name, o);

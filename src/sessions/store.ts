@@ -22,12 +22,19 @@ export function isSessionName(name: string): boolean {
 const marked = new Set<string>();
 
 /**
- * Creates the state dir if needed and refuses one that is a symlink or not
- * a directory. Returns it absolute. Once per process it marks the dir as
- * the top of directory hierarchies where the filesystem has that hint
- * (`markTopDirectory`): session dirs are then spread over the filesystem's
- * block groups instead of crowding their parent's.
+ * Marks state dir `dir` (absolute) as the top of directory hierarchies,
+ * once per process, where the filesystem has that hint (`markTopDirectory`):
+ * session dirs are then spread over the filesystem's block groups instead
+ * of crowding their parent's. Called by begin, the one creator of session
+ * dirs, so that clients and readers never load koffi for it.
  */
+export function markStateDir(dir: string): void {
+  if (marked.has(dir)) return;
+  marked.add(dir);
+  markTopDirectory(dir);
+}
+
+/** Creates the state dir if needed and refuses one that is a symlink or not a directory. Returns it absolute. */
 export function ensureStateDir(stateDir: string): string {
   const dir = resolve(stateDir);
   let st: Stats;
@@ -44,10 +51,6 @@ export function ensureStateDir(stateDir: string): string {
   }
   if (st.isSymbolicLink()) throw new StateDirError(dir, 'is a symbolic link (refused; point --state-dir at the real directory)');
   if (!st.isDirectory()) throw new StateDirError(dir, 'is not a directory');
-  if (!marked.has(dir)) {
-    marked.add(dir);
-    markTopDirectory(dir);
-  }
   return dir;
 }
 
