@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import type { Parsed } from './args.js';
 import { koffiLoadedBy, libc as glibc } from '../locks/koffi.js';
 import { EXIT, exitCodeOf, formatError, UsageError } from './errors.js';
+import { madeStdio } from './output.js';
 
 type VerbMain = (p: Parsed) => Promise<number>;
 
@@ -116,14 +117,11 @@ function quickExit(code: number): void {
   process.exit(code);
 }
 
-/**
- * Which of process.stdout and process.stderr this call has used. Node makes
- * each on first use, and on a terminal or a pipe that loads net and stream
- * (~3 ms): a `run` that prints nothing must not make them only to flush
- * them. Node defines both as configurable getters; the first use goes
- * through Node's own getter, which then replaces this one.
- */
-const made = new Set<'stdout' | 'stderr'>();
+// Which of process.stdout and process.stderr this call has used
+// (madeStdio): a `run` that prints nothing must not make them only to flush
+// them. Node defines both as configurable getters; the first use goes
+// through Node's own getter, which then replaces this one.
+const made = madeStdio;
 for (const name of ['stdout', 'stderr'] as const) {
   const own = Object.getOwnPropertyDescriptor(process, name);
   if (!own?.get || !own.configurable) {

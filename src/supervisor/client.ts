@@ -3,8 +3,9 @@
 import type { ChildProcess } from 'node:child_process';
 import { childProcess } from '../child-process.js';
 import { closeSync, constants as fsc, openSync, readFileSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
+import type { BlockingSocket, Handlers } from './blocking-socket.js';
 import type { WaitInfo } from '../sessions/locks.js';
 import { RequestAbortedError, SupervisorAccessError, SupervisorConnectionError, SupervisorUnavailableError } from './errors.js';
 import { errorFromWire, LineSplitter, MAX_LINE_BYTES, PROTOCOL_VERSION, type Reply, type Request } from './protocol.js';
@@ -20,15 +21,34 @@ export interface RequestOptions {
   signal?: AbortSignal;
 }
 
+/** A connection as the client uses it: node:net's Socket, or the CLI's BlockingSocket. */
+export interface Transport {
+  write(data: string): void;
+  listen(h: Handlers): void;
+  destroy(): void;
+}
+
+function netTransport(socket: Socket): Transport {
+  return {
+    write: (data) => void socket.write(data),
+    listen(h) {
+      socket.on('data', (chunk: Buffer) => h.data(chunk));
+      socket.on('error', (e) => h.error(e));
+      socket.on('close', () => h.close());
+    },
+    destroy: () => void socket.destroy(),
+  };
+}
+
 export class SupervisorClient {
-  readonly #socket: Socket;
+  readonly #socket: Transport;
   #next = 0;
   #current: { tag: string; onReply: (r: Reply) => void } | undefined;
   #broken: Error | undefined;
   #closed = false;
 
   /** Internal: built by connectSupervisor. */
-  constructor(socket: Socket) {
+  constructor(socket: Transport) {
     this.#socket = socket;
     const lines = new LineSplitter(
       MAX_LINE_BYTES,
@@ -43,9 +63,11 @@ export class SupervisorClient {
       },
       () => this.#fail(new SupervisorConnectionError('the supervisor sent an oversized reply')),
     );
-    socket.on('data', (chunk: Buffer) => lines.push(chunk));
-    socket.on('error', (e) => this.#fail(new SupervisorConnectionError(`connection to the supervisor failed: ${e.message}`, e)));
-    socket.on('close', () => this.#fail(new SupervisorConnectionError('the supervisor closed the connection before replying')));
+    socket.listen({
+      data: (chunk) => lines.push(chunk),
+      error: (e) => this.#fail(new SupervisorConnectionError(`connection to the supervisor failed: ${e.message}`, e)),
+      close: () => this.#fail(new SupervisorConnectionError('the supervisor closed the connection before replying')),
+    });
   }
 
   #fail(e: Error): void {
@@ -92,20 +114,42 @@ export class SupervisorClient {
   }
 }
 
+export interface ConnectOptions {
+  /**
+   * Connect and read without node:net (BlockingSocket): for the CLI, which
+   * has nothing else to do meanwhile; reads block its event loop for up to
+   * 20 ms at a time.
+   */
+  blocking?: boolean;
+}
+
 /** Connects to the supervisor of `stateDir`; undefined when none is listening. */
-export function connectSupervisor(stateDir: string): Promise<SupervisorClient | undefined> {
+export async function connectSupervisor(stateDir: string, o: ConnectOptions = {}): Promise<SupervisorClient | undefined> {
+  const path = join(stateDir, SUPERVISOR_SOCKET);
+  let transport: Transport;
+  try {
+    transport = o.blocking ? (await import('./blocking-socket.js')).BlockingSocket.connect(path) : netTransport(await connectNet(path));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    // No socket, or a socket file that nothing listens on (a supervisor that died).
+    if (code === 'ENOENT' || code === 'ECONNREFUSED') return undefined;
+    if (code === 'EACCES') throw new SupervisorAccessError(path, e as Error);
+    throw new SupervisorUnavailableError(`cannot connect to the supervisor at ${path}: ${(e as Error).message}`, e as Error);
+  }
+  return new SupervisorClient(transport);
+}
+
+async function connectNet(path: string): Promise<Socket> {
+  const { connect } = await import('node:net');
   return new Promise((resolve, reject) => {
-    const s = connect(join(stateDir, SUPERVISOR_SOCKET));
+    const s = connect(path);
     s.once('connect', () => {
       s.removeAllListeners('error');
-      resolve(new SupervisorClient(s));
+      resolve(s);
     });
-    s.once('error', (e: NodeJS.ErrnoException) => {
+    s.once('error', (e) => {
       s.destroy();
-      // No socket, or a socket file that nothing listens on (a supervisor that died).
-      if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') resolve(undefined);
-      else if (e.code === 'EACCES') reject(new SupervisorAccessError(join(stateDir, SUPERVISOR_SOCKET), e));
-      else reject(new SupervisorUnavailableError(`cannot connect to the supervisor at ${join(stateDir, SUPERVISOR_SOCKET)}: ${e.message}`, e));
+      reject(e);
     });
   });
 }
@@ -122,8 +166,8 @@ export interface StartOptions {
  * readiness reported on fd 3. Two clients starting one at the same moment
  * is fine: the loser exits on supervisor.lock and both connect to the winner.
  */
-export async function ensureSupervisor(stateDir: string, start: StartOptions): Promise<SupervisorClient> {
-  const existing = await connectSupervisor(stateDir);
+export async function ensureSupervisor(stateDir: string, start: StartOptions, o: ConnectOptions = {}): Promise<SupervisorClient> {
+  const existing = await connectSupervisor(stateDir, o);
   if (existing) return existing;
   const { spawn } = childProcess();
   const logPath = join(stateDir, SUPERVISOR_LOG);
@@ -141,7 +185,7 @@ export async function ensureSupervisor(stateDir: string, start: StartOptions): P
     // It exited (another supervisor won the race, or it failed): reap it first.
     await exited;
   }
-  const client = await connectSupervisor(stateDir);
+  const client = await connectSupervisor(stateDir, o);
   if (client) return client;
   throw new SupervisorUnavailableError(`could not start a supervisor for ${stateDir}; ${logPath} ends with: ${lastLines(logPath)}`);
 }

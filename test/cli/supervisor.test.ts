@@ -239,7 +239,7 @@ rootSerial('100 clients at once while a source entry waits: every request answer
   t.log(`event-loop delay over the run: max ${status.eventLoopDelay.maxMs} ms; fds ${JSON.stringify(base.fds)} -> ${JSON.stringify(status.fds)}`);
   t.true(status.eventLoopDelay.maxMs < 250, `event loop blocked for ${status.eventLoopDelay.maxMs} ms`);
   if (status.fds.files > base.fds.files) t.log(`fds before:\n${baseFds}\nafter:\n${fdsOf(base.pid)}`);
-  // Not equal: an fd chokidar has open in the thread pool for a moment may be counted in either.
+  // Not equal: an fd the libuv thread pool has open for a moment may be counted in either.
   t.true(status.fds.files <= base.fds.files + 1 && status.fds.sockets <= base.fds.sockets, 'no growth in file or socket fds');
   t.deepEqual(status.held, ['o-held']);
   // The queued begin is still waiting behind the entry; it gets in once the entry has run.

@@ -4,7 +4,7 @@
 import type { Parsed } from '../args.js';
 import { chrootOf, loadContext } from '../context.js';
 import { EXIT, UsageError } from '../errors.js';
-import { json } from '../output.js';
+import { json, printLine } from '../output.js';
 import { waitReporter } from '../wait-line.js';
 import { supervisorArgv } from './supervise.js';
 
@@ -24,8 +24,8 @@ export default async function begin(p: Parsed): Promise<number> {
   // Only root starts a supervisor: one started by a user could not mount, and would hold the socket.
   const client =
     process.getuid?.() === 0
-      ? await ensureSupervisor(stateDir, { argv: supervisorArgv(ctx, stateDir) })
-      : await connectSupervisor(stateDir);
+      ? await ensureSupervisor(stateDir, { argv: supervisorArgv(ctx, stateDir) }, { blocking: true })
+      : await connectSupervisor(stateDir, { blocking: true });
   if (!client) {
     const { SupervisorUnavailableError } = await import('../../supervisor/errors.js');
     throw new SupervisorUnavailableError(`no supervisor is running for ${stateDir}, and only root may start one (warden supervise, or its systemd unit)`);
@@ -47,7 +47,7 @@ export default async function begin(p: Parsed): Promise<number> {
       },
       { onWait: waits.onWait, signal: abort.signal },
     );
-    process.stdout.write(o.json ? json(r) : `${r.id as string}\n`);
+    printLine(o.json ? json(r) : `${r.id as string}\n`);
     return EXIT.ok;
   } finally {
     waits.done();

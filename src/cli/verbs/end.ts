@@ -25,7 +25,7 @@ export default async function end(p: Parsed): Promise<number> {
   };
   try {
     const { connectSupervisor } = await import('../../supervisor/client.js');
-    const client = await connectSupervisor(session.stateDir);
+    const client = await connectSupervisor(session.stateDir, { blocking: true });
     if (client) {
       try {
         await client.request(
