@@ -2,6 +2,7 @@
 // and the order in which they can be unmounted.
 import { readFileSync, realpathSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
+import { statxMountRoot } from './native.js';
 
 export interface MountEntry {
   /** Mount id (field 1); ids of unmounted mounts are reused. */
@@ -88,9 +89,10 @@ export function mountsUnder(path: string): MountEntry[] {
   return unmountOrder(readMountInfo(base).filter((m) => under(m.mountPoint, base)));
 }
 
+/** Whether something is mounted at `path` (symlinks on the way resolved): statx where the kernel says, else mountinfo. */
 export function isMountPoint(path: string): boolean {
   const p = canonicalPath(path);
-  return readMountInfo(p).some((m) => m.mountPoint === p);
+  return statxMountRoot(p) ?? readMountInfo(p).some((m) => m.mountPoint === p);
 }
 
 // umount2 takes a path, and a path reaches only the top of what is mounted

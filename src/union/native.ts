@@ -43,6 +43,7 @@ interface Libc {
   mount: (source: string | null, target: string, fstype: string | null, flags: number, data: string | null) => number;
   umount2: (target: string, flags: number) => number;
   strerror: (errnum: number) => string;
+  statx: (dirfd: number, path: string, flags: number, mask: number, buf: Buffer) => number;
 }
 
 let libc: Libc | undefined;
@@ -55,8 +56,31 @@ function native(): Libc {
     mount: lib.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)') as Libc['mount'],
     umount2: lib.func('int umount2(const char *target, int flags)') as Libc['umount2'],
     strerror: lib.func('const char *strerror(int errnum)') as Libc['strerror'],
+    statx: lib.func('int statx(int dirfd, const char *path, int flags, unsigned int mask, void *buf)') as Libc['statx'],
   };
   return libc;
+}
+
+const AT_FDCWD = -100;
+const AT_SYMLINK_NOFOLLOW = 0x100;
+const STATX_ATTR_MOUNT_ROOT = 0x2000n;
+/** sizeof(struct statx); stx_attributes at 8, stx_attributes_mask at 56. */
+const STATX_SIZE = 256;
+
+/**
+ * Whether `path` (its last component not followed) is the root of a
+ * mount, from statx(2)'s STATX_ATTR_MOUNT_ROOT (Linux 5.8): a bind of the
+ * same filesystem counts, as in mountinfo. Undefined where the kernel does
+ * not say, or statx fails: the caller asks mountinfo instead. One syscall,
+ * where a read of mountinfo walks every mount of the namespace (30% of 50
+ * begins at once was two such reads).
+ */
+export function statxMountRoot(path: string): boolean | undefined {
+  if (platform !== 'linux') return undefined;
+  const buf = Buffer.alloc(STATX_SIZE);
+  if (native().statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, 0, buf) !== 0) return undefined;
+  if ((buf.readBigUInt64LE(56) & STATX_ATTR_MOUNT_ROOT) === 0n) return undefined;
+  return (buf.readBigUInt64LE(8) & STATX_ATTR_MOUNT_ROOT) !== 0n;
 }
 
 /** mount(2): 0, or the errno. */

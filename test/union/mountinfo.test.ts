@@ -2,6 +2,7 @@
 import { mkdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { isMountPoint, mountsUnder, readMountInfo, unmountAll } from '../../src/union/index.js';
+import { statxMountRoot } from '../../src/union/native.js';
 import { rootTest, run, scratch, test } from './support.js';
 
 test.serial('readMountInfo parses this process\'s mounts', (t) => {
@@ -89,4 +90,20 @@ test.serial('mountsUnder("/") lists every mount, the namespace root last; unmoun
   t.true(all.some((m) => m.mountPoint === '/proc') && all.some((m) => m.mountPoint === '/sys'));
   t.is(all.at(-1)!.mountPoint, '/');
   t.throws(() => unmountAll('/'), { message: /refusing to unmount everything/ });
+});
+
+rootTest('statx says what mountinfo says: a bind of the same filesystem, a tmpfs, plain and missing paths, the last component not followed', (t) => {
+  const tmp = scratch(t);
+  for (const d of ['src', 'bound', 'fs', 'plain']) mkdirSync(join(tmp, d));
+  run('mount', '--bind', join(tmp, 'src'), join(tmp, 'bound'));
+  run('mount', '-t', 'tmpfs', 'tmpfs', join(tmp, 'fs'));
+  symlinkSync(join(tmp, 'fs'), join(tmp, 'link'));
+  const fromMountinfo = (p: string) => readMountInfo(p).some((m) => m.mountPoint === p);
+  for (const p of ['/', '/proc', join(tmp, 'bound'), join(tmp, 'fs'), join(tmp, 'plain'), join(tmp, 'src'), tmp]) {
+    t.is(statxMountRoot(p), fromMountinfo(p), p);
+  }
+  t.is(statxMountRoot(join(tmp, 'missing')), undefined, 'statx fails: the caller asks mountinfo');
+  t.false(statxMountRoot(join(tmp, 'link')), 'the link itself, not what it points to');
+  t.true(isMountPoint(join(tmp, 'link')), 'isMountPoint resolves it first');
+  unmountAll(tmp);
 });
