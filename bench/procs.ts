@@ -40,7 +40,10 @@ export function background(cmd: string, args: readonly string[], env: NodeJS.Pro
     c.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
     c.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
     c.once('error', reject);
-    c.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${err.trim()}`))));
+    // 'close', not 'exit': at 'exit' what the child wrote last may still be
+    // unread in the pipe (a `warden begin` that writes its id and _exits at
+    // once came back empty now and then).
+    c.once('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${err.trim()}`))));
   });
 }
 
