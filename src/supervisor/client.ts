@@ -5,7 +5,7 @@ import { childProcess } from '../child-process.js';
 import { closeSync, constants as fsc, openSync, readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
-import type { BlockingSocket, Handlers } from './blocking-socket.js';
+import type { Handlers } from './blocking-socket.js';
 import type { WaitInfo } from '../sessions/locks.js';
 import { RequestAbortedError, SupervisorAccessError, SupervisorConnectionError, SupervisorUnavailableError } from './errors.js';
 import { errorFromWire, LineSplitter, MAX_LINE_BYTES, PROTOCOL_VERSION, type Reply, type Request } from './protocol.js';
@@ -102,7 +102,12 @@ export class SupervisorClient {
           else reject(errorFromWire(r.error));
         },
       };
-      this.#socket.write(`${JSON.stringify({ v: PROTOCOL_VERSION, tag, ...req })}\n`);
+      try {
+        this.#socket.write(`${JSON.stringify({ v: PROTOCOL_VERSION, tag, ...req })}\n`);
+      } catch (e) {
+        // The blocking socket writes at once (EPIPE: the supervisor is gone); node:net reports it as an 'error'.
+        this.#fail(new SupervisorConnectionError(`connection to the supervisor failed: ${(e as Error).message}`, e as Error));
+      }
     });
   }
 
