@@ -88,7 +88,7 @@ function describeCall(p: Parsed): string {
  * `list --sessions --json` of thousands of sessions came out cut short).
  */
 function exitAfterFlush(code: number): void {
-  const streams = [...made].map((name) => process[name]);
+  const streams = [...madeStdio].map((name) => process[name]);
   let pending = streams.length;
   if (pending === 0) quickExit(code);
   const done = () => {
@@ -121,18 +121,17 @@ function quickExit(code: number): void {
 // (madeStdio): a `run` that prints nothing must not make them only to flush
 // them. Node defines both as configurable getters; the first use goes
 // through Node's own getter, which then replaces this one.
-const made = madeStdio;
 for (const name of ['stdout', 'stderr'] as const) {
   const own = Object.getOwnPropertyDescriptor(process, name);
   if (!own?.get || !own.configurable) {
-    made.add(name);
+    madeStdio.add(name);
     continue;
   }
   Object.defineProperty(process, name, {
     configurable: true,
     enumerable: own.enumerable,
     get() {
-      made.add(name);
+      madeStdio.add(name);
       Object.defineProperty(process, name, own);
       return own.get!.call(process);
     },

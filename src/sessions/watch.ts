@@ -153,9 +153,12 @@ class SessionWatcher {
   /** An entry of the state dir was created, renamed or removed (no name: the kernel did not say which). */
   #onName(name: string | Buffer | null): void {
     if (this.#closed) return;
+    if (name !== null) {
+      if (isSessionName(String(name))) this.#reconcileOrReport(String(name));
+      return;
+    }
     try {
-      if (name === null) this.#reconcileAll();
-      else if (isSessionName(String(name))) this.#reconcile(String(name));
+      this.#reconcileAll();
     } catch (e) {
       this.#onError(e as Error);
     }
@@ -165,6 +168,11 @@ class SessionWatcher {
   #onSessionFile(id: string, name: string | Buffer | null): void {
     if (this.#closed) return;
     if (name !== null && String(name) !== STATE_FILE && String(name) !== SESSION_LOCK_FILE) return;
+    this.#reconcileOrReport(id);
+  }
+
+  /** #reconcile, its failure reported through onError: the watch goes on. */
+  #reconcileOrReport(id: string): void {
     try {
       this.#reconcile(id);
     } catch (e) {
@@ -269,23 +277,18 @@ class SessionWatcher {
     const names = this.#names();
     const present = new Set(names);
     const missed = [...names.filter((n) => !this.#known.has(n) && !this.#pending.has(n)), ...[...this.#known.keys()].filter((n) => !present.has(n))];
-    for (const id of missed) {
-      try {
-        this.#reconcile(id);
-      } catch (e) {
-        this.#onError(e as Error);
-      }
-    }
+    for (const id of missed) this.#reconcileOrReport(id);
     for (const [id, k] of this.#known) {
-      if (k.kind !== 'corrupt' && !this.#tracked.has(id) && !this.#heldByCaller(id)) {
-        const st = entryStat(join(this.#dir, id));
-        if (st?.isDirectory()) this.#track(id, st.ino);
-      }
       if (k.kind === 'corrupt') continue;
       if (this.#heldByCaller(id)) {
         // Re-adopted by the caller: active again without a probe.
         if (k.kind === 'stale') this.#known.set(id, { ...k, kind: 'active' });
         continue;
+      }
+      // One the caller has let go of is watched from now on.
+      if (!this.#tracked.has(id)) {
+        const st = entryStat(join(this.#dir, id));
+        if (st?.isDirectory()) this.#track(id, st.ino);
       }
       let held: 'shared' | 'exclusive' | undefined;
       try {
@@ -307,13 +310,7 @@ class SessionWatcher {
       this.#known.set(id, { ...now, kind: change === 'stale' ? 'stale' : 'active' });
       this.#emit({ event: change, id, chroot: now.chroot, status: now.status });
     }
-    for (const id of [...this.#pending.keys()]) {
-      try {
-        this.#reconcile(id);
-      } catch (e) {
-        this.#onError(e as Error);
-      }
-    }
+    for (const id of [...this.#pending.keys()]) this.#reconcileOrReport(id);
   }
 
   #emit(e: Omit<SessionEvent, 'at'>): void {

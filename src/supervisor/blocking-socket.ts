@@ -13,6 +13,7 @@
 // and can close the connection, which is how the supervisor learns to
 // cancel the request.
 import { closeSync, readSync, writeSync } from 'node:fs';
+import { getSystemErrorName } from 'node:util';
 import { koffi, libc as glibc } from '../locks/koffi.js';
 
 const AF_UNIX = 1;
@@ -53,8 +54,6 @@ export class ConnectError extends Error {
     super(message);
   }
 }
-
-const CODES: Record<number, string> = { 2: 'ENOENT', 13: 'EACCES', 111: 'ECONNREFUSED', 36: 'ENAMETOOLONG', 20: 'ENOTDIR' };
 
 export interface Handlers {
   data: (chunk: Buffer) => void;
@@ -146,6 +145,6 @@ export class BlockingSocket {
 
 function errnoError(call: string, path: string): ConnectError {
   const errno = koffi().errno();
-  const code = CODES[errno] ?? `errno ${errno}`;
+  const code = errno > 0 ? getSystemErrorName(-errno) : `errno ${errno}`;
   return new ConnectError(code, errno, `${call} ${path}: ${code}`);
 }
