@@ -3,12 +3,12 @@
 // test runs the real bundle (dist/cli/warden.js) as a separate process.
 import anyTest, { type TestFn } from 'ava';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { listSessions, manageLockPath } from '../../src/sessions/index.js';
 
 import { Holder, killAllHolders } from '../helpers/holder.js';
 import { untilBlocked } from '../helpers/leaks.js';
+import { until } from '../helpers/wait.js';
 import { REPO, destroyFixture, isRoot, makeFixture, processesUnder, stateEntries, treeDigest, writeHooks, type Fixture, assertNothingLeftUnder } from '../helpers/chroots.js';
 import { untilOutput, warden, wardenAsync, writeConfig, type CliEnv } from '../helpers/cli.js';
 
@@ -22,13 +22,6 @@ function commOf(pid: number): string {
   }
 }
 
-async function until(cond: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await sleep(5);
-  }
-}
 const rootSerial = isRoot ? test.serial : test.serial.skip;
 let fx: Fixture;
 let env: CliEnv;

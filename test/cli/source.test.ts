@@ -13,6 +13,7 @@ import { lockHolders } from '../../src/locks/index.js';
 import { mountsUnder } from '../../src/union/index.js';
 import { Holder, killAllHolders } from '../helpers/holder.js';
 import { untilBlocked } from '../helpers/leaks.js';
+import { until } from '../helpers/wait.js';
 import { REPO, destroyFixture, isRoot, makeFixture, processesUnder, stateEntries, treeDigest, type Fixture, assertNothingLeftUnder } from '../helpers/chroots.js';
 import { WARDEN, untilOutput, writeConfig, type CliEnv, type Result, type Running } from '../helpers/cli.js';
 
@@ -70,14 +71,6 @@ function run(args: string[], extra: NodeJS.ProcessEnv = {}, input?: string): Res
   return { status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** Polls a condition about other processes (orphans we cannot wait for) until it holds. */
-async function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 /** The process itself has exited (its stdio may live on in children that inherited it). */
 function exited(child: Running): Promise<void> {

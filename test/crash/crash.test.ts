@@ -20,11 +20,11 @@ import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileKeyOfPath, readProcLocks } from '../../src/locks/index.js';
 import { mountsUnder } from '../../src/union/index.js';
 import { DEFAULT_HOOKS, REPO, destroyFixture, isRoot, makeFixture, processesUnder, treeDigest, writeHooks, type Fixture } from '../helpers/chroots.js';
 import { warden, writeConfig, type CliEnv } from '../helpers/cli.js';
+import { until } from '../helpers/wait.js';
 
 const test = anyTest as TestFn;
 const CRASH_BUNDLE = join(REPO, 'dist', 'crash', 'warden.cjs');
@@ -103,7 +103,7 @@ async function afterSourceKill(t: ExecutionContext, point: string): Promise<void
   // The command may still be starting: it writes "entered" first thing. A
   // kill before the entry was granted never lets it run (the held-back
   // command sees its gate close), so that case waits for no process instead.
-  await untilTrue(() => existsSync(log) || ourProcesses().length === 0);
+  await until(() => existsSync(log) || ourProcesses().length === 0);
   if (existsSync(log)) {
     // The command runs (held at its gate): no overlay of the source may be mounted now.
     t.deepEqual(
@@ -263,18 +263,10 @@ function ourProcesses(): number[] {
   return [...out, ...processesUnder(fx.tmp)];
 }
 
-/** Polls for an event the test cannot be told about (a process exiting), bounded. */
-async function untilTrue(cond: () => boolean, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`${what} not met in time`);
-    await sleep(5);
-  }
-}
 
 /** A hook that killed warden exits right after it; so does a released source command. */
 async function untilNoProcesses(): Promise<void> {
-  await untilTrue(() => ourProcesses().length === 0, `no process left (still: ${ourProcesses().join(' ')})`);
+  await until(() => ourProcesses().length === 0, `no process left (still: ${ourProcesses().join(' ')})`);
 }
 
 interface Listed {

@@ -19,17 +19,10 @@ import {
 import { HookFailedError } from '../../src/hooks/index.js';
 import { lockHolders, requestedMode } from '../../src/locks/index.js';
 import { mountHolders, mountsUnder, UnmountBusyError } from '../../src/union/index.js';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileFds, ourLocks } from '../helpers/leaks.js';
+import { until } from '../helpers/wait.js';
 import { chrootDef, destroyFixture, isRoot, makeFixture, stateEntries, treeDigest, writeHooks, DEFAULT_HOOKS, type Fixture } from '../helpers/chroots.js';
 
-async function until(cond: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await sleep(5);
-  }
-}
 const mountHoldersGone = (root: string) => mountHolders(root).length === 0;
 
 const test = anyTest as TestFn<{ fds: string[] }>;
