@@ -38,6 +38,7 @@ const FIRST_GROUPS = 64;
 
 interface Libc {
   getsockopt: (fd: number, level: number, optname: number, optval: Buffer, optlen: Buffer) => number;
+  poll: (fds: Buffer, nfds: number, timeout: number) => number;
   strerror: (errnum: number) => string;
 }
 
@@ -54,6 +55,7 @@ function bind(): Libc {
   // socklen_t *optlen is in/out: a 4-byte Buffer the kernel rewrites.
   libc = {
     getsockopt: lib.func('int getsockopt(int fd, int level, int optname, void *optval, void *optlen)') as Libc['getsockopt'],
+    poll: lib.func('int poll(void *fds, unsigned long nfds, int timeout)') as Libc['poll'],
     strerror: lib.func('const char *strerror(int errnum)') as Libc['strerror'],
   };
   return libc;
@@ -104,6 +106,34 @@ export function selfCredentials(): Credentials {
     groups = process.getgroups!(); // no /proc: the effective gid among them is harmless
   }
   return { uid, gid, groups, pid: process.pid };
+}
+
+// poll(2) events: the peer shut down its side (Linux >= 2.6.17), hung up, or the socket failed.
+const POLLERR = 0x008;
+const POLLHUP = 0x010;
+const POLLRDHUP = 0x2000;
+
+/**
+ * Whether the peer of `socket` has closed the connection (or shut down its
+ * writing side), as the kernel knows it now: poll(2) with no wait. Node
+ * learns of a hang-up only when its event loop next reads the socket, so a
+ * server that must act on "the client is gone" before a step it cannot take
+ * back asks the kernel instead. A socket Node has already closed counts as
+ * hung up; if poll itself fails, the peer is taken to be there.
+ */
+export function peerHungUp(socket: Socket): boolean {
+  if (socket.destroyed || socket.readableEnded) return true;
+  let fd: number;
+  try {
+    fd = socketFd(socket);
+  } catch {
+    return true;
+  }
+  const pollfd = Buffer.alloc(8); // struct pollfd { int fd; short events; short revents; }
+  pollfd.writeInt32LE(fd, 0);
+  pollfd.writeInt16LE(POLLRDHUP, 4);
+  if (bind().poll(pollfd, 1, 0) < 0) return false;
+  return (pollfd.readInt16LE(6) & (POLLRDHUP | POLLHUP | POLLERR)) !== 0;
 }
 
 /**

@@ -31,7 +31,7 @@ import {
 } from '../sessions/index.js';
 import { SessionAccessError, SupervisorRunningError, SupervisorStoppingError } from './errors.js';
 import { SUPERVISOR_LOCK, SUPERVISOR_SOCKET } from './paths.js';
-import { peerCredentials } from './peercred.js';
+import { peerCredentials, peerHungUp } from './peercred.js';
 import { LineSplitter, MAX_LINE_BYTES, parseRequest, ProtocolError, PROTOCOL_VERSION, wireError, type Reply, type Request } from './protocol.js';
 
 
@@ -312,13 +312,18 @@ class Engine {
     let queue: Promise<void> = Promise.resolve();
     /** Cancels the requests of this connection when the client goes away. */
     const gone = new AbortController();
+    /** Whether the client is gone, asking the kernel rather than waiting for 'close'; aborts its requests if so. */
+    const hungUp = (): boolean => {
+      if (!gone.signal.aborted && peerHungUp(c)) gone.abort(new Error('the client disconnected'));
+      return gone.signal.aborted;
+    };
     const send = (r: Reply) => {
       if (!c.destroyed && c.writable) c.write(`${JSON.stringify(r)}\n`);
     };
     const lines = new LineSplitter(
       MAX_LINE_BYTES,
       (line) => {
-        queue = queue.then(() => this.#turn()).then(() => this.#serve(line, send, gone.signal, who));
+        queue = queue.then(() => this.#turn()).then(() => this.#serve(line, send, gone.signal, hungUp, who));
       },
       () => send({ v: PROTOCOL_VERSION, ok: false, error: { name: 'ProtocolError', message: `message longer than ${MAX_LINE_BYTES} bytes, dropped` } }),
     );
@@ -354,7 +359,7 @@ class Engine {
   }
 
   /** Serves one request line; never throws (every failure becomes an error reply). */
-  async #serve(line: string, send: (r: Reply) => void, gone: AbortSignal, who: Credentials | Error): Promise<void> {
+  async #serve(line: string, send: (r: Reply) => void, gone: AbortSignal, hungUp: () => boolean, who: Credentials | Error): Promise<void> {
     let req: Request;
     try {
       req = parseRequest(line);
@@ -377,7 +382,7 @@ class Engine {
     this.#inFlight.add(f);
     try {
       if (who instanceof Error) throw who;
-      const result = await this.#handle(req, who, abort.signal, (wait) => send({ v: PROTOCOL_VERSION, ...tag, wait }));
+      const result = await this.#handle(req, who, abort.signal, hungUp, (wait) => send({ v: PROTOCOL_VERSION, ...tag, wait }));
       send({ v: PROTOCOL_VERSION, ...tag, ok: true, result });
     } catch (e) {
       send({ v: PROTOCOL_VERSION, ...tag, ok: false, error: wireError(e) });
@@ -388,14 +393,14 @@ class Engine {
     }
   }
 
-  async #handle(req: Request, who: Credentials, signal: AbortSignal, onWait: (info: WaitInfo) => void): Promise<Record<string, unknown>> {
+  async #handle(req: Request, who: Credentials, signal: AbortSignal, hungUp: () => boolean, onWait: (info: WaitInfo) => void): Promise<Record<string, unknown>> {
     switch (req.op) {
       case 'hello':
         return { pid: process.pid, stateDir: this.#stateDir, protocol: PROTOCOL_VERSION };
       case 'status':
         return this.#status();
       case 'begin':
-        return this.#begin(req, who, signal, onWait);
+        return this.#begin(req, who, signal, hungUp, onWait);
       case 'end':
         return this.#end(req, who, signal, onWait);
     }
@@ -417,7 +422,7 @@ class Engine {
     };
   }
 
-  async #begin(req: Extract<Request, { op: 'begin' }>, who: Credentials, signal: AbortSignal, onWait: (info: WaitInfo) => void): Promise<Record<string, unknown>> {
+  async #begin(req: Extract<Request, { op: 'begin' }>, who: Credentials, signal: AbortSignal, hungUp: () => boolean, onWait: (info: WaitInfo) => void): Promise<Record<string, unknown>> {
     const spec = this.#o.resolveChroot(req.chroot);
     authorize(spec.chroot, who, 'session');
     const session = await beginSession({
@@ -433,7 +438,10 @@ class Engine {
     });
     // The client went away (or we are stopping) while the session was set
     // up past its last wait: nobody learns its id, so it is rolled back.
-    if (signal.aborted) {
+    // The kernel is asked too: a client that closed while the last hook
+    // finished may not have been read yet, and its 'close' would come only
+    // after the session is held for nobody.
+    if (signal.aborted || hungUp()) {
       this.#log(`began ${session.id} for a client that went away; ending it`);
       await endSession(session).catch((e) => {
         session.release();

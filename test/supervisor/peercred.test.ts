@@ -9,7 +9,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Credentials } from '../../src/config/index.js';
-import { peerCredentials, PeerCredentialsError, procGroups, selfCredentials } from '../../src/supervisor/peercred.js';
+import { peerCredentials, PeerCredentialsError, peerHungUp, procGroups, selfCredentials } from '../../src/supervisor/peercred.js';
 import { allFds, childrenOf } from '../helpers/leaks.js';
 
 const test = anyTest as TestFn<{ fds: string[]; children: number[] }>;
@@ -213,6 +213,53 @@ test.serial('a closed socket is refused with a clear error', async (t) => {
   const socket = await accept(fromHere, (s) => s);
   await new Promise((resolve) => (socket.closed ? resolve(undefined) : socket.once('close', resolve)));
   t.throws(() => peerCredentials(socket), { instanceOf: PeerCredentialsError, message: /socket is closed/ });
+});
+
+/** A connected pair in this process: the server's end and the client's, both open. */
+async function pair(): Promise<{ server: Socket; client: Socket; close: () => Promise<void> }> {
+  const path = join(dir, `sock-${Math.random().toString(36).slice(2)}`);
+  const listener: Server = createServer();
+  await new Promise<void>((resolve) => listener.listen(path, resolve));
+  const accepted = new Promise<Socket>((resolve) => listener.once('connection', resolve));
+  const client = connect(path);
+  client.on('error', () => {});
+  await new Promise((resolve) => client.once('connect', resolve));
+  const server = await accepted;
+  server.on('error', () => {});
+  const close = async () => {
+    const closed = [server, client].map((s) => (s.closed ? undefined : new Promise((resolve) => s.once('close', resolve))));
+    server.destroy();
+    client.destroy();
+    await Promise.all(closed);
+    await new Promise((resolve) => listener.close(resolve));
+  };
+  return { server, client, close };
+}
+
+test.serial('peerHungUp: false while the client is connected; true as soon as it closes, before Node has read the end', async (t) => {
+  const p = await pair();
+  try {
+    t.false(peerHungUp(p.server));
+    p.client.write('a request that is never read\n');
+    t.false(peerHungUp(p.server), 'unread data is not a hang-up');
+    // destroy() closes the fd at once; no turn of the event loop lets the server's socket see the end.
+    p.client.destroy();
+    t.false(p.server.readableEnded);
+    t.true(peerHungUp(p.server), 'the kernel already knows');
+  } finally {
+    await p.close();
+  }
+});
+
+test.serial('peerHungUp: a client that shut down its writing side is gone too, and so is a socket closed on our side', async (t) => {
+  const p = await pair();
+  try {
+    await new Promise<void>((resolve) => p.client.end(resolve));
+    t.true(peerHungUp(p.server));
+  } finally {
+    await p.close();
+  }
+  t.true(peerHungUp(p.server), 'closed on our side');
 });
 
 test.serial('the /proc fallback refuses a pid whose ids are not the ones the socket recorded', (t) => {
