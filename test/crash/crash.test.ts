@@ -113,8 +113,9 @@ async function afterSourceKill(t: ExecutionContext, point: string): Promise<void
     );
     const busy = warden(env, ['run', '-c', 'fx', '--no-wait', '--', 'true']);
     t.is(busy.status, 5, `a session cannot begin while the source command of a killed warden (${point}) still runs: ${busy.stderr}`);
-    // Let the command finish.
+    // Let the command finish; it writes "done" after the opener has gone.
     spawnSync('sh', ['-c', `echo go > ${join(fx.source, SOURCE_GATE)}`], { timeout: 10_000 });
+    await untilNoProcesses();
     t.is(readFileSync(log, 'utf8'), 'entered\ndone\n');
   }
   await untilNoProcesses();
