@@ -3,8 +3,8 @@
 // The CLI is one CommonJS file: Node 20 loads it ~30 ms faster than the
 // same code as ES module chunks (measured per call, and every call pays it).
 // Verbs stay lazy inside it (esbuild turns import() into deferred init), so a
-// call runs only the code of its verb. The lock-wait worker is a separate
-// ES module file that piscina loads beside the bundle.
+// call runs only the code of its verb. The workers (lock waits, big
+// deletions) are separate ES module files that piscina loads beside it.
 //
 // Two copies: dist/cli (shipped; crash points compiled out) and dist/crash
 // (crash points read WARDEN_CRASH_AT; only the crash-injection tests use it).
@@ -62,7 +62,7 @@ for (const [outdir, crashPoints] of [['dist/cli', false], ['dist/crash', true]])
     banner: { js: "'use strict'; const __bundle_url = require('node:url').pathToFileURL(__filename).href;" },
     define: { 'import.meta.url': '__bundle_url', WARDEN_CRASH_POINTS: String(crashPoints) },
   });
-  await build({ ...common, entryPoints: { 'wait-worker': 'src/locks/wait-worker.ts' }, outdir, format: 'esm' });
+  await build({ ...common, entryPoints: { 'wait-worker': 'src/locks/wait-worker.ts', 'remove-worker': 'src/union/remove-worker.ts' }, outdir, format: 'esm' });
   writeCodeCache(join(outdir, 'warden-main.cjs'));
   copyFileSync('src/cli/launcher.cjs', join(outdir, 'warden.cjs'));
   chmodSync(join(outdir, 'warden.cjs'), 0o755);

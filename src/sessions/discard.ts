@@ -3,7 +3,7 @@
 // leave half a session under a session's id, and both are swept by
 // `recover --all` (removeUnpublished in recover.ts) when their owner is dead.
 import { join } from 'node:path';
-import { mountsUnder, removeTree, UnionError } from '../union/index.js';
+import { mountsUnder, removeTree, removeTreeOffThread, UnionError } from '../union/index.js';
 import { crashPoint } from '../crash.js';
 import { renameNoReplace } from './native.js';
 import { syncDir } from './state.js';
@@ -32,6 +32,18 @@ let discarded = 0;
  * Preconditions: liveness EX held (or the dir never published).
  */
 export function discardSessionDir(stateDir: string, id: string): void {
+  const gone = retireSessionDir(stateDir, id);
+  if (gone) removeTree(gone, { mountsChecked: true });
+}
+
+/** discardSessionDir with the deletion off the event loop when it is big (removeTreeOffThread): for servers. */
+export async function discardSessionDirOffThread(stateDir: string, id: string): Promise<void> {
+  const gone = retireSessionDir(stateDir, id);
+  if (gone) await removeTreeOffThread(gone, { mountsChecked: true });
+}
+
+/** The first step: the checked, durable rename to `.gone-*`; its path, or undefined when there was no dir. */
+function retireSessionDir(stateDir: string, id: string): string | undefined {
   const dir = join(stateDir, id);
   const mounted = mountsUnder(dir);
   if (mounted.length > 0) throw new UnionError(dir, `refusing to delete: still mounted at ${mounted[0]!.mountPoint}`);
@@ -39,7 +51,7 @@ export function discardSessionDir(stateDir: string, id: string): void {
   try {
     renameNoReplace(dir, gone);
   } catch (e) {
-    if ((e as { errno?: number }).errno === 2) return; // ENOENT: removed already
+    if ((e as { errno?: number }).errno === 2) return undefined; // ENOENT: removed already
     throw e;
   }
   // Durable before the deletion starts: a power cut then leaves the session
@@ -47,5 +59,5 @@ export function discardSessionDir(stateDir: string, id: string): void {
   // deletion itself never needs to be.
   syncDir(stateDir);
   crashPoint('discard:renamed');
-  removeTree(gone, { mountsChecked: true });
+  return gone;
 }

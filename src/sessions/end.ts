@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { HookFailedError, runHooks, type HookPhase } from '../hooks/index.js';
 import { LockBusyError, lockHolders, type FileLock, type LockHolder } from '../locks/index.js';
 import { unmountSettled } from '../union/index.js';
-import { discardSessionDir } from './discard.js';
+import { discardSessionDir, discardSessionDirOffThread } from './discard.js';
 import { SessionBusyError } from './errors.js';
 import { LIVENESS, openLiveness, tryAcquireSettled, withMetadataLock, type LockWaitOptions } from './locks.js';
 import type { Session } from './session.js';
@@ -25,6 +25,12 @@ export interface EndOptions extends LockWaitOptions {
    * holder at all when end came): its begin or end may have been cut short.
    */
   recover?: boolean;
+  /**
+   * Delete a big session dir in a worker thread (removeTreeOffThread), so
+   * the caller's event loop goes on serving: for servers such as the
+   * supervisor. A CLI has nothing else to serve and deletes in place.
+   */
+  removeOffThread?: boolean;
 }
 
 /** Ends `session` (held by this process or not). On success the session is gone and `session` holds nothing. */
@@ -43,7 +49,7 @@ export async function endSession(session: Session, o: EndOptions = {}): Promise<
   }
   let late: unknown;
   try {
-    late = await teardownLocked(session, o.recover ?? stale);
+    late = await teardownLocked(session, o.recover ?? stale, o.removeOffThread ?? false);
   } catch (e) {
     // Still mounted: give the session back as it was (a stale one keeps
     // its setting-up or ending for recover to finish).
@@ -115,7 +121,7 @@ function wrapBusy(session: Session, lock: FileLock, e: unknown): unknown {
  * happens once nothing is mounted and does not stop the end.
  * Preconditions: liveness EX held through this process.
  */
-async function teardownLocked(session: Session, recover: boolean): Promise<unknown> {
+async function teardownLocked(session: Session, recover: boolean, offThread: boolean): Promise<unknown> {
   const { state, paths } = session;
   // Not synced: an 'ending' lost to a power cut leaves the session 'active'
   // and stale after the reboot, which recover handles as well.
@@ -137,7 +143,11 @@ async function teardownLocked(session: Session, recover: boolean): Promise<unkno
     late = e;
   }
   crashPoint('end:post-unmount');
-  discardSessionDir(session.stateDir, session.id);
+  if (offThread) {
+    await discardSessionDirOffThread(session.stateDir, session.id);
+  } else {
+    discardSessionDir(session.stateDir, session.id);
+  }
   crashPoint('end:removed');
   if (late instanceof HookFailedError) (late as Error).message = `session ${session.id} ended, but ${(late as Error).message}`;
   return late;

@@ -7,7 +7,7 @@
 export type { UnionType } from '../config/index.js';
 export { mountUnion, type UnionLayout } from './mount.js';
 export { unmountAll, unmountSettled } from './unmount.js';
-export { removeTree } from './remove.js';
+export { removeTree, removeTreeOffThread, shutdownRemovalPool } from './remove.js';
 export { isMountPoint, mountsUnder, readMountInfo, type MountEntry } from './mountinfo.js';
 export { mountHolders } from './holders.js';
 export { UnionError, UnmountBusyError, type MountHolder } from './errors.js';

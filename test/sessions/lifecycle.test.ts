@@ -3,7 +3,7 @@
 // under the fixture, no lock of ours, no fd, no session dir left behind
 // unless the test means it.
 import anyTest, { type TestFn } from 'ava';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import {
@@ -18,7 +18,7 @@ import {
 } from '../../src/sessions/index.js';
 import { HookFailedError } from '../../src/hooks/index.js';
 import { lockHolders, requestedMode } from '../../src/locks/index.js';
-import { mountHolders, mountsUnder, UnmountBusyError } from '../../src/union/index.js';
+import { mountHolders, mountsUnder, shutdownRemovalPool, UnmountBusyError } from '../../src/union/index.js';
 import { fileFds, ourLocks } from '../helpers/leaks.js';
 import { until } from '../helpers/wait.js';
 import { chrootDef, destroyFixture, isRoot, makeFixture, stateEntries, treeDigest, writeHooks, DEFAULT_HOOKS, type Fixture } from '../helpers/chroots.js';
@@ -32,7 +32,8 @@ let fx: Fixture;
 test.before(async () => {
   if (isRoot) fx = await makeFixture();
 });
-test.after.always(() => {
+test.after.always(async () => {
+  await shutdownRemovalPool();
   if (fx) destroyFixture(fx.tmp);
 });
 test.beforeEach((t) => {
@@ -76,6 +77,30 @@ rootSerial('begin, run, end: writes stay in the session and the source never cha
   await endSession(s);
   t.false(existsSync(s.paths.dir));
   t.deepEqual(stateEntries(fx.stateDir), []);
+  t.deepEqual(treeDigest(fx.source), before);
+});
+
+rootSerial('removeOffThread: a session that wrote 10,000 files ends with its files deleted by a worker while timers run; nothing is left (needs root)', async (t) => {
+  const before = treeDigest(fx.source);
+  const s = await beginSession(base({ id: 'big-upper' }));
+  t.teardown(() => endSession(s).catch(() => {}));
+  // A build tree, written through the session's mount: it all lands in the upper dir.
+  const r = await runIn(s, ['/bin/sh', '-c', 'mkdir /build && cd /build && i=0; while [ $i -lt 100 ]; do mkdir d$i && (cd d$i && : > a && : > b); i=$((i+1)); done']);
+  t.is(r.code, 0);
+  for (let d = 0; d < 100; d++) for (let f = 0; f < 98; f++) writeFileSync(join(s.paths.root, 'build', `d${d}`, `o${f}`), '');
+  // The dir is .gone-* from its rename until the deletion is done: a timer
+  // can see it only if the loop turns in between (a deletion in place
+  // renames and deletes in one synchronous stretch).
+  let seen = 0;
+  const timer = setInterval(() => (seen += readdirSync(fx.stateDir).some((n) => n.startsWith('.gone-big-upper.')) ? 1 : 0), 1);
+  try {
+    await endSession(s, { removeOffThread: true });
+  } finally {
+    clearInterval(timer);
+  }
+  t.true(seen > 0, 'timers ran while the session dir was being deleted');
+  t.false(existsSync(s.paths.dir));
+  t.deepEqual(stateEntries(fx.stateDir), [], 'no .gone-* dir left');
   t.deepEqual(treeDigest(fx.source), before);
 });
 

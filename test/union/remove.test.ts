@@ -1,7 +1,9 @@
 // removeTree: deletes a session dir, never into a mount, never through a link.
-import { chmodSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+// removeTreeOffThread: the same, with a big tree's deletion in a worker.
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { UnionError, mountUnion, mountsUnder, removeTree, unmountAll } from '../../src/union/index.js';
+import { UnionError, mountUnion, mountsUnder, removeTree, removeTreeOffThread, shutdownRemovalPool, unmountAll } from '../../src/union/index.js';
+import { INLINE_ENTRIES } from '../../src/union/remove.js';
 import { isRoot, makeLayout, makeSource, rootTest, run, scratch, test } from './support.js';
 
 test.serial('removeTree deletes files, dirs, links, fifos, unreadable dirs and non-UTF-8 names', (t) => {
@@ -105,4 +107,85 @@ rootTest('an ended overlay session dir is removed whole (work/work is mode 000)'
   t.false(existsSync(join(tmp, 'session')));
   t.deepEqual(mountsUnder(tmp), []);
   t.true(existsSync(join(l.source, 'etc', 'hostname')));
+});
+
+/** `count` empty files in `dir`, named 0..count-1 (a build tree's object files). */
+function fill(dir: string, count: number): void {
+  mkdirSync(dir, { recursive: true });
+  for (let i = 0; i < count; i++) closeSync(openSync(join(dir, String(i)), 'w'));
+}
+
+test.after.always(() => shutdownRemovalPool());
+
+test.serial('removeTreeOffThread deletes a tree too big to delete in place, with the event loop turning meanwhile; links are not followed', async (t) => {
+  const tmp = scratch(t);
+  const outside = join(tmp, 'outside');
+  mkdirSync(outside);
+  writeFileSync(join(outside, 'keep'), 'keep\n');
+  const dir = join(tmp, 'session');
+  // Many small directories (the budget runs out among them) and one flat
+  // directory too big to be listed in place at all.
+  for (let d = 0; d < 20; d++) fill(join(dir, 'upper', 'obj', `d${d}`), 200);
+  fill(join(dir, 'upper', 'flat'), 3 * INLINE_ENTRIES);
+  symlinkSync(outside, join(dir, 'upper', 'obj', 'd19', 'to-outside'));
+  writeFileSync(Buffer.concat([Buffer.from(`${dir}/upper/flat/latin1-`), Buffer.from([0xe9, 0xff])]), 'x');
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 1);
+  try {
+    await removeTreeOffThread(dir);
+  } finally {
+    clearInterval(timer);
+  }
+  t.false(existsSync(dir));
+  t.true(ticks > 0, 'timers ran while the worker deleted (a removal in place allows none)');
+  t.is(readFileSync(join(outside, 'keep'), 'utf8'), 'keep\n');
+  await t.notThrowsAsync(removeTreeOffThread(dir), 'a missing dir is not an error');
+});
+
+test.serial('removeTreeOffThread deletes a small tree in place, without a worker', async (t) => {
+  const tmp = scratch(t);
+  const dir = join(tmp, 'session');
+  fill(join(dir, 'upper'), 50);
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 0);
+  const done = removeTreeOffThread(dir);
+  // Deleted before the promise is even awaited: nothing went to a thread.
+  t.false(existsSync(dir));
+  await done;
+  clearInterval(timer);
+  t.is(ticks, 0);
+});
+
+rootTest('removeTreeOffThread: a filesystem the worker meets is refused as a UnionError naming it, and its files are kept', async (t) => {
+  const tmp = scratch(t);
+  const dir = join(tmp, 'session');
+  // Too big to be listed in place: the worker finds the mount in it.
+  const big = join(dir, 'upper');
+  fill(big, 3 * INLINE_ENTRIES);
+  const mnt = join(big, 'mounted');
+  mkdirSync(mnt);
+  run('mount', '-t', 'tmpfs', 'tmpfs', mnt);
+  writeFileSync(join(mnt, 'data'), 'precious\n');
+  // As discardSessionDir does after its own mountinfo read: the mount came after it.
+  const e = await t.throwsAsync(removeTreeOffThread(dir, { mountsChecked: true }), { instanceOf: UnionError });
+  t.is(e!.path, mnt);
+  t.regex(e!.message, /refusing to delete: another filesystem is mounted here$/);
+  t.is(readFileSync(join(mnt, 'data'), 'utf8'), 'precious\n');
+  unmountAll(mnt);
+  await removeTreeOffThread(dir);
+  t.false(existsSync(dir));
+});
+
+rootTest('removeTreeOffThread refuses while anything is mounted inside, before deleting anything', async (t) => {
+  const tmp = scratch(t);
+  const dir = join(tmp, 'session');
+  fill(join(dir, 'upper'), 10);
+  const mnt = join(dir, 'root');
+  mkdirSync(mnt);
+  run('mount', '-t', 'tmpfs', 'tmpfs', mnt);
+  await t.throwsAsync(removeTreeOffThread(dir), { instanceOf: UnionError, message: /still mounted at .*root$/ });
+  t.true(existsSync(join(dir, 'upper', '0')));
+  unmountAll(mnt);
+  await removeTreeOffThread(dir);
+  t.false(existsSync(dir));
 });

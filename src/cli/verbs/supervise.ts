@@ -55,8 +55,8 @@ export default async function supervise(p: Parsed): Promise<number> {
   });
   log(`${signal}: stopping (${sup.held().length} session(s) held)`);
   await sup.close();
-  const { shutdownWaitPool } = await import('../../locks/index.js');
-  await shutdownWaitPool();
+  const [{ shutdownWaitPool }, { shutdownRemovalPool }] = await Promise.all([import('../../locks/index.js'), import('../../union/index.js')]);
+  await Promise.all([shutdownWaitPool(), shutdownRemovalPool()]);
   log('stopped');
   return EXIT.ok;
 }
