@@ -22,26 +22,36 @@
 //     is reported too, the CLI storm's beside an idle Node process's own
 //     delay meanwhile (on 2 CPUs, 100 starting processes keep every process
 //     waiting for a CPU).
+//  5. Ending a session that wrote a build tree (BENCH_FILES files, default
+//     100,000, through its mount), while a client sends `hello` every 5 ms
+//     on its own connection: the supervisor's event-loop delay and the
+//     slowest `hello` (targets: each <= 0.05x of the baseline), beside the
+//     same tree deleted in this process by removeTree, in place: how long a
+//     deletion on the event loop would hold every client.
 //
 // Needs root (mounts). Builds a private chroot from host binaries and starts
 // its own supervisor on a temporary state dir. Run with
 // `npm run bench:supervisor` (BENCH_RUNS=N for the latency series, default
 // 30; BENCH_HELD=N for the held-session row, default 1000).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bootstrapChroot } from '../src/bootstrap/index.js';
 import { loadConfig } from '../src/config/index.js';
 import { shutdownWaitPool } from '../src/locks/index.js';
 import { beginSession, endSession } from '../src/sessions/index.js';
-import { mountsUnder } from '../src/union/index.js';
+import { mountsUnder, removeTree } from '../src/union/index.js';
+import { connectSupervisor } from '../src/supervisor/index.js';
 import { MB, ROOT, evaluate, machine, median, printTable, summarize, writeResults, type Row, type Summary } from './lib.js';
 import { WARDEN, background, msSince, node, request, startSupervisor, stopSupervisor } from './procs.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 30);
 const HELD = Number(process.env.BENCH_HELD ?? 1000);
 const CONCURRENT = 100;
+const FILES = Number(process.env.BENCH_FILES ?? 100_000);
+/** Files per directory of the build tree. */
+const PER_DIR = 100;
 const HOOKS = join(ROOT, 'hooks');
 
 interface Setup {
@@ -83,6 +93,42 @@ function idleLoop(): () => Promise<number> {
     const ms = Number(out);
     if (!Number.isFinite(ms)) throw new Error(`the idle node reported ${JSON.stringify(out)}`);
     return ms;
+  };
+}
+
+/** FILES empty files under `top`, PER_DIR to a directory: a build tree. */
+function buildTree(top: string): void {
+  for (let d = 0; d * PER_DIR < FILES; d++) {
+    const dir = join(top, `d${d}`);
+    mkdirSync(dir, { recursive: true });
+    for (let f = 0; f < PER_DIR && d * PER_DIR + f < FILES; f++) closeSync(openSync(join(dir, `o${f}.o`), 'w'));
+  }
+}
+
+/**
+ * Sends `hello` on one connection every `everyMs` until stopped; resolves
+ * with the slowest round trip (ms) and how many were answered.
+ */
+async function pinger(stateDir: string, everyMs: number): Promise<() => Promise<{ maxMs: number; count: number }>> {
+  const client = await connectSupervisor(stateDir);
+  if (!client) throw new Error('no supervisor is listening');
+  let stop = false;
+  let maxMs = 0;
+  let count = 0;
+  const loop = (async () => {
+    while (!stop) {
+      const t = process.hrtime.bigint();
+      await client.request({ op: 'hello' });
+      maxMs = Math.max(maxMs, msSince(t));
+      count++;
+      await new Promise((resolve) => setTimeout(resolve, everyMs));
+    }
+  })();
+  return async () => {
+    stop = true;
+    await loop;
+    client.close();
+    return { maxMs, count };
   };
 }
 
@@ -234,6 +280,29 @@ async function main(): Promise<void> {
       { section: concSection, metric: 'supervisor event-loop delay, max, socket storm', unit: 'ms', measured: last.eventLoopDelay.maxMs, baseline: null },
     );
     if (last.held.length !== 0) throw new Error(`the supervisor still holds ${last.held.length} sessions after the run`);
+
+    // 5. End a session with a build tree in it while a client keeps asking.
+    const inPlace = join(tmp, 'in-place'); // the state dir's filesystem, outside it
+    buildTree(inPlace);
+    t = process.hrtime.bigint();
+    removeTree(inPlace);
+    const inPlaceMs = msSince(t);
+    const big = (await request(stateDir, { op: 'begin', chroot: 'bare' })) as { id: string; root: string };
+    buildTree(join(big.root, 'build'));
+    await status(s);
+    const stopPinger = await pinger(stateDir, 5);
+    t = process.hrtime.bigint();
+    await request(stateDir, { op: 'end', id: big.id });
+    const bigEndMs = msSince(t);
+    const pings = await stopPinger();
+    const afterBig = await status(s);
+    const bigSection = `ending a session that wrote ${FILES.toLocaleString('en-US')} files, a client asking every 5 ms`;
+    const inPlaceNote = 'removeTree of the same tree, in place';
+    rows.push(
+      { section: bigSection, metric: 'end request', unit: 'ms', measured: bigEndMs, baseline: inPlaceMs, baselineNote: inPlaceNote, ratio: true },
+      { section: bigSection, metric: 'supervisor event-loop delay, max', unit: 'ms', measured: afterBig.eventLoopDelay.maxMs, baseline: inPlaceMs, baselineNote: inPlaceNote, target: { kind: 'ratio', max: 0.05 } },
+      { section: bigSection, metric: `slowest hello (${pings.count} answered)`, unit: 'ms', measured: pings.maxMs, baseline: inPlaceMs, baselineNote: inPlaceNote, target: { kind: 'ratio', max: 0.05 } },
+    );
 
     const evaluated = rows.map(evaluate);
     printTable(`warden supervisor benchmark (${((Date.now() - started) / 1000).toFixed(1)} s, ${machine().cpus} CPUs, node ${process.version})`, evaluated);

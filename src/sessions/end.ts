@@ -26,11 +26,13 @@ export interface EndOptions extends LockWaitOptions {
    */
   recover?: boolean;
   /**
-   * Delete a big session dir in a worker thread (removeTreeOffThread), so
-   * the caller's event loop goes on serving: for servers such as the
-   * supervisor. A CLI has nothing else to serve and deletes in place.
+   * Unmount on another thread (sysUmountOffThread) and delete a big session
+   * dir in a worker (removeTreeOffThread), so the caller's event loop goes
+   * on serving: for servers such as the supervisor. The kernel's part of
+   * ending a session that wrote 100,000 files is ~0.3 s of umount2 and
+   * ~1.4 s of deleting. A CLI has nothing else to serve and does both in place.
    */
-  removeOffThread?: boolean;
+  offThread?: boolean;
 }
 
 /** Ends `session` (held by this process or not). On success the session is gone and `session` holds nothing. */
@@ -49,7 +51,7 @@ export async function endSession(session: Session, o: EndOptions = {}): Promise<
   }
   let late: unknown;
   try {
-    late = await teardownLocked(session, o.recover ?? stale, o.removeOffThread ?? false);
+    late = await teardownLocked(session, o.recover ?? stale, o.offThread ?? false);
   } catch (e) {
     // Still mounted: give the session back as it was (a stale one keeps
     // its setting-up or ending for recover to finish).
@@ -133,7 +135,7 @@ async function teardownLocked(session: Session, recover: boolean, offThread: boo
   crashPoint('end:pre-unmount');
   // No second read of mountinfo to confirm: discardSessionDir reads it for
   // the whole session dir below and refuses while anything is mounted.
-  await unmountSettled(paths.root, { confirm: false });
+  await unmountSettled(paths.root, { confirm: false, offThread });
   crashPoint('end:unmounted');
   let late: unknown;
   try {

@@ -175,7 +175,7 @@ class Engine {
     for (const [id, session] of [...this.#held]) {
       if (this.#o.endSessionsOnExit) {
         try {
-          await endSession(session, { removeOffThread: true });
+          await endSession(session, { offThread: true });
           this.#log(`ended ${id} on exit`);
         } catch (e) {
           session.release();
@@ -443,7 +443,7 @@ class Engine {
     // after the session is held for nobody.
     if (signal.aborted || hungUp()) {
       this.#log(`began ${session.id} for a client that went away; ending it`);
-      await endSession(session, { removeOffThread: true }).catch((e) => {
+      await endSession(session, { offThread: true }).catch((e) => {
         session.release();
         this.#log(`could not end ${session.id} (left stale): ${(e as Error).message}`);
       });
@@ -470,7 +470,7 @@ class Engine {
         timeout: req.timeout === undefined ? undefined : req.timeout * 1000,
         signal,
         onWait,
-        removeOffThread: true,
+        offThread: true,
       });
       this.#held.delete(req.id);
       this.#owners.delete(req.id);

@@ -2,7 +2,7 @@
 import { UnionError, UnmountBusyError, unmountFailure } from './errors.js';
 import { mountHolders } from './holders.js';
 import { canonicalPath, mountsUnder, readMountInfo } from './mountinfo.js';
-import { EBUSY, EINVAL, ENOENT, sysUmount } from './native.js';
+import { EBUSY, EINVAL, ENOENT, sysUmount, sysUmountOffThread } from './native.js';
 
 export interface UnmountOptions {
   /**
@@ -13,6 +13,15 @@ export interface UnmountOptions {
    * one walk of every mount of the namespace.
    */
   confirm?: boolean;
+}
+
+export interface SettleOptions extends UnmountOptions {
+  /**
+   * Make each umount2 on another thread (sysUmountOffThread), so a
+   * server's event loop goes on while the kernel frees a big session's
+   * cached dentries.
+   */
+  offThread?: boolean;
 }
 
 /**
@@ -28,7 +37,23 @@ export interface UnmountOptions {
  * that propagate in meanwhile are found by the next round, which also
  * confirms that nothing is left.
  */
-export function unmountAll(root: string, { confirm = true }: UnmountOptions = {}): void {
+export function unmountAll(root: string, o: UnmountOptions = {}): void {
+  const steps = unmountSteps(root, o);
+  for (let next = steps.next(); !next.done; ) next = steps.next(sysUmount(next.value));
+}
+
+/** unmountAll with each umount2 made off the event loop (sysUmountOffThread). */
+async function unmountAllOffThread(root: string, o: UnmountOptions): Promise<void> {
+  const steps = unmountSteps(root, o);
+  for (let next = steps.next(); !next.done; ) next = steps.next(await sysUmountOffThread(next.value));
+}
+
+/**
+ * unmountAll's rounds, without the calls: yields each mount point to
+ * unmount and is given back umount2's result (0 or the errno), so the sync
+ * and the off-thread versions share every decision.
+ */
+function* unmountSteps(root: string, { confirm = true }: UnmountOptions): Generator<string, void, number> {
   const base = canonicalPath(root);
   if (base === '/') throw new UnionError(base, 'refusing to unmount everything: a session root is never /');
   // Each round removes at least one mount; only mounts propagated in from
@@ -38,7 +63,7 @@ export function unmountAll(root: string, { confirm = true }: UnmountOptions = {}
     if (batch.length === 0) return;
     let clean = true;
     for (const next of batch) {
-      const e = sysUmount(next.mountPoint);
+      const e = yield next.mountPoint;
       if (e === 0) continue;
       if (e === EBUSY) throw new UnmountBusyError(next.mountPoint, mountHolders(next.mountPoint));
       // Unmounted by someone else (or by propagation) since we read mountinfo: the goal is met.
@@ -64,10 +89,14 @@ const SETTLE_MS = [10, 20, 40, 80, 160];
  * named at once, without retries. The pauses are timers, not sleeps: the
  * event loop of a supervisor ending sessions goes on.
  */
-export async function unmountSettled(root: string, o: UnmountOptions = {}): Promise<void> {
+export async function unmountSettled(root: string, o: SettleOptions = {}): Promise<void> {
   for (let attempt = 0; ; attempt++) {
     try {
-      unmountAll(root, o);
+      if (o.offThread) {
+        await unmountAllOffThread(root, o);
+      } else {
+        unmountAll(root, o);
+      }
       return;
     } catch (e) {
       if (!(e instanceof UnmountBusyError) || e.holders.length > 0 || attempt >= SETTLE_MS.length) throw e;

@@ -80,7 +80,7 @@ rootSerial('begin, run, end: writes stay in the session and the source never cha
   t.deepEqual(treeDigest(fx.source), before);
 });
 
-rootSerial('removeOffThread: a session that wrote 10,000 files ends with its files deleted by a worker while timers run; nothing is left (needs root)', async (t) => {
+rootSerial('offThread: a session that wrote 10,000 files ends with its files deleted by a worker while timers run; nothing is left (needs root)', async (t) => {
   const before = treeDigest(fx.source);
   const s = await beginSession(base({ id: 'big-upper' }));
   t.teardown(() => endSession(s).catch(() => {}));
@@ -94,7 +94,7 @@ rootSerial('removeOffThread: a session that wrote 10,000 files ends with its fil
   let seen = 0;
   const timer = setInterval(() => (seen += readdirSync(fx.stateDir).some((n) => n.startsWith('.gone-big-upper.')) ? 1 : 0), 1);
   try {
-    await endSession(s, { removeOffThread: true });
+    await endSession(s, { offThread: true });
   } finally {
     clearInterval(timer);
   }

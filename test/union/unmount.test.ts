@@ -1,7 +1,8 @@
-// unmountAll: nested mounts as hooks make them, and busy mounts.
+// unmountAll: nested mounts as hooks make them, and busy mounts; the same
+// made off the event loop (unmountSettled's offThread).
 import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { UnionError, UnmountBusyError, isMountPoint, mountUnion, mountsUnder, unmountAll } from '../../src/union/index.js';
+import { UnionError, UnmountBusyError, isMountPoint, mountUnion, mountsUnder, unmountAll, unmountSettled } from '../../src/union/index.js';
 import { digest, makeLayout, makeSource, rootTest, run, scratch, startChild, stop, type Ctx } from './support.js';
 import type { ExecutionContext } from 'ava';
 
@@ -82,4 +83,25 @@ rootTest('unmountAll of a dir with nothing mounted, or of a missing one, does no
   const tmp = scratch(t);
   t.notThrows(() => unmountAll(tmp));
   t.notThrows(() => unmountAll(join(tmp, 'missing')));
+});
+
+rootTest('offThread: nested mounts go deepest first, the loop turning meanwhile; a busy one is named from the errno of the call made again in place', async (t) => {
+  const { tmp, l } = mountedSession(t);
+  const inner = join(l.root, 'tmp', 'inner');
+  const child = await startChild(t, 'sleep', ['30'], { cwd: inner, stdio: 'ignore' });
+  const e = await t.throwsAsync(unmountSettled(l.root, { offThread: true }), { instanceOf: UnmountBusyError });
+  t.is(e!.path, inner);
+  t.true(e!.holders.some((h) => h.pid === child.pid && h.how === 'cwd'));
+  t.is(mountsUnder(tmp).length, 4, 'nothing else was unmounted');
+  await stop(child);
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 0);
+  try {
+    await unmountSettled(l.root, { offThread: true, confirm: false });
+  } finally {
+    clearInterval(timer);
+  }
+  t.deepEqual(mountsUnder(tmp), []);
+  t.true(ticks > 0, 'each umount2 was awaited, not made in place');
+  await t.notThrowsAsync(unmountSettled(l.root, { offThread: true }), 'idempotent');
 });
