@@ -26,7 +26,8 @@ export function removeTree(dir: string, { mountsChecked = false } = {}): void {
 /**
  * Entries removeTreeOffThread deletes on the caller's thread before it
  * hands the rest to a worker. A session's own files are a few dozen, gone
- * in about a millisecond, while a worker takes ~30 ms to start. Deleting
+ * in about a millisecond, while a cold worker adds ~80 ms (piscina and a
+ * Node thread; the loop is free meanwhile, but the end waits). Deleting
  * costs ~20 us an entry (on this project's ext4 machines: 50 entries
  * 1.2 ms, 500 in 5 dirs 10-13 ms, 2,000 ~30 ms, 100,000 1.4 s), so this
  * holds a server's event loop ~10 ms at most.
@@ -74,7 +75,8 @@ export function removeInWorker(task: RemovalTask): RemovalFailure | undefined {
  * The deletions of a process share one thread: they are the kernel's work
  * on one filesystem, and a second thread would mostly wait on the same
  * directory locks. piscina is loaded with the first big deletion; the
- * thread exits when idle, and nothing of the pool keeps a process alive.
+ * thread exits after 30 s idle (an idle Node thread is ~8 MB), and nothing
+ * of the pool keeps a process alive.
  */
 let pool: Promise<import('piscina').Piscina> | undefined;
 function removalPool(): Promise<import('piscina').Piscina> {
@@ -84,7 +86,7 @@ function removalPool(): Promise<import('piscina').Piscina> {
         filename: new URL('./remove-worker.js', import.meta.url).href,
         minThreads: 0,
         maxThreads: 1,
-        idleTimeout: 2_000,
+        idleTimeout: 30_000,
       }),
   );
   return pool;
