@@ -87,14 +87,17 @@ export const VERBS: VerbSpec[] = [
   },
   {
     name: 'end',
-    usage: 'warden end -s ID [--wait | --force]',
+    usage: 'warden end (-s ID | --all [-c CHROOT]) [--wait | --force]',
     describe: 'end a session: unmount it and delete its directory',
     options: {
       session: { type: 'string', alias: 's', describe: 'the session', value: 'ID' },
+      all: { type: 'boolean', describe: 'every session (that exists now), going on past failures; exit status: the first failure\'s; corrupt entries are reported and left' },
+      chroot: { type: 'string', alias: 'c', describe: 'with --all: only the sessions of this chroot (name or alias)', value: 'CHROOT' },
       wait: { type: 'boolean', describe: 'wait for the processes still holding it to exit' },
       force: { type: 'boolean', describe: 'kill the processes still holding it (SIGTERM, then SIGKILL)' },
       timeout: lockWait.timeout!,
     },
+    examples: [['warden end --all -c demo --force', 'end every session of demo, killing what still runs in them']],
   },
   {
     name: 'recover',

@@ -20,6 +20,7 @@ const good: [string[], Want][] = [
   [['info', '--help'], { options: { help: true }, help: true }],
   [['run', '-h'], { options: { help: true }, help: true }],
   [['end', '-s', 'x', '--timeout', '0'], { options: { session: 'x', timeout: 0 } }],
+  [['end', '--all', '-c', 'demo', '--force'], { options: { all: true, chroot: 'demo', force: true } }],
   // Global options with a value may come before the verb.
   [['--config', '/etc/w.conf', 'run', '-c', 'demo', 'true'], { verb: 'run', options: { config: '/etc/w.conf', chroot: 'demo' }, command: ['true'] }],
   [['--state-dir=/s', '--config', 'f', 'list', '--json'], { verb: 'list', options: { 'state-dir': '/s', config: 'f', json: true } }],

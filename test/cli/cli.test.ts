@@ -4,12 +4,12 @@
 import anyTest, { type TestFn } from 'ava';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { listSessions, manageLockPath } from '../../src/sessions/index.js';
+import { beginSession, endSession, listSessions, manageLockPath } from '../../src/sessions/index.js';
 
 import { Holder, killAllHolders } from '../helpers/holder.js';
 import { untilBlocked } from '../helpers/leaks.js';
 import { until } from '../helpers/wait.js';
-import { REPO, destroyFixture, isRoot, makeFixture, processesUnder, stateEntries, treeDigest, writeHooks, type Fixture, assertNothingLeftUnder } from '../helpers/chroots.js';
+import { REPO, chrootDef, destroyFixture, isRoot, makeFixture, processesUnder, stateEntries, treeDigest, writeHooks, type Fixture, assertNothingLeftUnder } from '../helpers/chroots.js';
 import { untilOutput, warden, wardenAsync, writeConfig, type CliEnv } from '../helpers/cli.js';
 
 const test = anyTest as TestFn;
@@ -64,6 +64,10 @@ test(usage, ['run', '-c', 'fx'], /no command given/);
 test(usage, ['run', '-c'], /needs a value/);
 test(usage, ['run', '-c', 'fx', '--timeout', 'soon', '--', 'true'], /non-negative number/);
 test(usage, ['info'], /missing NAME/);
+test(usage, ['end'], /which session\? \(-s ID, or --all\)/);
+test(usage, ['end', '-s', 'x', '--all'], /-s ID or --all, not both/);
+test(usage, ['end', '-s', 'x', '-c', 'fx'], /-c picks the sessions of --all/);
+test(usage, ['end', '--all', '--wait', '--force'], /exclude each other/);
 for (const id of ['..', 'a/b', '../../etc', '', 'x'.repeat(200), '.hidden']) {
   test(`hostile id ${JSON.stringify(id.slice(0, 20))} is refused with exit 2 before any file is touched`, (t) => {
     for (const args of [['run', '-c', 'fx', '--id', id, '--', 'true'], ['end', '-s', id], ['run', '-s', id, '--', 'true']]) {
@@ -269,4 +273,35 @@ rootSerial('one corrupt session entry does not break list, info or other session
   t.true(existsSync(join(env.stateDir, 'broken', 'state.json')), 'nothing of it deleted');
   t.is(listSessions(env.stateDir).length, 2);
   t.deepEqual(readdirSync(env.stateDir).sort(), ['.manage', 'broken', 'stray']);
+});
+
+rootSerial('end --all without a supervisor: ends every session (of one chroot with -c, alias or name), goes on past a busy one (exit 5), reports a corrupt entry and leaves it (needs root)', async (t) => {
+  const before = treeDigest(fx.source);
+  const begin = (id: string, name = 'fx') => beginSession({ stateDir: env.stateDir, chroot: chrootDef(fx.source, name), id, hooksDir: fx.noHooks, hookTimeoutMs: 10_000 });
+  // Stale but consistent (mounted, active): what a killed warden run leaves.
+  for (const [id, name] of [['a1', 'fx'], ['a2', 'fx'], ['o1', 'other']] as const) (await begin(id, name)).release();
+  const held = await begin('busy');
+  t.teardown(() => endSession(held).catch(() => {}));
+  mkdirSync(join(env.stateDir, 'junk'));
+  t.teardown(() => destroyFixture(join(env.stateDir, 'junk')));
+  const unknown = warden(env, ['end', '--all', '-c', 'nope']);
+  t.is(unknown.status, 4, unknown.stderr);
+  t.is(listSessions(env.stateDir).length, 5, 'nothing ended for an unknown chroot');
+  // -c by alias: the sessions of fx, the busy one among them.
+  const some = warden(env, ['end', '--all', '-c', 'fx-alias']);
+  t.is(some.status, 5, some.stderr);
+  t.is(some.stdout, 'ended a1\nended a2\n');
+  t.regex(some.stderr, /^warden: junk is corrupt, left untouched: /m);
+  t.regex(some.stderr, /^warden: end -s busy: .*busy.*other processes still hold it/m);
+  t.deepEqual(listSessions(env.stateDir).map((e) => `${e.id}:${e.status}`), ['busy:active', 'junk:corrupt', 'o1:stale']);
+  // Released, the rest end; the corrupt entry stays, and is no failure.
+  await endSession(held);
+  const rest = warden(env, ['end', '--all']);
+  t.is(rest.status, 0, rest.stderr);
+  t.is(rest.stdout, 'ended o1\n');
+  t.deepEqual(readdirSync(env.stateDir).filter((n) => !n.startsWith('.')), ['junk']);
+  const none = warden(env, ['end', '--all']);
+  t.is(none.status, 0, none.stderr);
+  t.is(none.stdout, '');
+  t.deepEqual(treeDigest(fx.source), before);
 });

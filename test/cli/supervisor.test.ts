@@ -131,6 +131,19 @@ rootSerial('begin starts a supervisor; the session survives the CLI, runs severa
   t.regex(readFileSync(join(env.stateDir, 'supervisor.log'), 'utf8'), /began p1 \(chroot fx\)[^]*ended p1/);
 });
 
+rootSerial('end --all with a supervisor: the sessions it holds are ended by it, and it goes on serving (needs root)', async (t) => {
+  const sup = await supervise(t);
+  for (const id of ['e1', 'e2', 'e3']) t.is(warden(env, ['begin', '-c', 'fx', '--id', id]).status, 0);
+  t.deepEqual((await ask({ op: 'status' })).held, ['e1', 'e2', 'e3']);
+  const all = warden(env, ['end', '--all']);
+  t.is(all.status, 0, all.stderr);
+  t.is(all.stdout, 'ended e1\nended e2\nended e3\n');
+  t.deepEqual(sessions(), []);
+  const status = await ask({ op: 'status' });
+  t.deepEqual(status.held, []);
+  t.regex(sup.output.stderr, /ended e1\n[^]*ended e2\n[^]*ended e3\n/);
+});
+
 rootSerial('end of a session still used by a command: exit 5 and it stays held; --force kills the command, never the supervisor (needs root)', async (t) => {
   const sup = await supervise(t);
   t.is(warden(env, ['begin', '-c', 'fx', '--id', 'busy']).status, 0);

@@ -1,48 +1,122 @@
 // warden end -s ID: unmount a session and delete it. When a supervisor runs
 // for the state dir, it does the ending: it may hold the session, and a
 // local end would count it among the holders (and --force would kill it).
+//
+// warden end --all [-c CHROOT]: the same for every session there is (of one
+// chroot), as schroot's `--end-session --all-sessions` does for a build
+// host's cleanup. It goes on past a session that cannot be ended and exits
+// with the first failure's status; corrupt entries are reported and left.
+import type { Session } from '../../sessions/session.js';
 import { openSession } from '../../sessions/open.js';
+import type { SupervisorClient } from '../../supervisor/client.js';
 import type { Parsed } from '../args.js';
-import { loadContext } from '../context.js';
-import { EXIT, UsageError } from '../errors.js';
+import { chrootOf, loadContext } from '../context.js';
+import { EXIT, UsageError, exitCodeOf, formatError } from '../errors.js';
 import { waitReporter } from '../wait-line.js';
+
+interface EndFlags {
+  wait: boolean;
+  force: boolean;
+  /** Seconds, as given. */
+  timeout: number | undefined;
+}
 
 export default async function end(p: Parsed): Promise<number> {
   const o = p.options;
-  if (!o.session) throw new UsageError('which session? (-s ID)', 'end');
+  if (Boolean(o.session) === Boolean(o.all)) throw new UsageError(o.all ? 'give -s ID or --all, not both' : 'which session? (-s ID, or --all)', 'end');
+  if (o.chroot !== undefined && !o.all) throw new UsageError('-c picks the sessions of --all; -s names one already', 'end');
   if (o.wait && o.force) throw new UsageError('--wait and --force exclude each other', 'end');
   const ctx = loadContext({ config: o.config as string, stateDir: o['state-dir'] as string });
-  // Checks the id (exit 2) and that the session exists (exit 4) before anything else.
-  const session = openSession(ctx.stateDir, o.session as string);
+  const flags: EndFlags = { wait: o.wait === true, force: o.force === true, timeout: o.timeout as number | undefined };
   const abort = new AbortController();
   const onSignal = () => abort.abort(new Error('interrupted'));
   process.on('SIGINT', onSignal);
   const waits = waitReporter();
-  const opts = {
-    wait: o.wait === true,
-    force: o.force === true,
-    timeout: o.timeout === undefined ? undefined : (o.timeout as number) * 1000,
-  };
   try {
-    const { connectSupervisor } = await import('../../supervisor/client.js');
-    const client = await connectSupervisor(session.stateDir, { blocking: true });
-    if (client) {
-      try {
-        await client.request(
-          { op: 'end', id: session.id, ...(opts.wait ? { wait: true } : {}), ...(opts.force ? { force: true } : {}), ...(o.timeout === undefined ? {} : { timeout: o.timeout as number }) },
-          { onWait: waits.onWait, signal: abort.signal },
-        );
-      } finally {
-        client.close();
-      }
-    } else {
-      // The ending code (hooks, unmounting) is loaded only to end here.
-      const { endSession } = await import('../../sessions/end.js');
-      await endSession(session, { ...opts, signal: abort.signal, onWait: waits.onWait });
+    if (o.all) {
+      // Exit 4 for an unknown chroot, before anything is ended.
+      const chroot = o.chroot === undefined ? undefined : chrootOf(ctx, o.chroot as string).name;
+      return await endAll(ctx.stateDir, chroot, flags, abort.signal, waits.onWait);
     }
+    // Checks the id (exit 2) and that the session exists (exit 4) before anything else.
+    const session = openSession(ctx.stateDir, o.session as string);
+    await withEnder(ctx.stateDir, (endOne) => endOne(session, flags, abort.signal, waits.onWait));
   } finally {
     waits.done();
     process.off('SIGINT', onSignal);
   }
   return EXIT.ok;
+}
+
+type OnWait = ReturnType<typeof waitReporter>['onWait'];
+type EndOne = (session: Session, flags: EndFlags, signal: AbortSignal, onWait: OnWait) => Promise<void>;
+
+/**
+ * Runs `fn` with a way to end sessions: through the supervisor when one
+ * runs for the state dir (one connection for all), else here.
+ */
+async function withEnder<T>(stateDir: string, fn: (endOne: EndOne) => Promise<T>): Promise<T> {
+  const { connectSupervisor } = await import('../../supervisor/client.js');
+  const client = await connectSupervisor(stateDir, { blocking: true });
+  if (client) {
+    try {
+      return await fn((session, f, signal, onWait) => viaSupervisor(client, session, f, signal, onWait));
+    } finally {
+      client.close();
+    }
+  }
+  // The ending code (hooks, unmounting) is loaded only to end here.
+  const { endSession } = await import('../../sessions/end.js');
+  return fn((session, f, signal, onWait) =>
+    endSession(session, { wait: f.wait, force: f.force, timeout: f.timeout === undefined ? undefined : f.timeout * 1000, signal, onWait }),
+  );
+}
+
+async function viaSupervisor(client: SupervisorClient, session: Session, f: EndFlags, signal: AbortSignal, onWait: OnWait): Promise<void> {
+  await client.request(
+    { op: 'end', id: session.id, ...(f.wait ? { wait: true } : {}), ...(f.force ? { force: true } : {}), ...(f.timeout === undefined ? {} : { timeout: f.timeout }) },
+    { onWait, signal },
+  );
+}
+
+/**
+ * Ends the sessions listed now (those begun meanwhile are not), one at a
+ * time, printing `ended ID` for each. A session ended by someone else
+ * meanwhile is no failure. Ctrl-C stops before the next one (exit 130).
+ */
+async function endAll(stateDir: string, chroot: string | undefined, flags: EndFlags, signal: AbortSignal, onWait: OnWait): Promise<number> {
+  const { listSessions } = await import('../../sessions/store.js');
+  const entries = listSessions(stateDir);
+  let code: number = EXIT.ok;
+  const fail = (what: string, e: unknown) => {
+    process.stderr.write(formatError(what, e));
+    if (code === EXIT.ok) code = exitCodeOf(e);
+  };
+  for (const e of entries) {
+    if (e.status === 'corrupt') process.stderr.write(`warden: ${e.id} is corrupt, left untouched: ${e.reason}\n`);
+  }
+  const targets = entries.filter((e) => e.status !== 'corrupt' && (chroot === undefined || e.state?.chroot === chroot));
+  if (targets.length === 0) return code;
+  return withEnder(stateDir, async (endOne) => {
+    for (const t of targets) {
+      if (signal.aborted) return EXIT.interrupted;
+      let session: Session;
+      try {
+        session = openSession(stateDir, t.id);
+      } catch (err) {
+        if ((err as Error).name !== 'SessionNotFoundError') fail(`end -s ${t.id}`, err);
+        continue;
+      }
+      try {
+        await endOne(session, flags, signal, onWait);
+        process.stdout.write(`ended ${t.id}\n`);
+      } catch (err) {
+        if (signal.aborted) return EXIT.interrupted;
+        // Ended by someone else between the listing and now.
+        if ((err as Error).name === 'SessionNotFoundError') continue;
+        fail(`end -s ${t.id}`, err);
+      }
+    }
+    return code;
+  });
 }
