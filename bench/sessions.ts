@@ -35,14 +35,14 @@ function spawnMs(cmd: string, args: string[]): number {
 }
 
 /** The mount step alone: mount(2) through koffi against spawning mount(8), then unmounting. */
-function mountCompare(tmp: string): Record<string, number[]> {
+async function mountCompare(tmp: string): Promise<Record<string, number[]>> {
   const d = join(tmp, 'mnt');
   for (const x of ['upper', 'work', 'root']) mkdirSync(join(d, x), { recursive: true });
   const layout = { type: 'overlay' as const, source: DEMO, upper: join(d, 'upper'), work: join(d, 'work'), root: join(d, 'root') };
   const out: Record<string, number[]> = { syscallMount: [], syscallUmount: [], utilMount: [], utilUmount: [] };
   for (let i = 0; i < RUNS; i++) {
     let t = process.hrtime.bigint();
-    mountUnion(layout);
+    await mountUnion(layout);
     out.syscallMount!.push(Number(process.hrtime.bigint() - t) / 1e6);
     t = process.hrtime.bigint();
     unmountAll(layout.root);
@@ -97,7 +97,7 @@ async function main(): Promise<void> {
       return Number(process.hrtime.bigint() - t) / 1e6;
     })();
     const wall = await concurrent(env);
-    const mounts = mountCompare(tmp);
+    const mounts = await mountCompare(tmp);
     const node = median(series.node!);
     const rows: Row[] = [
       { section: 'CLI start-up (median of ' + RUNS + ')', metric: 'node -e 0', unit: 'ms', measured: node, baseline: null },

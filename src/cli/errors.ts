@@ -44,6 +44,7 @@ const CODES: Record<string, number> = {
   ProtocolError: EXIT.usage,
   RequestAbortedError: EXIT.interrupted,
   LockAbortedError: EXIT.interrupted,
+  CopyInterruptedError: EXIT.interrupted,
 };
 
 /** The exit code for `e`; `fallback` for anything not in the table (1, or 125 for run). */

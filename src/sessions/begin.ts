@@ -155,7 +155,7 @@ async function setUpLocked(session: Session, o: BeginOptions, undo: Undo): Promi
   undo.push('post-unmount hooks', stopHook('post-unmount'));
   await hook('pre-mount');
   crashPoint('begin:pre-mount');
-  mountUnion({ type: state.unionType, source: state.source, upper: paths.upper, work: paths.work, root: paths.root });
+  await mountUnion({ type: state.unionType, source: state.source, upper: paths.upper, work: paths.work, root: paths.root }, { signal: o.signal });
   crashPoint('begin:mounted');
   // Registered before post-mount runs: it also takes away whatever a failed
   // post-mount hook mounted before it failed (a .fstab hook leaves the

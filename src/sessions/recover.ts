@@ -195,7 +195,7 @@ async function restoreViewLocked(session: Session, o: LockWaitOptions, undo: Und
   undo.push('post-unmount hooks', stopHook('post-unmount'));
   await hook('pre-mount');
   crashPoint('recover:pre-mount');
-  mountView(session);
+  await mountView(session, o.signal);
   crashPoint('recover:mounted');
   undo.push('unmount', () => unmountSettled(paths.root));
   undo.push('pre-unmount hooks', stopHook('pre-unmount'));
@@ -238,16 +238,16 @@ function makeDirs(session: Session): void {
  * itself at mount; anything else in it after an unclean stop is transient
  * copy-up data, never the session's files (those are in upper).
  */
-function mountView(session: Session): void {
+async function mountView(session: Session, signal: AbortSignal | undefined): Promise<void> {
   const { state, paths } = session;
   const layout = { type: state.unionType, source: state.source, upper: paths.upper, work: paths.work, root: paths.root };
   try {
-    mountUnion(layout);
+    await mountUnion(layout, { signal });
   } catch (e) {
     if (state.unionType !== 'overlay' || readdirSync(paths.work).length === 0 || isMountPoint(paths.root)) throw e;
     removeTree(paths.work);
     mkdirSync(paths.work, { mode: 0o755 });
-    mountUnion(layout);
+    await mountUnion(layout, { signal });
   }
 }
 

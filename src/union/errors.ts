@@ -27,6 +27,16 @@ export class UnionError extends Error {
 }
 
 /**
+ * The copy of a union-type=copy session was stopped by the caller's signal
+ * (Ctrl-C, a supervisor's client gone). Not a failure of the copy: the CLI
+ * exits 130 for it, as for an interrupted hook.
+ */
+export class CopyInterruptedError extends UnionError {
+  override name = 'CopyInterruptedError';
+  readonly interrupted = true;
+}
+
+/**
  * umount2 failed with EBUSY. Nothing more was unmounted: the mounts still
  * there stay as they were, so the caller can end the session again later.
  */

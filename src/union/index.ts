@@ -10,4 +10,4 @@ export { unmountAll, unmountSettled } from './unmount.js';
 export { removeTree, removeTreeOffThread, shutdownRemovalPool } from './remove.js';
 export { isMountPoint, mountsUnder, readMountInfo, type MountEntry } from './mountinfo.js';
 export { mountHolders } from './holders.js';
-export { UnionError, UnmountBusyError, type MountHolder } from './errors.js';
+export { CopyInterruptedError, UnionError, UnmountBusyError, type MountHolder } from './errors.js';

@@ -11,7 +11,7 @@ import { lstatSync, readdirSync, statSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { childProcess } from '../child-process.js';
 import type { UnionType } from '../config/index.js';
-import { UnionError, bindFailure, overlayFailure, privateFailure, showPath, unmountFailure } from './errors.js';
+import { CopyInterruptedError, UnionError, bindFailure, overlayFailure, privateFailure, showPath, unmountFailure } from './errors.js';
 import { isMountPoint } from './mountinfo.js';
 import { MS_BIND, MS_PRIVATE, sysMount, sysUmount } from './native.js';
 
@@ -35,14 +35,18 @@ const UNSAFE = /[,:\\\n]/;
 
 // mount(2) copies at most one page of option data.
 const MAX_OPTIONS = 4095;
+/** cp's stderr kept for the message: its first line is what counts. */
+const STDERR_KEPT = 64 * 1024;
 
 /**
  * Makes the session's view at layout.root. The caller has created root (and
  * for overlay upper and work) as empty directories. For overlay and none
  * the new mount is private, so mounts that hooks make under root never
  * propagate to the source or elsewhere; copy makes no mount at all.
+ * A copy runs `cp` beside the event loop, and `signal` stops it (SIGKILL):
+ * the caller then deletes the half-made copy, as after a failed one.
  */
-export function mountUnion(layout: UnionLayout): void {
+export async function mountUnion(layout: UnionLayout, o: { signal?: AbortSignal } = {}): Promise<void> {
   const { type, source, root } = layout;
   for (const p of type === 'overlay' ? [source, layout.upper, layout.work, root] : [source, root]) {
     if (!isAbsolute(p)) throw new UnionError(p, 'not an absolute path');
@@ -54,7 +58,7 @@ export function mountUnion(layout: UnionLayout): void {
     case 'none':
       return mountPrivate(root, () => sysMount(source, root, null, MS_BIND, null), bindFailure);
     case 'copy':
-      return copySource(source, root);
+      return copySource(source, root, o.signal);
     default:
       throw new UnionError(root, `unknown union type ${JSON.stringify(type)}`);
   }
@@ -116,18 +120,36 @@ function mountPrivate(root: string, make: () => number, failure: (errnum: number
  * leaves out what is mounted inside the source (e.g. /proc while someone is
  * in it), as overlay and the non-recursive bind of none do. A half-made copy
  * stays: the caller deletes the session directory (removeTree).
+ *
+ * cp runs as a child the event loop waits for, not with spawnSync: copying
+ * a real distribution chroot takes seconds, which a supervisor would
+ * otherwise spend serving no one, and which nothing could cancel.
  */
-function copySource(source: string, root: string): void {
-  const r = childProcess().spawnSync('cp', ['-a', '--one-file-system', '--reflink=auto', '--', `${source}/.`, `${root}/`], {
+async function copySource(source: string, root: string, signal: AbortSignal | undefined): Promise<void> {
+  if (signal?.aborted) throw new CopyInterruptedError(root, `copy of ${showPath(source)} interrupted before it started`);
+  const cp = childProcess().spawn('cp', ['-a', '--one-file-system', '--reflink=auto', '--', `${source}/.`, `${root}/`], {
     stdio: ['ignore', 'ignore', 'pipe'],
-    encoding: 'utf8',
     env: { ...process.env, LC_ALL: 'C' },
-    maxBuffer: 1 << 20,
   });
-  const first = r.stderr?.split('\n').find((l) => l.trim() !== '');
-  if (r.error && !first) throw new UnionError(root, `copy of ${showPath(source)} failed: cannot run cp: ${r.error.message}`, r.error);
-  if (r.status !== 0 || r.error) {
-    const how = first ?? (r.signal ? `cp killed by ${r.signal}` : `cp exited with status ${r.status}`);
+  // The first line is what a message shows; the rest is dropped unread.
+  let stderr = '';
+  cp.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    if (stderr.length < STDERR_KEPT) stderr += d;
+  });
+  const stop = () => cp.kill('SIGKILL');
+  signal?.addEventListener('abort', stop, { once: true });
+  const end = await new Promise<{ status: number | null; sig: NodeJS.Signals | null; error?: Error }>((resolve) => {
+    cp.once('error', (error) => resolve({ status: null, sig: null, error }));
+    cp.once('close', (status, sig) => resolve({ status, sig }));
+  });
+  signal?.removeEventListener('abort', stop);
+  // A Ctrl-C in a terminal reaches cp too (the whole foreground group gets
+  // it), maybe before warden's own handler has aborted the signal.
+  if (signal?.aborted || end.sig === 'SIGINT') throw new CopyInterruptedError(root, `copy of ${showPath(source)} interrupted: cp stopped`);
+  const first = stderr.split('\n').find((l) => l.trim() !== '');
+  if (end.error && !first) throw new UnionError(root, `copy of ${showPath(source)} failed: cannot run cp: ${end.error.message}`, end.error);
+  if (end.status !== 0 || end.error) {
+    const how = first ?? (end.sig ? `cp killed by ${end.sig}` : `cp exited with status ${end.status}`);
     throw new UnionError(root, `copy of ${showPath(source)} failed: ${how}`);
   }
 }

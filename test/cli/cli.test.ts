@@ -2,6 +2,7 @@
 // status pass-through, signals, waiting for locks, hostile input. Every
 // test runs the real bundle (dist/cli/warden.js) as a separate process.
 import anyTest, { type TestFn } from 'ava';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beginSession, endSession, listSessions, manageLockPath } from '../../src/sessions/index.js';
@@ -156,6 +157,33 @@ rootSerial('Ctrl-C during a start hook: the hook is killed, the session rolled b
   t.regex(r.stderr, /hook pre-mount\.d\/10-slow was interrupted/);
   t.deepEqual(stateEntries(env.stateDir), []);
   rmSync(started, { force: true });
+});
+
+rootSerial('Ctrl-C while a union-type=copy session is copied: cp is stopped, the half-made copy deleted, exit 130 (needs root)', async (t) => {
+  // A source of 5,000 files: cp is still at work when the test finds it.
+  // +T spreads their inodes over ext4's block groups (see markTopDirectory):
+  // in a /tmp that has seen much churn, creating them is 25x faster.
+  const big = join(fx.tmp, 'big-source');
+  mkdirSync(big);
+  spawnSync('chattr', ['+T', big], { stdio: 'ignore' });
+  for (let d = 0; d < 5; d++) {
+    mkdirSync(join(big, `d${d}`), { recursive: true });
+    for (let f = 0; f < 1000; f++) writeFileSync(join(big, `d${d}`, `f${f}`), '');
+  }
+  t.teardown(() => destroyFixture(big));
+  const original = readFileSync(env.config, 'utf8');
+  writeConfig(fx.tmp, `${original}\n[fx-copy]\ntype=directory\ndirectory=${big}\nunion-type=copy\n`);
+  t.teardown(() => writeConfig(fx.tmp, original));
+  const w = wardenAsync(env, ['run', '-c', 'fx-copy', '--', 'true'], { detached: true });
+  const cp = () => readdirSync('/proc').find((p) => /^\d+$/.test(p) && commOf(Number(p)) === 'cp' && readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]!.split(' ')[1] === String(w.pid));
+  await until(() => cp() !== undefined || w.exitCode !== null, 'cp to start');
+  t.truthy(cp(), `cp was not found running: ${w.output.stderr}`);
+  // What the terminal does: SIGINT to the whole foreground group, cp included.
+  process.kill(-w.pid!, 'SIGINT');
+  const r = await w.result;
+  t.is(r.status, 130, r.stderr);
+  t.regex(r.stderr, /copy of .*big-source interrupted/);
+  t.deepEqual(stateEntries(env.stateDir), [], 'the session and its half-made copy are gone');
 });
 
 rootSerial('Ctrl-C while waiting for a lock cancels the wait cleanly: exit 130, no session, no lock (needs root)', async (t) => {

@@ -14,10 +14,10 @@ checkAllFds();
 
 const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 
-function overlay(t: ExecutionContext<Ctx>) {
+async function overlay(t: ExecutionContext<Ctx>) {
   const tmp = scratch(t);
   const l = makeLayout(tmp, 'overlay', makeSource(tmp));
-  mountUnion(l);
+  await mountUnion(l);
   return { tmp, l };
 }
 
@@ -47,7 +47,7 @@ function untilLine(child: ChildProcess, want: string): Promise<void> {
 }
 
 rootTest('busy: a process with its cwd in the overlay root', async (t) => {
-  const { tmp, l } = overlay(t);
+  const { tmp, l } = await overlay(t);
   const child = await startChild(t, 'sleep', ['1000'], { cwd: l.root, stdio: 'ignore' });
   const pid = child.pid!;
 
@@ -67,7 +67,7 @@ rootTest('busy: a process with its cwd in the overlay root', async (t) => {
 });
 
 rootTest('busy: a python3 process holding a file under root open, then deleted', async (t) => {
-  const { tmp, l } = overlay(t);
+  const { tmp, l } = await overlay(t);
   const file = join(l.root, 'etc', 'hostname');
   const child = await startChild(t, PYTHON, ['-c', "import sys,time; f=open(sys.argv[1]); print('ok', flush=True); time.sleep(1000)", file], {
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -99,7 +99,7 @@ rootTest('busy: a python3 process holding a file under root open, then deleted',
 });
 
 rootTest('busy: a program run from inside root holds it by its executable and maps', async (t) => {
-  const { tmp, l } = overlay(t);
+  const { tmp, l } = await overlay(t);
   const exe = join(l.root, 'sleep-copy');
   copyFileSync('/bin/sleep', exe);
   const child = await startChild(t, exe, ['1000'], { cwd: '/', stdio: 'ignore' });
@@ -118,7 +118,7 @@ rootTest('busy: a program run from inside root holds it by its executable and ma
 });
 
 rootTest('mountHolders: a process beside the mount (a sibling sharing its prefix) is not a holder', async (t) => {
-  const { tmp, l } = overlay(t);
+  const { tmp, l } = await overlay(t);
   const beside = `${l.root}-beside`;
   mkdirSync(beside);
   const child = await startChild(t, 'sleep', ['1000'], { cwd: beside, stdio: 'ignore' });

@@ -19,7 +19,7 @@ function visibleMountId(path: string): number {
   }
 }
 
-rootTest('stacked mounts: the one on top comes first even when it has the smaller (reused) id', (t) => {
+rootTest('stacked mounts: the one on top comes first even when it has the smaller (reused) id', async (t) => {
   const tmp = scratch(t);
   const point = join(tmp, 'point');
   const spare = join(tmp, 'spare');
@@ -40,14 +40,14 @@ rootTest('stacked mounts: the one on top comes first even when it has the smalle
   t.deepEqual(mountsUnder(tmp), []);
 });
 
-rootTest('unmountAll takes down a mount hidden by a later mount on a directory above it', (t) => {
+rootTest('unmountAll takes down a mount hidden by a later mount on a directory above it', async (t) => {
   // A hook mounts a tmpfs at /run/lock, then another at /run: /run/lock
   // (still mounted, on the overlay's /run dir) is out of reach of every
   // path until the /run tmpfs is gone. Plain deepest-path-first would ask
   // for /run/lock first, get ENOENT, and the session could never be ended.
   const tmp = scratch(t);
   const l = makeLayout(tmp, 'overlay', makeSource(tmp));
-  mountUnion(l);
+  await mountUnion(l);
   mkdirSync(join(l.root, 'run', 'lock'), { recursive: true });
   run('mount', '-t', 'tmpfs', 'lock', join(l.root, 'run', 'lock'));
   run('mount', '-t', 'tmpfs', 'run', join(l.root, 'run'));

@@ -4,11 +4,11 @@ import { join } from 'node:path';
 import { UnionError, isMountPoint, mountUnion, mountsUnder, unmountAll } from '../../src/union/index.js';
 import { digest, makeLayout, makeShared, makeSource, rootTest, run, scratch, test } from './support.js';
 
-rootTest('overlay mount shows the source, as a private overlay mount even under a shared parent', (t) => {
+rootTest('overlay mount shows the source, as a private overlay mount even under a shared parent', async (t) => {
   const tmp = scratch(t);
   makeShared(tmp);
   const l = makeLayout(tmp, 'overlay', makeSource(tmp));
-  mountUnion(l);
+  await mountUnion(l);
   t.true(isMountPoint(l.root));
   const [m] = mountsUnder(l.root);
   t.is(m!.fsType, 'overlay');
@@ -19,11 +19,11 @@ rootTest('overlay mount shows the source, as a private overlay mount even under 
   t.false(isMountPoint(l.root));
 });
 
-rootTest('a write in root lands in upper and never in the source', (t) => {
+rootTest('a write in root lands in upper and never in the source', async (t) => {
   const tmp = scratch(t);
   const l = makeLayout(tmp, 'overlay', makeSource(tmp));
   const before = digest(l.source);
-  mountUnion(l);
+  await mountUnion(l);
   writeFileSync(join(l.root, 'new-file'), 'session\n');
   writeFileSync(join(l.root, 'etc', 'hostname'), 'session\n');
   mkdirSync(join(l.root, 'etc', 'new-dir'));
@@ -34,11 +34,11 @@ rootTest('a write in root lands in upper and never in the source', (t) => {
   unmountAll(l.root);
 });
 
-rootTest('deleting a source file or dir in root leaves a whiteout in upper and the source intact', (t) => {
+rootTest('deleting a source file or dir in root leaves a whiteout in upper and the source intact', async (t) => {
   const tmp = scratch(t);
   const l = makeLayout(tmp, 'overlay', makeSource(tmp));
   const before = digest(l.source);
-  mountUnion(l);
+  await mountUnion(l);
   unlinkSync(join(l.root, 'etc', 'hostname'));
   rmSync(join(l.root, 'etc', 'deep'), { recursive: true });
   t.false(existsSync(join(l.root, 'etc', 'hostname')));
@@ -53,58 +53,58 @@ rootTest('deleting a source file or dir in root leaves a whiteout in upper and t
   t.is(readFileSync(join(l.source, 'etc', 'hostname'), 'utf8'), 'source\n');
 });
 
-rootTest('mounting a root that is mounted already is refused', (t) => {
+rootTest('mounting a root that is mounted already is refused', async (t) => {
   const tmp = scratch(t);
   const l = makeLayout(tmp, 'overlay', makeSource(tmp));
-  mountUnion(l);
-  const e = t.throws(() => mountUnion(l), { instanceOf: UnionError });
+  await mountUnion(l);
+  const e = await t.throwsAsync(mountUnion(l), { instanceOf: UnionError });
   t.is(e!.path, l.root);
   t.regex(e!.message, /already a mount point/);
   t.is(mountsUnder(l.root).length, 1, 'nothing stacked');
   unmountAll(l.root);
 });
 
-rootTest('upper and work on different filesystems are refused before mount(2), with the reason', (t) => {
+rootTest('upper and work on different filesystems are refused before mount(2), with the reason', async (t) => {
   const tmp = scratch(t);
   const l = makeLayout(tmp, 'overlay', makeSource(tmp));
   run('mount', '-t', 'tmpfs', 'tmpfs', l.work);
-  const e = t.throws(() => mountUnion(l), { instanceOf: UnionError });
+  const e = await t.throwsAsync(mountUnion(l), { instanceOf: UnionError });
   t.is(e!.path, l.work);
   t.regex(e!.message, /another filesystem than the upper directory/);
   t.false(isMountPoint(l.root));
   unmountAll(tmp);
 });
 
-rootTest('an overlay the kernel refuses (work inside upper) maps EINVAL to a hint', (t) => {
+rootTest('an overlay the kernel refuses (work inside upper) maps EINVAL to a hint', async (t) => {
   const tmp = scratch(t);
   const l = makeLayout(tmp, 'overlay', makeSource(tmp));
   const work = join(l.upper, 'work');
   mkdirSync(work);
-  const e = t.throws(() => mountUnion({ ...l, work }), { instanceOf: UnionError });
+  const e = await t.throwsAsync(mountUnion({ ...l, work }), { instanceOf: UnionError });
   t.is(e!.path, l.root);
   t.regex(e!.message, /EINVAL.*same filesystem/);
   t.notRegex(e!.message, /\n/);
   t.false(isMountPoint(l.root));
 });
 
-rootTest('a missing upper directory maps ENOENT to a clear message', (t) => {
+rootTest('a missing upper directory maps ENOENT to a clear message', async (t) => {
   const tmp = scratch(t);
   const l = makeLayout(tmp, 'overlay', makeSource(tmp));
   rmSync(l.upper, { recursive: true });
-  const e = t.throws(() => mountUnion(l), { instanceOf: UnionError });
+  const e = await t.throwsAsync(mountUnion(l), { instanceOf: UnionError });
   t.regex(e!.message, /ENOENT.*missing/);
   t.false(isMountPoint(l.root));
 });
 
 // Checked before any mount: runs without root too.
 const refused = test.macro({
-  exec(t, which: 'source' | 'upper' | 'work', bad: string) {
+  async exec(t, which: 'source' | 'upper' | 'work', bad: string) {
     const tmp = scratch(t);
     const l = makeLayout(tmp, 'overlay', makeSource(tmp));
     const odd = join(tmp, `odd${bad}dir`);
     mkdirSync(odd);
     const layout = { ...l, [which]: odd };
-    const e = t.throws(() => mountUnion(layout), { instanceOf: UnionError });
+    const e = await t.throwsAsync(mountUnion(layout), { instanceOf: UnionError });
     t.is(e!.path, odd);
     t.regex(e!.message, /overlay mount options cannot carry/);
     t.notRegex(e!.message, /\n/, 'one line, even for a path with a newline');
@@ -118,10 +118,10 @@ test.serial(refused, 'upper', '\\');
 test.serial(refused, 'work', '\n');
 test.serial(refused, 'work', ',lowerdir=x');
 
-test.serial('relative paths and unknown types are refused', (t) => {
+test.serial('relative paths and unknown types are refused', async (t) => {
   const tmp = scratch(t);
   const l = makeLayout(tmp, 'overlay', makeSource(tmp));
-  t.is(t.throws(() => mountUnion({ ...l, source: 'source' }), { instanceOf: UnionError })!.path, 'source');
-  t.regex(t.throws(() => mountUnion({ ...l, type: 'bogus' as 'none' }), { instanceOf: UnionError })!.message, /unknown union type "bogus"/);
+  t.is((await t.throwsAsync(mountUnion({ ...l, source: 'source' }), { instanceOf: UnionError }))!.path, 'source');
+  t.regex((await t.throwsAsync(mountUnion({ ...l, type: 'bogus' as 'none' }), { instanceOf: UnionError }))!.message, /unknown union type "bogus"/);
   t.false(isMountPoint(l.root));
 });

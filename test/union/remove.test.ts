@@ -6,7 +6,7 @@ import { UnionError, mountUnion, mountsUnder, removeTree, removeTreeOffThread, s
 import { INLINE_ENTRIES } from '../../src/union/remove.js';
 import { isRoot, makeLayout, makeSource, rootTest, run, scratch, test } from './support.js';
 
-test.serial('removeTree deletes files, dirs, links, fifos, unreadable dirs and non-UTF-8 names', (t) => {
+test.serial('removeTree deletes files, dirs, links, fifos, unreadable dirs and non-UTF-8 names', async (t) => {
   const tmp = scratch(t);
   const dir = join(tmp, 'session');
   makeSource(dir);
@@ -19,7 +19,7 @@ test.serial('removeTree deletes files, dirs, links, fifos, unreadable dirs and n
   t.notThrows(() => removeTree(dir), 'a missing dir is not an error');
 });
 
-test.serial('removeTree removes a symlink to a dir outside, not what it points to', (t) => {
+test.serial('removeTree removes a symlink to a dir outside, not what it points to', async (t) => {
   const tmp = scratch(t);
   const outside = join(tmp, 'outside');
   mkdirSync(join(outside, 'sub'), { recursive: true });
@@ -34,7 +34,7 @@ test.serial('removeTree removes a symlink to a dir outside, not what it points t
   t.true(existsSync(join(outside, 'sub')));
 });
 
-test.serial('removeTree refuses a dir that is itself a symlink', (t) => {
+test.serial('removeTree refuses a dir that is itself a symlink', async (t) => {
   const tmp = scratch(t);
   mkdirSync(join(tmp, 'real'));
   writeFileSync(join(tmp, 'real', 'keep'), 'keep\n');
@@ -44,11 +44,11 @@ test.serial('removeTree refuses a dir that is itself a symlink', (t) => {
   t.true(existsSync(join(tmp, 'real', 'keep')));
 });
 
-rootTest('removeTree refuses while anything is mounted inside, and deletes nothing', (t) => {
+rootTest('removeTree refuses while anything is mounted inside, and deletes nothing', async (t) => {
   const tmp = scratch(t);
   const l = makeLayout(tmp, 'none', makeSource(tmp));
   const dir = join(tmp, 'session');
-  mountUnion(l);
+  await mountUnion(l);
   const e = t.throws(() => removeTree(dir), { instanceOf: UnionError });
   t.is(e!.path, dir);
   t.regex(e!.message, new RegExp(`refusing to delete: still mounted at ${l.root}$`));
@@ -60,7 +60,7 @@ rootTest('removeTree refuses while anything is mounted inside, and deletes nothi
   t.true(existsSync(join(l.source, 'etc', 'hostname')));
 });
 
-rootTest('removeTree refuses a dir that is itself a mount point', (t) => {
+rootTest('removeTree refuses a dir that is itself a mount point', async (t) => {
   const tmp = scratch(t);
   const dir = join(tmp, 'session');
   mkdirSync(dir);
@@ -74,7 +74,7 @@ rootTest('removeTree refuses a dir that is itself a mount point', (t) => {
 // The mount is inside the tree, but the tree is named by a path that is
 // not spelled the way mountinfo spells it.
 const otherSpelling = test.macro({
-  exec(t, spell: (tmp: string) => string) {
+  async exec(t, spell: (tmp: string) => string) {
     const tmp = scratch(t);
     const mnt = join(tmp, 'state', 's', 'root');
     mkdirSync(mnt, { recursive: true });
@@ -96,10 +96,10 @@ root('with a .. segment', otherSpelling, (tmp) => `${tmp}/state/x/../s`);
 root('with a doubled and a trailing slash', otherSpelling, (tmp) => `${tmp}/state//s/`);
 root('relative to the cwd', otherSpelling, (tmp) => relative(process.cwd(), join(tmp, 'state', 's')));
 
-rootTest('an ended overlay session dir is removed whole (work/work is mode 000)', (t) => {
+rootTest('an ended overlay session dir is removed whole (work/work is mode 000)', async (t) => {
   const tmp = scratch(t);
   const l = makeLayout(tmp, 'overlay', makeSource(tmp));
-  mountUnion(l);
+  await mountUnion(l);
   writeFileSync(join(l.root, 'new'), 'x');
   run('rm', '-f', join(l.root, 'etc', 'hostname'));
   unmountAll(l.root);

@@ -9,7 +9,7 @@ import { digest, makeSource, rootTest, run, scratch, test } from './support.js';
 
 checkAllFds();
 
-rootTest('union-type=none through a symlinked state dir: unmountAll unmounts, and ending never deletes the source', (t) => {
+rootTest('union-type=none through a symlinked state dir: unmountAll unmounts, and ending never deletes the source', async (t) => {
   const tmp = scratch(t);
   const source = makeSource(tmp);
   const before = digest(source);
@@ -19,7 +19,7 @@ rootTest('union-type=none through a symlinked state dir: unmountAll unmounts, an
   const dir = join(tmp, 'state', 's1');
   const l = { type: 'none' as const, source, upper: join(dir, 'upper'), work: join(dir, 'work'), root: join(dir, 'root') };
   for (const d of [dir, l.upper, l.work, l.root]) mkdirSync(d);
-  mountUnion(l);
+  await mountUnion(l);
   t.true(isMountPoint(l.root));
   t.deepEqual(mountsUnder(dir).map((m) => m.mountPoint), [join(tmp, 'real-state', 's1', 'root')]);
 
@@ -34,7 +34,7 @@ rootTest('union-type=none through a symlinked state dir: unmountAll unmounts, an
 });
 
 const spelled = test.macro({
-  exec(t, spell: (tmp: string) => string) {
+  async exec(t, spell: (tmp: string) => string) {
     const tmp = scratch(t);
     const tree = join(tmp, 'real', 'tree');
     const mnt = join(tree, 'mnt');

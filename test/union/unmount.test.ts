@@ -7,10 +7,10 @@ import { digest, makeLayout, makeSource, rootTest, run, scratch, startChild, sto
 import type { ExecutionContext } from 'ava';
 
 /** An overlay session with what the default hooks add: /proc bound in, a tmpfs at /tmp and one nested in it. */
-function mountedSession(t: ExecutionContext<Ctx>) {
+async function mountedSession(t: ExecutionContext<Ctx>) {
   const tmp = scratch(t);
   const l = makeLayout(tmp, 'overlay', makeSource(tmp));
-  mountUnion(l);
+  await mountUnion(l);
   mkdirSync(join(l.root, 'proc'));
   run('mount', '--bind', '/proc', join(l.root, 'proc'));
   run('mount', '-t', 'tmpfs', 'tmpfs', join(l.root, 'tmp'));
@@ -19,8 +19,8 @@ function mountedSession(t: ExecutionContext<Ctx>) {
   return { tmp, l };
 }
 
-rootTest('unmountAll takes nested mounts away deepest first and leaves nothing', (t) => {
-  const { tmp, l } = mountedSession(t);
+rootTest('unmountAll takes nested mounts away deepest first and leaves nothing', async (t) => {
+  const { tmp, l } = await mountedSession(t);
   const before = digest(l.source);
   // Deepest first: every mount before the one it sits on. Siblings (/tmp
   // and /proc) may come in either order: it follows mount ids, which the
@@ -35,8 +35,8 @@ rootTest('unmountAll takes nested mounts away deepest first and leaves nothing',
   t.notThrows(() => unmountAll(l.root), 'idempotent');
 });
 
-rootTest('unmountAll without the confirming read still takes every nested mount away in its one round', (t) => {
-  const { tmp, l } = mountedSession(t);
+rootTest('unmountAll without the confirming read still takes every nested mount away in its one round', async (t) => {
+  const { tmp, l } = await mountedSession(t);
   t.is(mountsUnder(l.root).length, 4);
   unmountAll(l.root, { confirm: false });
   t.deepEqual(mountsUnder(tmp), []);
@@ -44,7 +44,7 @@ rootTest('unmountAll without the confirming read still takes every nested mount 
 });
 
 rootTest('a process with its cwd in a mount: UnmountBusyError names it, nothing more is unmounted, a retry succeeds', async (t) => {
-  const { tmp, l } = mountedSession(t);
+  const { tmp, l } = await mountedSession(t);
   const inner = join(l.root, 'tmp', 'inner');
   const child = await startChild(t, 'sleep', ['30'], { cwd: inner, stdio: 'ignore' });
   const mounted = mountsUnder(tmp).map((m) => m.id);
@@ -61,7 +61,7 @@ rootTest('a process with its cwd in a mount: UnmountBusyError names it, nothing 
 });
 
 rootTest('a process with an open file in the overlay: holders name the fd; deeper mounts went first', async (t) => {
-  const { tmp, l } = mountedSession(t);
+  const { tmp, l } = await mountedSession(t);
   const file = join(l.root, 'etc', 'held');
   writeFileSync(file, 'x');
   // The child's stdin is the file; our copy of the fd is closed once it runs.
@@ -79,14 +79,14 @@ rootTest('a process with an open file in the overlay: holders name the fd; deepe
   t.false(isMountPoint(l.root));
 });
 
-rootTest('unmountAll of a dir with nothing mounted, or of a missing one, does nothing', (t) => {
+rootTest('unmountAll of a dir with nothing mounted, or of a missing one, does nothing', async (t) => {
   const tmp = scratch(t);
   t.notThrows(() => unmountAll(tmp));
   t.notThrows(() => unmountAll(join(tmp, 'missing')));
 });
 
 rootTest('offThread: nested mounts go deepest first, the loop turning meanwhile; a busy one is named from the errno of the call made again in place', async (t) => {
-  const { tmp, l } = mountedSession(t);
+  const { tmp, l } = await mountedSession(t);
   const inner = join(l.root, 'tmp', 'inner');
   const child = await startChild(t, 'sleep', ['30'], { cwd: inner, stdio: 'ignore' });
   const e = await t.throwsAsync(unmountSettled(l.root, { offThread: true }), { instanceOf: UnmountBusyError });
