@@ -110,7 +110,12 @@ export function sysUmount(target: string): number {
  */
 export function sysUmountOffThread(target: string): Promise<number> {
   return new Promise((resolve) => {
-    native().umount2.async(target, 0, (err, r) => resolve(err === null && r === 0 ? 0 : sysUmount(target)));
+    try {
+      native().umount2.async(target, 0, (err, r) => resolve(err === null && r === 0 ? 0 : sysUmount(target)));
+    } catch {
+      // koffi's queue of async calls is full (max_async_calls, 256): this one is made in place.
+      resolve(sysUmount(target));
+    }
   });
 }
 

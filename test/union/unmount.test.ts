@@ -3,7 +3,8 @@
 import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UnionError, UnmountBusyError, isMountPoint, mountUnion, mountsUnder, unmountAll, unmountSettled } from '../../src/union/index.js';
-import { digest, makeLayout, makeSource, rootTest, run, scratch, startChild, stop, type Ctx } from './support.js';
+import { sysUmountOffThread } from '../../src/union/native.js';
+import { digest, makeLayout, makeSource, rootTest, run, scratch, startChild, stop, test, type Ctx } from './support.js';
 import type { ExecutionContext } from 'ava';
 
 /** An overlay session with what the default hooks add: /proc bound in, a tmpfs at /tmp and one nested in it. */
@@ -104,4 +105,13 @@ rootTest('offThread: nested mounts go deepest first, the loop turning meanwhile;
   t.deepEqual(mountsUnder(tmp), []);
   t.true(ticks > 0, 'each umount2 was awaited, not made in place');
   await t.notThrowsAsync(unmountSettled(l.root, { offThread: true }), 'idempotent');
+});
+
+test.serial("offThread: 300 umount2 calls at once, past koffi's queue of 256 async calls: each still answers with its errno", async (t) => {
+  const dir = scratch(t); // not a mount point: EINVAL as root, EPERM otherwise
+  const results = await Promise.allSettled(Array.from({ length: 300 }, () => sysUmountOffThread(dir)));
+  t.deepEqual(results.filter((r) => r.status === 'rejected'), [], 'none rejected ("Too many asynchronous calls are running")');
+  const errnos = new Set(results.map((r) => (r as PromiseFulfilledResult<number>).value));
+  t.is(errnos.size, 1);
+  t.not([...errnos][0], 0);
 });
