@@ -15,7 +15,7 @@ import { lstatSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { killStrayHooks, runHooks, strayHooks, type HookPhase, type StrayHook } from '../hooks/index.js';
 import { lockHolders, type FileLock, type LockHolder } from '../locks/index.js';
-import { isMountPoint, mountUnion, readMountInfo, removeTree, unmountSettled, UnionError } from '../union/index.js';
+import { isMountPoint, mountUnion, readMountInfo, removeTree, removeTreeOffThread, unmountSettled, UnionError } from '../union/index.js';
 import { canonicalPath } from '../union/mountinfo.js';
 import { endSession } from './end.js';
 import { RollbackError, SessionActiveError, SessionNotFoundError } from './errors.js';
@@ -258,6 +258,12 @@ export interface RecoverAllOptions extends LockWaitOptions {
   end?: boolean;
   /** Offered each re-adopted session: true keeps it held by the caller (a supervisor); otherwise it is let go. */
   keep?: (session: Session) => boolean;
+  /**
+   * Remove the leftovers of dead processes at the end (removeUnpublished;
+   * default true). A supervisor passes false and sweeps once it serves,
+   * off its event loop: a `.gone-*` dir can hold 100,000 files.
+   */
+  sweep?: boolean;
 }
 
 export type RecoverReport =
@@ -304,7 +310,7 @@ export async function recoverAll(o: RecoverAllOptions): Promise<RecoverReport[]>
       else out.push({ id: entry.id, outcome: 'failed', error: e });
     }
   }
-  if (!o.signal?.aborted) out.push(...removeUnpublished(stateDir));
+  if (!o.signal?.aborted && o.sweep !== false) out.push(...(await removeUnpublished(stateDir)));
   return out;
 }
 
@@ -322,8 +328,10 @@ const BUILD_GRACE_MS = 60_000;
  * the deletion (deleting alongside a live end is harmless), and an
  * `.init-*` dir is left alone while young, locked or not. Nothing in these
  * dirs is mounted, nor is it a session anyone can reach by its id.
+ * `offThread`: big dirs are deleted in a worker (removeTreeOffThread), for a
+ * server; `signal` stops the sweep between dirs.
  */
-export function removeUnpublished(stateDir: string): RecoverReport[] {
+export async function removeUnpublished(stateDir: string, o: { offThread?: boolean; signal?: AbortSignal } = {}): Promise<RecoverReport[]> {
   const out: RecoverReport[] = [];
   let names: string[];
   try {
@@ -332,6 +340,8 @@ export function removeUnpublished(stateDir: string): RecoverReport[] {
     return out;
   }
   for (const name of names.sort()) {
+    // Stops between dirs (a supervisor that stops); the rest waits for the next sweep.
+    if (o.signal?.aborted) break;
     const dir = join(stateDir, name);
     let lock: FileLock | undefined;
     try {
@@ -341,7 +351,11 @@ export function removeUnpublished(stateDir: string): RecoverReport[] {
       if (lock && !lock.tryAcquire('exclusive')) continue; // its owner is alive
       // Even with its lock free: its begin may have made the file and not yet locked it.
       if (name.startsWith(BUILD_PREFIX) && Date.now() - st.mtimeMs < BUILD_GRACE_MS) continue;
-      removeTree(dir);
+      if (o.offThread) {
+        await removeTreeOffThread(dir);
+      } else {
+        removeTree(dir);
+      }
       crashPoint('recover:unpublished-removed');
       out.push({ id: name, outcome: name.startsWith(GONE_PREFIX) ? 'removed-ended' : 'removed-unpublished' });
     } catch (e) {

@@ -22,6 +22,7 @@ import {
   openSession,
   recoverAll,
   recoverSession,
+  removeUnpublished,
   SessionBusyError,
   watchSessions,
   type Session,
@@ -106,6 +107,8 @@ class Engine {
   #watch: SessionWatch | undefined;
   /** Adoptions of sessions seen going stale, one at a time. */
   #adopting: Promise<void> = Promise.resolve();
+  /** The sweep of dead processes' leftovers, started once serving. */
+  #sweeping: Promise<void> = Promise.resolve();
   #stopping = false;
   /** Aborted when the supervisor stops: cancels the lock waits of adoptions. */
   readonly #stop = new AbortController();
@@ -146,6 +149,7 @@ class Engine {
         onError: (e) => this.#log(`watch: ${e.message}`),
       });
       await this.#watch.ready;
+      this.#sweeping = this.#sweep();
     } catch (e) {
       await this.close();
       throw e;
@@ -168,6 +172,7 @@ class Engine {
     for (const f of this.#inFlight) f.abort.abort(new SupervisorStoppingError());
     await Promise.allSettled([...this.#inFlight].map((f) => f.done));
     await this.#adopting;
+    await this.#sweeping;
     for (const c of this.#clients) c.destroy();
     await listening;
     await this.#watch?.close();
@@ -209,6 +214,7 @@ class Engine {
     const reports = await recoverAll({
       stateDir: this.#stateDir,
       signal: this.#stop.signal,
+      sweep: false,
       keep: (session) => {
         if (this.#stopping) return false;
         this.#held.set(session.id, session);
@@ -219,9 +225,27 @@ class Engine {
       if (r.outcome === 'readopted') this.#log(readopted(r.id, r.remounted, r.killedHooks.length));
       else if (r.outcome === 'ended') this.#log(endedStale(r.id));
       else if (r.outcome === 'corrupt') this.#log(`corrupt entry ${r.id} left alone: ${r.reason}`);
-      else if (r.outcome === 'removed-unpublished') this.#log(`removed ${r.id} (a begin that died before publishing it)`);
-      else if (r.outcome === 'removed-ended') this.#log(`removed ${r.id} (an ended session whose deletion was cut short)`);
       else if (r.outcome === 'failed') this.#log(`could not re-adopt stale session ${r.id}: ${(r.error as Error).message}`);
+    }
+  }
+
+  /**
+   * Once serving: the build dirs of dead begins and the `.gone-*` dirs of
+   * ends cut short, deleted off the event loop. Clients need not wait for
+   * them: nobody can reach these dirs by a session id.
+   */
+  async #sweep(): Promise<void> {
+    let reports;
+    try {
+      reports = await removeUnpublished(this.#stateDir, { offThread: true, signal: this.#stop.signal });
+    } catch (e) {
+      this.#log(`could not sweep the leftovers of dead processes: ${(e as Error).message}`);
+      return;
+    }
+    for (const r of reports) {
+      if (r.outcome === 'removed-unpublished') this.#log(`removed ${r.id} (a begin that died before publishing it)`);
+      else if (r.outcome === 'removed-ended') this.#log(`removed ${r.id} (an ended session whose deletion was cut short)`);
+      else if (r.outcome === 'failed') this.#log(`could not remove ${r.id}: ${(r.error as Error).message}`);
     }
   }
 

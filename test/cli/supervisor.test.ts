@@ -4,7 +4,7 @@
 // while a source entry waits, cancelled begins, and protocol fuzz.
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { bootstrapChroot } from '../../src/bootstrap/index.js';
@@ -142,6 +142,25 @@ rootSerial('end --all with a supervisor: the sessions it holds are ended by it, 
   const status = await ask({ op: 'status' });
   t.deepEqual(status.held, []);
   t.regex(sup.output.stderr, /ended e1\n[^]*ended e2\n[^]*ended e3\n/);
+});
+
+rootSerial('leftovers of dead processes (an end cut short, a begin that died) are swept once the supervisor serves (needs root)', async (t) => {
+  // An end killed while deleting: a .gone-* dir, its lock file already gone.
+  const gone = join(env.stateDir, '.gone-cut.1-1');
+  for (let d = 0; d < 3; d++) {
+    mkdirSync(join(gone, 'upper', `d${d}`), { recursive: true });
+    for (let f = 0; f < 500; f++) writeFileSync(join(gone, 'upper', `d${d}`, `f${f}`), '');
+  }
+  // A begin that died after locking and renaming its build dir: the lock file is there, nobody holds it.
+  const dead = join(env.stateDir, '.new-dead.AbC123');
+  mkdirSync(dead);
+  writeFileSync(join(dead, 'lock'), '');
+  const sup = await supervise(t);
+  t.regex(sup.output.stderr, /supervising /);
+  await until(() => !existsSync(gone) && !existsSync(dead), 'the leftovers to be swept');
+  await until(() => /removed \.new-dead\.AbC123 \(a begin that died/.test(sup.output.stderr), 'the sweep to be logged');
+  t.regex(sup.output.stderr, /removed \.gone-cut\.1-1 \(an ended session whose deletion was cut short\)/);
+  t.deepEqual((await ask({ op: 'status' })).held, []);
 });
 
 rootSerial('end of a session still used by a command: exit 5 and it stays held; --force kills the command, never the supervisor (needs root)', async (t) => {
