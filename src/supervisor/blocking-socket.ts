@@ -15,11 +15,11 @@
 import { closeSync, readSync, writeSync } from 'node:fs';
 import { getSystemErrorName } from 'node:util';
 import { koffi, libc as glibc } from '../locks/koffi.js';
+import { POLLIN, pollOne } from './poll.js';
 
 const AF_UNIX = 1;
 const SOCK_STREAM = 1;
 const SOCK_CLOEXEC = 0o2000000;
-const POLLIN = 0x001;
 const POLL_MS = 20;
 /** sizeof(struct sockaddr_un): a short family and a 108-byte path. */
 const SOCKADDR_UN = 110;
@@ -29,7 +29,6 @@ const EINTR = 4;
 interface Calls {
   socket: (domain: number, type: number, protocol: number) => number;
   connect: (fd: number, addr: Buffer, len: number) => number;
-  poll: (fds: Buffer, nfds: number, timeout: number) => number;
 }
 let calls: Calls | undefined;
 
@@ -39,7 +38,6 @@ function libc(): Calls {
   calls = {
     socket: lib.func('int socket(int domain, int type, int protocol)') as Calls['socket'],
     connect: lib.func('int connect(int fd, const void *addr, uint32_t len)') as Calls['connect'],
-    poll: lib.func('int poll(void *fds, unsigned long nfds, int timeout)') as Calls['poll'],
   };
   return calls;
 }
@@ -67,12 +65,9 @@ export class BlockingSocket {
   #handlers: Handlers | undefined;
   #timer: NodeJS.Immediate | undefined;
   readonly #buf = Buffer.allocUnsafe(64 * 1024);
-  readonly #pollfd = Buffer.alloc(8);
 
   private constructor(fd: number) {
     this.#fd = fd;
-    this.#pollfd.writeInt32LE(fd, 0);
-    this.#pollfd.writeInt16LE(POLLIN, 4);
   }
 
   /** Connects to the socket at `path`; throws ConnectError. */
@@ -109,7 +104,7 @@ export class BlockingSocket {
   #pump(): void {
     this.#timer = undefined;
     if (this.#fd < 0) return;
-    const n = libc().poll(this.#pollfd, 1, POLL_MS);
+    const { n } = pollOne(this.#fd, POLLIN, POLL_MS);
     if (n < 0 && koffi().errno() !== EINTR) return this.#end(errnoError('poll', 'the supervisor socket'));
     if (n > 0) {
       let r: number;

@@ -8,6 +8,7 @@ import type { Socket } from 'node:net';
 import { arch, platform } from 'node:process';
 import type { Credentials } from '../config/index.js';
 import { koffi, libc as glibc } from '../locks/koffi.js';
+import { POLLERR, POLLHUP, POLLRDHUP, pollOne } from './poll.js';
 
 /** The peer's credentials cannot be had: not a unix socket, no fd, or getsockopt failed. */
 export class PeerCredentialsError extends Error {
@@ -38,7 +39,6 @@ const FIRST_GROUPS = 64;
 
 interface Libc {
   getsockopt: (fd: number, level: number, optname: number, optval: Buffer, optlen: Buffer) => number;
-  poll: (fds: Buffer, nfds: number, timeout: number) => number;
   strerror: (errnum: number) => string;
 }
 
@@ -55,7 +55,6 @@ function bind(): Libc {
   // socklen_t *optlen is in/out: a 4-byte Buffer the kernel rewrites.
   libc = {
     getsockopt: lib.func('int getsockopt(int fd, int level, int optname, void *optval, void *optlen)') as Libc['getsockopt'],
-    poll: lib.func('int poll(void *fds, unsigned long nfds, int timeout)') as Libc['poll'],
     strerror: lib.func('const char *strerror(int errnum)') as Libc['strerror'],
   };
   return libc;
@@ -108,11 +107,6 @@ export function selfCredentials(): Credentials {
   return { uid, gid, groups, pid: process.pid };
 }
 
-// poll(2) events: the peer shut down its side (Linux >= 2.6.17), hung up, or the socket failed.
-const POLLERR = 0x008;
-const POLLHUP = 0x010;
-const POLLRDHUP = 0x2000;
-
 /**
  * Whether the peer of `socket` has closed the connection (or shut down its
  * writing side), as the kernel knows it now: poll(2) with no wait. Node
@@ -129,11 +123,8 @@ export function peerHungUp(socket: Socket): boolean {
   } catch {
     return true;
   }
-  const pollfd = Buffer.alloc(8); // struct pollfd { int fd; short events; short revents; }
-  pollfd.writeInt32LE(fd, 0);
-  pollfd.writeInt16LE(POLLRDHUP, 4);
-  if (bind().poll(pollfd, 1, 0) < 0) return false;
-  return (pollfd.readInt16LE(6) & (POLLRDHUP | POLLHUP | POLLERR)) !== 0;
+  // The peer shut down its side, hung up, or the socket failed.
+  return (pollOne(fd, POLLRDHUP, 0).revents & (POLLRDHUP | POLLHUP | POLLERR)) !== 0;
 }
 
 /**
