@@ -11,9 +11,9 @@ export class SessionError extends Error {
 export class SessionIdError extends SessionError {
   override name = 'SessionIdError';
   readonly id: string;
-  constructor(id: string) {
+  constructor(id: string, why = 'ids are 1-64 characters of [A-Za-z0-9._-], starting with a letter or digit') {
     const shown = JSON.stringify(String(id).length > 80 ? `${String(id).slice(0, 80)}...` : String(id));
-    super(`invalid session id ${shown}: ids are 1-64 characters of [A-Za-z0-9._-], starting with a letter or digit`);
+    super(`invalid session id ${shown}: ${why}`);
     this.id = id;
   }
 }

@@ -6,9 +6,24 @@ import { SessionIdError } from './errors.js';
 export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export const MAX_ID_LENGTH = 64;
 
-/** Throws SessionIdError unless `id` matches DESIGN.md's pattern. */
+/**
+ * State-dir names that are warden's own, not sessions: the supervisor's
+ * files (`supervisor.lock`, `.sock`, `.log` and any it adds later). Dot
+ * names (`.manage`, the `.init-*`, `.new-*`, `.gone-*` build and ending
+ * dirs) are outside ID_PATTERN already. A session under one of these names
+ * would be hidden from list, end --all and recover --all, and would stop
+ * every later supervisor from starting.
+ */
+const RESERVED_PREFIX = 'supervisor.';
+
+export function isReservedName(name: string): boolean {
+  return name.startsWith(RESERVED_PREFIX);
+}
+
+/** Throws SessionIdError unless `id` matches DESIGN.md's pattern and is not a name the state dir reserves. */
 export function validateId(id: string): string {
   if (typeof id !== 'string' || !ID_PATTERN.test(id)) throw new SessionIdError(id);
+  if (isReservedName(id)) throw new SessionIdError(id, `the state dir reserves ${RESERVED_PREFIX}* for the supervisor's files`);
   return id;
 }
 

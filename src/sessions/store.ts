@@ -5,17 +5,14 @@ import { lstatSync, mkdirSync, readdirSync, type BigIntStats, type Dirent, type 
 import { join, resolve } from 'node:path';
 import { fileKey, lockHolders, rangesOverlap, readProcLocks, type LockHolder } from '../locks/index.js';
 import { SessionCorruptError, SessionNotFoundError, StateDirError } from './errors.js';
-import { ID_PATTERN, validateId } from './ids.js';
+import { ID_PATTERN, isReservedName, validateId } from './ids.js';
 import { LIVENESS, SESSION_LOCK_FILE, livenessHeld } from './locks.js';
 import { markTopDirectory } from './native.js';
 import { readState, type SessionState } from './state.js';
 
-/** Names in the state dir that are not sessions. */
-const RESERVED = new Set(['supervisor.lock', 'supervisor.sock', 'supervisor.log', '.gitignore']);
-
-/** Whether a state-dir entry name is meant to be a session: dot entries and the supervisor's files are warden's own. */
+/** Whether a state-dir entry name is meant to be a session: dot entries (`.gitignore` too) and the supervisor's files are warden's own. */
 export function isSessionName(name: string): boolean {
-  return !name.startsWith('.') && !RESERVED.has(name);
+  return !name.startsWith('.') && !isReservedName(name);
 }
 
 /** State dirs this process has already marked (or tried to) as a top directory. */

@@ -69,9 +69,10 @@ test(usage, ['end'], /which session\? \(-s ID, or --all\)/);
 test(usage, ['end', '-s', 'x', '--all'], /-s ID or --all, not both/);
 test(usage, ['end', '-s', 'x', '-c', 'fx'], /-c picks the sessions of --all/);
 test(usage, ['end', '--all', '--wait', '--force'], /exclude each other/);
-for (const id of ['..', 'a/b', '../../etc', '', 'x'.repeat(200), '.hidden']) {
+for (const id of ['..', 'a/b', '../../etc', '', 'x'.repeat(200), '.hidden', '.manage', '.gone-x', 'supervisor.log', 'supervisor.sock']) {
   test(`hostile id ${JSON.stringify(id.slice(0, 20))} is refused with exit 2 before any file is touched`, (t) => {
-    for (const args of [['run', '-c', 'fx', '--id', id, '--', 'true'], ['end', '-s', id], ['run', '-s', id, '--', 'true']]) {
+    const verbs = [['run', '-c', 'fx', '--id', id, '--', 'true'], ['begin', '-c', 'fx', '--id', id], ['end', '-s', id], ['run', '-s', id, '--', 'true'], ['recover', '-s', id]];
+    for (const args of verbs) {
       const r = warden(env, args);
       t.is(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
       t.regex(r.stderr, id === '' ? /needs a value|invalid session id/ : /invalid session id/);

@@ -79,12 +79,12 @@ const refused = test.macro({
   title: (_p, id: string) => `hostile id ${JSON.stringify(id.length > 20 ? `${id.slice(0, 12)}...(${id.length})` : id)} is refused`,
 });
 
-for (const id of ['', '..', '.', 'a/b', '../etc', '/abs', '-rf', '.hidden', 'a b', 'a\nb', 'x'.repeat(65), 'x'.repeat(200), 'é', 'a:b']) {
+for (const id of ['', '..', '.', 'a/b', '../etc', '/abs', '-rf', '.hidden', 'a b', 'a\nb', 'x'.repeat(65), 'x'.repeat(200), 'é', 'a:b', 'supervisor.log', 'supervisor.sock', 'supervisor.lock', 'supervisor.next']) {
   test(refused, id);
 }
 
 test('valid ids pass; the default id fits the limit even for long chroot names', (t) => {
-  for (const id of ['a', 'demo-1', 'A.b_c-d', 'x'.repeat(64)]) t.is(validateId(id), id);
+  for (const id of ['a', 'demo-1', 'A.b_c-d', 'x'.repeat(64), 'supervisor', 'supervisors.x']) t.is(validateId(id), id);
   const id = newId('c'.repeat(64));
   t.true(id.length <= 64);
   // A version 4 UUID with the RFC 4122 variant bits, never the same twice.
