@@ -66,7 +66,9 @@ export function parseArgs(argvIn: string[]): Parsed {
     }
     // `-c --json`: the next word is an option, not a value that was meant.
     const value = tok.value;
-    if (value === undefined || value === '' || (!tok.inlineValue && value.startsWith('-') && value !== '-')) {
+    // `--timeout -1` is a bad number, not a missing value.
+    const negative = spec.type === 'number' && value !== undefined && /^-[0-9.]/.test(value);
+    if (value === undefined || value === '' || (!tok.inlineValue && value.startsWith('-') && value !== '-' && !negative)) {
       throw new UsageError(`option --${name} needs a value`, verb.name);
     }
     if (spec.type === 'number') {

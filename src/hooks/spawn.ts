@@ -15,6 +15,7 @@ import { closeSync, constants, fstatSync, openSync, readSync, unlinkSync, writeS
 import { hookFailure, type HookFailure } from './errors.js';
 import { killGroup, liveMembers, untilGroupDead } from './group.js';
 import type { HookPhase } from './types.js';
+import { setLongTimeout } from '../timer.js';
 
 export interface OneHook {
   path: string;
@@ -33,7 +34,6 @@ export interface OneHook {
 /** How long to wait for SIGKILLed members to die (only a process in D state takes long). */
 const DEATH_MS = 1000;
 const TAIL_BYTES = 4096;
-const MAX_TIMER_MS = 2 ** 31 - 1;
 const TAIL_LINES = 5;
 
 /** Last non-empty lines of what the hook wrote to stderr. */
@@ -100,14 +100,10 @@ export async function runOne(o: OneHook): Promise<HookFailure | undefined> {
       }, o.killGraceMs);
     });
   };
-  // setTimeout fires at once beyond 2^31-1 ms: a longer timeout is no timeout.
-  const timer =
-    o.timeoutMs <= MAX_TIMER_MS
-      ? setTimeout(() => {
-          timedOut = true;
-          terminate();
-        }, o.timeoutMs)
-      : undefined;
+  const cancelTimer = setLongTimeout(() => {
+    timedOut = true;
+    terminate();
+  }, o.timeoutMs);
   const onAbort = () => {
     if (!timedOut) interrupted = true;
     terminate();
@@ -119,7 +115,7 @@ export async function runOne(o: OneHook): Promise<HookFailure | undefined> {
       child.once('error', resolve);
       child.once('exit', (code, sig) => resolve({ code, sig }));
     });
-    clearTimeout(timer);
+    cancelTimer();
     o.signal?.removeEventListener('abort', onAbort);
     if (killed !== undefined && pgid !== undefined) {
       // The leader is gone; the rest of the group may still be dying of the
@@ -134,7 +130,7 @@ export async function runOne(o: OneHook): Promise<HookFailure | undefined> {
     if (ended.code === 0) return undefined;
     return failure({ status: ended.code, signal: ended.sig });
   } finally {
-    clearTimeout(timer);
+    cancelTimer();
     clearTimeout(killTimer);
     closeSync(errFd);
   }

@@ -23,6 +23,7 @@ import { lockCommands, type ModeCommands } from './mode.js';
 import { EACCES, EAGAIN, EDEADLK, FLOCK_SIZE, F_RDLCK, F_UNLCK, F_WRLCK, decodeFlock, encodeFlock, errno, flockFor, native, strerror } from './native.js';
 import { waitPool, type KernelWait } from './pool.js';
 import * as posix from './posix-registry.js';
+import { setLongTimeout } from '../timer.js';
 
 export const WHOLE_FILE: LockRange = Object.freeze({ start: 0, len: 0 });
 
@@ -344,7 +345,7 @@ export class FileLock {
     this.#busy = true;
     const before = this.#held;
     return new Promise<void>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
+      let cancelTimer: (() => void) | undefined;
       const onAbort = () => this.#abandon(new LockAbortedError(this.path, this.range, kind, opts.signal?.reason));
       const waiter: Waiter = {
         lock: this,
@@ -363,14 +364,14 @@ export class FileLock {
           if (this.#closeWhenIdle) this.#finishClose();
         },
         cleanup: () => {
-          if (timer) clearTimeout(timer);
+          cancelTimer?.();
           opts.signal?.removeEventListener('abort', onAbort);
         },
       };
       this.#waiter = waiter;
       if (opts.timeout !== undefined && Number.isFinite(opts.timeout)) {
         const ms = Math.max(0, opts.timeout);
-        timer = setTimeout(() => this.#abandon(new LockTimeoutError(this.path, this.range, kind, ms, this.holders())), ms);
+        cancelTimer = setLongTimeout(() => this.#abandon(new LockTimeoutError(this.path, this.range, kind, ms, this.holders())), ms);
       }
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       if (opts.onWait) {

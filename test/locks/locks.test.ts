@@ -223,6 +223,22 @@ test.serial('timeout rejects with LockTimeoutError naming the holder, and leaves
   l.close();
 });
 
+test.serial('a timeout past 2^31-1 ms waits (Node would fire it at once): the wait still gets the lock when the holder lets go', async (t) => {
+  const p = file(t);
+  const h = await Holder.start(p);
+  t.is(await h.lock('ofd', 'w'), 'ok');
+  const l = track(t, FileLock.open(p));
+  let settled = false;
+  const got = l.acquire('exclusive', { timeout: 40 * 24 * 3600 * 1000 }).finally(() => (settled = true));
+  await new Promise((r) => setTimeout(r, 100));
+  t.false(settled, 'a 40-day timeout did not fire at once');
+  await h.kill();
+  await got;
+  t.is(l.held, 'exclusive');
+  l.close();
+  t.deepEqual(ourLocks([p]), []);
+});
+
 test.serial('abort rejects with LockAbortedError carrying the reason; an aborted signal rejects at once', async (t) => {
   const p = file(t);
   const h = await Holder.start(p);
