@@ -4,7 +4,8 @@
 // the result before it can do anything else, and nothing runs concurrently at
 // start-up, so async reads would only add ticks and make "first error wins,
 // in file order" harder to see in the code.
-import { readFileSync } from 'node:fs';
+import { closeSync, constants as fsc, fstatSync, openSync, readFileSync } from 'node:fs';
+import { untrusted } from '../trust.js';
 import { dirname, join } from 'node:path';
 import { readChroot } from './chroot.js';
 import { ConfigError, describePlace, quote, type ConfigWarning, type Place } from './errors.js';
@@ -78,13 +79,26 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   return makeConfig(location.file, globals, chroots, unsupported, warnings);
 }
 
-/** The file's text; with `missingOk`, undefined when it does not exist (a default nobody asked for). */
+/**
+ * The file's text; with `missingOk`, undefined when it does not exist (a
+ * default nobody asked for). Read through the fd that was checked: owned by
+ * root and not writable by group or others (trust.ts), so a file swapped in
+ * after the check is never what is read.
+ */
 function readConfigFile(file: string): string;
 function readConfigFile(file: string, missingOk: boolean): string | undefined;
 function readConfigFile(file: string, missingOk = false): string | undefined {
+  let fd: number | undefined;
   try {
-    return readFileSync(file, 'utf8');
+    fd = openSync(file, fsc.O_RDONLY | fsc.O_NONBLOCK | fsc.O_NOCTTY);
+    const st = fstatSync(fd);
+    if (st.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
+    if (!st.isFile()) throw new ConfigError(file, undefined, 'config file is not a regular file');
+    const reason = untrusted(st, 'it is');
+    if (reason !== undefined) throw new ConfigError(file, undefined, `refusing to read the config file: ${reason}`);
+    return readFileSync(fd, 'utf8');
   } catch (e) {
+    if (e instanceof ConfigError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' && missingOk) return undefined;
     const why =
@@ -92,6 +106,8 @@ function readConfigFile(file: string, missingOk = false): string | undefined {
       : code === 'EISDIR' ? 'config file is a directory'
       : `cannot read config file (${code ?? String(e)})`;
     throw new ConfigError(file, undefined, why, { cause: e });
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
 }
 

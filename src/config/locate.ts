@@ -1,7 +1,8 @@
 // Which files make up the configuration: the main file (DESIGN.md, "Files")
 // and the drop-ins in chroot.d/ beside it.
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { untrusted } from '../trust.js';
 import { ConfigError } from './errors.js';
 
 export const SYSTEM_CONFIG = '/etc/warden/warden.conf';
@@ -19,7 +20,13 @@ export interface LocateOptions {
   cwd?: string | undefined;
 }
 
-/** --config, else WARDEN_CONFIG, else ./etc/warden.conf when it exists, else /etc/warden/warden.conf. */
+/**
+ * --config, else WARDEN_CONFIG, else ./etc/warden.conf when it exists, else
+ * /etc/warden/warden.conf. The current directory is a place another user
+ * may own: its etc/warden.conf is used only when every directory from `/`
+ * down to it is root's and writable by nobody else (sticky ones such as
+ * /tmp allowed), else ConfigError. The file itself is checked when read.
+ */
 export function locateConfig(opts: LocateOptions = {}): ConfigLocation {
   const cwd = opts.cwd ?? process.cwd();
   const env = opts.env ?? process.env;
@@ -27,8 +34,28 @@ export function locateConfig(opts: LocateOptions = {}): ConfigLocation {
   if (opts.config) return { file: resolve(cwd, opts.config), explicit: true };
   if (env.WARDEN_CONFIG) return { file: resolve(cwd, env.WARDEN_CONFIG), explicit: true };
   const local = join(cwd, 'etc', 'warden.conf');
-  if (existsSync(local)) return { file: local, explicit: false };
+  if (existsSync(local)) {
+    checkPathTrusted(local);
+    return { file: local, explicit: false };
+  }
   return { file: SYSTEM_CONFIG, explicit: false };
+}
+
+/** Throws ConfigError naming the first directory on `file`'s real path that root may not trust. */
+function checkPathTrusted(file: string): void {
+  let real: string;
+  try {
+    real = realpathSync.native(dirname(file));
+  } catch (e) {
+    throw new ConfigError(file, undefined, `cannot resolve its directory (${(e as NodeJS.ErrnoException).code ?? String(e)})`, { cause: e });
+  }
+  for (let dir = real; ; dir = dirname(dir)) {
+    const reason = untrusted(statSync(dir), `${dir} is`, { stickyOk: true });
+    if (reason !== undefined) {
+      throw new ConfigError(file, undefined, `refusing the configuration in the current directory: ${reason} (name a file with --config, or run elsewhere)`);
+    }
+    if (dir === '/') return;
+  }
 }
 
 // run-parts(8) names (what schroot reads from its chroot.d, e.g. the
@@ -48,6 +75,9 @@ export function dropInFiles(dir: string): string[] {
     if (code === 'ENOENT' || code === 'ENOTDIR') return [];
     throw new ConfigError(dir, undefined, `cannot list the directory (${code ?? String(e)})`, { cause: e });
   }
+  // Whoever can add a file here defines chroots: the directory is held to the files' rule.
+  const reason = untrusted(statSync(dir), 'it is');
+  if (reason !== undefined) throw new ConfigError(dir, undefined, `refusing to read the drop-in directory: ${reason}`);
   return names
     .filter((name) => RUN_PARTS_NAME.test(name) || CONF_NAME.test(name))
     .sort() // names are ASCII, so code-unit order is byte order, as in run-parts

@@ -2,6 +2,7 @@
 // must pass before any of them runs (they run as root).
 import { lstatSync, readdirSync, statSync, type Stats } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { untrusted } from '../trust.js';
 import { HookPermissionError } from './errors.js';
 import type { HookEntry, HookKind, HookPhase } from './types.js';
 
@@ -24,20 +25,8 @@ function byteOrder(a: string, b: string): number {
 
 const myUid = process.getuid?.() ?? 0;
 
-/** Why `st` may not be trusted with root's power, or undefined when it may. */
-function untrusted(st: Stats, what: string, checkMode = true): string | undefined {
-  if (st.uid !== 0 && !(myUid !== 0 && st.uid === myUid)) {
-    return `${what} owned by uid ${st.uid}, not ${myUid === 0 ? 'root' : `root or uid ${myUid}`}`;
-  }
-  if (!checkMode) return undefined;
-  const mode = `mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}`;
-  if (st.mode & 0o002) return `${what} world-writable (${mode})`;
-  if (st.mode & 0o020) return `${what} group-writable (${mode})`;
-  return undefined;
-}
-
 function check(path: string, st: Stats, what: string, checkMode = true): void {
-  const reason = untrusted(st, what, checkMode);
+  const reason = untrusted(st, what, { checkMode });
   if (reason !== undefined) throw new HookPermissionError(path, reason);
 }
 
