@@ -51,6 +51,7 @@ function buildSessions(stateDir: string, count: number): string[] {
       createdAt: now,
       updatedAt: now,
       beganBy: 1,
+      layout: 2,
     };
     writeFileSync(join(dir, 'state.json'), `${JSON.stringify(state, null, 2)}\n`);
     if (i % 2 === 0) held.push(join(dir, 'lock'));

@@ -26,6 +26,7 @@ const CODES: Record<string, number> = {
   UsageError: EXIT.usage,
   SessionIdError: EXIT.usage,
   ConfigError: EXIT.config,
+  StateDirUntrustedError: EXIT.config,
   NoSuchChrootError: EXIT.notFound,
   SessionNotFoundError: EXIT.notFound,
   LockBusyError: EXIT.busy,

@@ -79,6 +79,9 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   return makeConfig(location.file, globals, chroots, unsupported, warnings);
 }
 
+/** Device number of /dev/null (1, 3) as stat(2) encodes it. */
+const DEV_NULL = (1 << 8) | 3;
+
 /**
  * The file's text; with `missingOk`, undefined when it does not exist (a
  * default nobody asked for). Read through the fd that was checked: owned by
@@ -93,6 +96,8 @@ function readConfigFile(file: string, missingOk = false): string | undefined {
     fd = openSync(file, fsc.O_RDONLY | fsc.O_NONBLOCK | fsc.O_NOCTTY);
     const st = fstatSync(fd);
     if (st.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
+    // `--config /dev/null`, the usual way to say "no configuration", is empty, not world-writable.
+    if (st.isCharacterDevice() && st.rdev === DEV_NULL) return '';
     if (!st.isFile()) throw new ConfigError(file, undefined, 'config file is not a regular file');
     const reason = untrusted(st, 'it is');
     if (reason !== undefined) throw new ConfigError(file, undefined, `refusing to read the config file: ${reason}`);

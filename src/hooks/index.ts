@@ -44,7 +44,7 @@ function openLog(path: string): number {
   let fd: number;
   try {
     // O_NONBLOCK: a FIFO planted there fails (ENXIO) instead of blocking; it changes nothing for a regular file.
-    fd = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o644);
+    fd = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o600);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ELOOP') throw new HookPermissionError(path, 'it is a symbolic link', 'hooks log', { cause: e });
     throw e;

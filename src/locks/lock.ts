@@ -6,7 +6,7 @@
 // waiters for the same (file, range) queue here behind a single kernel wait
 // in a worker thread (pool.ts), so threads grow with distinct contended locks,
 // not with waiters. When the pool is full a waiter polls instead.
-import { closeSync, constants as fsc, fstatSync, lstatSync, openSync } from 'node:fs';
+import { closeSync, constants as fsc, fchmodSync, fstatSync, lstatSync, openSync } from 'node:fs';
 import {
   LockAbortedError,
   LockBusyError,
@@ -30,8 +30,14 @@ export const WHOLE_FILE: LockRange = Object.freeze({ start: 0, len: 0 });
 export interface OpenOptions {
   /** Byte range this lock covers (default: the whole file). */
   range?: LockRange;
-  /** Create the file if missing (default true), with this mode (default 0o644). */
+  /** Create the file if missing (default true). */
   create?: boolean;
+  /**
+   * The file's mode (default 0o644) when created here, and at most: an
+   * existing file of ours that allows more is narrowed to it (lock files
+   * made by older versions were 0644; a user who can open one for reading
+   * can hold a read lock on it).
+   */
   fileMode?: number;
   /** Open read-only: shared locks only (fcntl needs write access for F_WRLCK). */
   readOnly?: boolean;
@@ -107,6 +113,10 @@ export class FileLock {
     try {
       const st = fstatSync(fd, { bigint: true });
       if (!st.isFile()) throw new LockFileError(`lock file ${path} is not a regular file`, { path });
+      const mode = Number(st.mode & 0o777n);
+      if (opts.fileMode !== undefined && (mode & ~opts.fileMode) !== 0 && Number(st.uid) === process.geteuid?.()) {
+        fchmodSync(fd, mode & opts.fileMode);
+      }
       return new FileLock(path, fd, fileKey(st), opts.range ?? WHOLE_FILE);
     } catch (e) {
       closeSync(fd);

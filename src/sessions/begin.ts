@@ -12,8 +12,8 @@ import { newId, validateId } from './ids.js';
 import { openLiveness, takeManageLock, takeSourceShared, withMetadataLock, type LockWaitOptions } from './locks.js';
 import { renameNoReplace } from './native.js';
 import { BUILD_PREFIX, UNPUBLISHED_PREFIX, discardSessionDir } from './discard.js';
-import { Session, sessionPaths } from './session.js';
-import { STATE_VERSION, syncDir, writeStateLocked, type SessionState } from './state.js';
+import { makeSessionDirs, MODES, Session, sessionPaths } from './session.js';
+import { SESSION_LAYOUT, STATE_VERSION, syncDir, writeStateLocked, type SessionState } from './state.js';
 import { ensureStateDir, markStateDir } from './store.js';
 import { Undo } from './undo.js';
 import { crashPoint } from '../crash.js';
@@ -80,7 +80,7 @@ async function claimIdLocked(
   const build = mkdtempSync(join(stateDir, `${BUILD_PREFIX}${id}.`));
   let tmp = build;
   undo.push('remove unpublished session dir', () => rmSync(tmp, { recursive: true, force: true }));
-  chmodSync(build, 0o755);
+  chmodSync(build, MODES.sessionDir);
   const early = openLiveness(build, { create: true });
   undo.push('release liveness lock', () => early.close());
   if (!early.tryAcquire('shared')) throw new Error(`fresh lock file in ${build} is locked by someone else`);
@@ -101,6 +101,7 @@ async function claimIdLocked(
     createdAt: now,
     updatedAt: now,
     beganBy: process.pid,
+    layout: SESSION_LAYOUT,
   };
   await withMetadataLock(tmp, () => writeStateLocked(tmp, state));
   const dir = join(stateDir, id);
@@ -135,7 +136,7 @@ async function claimIdLocked(
  */
 async function setUpLocked(session: Session, o: BeginOptions, undo: Undo): Promise<void> {
   const { state, paths } = session;
-  for (const d of state.unionType === 'overlay' ? [paths.upper, paths.work, paths.root] : [paths.root]) mkdirSync(d, { mode: 0o755 });
+  makeSessionDirs(paths, state.unionType, state.layout);
   const hook = (phase: 'pre-mount' | 'post-mount' | 'pre-unmount' | 'post-unmount', keepGoing = false) =>
     runHooks({
       hooksDir: state.hooksDir,

@@ -90,6 +90,14 @@ export class StateDirError extends SessionError {
   }
 }
 
+/** A state dir another user owns or may write to: refused, like an untrusted config file (exit 3). */
+export class StateDirUntrustedError extends StateDirError {
+  override name = 'StateDirUntrustedError';
+  constructor(path: string, reason: string) {
+    super(path, `refusing to use it: ${reason}`);
+  }
+}
+
 /** Something went wrong AND undoing it failed too: both are reported. */
 export class RollbackError extends SessionError {
   override name = 'RollbackError';

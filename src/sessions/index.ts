@@ -33,6 +33,7 @@ export {
   SessionNeedsRecoveryError,
   SessionNotFoundError,
   StateDirError,
+  StateDirUntrustedError,
 } from './errors.js';
 export { describeSessionHolders, SourceBusyError, StaleSessionsError, type SessionHolder } from './errors.js';
 export { lockCensus, type CensusOptions, type LockRow } from './census.js';

@@ -54,12 +54,12 @@ export function sourceLockPath(source: string): string {
 export async function takeManageLock(stateDir: string, chroot: string, o: LockWaitOptions = {}): Promise<FileLock> {
   const dir = join(stateDir, MANAGE_DIR);
   try {
-    mkdirSync(dir, { mode: 0o755 });
+    mkdirSync(dir, { mode: 0o700 });
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new StateDirError(stateDir, `cannot create ${MANAGE_DIR}: ${(e as Error).message}`, e);
   }
   const path = manageLockPath(stateDir, chroot);
-  return lockPath(path, 'exclusive', { ...waitOpts('manage', path, o), fileMode: 0o644 });
+  return lockPath(path, 'exclusive', { ...waitOpts('manage', path, o), fileMode: 0o600 });
 }
 
 /** source SH: held by every holder of a session over `source` for as long as it holds it. */
@@ -97,7 +97,7 @@ export async function takeSourceExclusiveLocked(source: string, o: LockWaitOptio
 
 /** A handle on the liveness byte of an existing session lock file (no lock taken yet). */
 export function openLiveness(sessionDir: string, opts: { create?: boolean; readOnly?: boolean } = {}): FileLock {
-  return FileLock.open(join(sessionDir, SESSION_LOCK_FILE), { range: LIVENESS, create: opts.create ?? false, readOnly: opts.readOnly });
+  return FileLock.open(join(sessionDir, SESSION_LOCK_FILE), { range: LIVENESS, create: opts.create ?? false, readOnly: opts.readOnly, fileMode: 0o600 });
 }
 
 /**

@@ -21,7 +21,7 @@ import { endSession } from './end.js';
 import { RollbackError, SessionActiveError, SessionNotFoundError } from './errors.js';
 import { LIVENESS, SESSION_LOCK_FILE, livenessHeld, openLiveness, takeManageLock, tryAcquireSettled, takeSourceShared, withMetadataLock, type LockWaitOptions } from './locks.js';
 import { openSession } from './open.js';
-import type { Session } from './session.js';
+import { makeSessionDirs, MODES, type Session } from './session.js';
 import { writeStateLocked, type SessionState } from './state.js';
 import { ensureStateDir, listSessions } from './store.js';
 import { Undo } from './undo.js';
@@ -186,10 +186,10 @@ async function restoreViewLocked(session: Session, o: LockWaitOptions, undo: Und
   }
   // Mounts left below an unmounted root would be hidden by the new mount.
   await unmountSettled(paths.root);
-  makeDirs(session);
+  makeSessionDirs(paths, type, session.state.layout);
   if (type === 'copy') {
     removeTree(paths.root);
-    mkdirSync(paths.root, { mode: 0o755 });
+    mkdirSync(paths.root, { mode: MODES.root });
   }
   crashPoint('recover:dirs');
   undo.push('post-unmount hooks', stopHook('post-unmount'));
@@ -216,21 +216,6 @@ function checkMountedView(session: Session): void {
   }
 }
 
-/** The session's directories (a begin killed early made none): created where missing, never through a symlink. */
-function makeDirs(session: Session): void {
-  const { paths, state } = session;
-  for (const d of state.unionType === 'overlay' ? [paths.upper, paths.work, paths.root] : [paths.root]) {
-    let st;
-    try {
-      st = lstatSync(d);
-    } catch {
-      mkdirSync(d, { mode: 0o755 });
-      continue;
-    }
-    if (!st.isDirectory()) throw new UnionError(d, 'is not a directory (a symbolic link?): refusing to mount with it');
-  }
-}
-
 /**
  * mountUnion, once more with an emptied work dir if the first attempt fails
  * with one that is not empty. overlayfs wants an empty work dir (kernel
@@ -246,7 +231,7 @@ async function mountView(session: Session, signal: AbortSignal | undefined): Pro
   } catch (e) {
     if (state.unionType !== 'overlay' || readdirSync(paths.work).length === 0 || isMountPoint(paths.root)) throw e;
     removeTree(paths.work);
-    mkdirSync(paths.work, { mode: 0o755 });
+    mkdirSync(paths.work, { mode: MODES.work });
     await mountUnion(layout, { signal });
   }
 }

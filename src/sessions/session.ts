@@ -2,12 +2,14 @@
 // each through an open file description of its own, plus the state read
 // from state.json. The supervisor (later) and `warden run` hold sessions
 // through this same object.
+import { lstatSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { UnionError, type UnionType } from '../union/index.js';
 import type { FileLock } from '../locks/index.js';
 import type { HookVars } from '../hooks/index.js';
 import { SessionBusyError } from './errors.js';
 import { takeLivenessShared, takeSourceShared } from './locks.js';
-import type { SessionState } from './state.js';
+import { SESSION_LAYOUT, type SessionLayout, type SessionState } from './state.js';
 
 export interface SessionPaths {
   dir: string;
@@ -18,8 +20,42 @@ export interface SessionPaths {
   hooksLog: string;
 }
 
-export function sessionPaths(dir: string): SessionPaths {
-  return { dir, upper: join(dir, 'upper'), work: join(dir, 'work'), root: join(dir, 'root'), hooksLog: join(dir, 'hooks.log') };
+/** `upper` is the overlay's upper layer: `<dir>/upper/fs` (layout 2), or `<dir>/upper` for sessions begun before. */
+export function sessionPaths(dir: string, layout: SessionLayout = SESSION_LAYOUT): SessionPaths {
+  const upper = layout === 1 ? join(dir, 'upper') : join(dir, UPPER_DIR, UPPER_LAYER);
+  return { dir, upper, work: join(dir, 'work'), root: join(dir, 'root'), hooksLog: join(dir, 'hooks.log') };
+}
+
+/** The 0700 directory that keeps the upper layer out of other users' reach, and the layer's name in it. */
+export const UPPER_DIR = 'upper';
+export const UPPER_LAYER = 'fs';
+
+/**
+ * Modes of what a session dir holds (DESIGN.md, "Files"). The session dir
+ * is traversable so that `root`, the session's view, can be reached by
+ * name (as schroot's mount locations can); the layers are root's alone;
+ * the upper layer's top and `root` are 0755, the mode of a chroot's `/`.
+ */
+export const MODES = { sessionDir: 0o711, upperDir: 0o700, upperLayer: 0o755, work: 0o700, root: 0o755 } as const;
+
+/**
+ * Creates the directories a session of `unionType` mounts with, where
+ * missing, each with its mode; never through a symlink (mkdir does not
+ * follow one, and an existing entry must be a real directory).
+ */
+export function makeSessionDirs(paths: SessionPaths, unionType: UnionType, layout: SessionLayout): void {
+  const dirs: [string, number][] =
+    unionType !== 'overlay' ? [[paths.root, MODES.root]]
+    : layout === 1 ? [[paths.upper, MODES.upperLayer], [paths.work, MODES.work], [paths.root, MODES.root]]
+    : [[join(paths.dir, UPPER_DIR), MODES.upperDir], [paths.upper, MODES.upperLayer], [paths.work, MODES.work], [paths.root, MODES.root]];
+  for (const [d, mode] of dirs) {
+    try {
+      mkdirSync(d, { mode });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      if (!lstatSync(d).isDirectory()) throw new UnionError(d, 'is not a directory (a symbolic link?): refusing to mount with it');
+    }
+  }
 }
 
 /** The environment of this session's hooks (DESIGN.md, "Hooks"). */
@@ -60,7 +96,7 @@ export class Session {
   /** Internal: built by beginSession / openSession. */
   constructor(stateDir: string, dir: string, state: SessionState, locks: { liveness?: FileLock; source?: FileLock } = {}) {
     this.stateDir = stateDir;
-    this.paths = sessionPaths(dir);
+    this.paths = sessionPaths(dir, state.layout);
     this.#state = state;
     this.#liveness = locks.liveness;
     this.#source = locks.source;

@@ -34,7 +34,18 @@ export interface SessionState {
   updatedAt: string;
   /** Pid of the process that began the session (informational: liveness is the lock, never a pid). */
   beganBy: number;
+  /**
+   * Where the overlay's upper layer is: 2, in `upper/fs` inside the 0700
+   * `upper` (overlayfs gives the session's `/` the mode of the upper
+   * layer's top, so the layer itself cannot be 0700); 1, `upper` itself
+   * (sessions begun before; absent in their state.json).
+   */
+  layout: SessionLayout;
 }
+
+export type SessionLayout = 1 | 2;
+/** What a begin makes now. */
+export const SESSION_LAYOUT: SessionLayout = 2;
 
 let readBuffer: Buffer | undefined;
 
@@ -108,7 +119,13 @@ function validateState(raw: unknown): SessionState {
     createdAt: str('createdAt'),
     updatedAt: str('updatedAt'),
     beganBy: num('beganBy'),
+    layout: o.layout === undefined ? 1 : layoutOf(o.layout),
   };
+}
+
+function layoutOf(v: unknown): SessionLayout {
+  if (v !== 1 && v !== 2) throw new Error(`state.json: unknown layout ${JSON.stringify(v)}`);
+  return v;
 }
 
 /**

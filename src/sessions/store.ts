@@ -1,12 +1,13 @@
 // The state dir: one directory per session, found by id, listed without
 // ever letting one bad entry spoil the rest (schroot 1.6 fails every
 // command when a single session file is malformed).
-import { lstatSync, mkdirSync, readdirSync, type BigIntStats, type Dirent, type Stats } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, readdirSync, type BigIntStats, type Dirent, type Stats } from 'node:fs';
+import { untrusted } from '../trust.js';
 import { join, resolve } from 'node:path';
 import { fileKey, lockHolders, rangesOverlap, readProcLocks, type LockHolder } from '../locks/index.js';
-import { SessionCorruptError, SessionNotFoundError, StateDirError } from './errors.js';
+import { SessionCorruptError, SessionNotFoundError, StateDirError, StateDirUntrustedError } from './errors.js';
 import { ID_PATTERN, isReservedName, validateId } from './ids.js';
-import { LIVENESS, SESSION_LOCK_FILE, livenessHeld } from './locks.js';
+import { LIVENESS, MANAGE_DIR, SESSION_LOCK_FILE, livenessHeld } from './locks.js';
 import { markTopDirectory } from './native.js';
 import { readState, type SessionState } from './state.js';
 
@@ -31,7 +32,20 @@ export function markStateDir(dir: string): void {
   markTopDirectory(dir);
 }
 
-/** Creates the state dir if needed and refuses one that is a symlink or not a directory. Returns it absolute. */
+/**
+ * The state dir's mode: traversable, not listable (DESIGN.md, "Files"), so
+ * nobody else learns the session ids, and a session's `root` and the
+ * supervisor's socket can still be reached by name.
+ */
+export const STATE_DIR_MODE = 0o711;
+
+/**
+ * Creates the state dir if needed (0711) and refuses one that is a symlink,
+ * not a directory, or not root's alone (StateDirUntrustedError: another
+ * user could plant sessions there). One of ours that others may list or
+ * read (0755, as older versions made it) is narrowed to 0711, its `.manage`
+ * to 0700. Returns it absolute.
+ */
 export function ensureStateDir(stateDir: string): string {
   const dir = resolve(stateDir);
   let st: Stats;
@@ -40,7 +54,7 @@ export function ensureStateDir(stateDir: string): string {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new StateDirError(dir, (e as Error).message, e);
     try {
-      mkdirSync(dir, { recursive: true, mode: 0o755 });
+      mkdirSync(dir, { recursive: true, mode: STATE_DIR_MODE });
     } catch (e2) {
       throw new StateDirError(dir, `cannot create it: ${(e2 as Error).message}`, e2);
     }
@@ -48,7 +62,22 @@ export function ensureStateDir(stateDir: string): string {
   }
   if (st.isSymbolicLink()) throw new StateDirError(dir, 'is a symbolic link (refused; point --state-dir at the real directory)');
   if (!st.isDirectory()) throw new StateDirError(dir, 'is not a directory');
+  const reason = untrusted(st, 'it is');
+  if (reason !== undefined) throw new StateDirUntrustedError(dir, reason);
+  if (st.mode & 0o066 && st.uid === process.geteuid?.()) narrow(dir, st);
   return dir;
+}
+
+// Read and write bits for group and others go; search bits stay. A failure
+// (a read-only filesystem) leaves the dir as it was: it was usable so.
+function narrow(dir: string, st: Stats): void {
+  try {
+    chmodSync(dir, st.mode & 0o7711);
+    const manage = join(dir, MANAGE_DIR);
+    if (lstatSync(manage).isDirectory()) chmodSync(manage, 0o700);
+  } catch {
+    // ENOENT (.manage not made yet), EROFS
+  }
 }
 
 /**

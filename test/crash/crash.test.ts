@@ -22,6 +22,7 @@ import { closeSync, existsSync, openSync, readFileSync, readdirSync, rmSync, wri
 import { join } from 'node:path';
 import { fileKeyOfPath, readProcLocks } from '../../src/locks/index.js';
 import { mountsUnder } from '../../src/union/index.js';
+import { sessionPaths } from '../../src/sessions/session.js';
 import { DEFAULT_HOOKS, REPO, destroyFixture, isRoot, makeFixture, processesUnder, treeDigest, writeHooks, type Fixture } from '../helpers/chroots.js';
 import { warden, writeConfig, type CliEnv } from '../helpers/cli.js';
 import { until } from '../helpers/wait.js';
@@ -314,7 +315,7 @@ for (const op of OPERATIONS) {
       t.is(s.phase, 'active', `session ${s.id} is consistent after recovery`);
       const dir = join(env.stateDir, s.id);
       t.true(overlayAt(join(dir, 'root')), `session ${s.id} is mounted after recovery`);
-      const data = join(dir, 'upper', 'crash-data');
+      const data = join(sessionPaths(dir).upper, 'crash-data');
       if (op.dataBefore) t.true(existsSync(data), `data written in ${s.id} before the kill at ${point} survived`);
       if (op.data && existsSync(data)) t.is(readFileSync(data, 'utf8'), op.data);
       const end = warden(env, ['end', '-s', s.id]);

@@ -55,6 +55,7 @@ function state(id: string, over: Partial<SessionState> = {}): SessionState {
     createdAt: now,
     updatedAt: now,
     beganBy: 1,
+    layout: 2,
     ...over,
   };
 }

@@ -31,7 +31,7 @@ test.afterEach.always((t) => {
 
 function state(id: string, over: Partial<SessionState> = {}): SessionState {
   const now = new Date().toISOString();
-  return { version: STATE_VERSION, id, chroot: 'demo', source: '/srv/demo', unionType: 'overlay', status: 'active', hooksDir: '/h', hookTimeoutMs: 30_000, createdAt: now, updatedAt: now, beganBy: 1, ...over };
+  return { version: STATE_VERSION, id, chroot: 'demo', source: '/srv/demo', unionType: 'overlay', status: 'active', hooksDir: '/h', hookTimeoutMs: 30_000, createdAt: now, updatedAt: now, beganBy: 1, layout: 2, ...over };
 }
 
 /** Events as they come, and a way to wait for the `n`th of a kind. */
