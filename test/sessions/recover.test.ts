@@ -6,7 +6,7 @@
 // test: nothing mounted, no lock or fd of ours, no process left.
 import anyTest, { type TestFn } from 'ava';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   beginSession,
@@ -157,6 +157,24 @@ rootSerial('recovering an active session is refused with its holders, and nothin
   t.deepEqual(ran('busy'), ['pre-mount 0', 'post-mount 0']);
   await holder.kill();
   await endSession(openSession(fx.stateDir, 'busy'));
+});
+
+rootSerial('a session begun by an older version (upper layer at upper/, no layout in state.json) recovers over its own layer (needs root)', async (t) => {
+  const s = await staleSession('old-layout', true);
+  // Turn it into what versions before layout 2 left after a reboot.
+  const dir = s.paths.dir;
+  renameSync(s.paths.upper, join(dir, 'layer'));
+  rmdirSync(join(dir, 'upper'));
+  renameSync(join(dir, 'layer'), join(dir, 'upper'));
+  const state = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as Record<string, unknown>;
+  delete state.layout;
+  writeFileSync(join(dir, 'state.json'), JSON.stringify(state));
+  const r = await recoverSession({ stateDir: fx.stateDir, id: 'old-layout' });
+  if (r.action !== 'readopted') return t.fail();
+  t.is(r.session.state.layout, 1);
+  t.is(r.session.paths.upper, join(dir, 'upper'));
+  t.is(readFileSync(join(r.session.paths.root, 'etc/written-before'), 'utf8'), 'kept\n', 'what was written before is in the view again');
+  await endSession(r.session);
 });
 
 rootSerial('recover --end ends a stale session, mounted or not, with WARDEN_RECOVER=1 (needs root)', async (t) => {
