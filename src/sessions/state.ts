@@ -34,6 +34,26 @@ export interface SessionState {
   updatedAt: string;
   /** Pid of the process that began the session (informational: liveness is the lock, never a pid). */
   beganBy: number;
+  /**
+   * Who began the session (the supervisor's client, or the CLI's real ids
+   * for `run -c`): besides root, only this uid may end it. Absent in files
+   * written before it was recorded; read as root's (sessionOwner).
+   */
+  owner?: SessionOwner;
+}
+
+/** The uid and gid a session belongs to. */
+export interface SessionOwner {
+  uid: number;
+  gid: number;
+}
+
+/** What a state.json without `owner` (an older warden's) is taken to say: root's, so only root may end it. */
+export const LEGACY_OWNER: Readonly<SessionOwner> = Object.freeze({ uid: 0, gid: 0 });
+
+/** The owner of a session; a state.json that records none belongs to root. */
+export function sessionOwner(state: SessionState): SessionOwner {
+  return state.owner ?? LEGACY_OWNER;
 }
 
 let readBuffer: Buffer | undefined;
@@ -96,7 +116,7 @@ function validateState(raw: unknown): SessionState {
   const source = str('source');
   const hooksDir = str('hooksDir');
   if (!source.startsWith('/') || !hooksDir.startsWith('/')) throw new Error('state.json: source and hooksDir must be absolute paths');
-  return {
+  const state: SessionState = {
     version: STATE_VERSION,
     id,
     chroot: str('chroot'),
@@ -109,6 +129,18 @@ function validateState(raw: unknown): SessionState {
     updatedAt: str('updatedAt'),
     beganBy: num('beganBy'),
   };
+  if (o.owner !== undefined) state.owner = validOwner(o.owner);
+  return state;
+}
+
+const isId = (x: unknown): x is number => typeof x === 'number' && Number.isInteger(x) && x >= 0 && x <= 0xfffffffe;
+
+function validOwner(raw: unknown): SessionOwner {
+  const o = raw as Record<string, unknown> | null;
+  if (typeof o !== 'object' || o === null || Array.isArray(o) || !isId(o.uid) || !isId(o.gid)) {
+    throw new Error('state.json: field "owner" must be an object with a numeric uid and gid');
+  }
+  return { uid: o.uid, gid: o.gid };
 }
 
 /**
