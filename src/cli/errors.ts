@@ -41,6 +41,7 @@ const CODES: Record<string, number> = {
   PermissionDeniedError: EXIT.denied,
   SessionAccessError: EXIT.denied,
   SupervisorAccessError: EXIT.denied,
+  SupervisorLimitError: EXIT.busy,
   SupervisorRunningError: EXIT.busy,
   ProtocolError: EXIT.usage,
   RequestAbortedError: EXIT.interrupted,

@@ -131,7 +131,7 @@ function claim(claims: Map<string, Claim>, name: string, next: Claim): void {
 }
 
 function noGlobals(): Globals {
-  return { stateDir: undefined, hooksDir: undefined, hookTimeout: undefined, socketGroup: undefined };
+  return { stateDir: undefined, hooksDir: undefined, hookTimeout: undefined, socketGroup: undefined, supervisorLimits: {} };
 }
 
 function makeConfig(

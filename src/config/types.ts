@@ -1,6 +1,7 @@
 // The shapes the rest of warden reads. Everything here is already validated:
 // paths are absolute, lists are split and trimmed, numbers are numbers.
 import type { ConfigWarning } from './errors.js';
+import type { SupervisorLimitSettings } from './globals.js';
 
 /** How a session is laid over the source: overlayfs, a full copy, or the source itself. */
 export type UnionType = 'overlay' | 'copy' | 'none';
@@ -49,6 +50,8 @@ export interface Config {
   hookTimeout: number | undefined;
   /** `[warden] socket-group=`: members may connect to the supervisor's socket (mode 0660); unset, only root (0600). */
   socketGroup: string | undefined;
+  /** `[warden] max-connections-per-user=`, `max-connections=`, `idle-timeout=`, `max-reply-buffer=`, `max-queued-requests=`. */
+  supervisorLimits: SupervisorLimitSettings;
   /** By name, in the order they were defined (main file, then chroot.d/ in lexical order). */
   chroots: ReadonlyMap<string, ChrootDef>;
   unsupported: UnsupportedChroot[];

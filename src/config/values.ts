@@ -39,6 +39,28 @@ export function seconds(file: string, entry: KeyfileEntry): number {
   return n;
 }
 
+/** A positive whole number (a count of connections, requests). */
+export function count(file: string, entry: KeyfileEntry): number {
+  const n = /^\d{1,9}$/.test(entry.value) ? Number(entry.value) : NaN;
+  if (!(n > 0)) {
+    throw new ConfigError(file, entry.line, `${entry.key}= must be a positive whole number, got ${quote(entry.value)}`);
+  }
+  return n;
+}
+
+const SIZE = /^(\d{1,12})([KMG]?)$/i;
+const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
+
+/** A positive number of bytes, with an optional binary suffix: 65536, 64K, 1M. */
+export function bytes(file: string, entry: KeyfileEntry): number {
+  const m = SIZE.exec(entry.value);
+  const n = m ? Number(m[1]) * SIZE_UNITS[m[2]!.toLowerCase()]! : NaN;
+  if (!(n > 0) || !Number.isSafeInteger(n)) {
+    throw new ConfigError(file, entry.line, `${entry.key}= must be a positive number of bytes (a suffix K, M or G allowed), got ${quote(entry.value)}`);
+  }
+  return n;
+}
+
 /** schroot's list syntax: comma-separated, blanks around items ignored, empty items dropped. */
 export function list(value: string): string[] {
   return value

@@ -13,7 +13,7 @@ import { openLiveness, takeManageLock, takeSourceShared, withMetadataLock, type 
 import { renameNoReplace } from './native.js';
 import { BUILD_PREFIX, UNPUBLISHED_PREFIX, discardSessionDir } from './discard.js';
 import { makeSessionDirs, MODES, Session, sessionPaths } from './session.js';
-import { SESSION_LAYOUT, STATE_VERSION, syncDir, writeStateLocked, type SessionState } from './state.js';
+import { SESSION_LAYOUT, STATE_VERSION, syncDir, writeStateLocked, type SessionOwner, type SessionState } from './state.js';
 import { ensureStateDir, markStateDir } from './store.js';
 import { Undo } from './undo.js';
 import { crashPoint } from '../crash.js';
@@ -25,6 +25,8 @@ export interface BeginOptions extends LockWaitOptions {
   id?: string;
   hooksDir: string;
   hookTimeoutMs: number;
+  /** Who the session belongs to (recorded in state.json); default: this process's real uid and gid. */
+  owner?: SessionOwner;
 }
 
 /** Begins a session and returns it held by this process. */
@@ -102,6 +104,7 @@ async function claimIdLocked(
     updatedAt: now,
     beganBy: process.pid,
     layout: SESSION_LAYOUT,
+    owner: o.owner ?? { uid: process.getuid!(), gid: process.getgid!() },
   };
   await withMetadataLock(tmp, () => writeStateLocked(tmp, state));
   const dir = join(stateDir, id);

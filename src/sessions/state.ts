@@ -41,6 +41,26 @@ export interface SessionState {
    * (sessions begun before; absent in their state.json).
    */
   layout: SessionLayout;
+  /**
+   * Who began the session (the supervisor's client, or the CLI's real ids
+   * for `run -c`): besides root, only this uid may end it. Absent in files
+   * written before it was recorded; read as root's (sessionOwner).
+   */
+  owner?: SessionOwner;
+}
+
+/** The uid and gid a session belongs to. */
+export interface SessionOwner {
+  uid: number;
+  gid: number;
+}
+
+/** What a state.json without `owner` (an older warden's) is taken to say: root's, so only root may end it. */
+export const LEGACY_OWNER: Readonly<SessionOwner> = Object.freeze({ uid: 0, gid: 0 });
+
+/** The owner of a session; a state.json that records none belongs to root. */
+export function sessionOwner(state: SessionState): SessionOwner {
+  return state.owner ?? LEGACY_OWNER;
 }
 
 export type SessionLayout = 1 | 2;
@@ -107,7 +127,7 @@ function validateState(raw: unknown): SessionState {
   const source = str('source');
   const hooksDir = str('hooksDir');
   if (!source.startsWith('/') || !hooksDir.startsWith('/')) throw new Error('state.json: source and hooksDir must be absolute paths');
-  return {
+  const state: SessionState = {
     version: STATE_VERSION,
     id,
     chroot: str('chroot'),
@@ -121,6 +141,18 @@ function validateState(raw: unknown): SessionState {
     beganBy: num('beganBy'),
     layout: o.layout === undefined ? 1 : layoutOf(o.layout),
   };
+  if (o.owner !== undefined) state.owner = validOwner(o.owner);
+  return state;
+}
+
+const isId = (x: unknown): x is number => typeof x === 'number' && Number.isInteger(x) && x >= 0 && x <= 0xfffffffe;
+
+function validOwner(raw: unknown): SessionOwner {
+  const o = raw as Record<string, unknown> | null;
+  if (typeof o !== 'object' || o === null || Array.isArray(o) || !isId(o.uid) || !isId(o.gid)) {
+    throw new Error('state.json: field "owner" must be an object with a numeric uid and gid');
+  }
+  return { uid: o.uid, gid: o.gid };
 }
 
 function layoutOf(v: unknown): SessionLayout {

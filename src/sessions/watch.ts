@@ -270,8 +270,21 @@ class SessionWatcher {
     }
   }
 
-  /** Liveness of every known session; corrupt-looking entries confirmed or dropped. */
+  /**
+   * #probeOnce from the interval timer: whatever it throws (EMFILE at the
+   * fd limit, EACCES) goes to onError, never out of a timer callback, where
+   * it would end the process.
+   */
   #probe(): void {
+    try {
+      this.#probeOnce();
+    } catch (e) {
+      this.#onError(e instanceof Error ? e : new Error(String(e)));
+    }
+  }
+
+  /** Liveness of every known session; corrupt-looking entries confirmed or dropped. */
+  #probeOnce(): void {
     if (this.#closed) return;
     // What the inotify watch may have missed (its queue overflows silently).
     const names = this.#names();

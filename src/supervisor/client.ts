@@ -59,6 +59,8 @@ export class SupervisorClient {
         } catch {
           return this.#fail(new SupervisorConnectionError(`the supervisor sent a malformed reply: ${line.slice(0, 80)}`));
         }
+        // An untagged error answers no request: the supervisor refused or closed the connection (a limit).
+        if (r.tag === undefined && 'ok' in r && !r.ok) return this.#fail(errorFromWire(r.error));
         if (this.#current && r.tag === this.#current.tag) this.#current.onReply(r);
       },
       () => this.#fail(new SupervisorConnectionError('the supervisor sent an oversized reply')),
@@ -105,7 +107,9 @@ export class SupervisorClient {
       try {
         this.#socket.write(`${JSON.stringify({ v: PROTOCOL_VERSION, tag, ...req })}\n`);
       } catch (e) {
-        // The blocking socket writes at once (EPIPE: the supervisor is gone); node:net reports it as an 'error'.
+        // The blocking socket writes at once; node:net reports it as an 'error'. EPIPE: the supervisor
+        // closed the connection, maybe after a line saying why (a limit): reading delivers that, then the close.
+        if ((e as NodeJS.ErrnoException).code === 'EPIPE') return;
         this.#fail(new SupervisorConnectionError(`connection to the supervisor failed: ${(e as Error).message}`, e as Error));
       }
     });

@@ -44,17 +44,31 @@ export class RequestAbortedError extends Error {
   }
 }
 
-/** A non-root client asked to end a session it did not begin (exit 8). */
+/** A non-root client asked to end (or run in) a session it did not begin (exit 8). */
 export class SessionAccessError extends Error {
   override name = 'SessionAccessError';
   readonly id: string;
   readonly uid: number;
-  constructor(id: string, uid: number, owner: number | undefined) {
+  /** The session's owner as state.json records it; undefined when it records none (then only root may). */
+  readonly owner: number | undefined;
+  constructor(id: string, uid: number, owner: number | undefined, action: 'end' | 'run in' = 'end') {
     super(
-      `uid ${uid} may not end session ${id}: ${owner === undefined ? 'it was not begun through this supervisor, so only root may end it' : `it belongs to uid ${owner}; only its owner and root may end it`}`,
+      `uid ${uid} may not ${action} session ${id}: ${owner === undefined ? 'its state.json records no owner (begun by an older warden), so only root may' : `it belongs to uid ${owner}; only its owner and root may`}`,
     );
     this.id = id;
     this.uid = uid;
+    this.owner = owner;
+  }
+}
+
+/** The supervisor refused a connection or closed one: a bound on its clients was reached (exit 5). */
+export class SupervisorLimitError extends Error {
+  override name = 'SupervisorLimitError';
+  /** The `[warden]` key of the bound. */
+  readonly limit: string;
+  constructor(limit: string, message: string) {
+    super(message);
+    this.limit = limit;
   }
 }
 

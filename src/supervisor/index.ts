@@ -5,4 +5,6 @@ export { connectSupervisor, ensureSupervisor, supervisorReady, SupervisorClient,
 export { SUPERVISOR_LOCK, SUPERVISOR_LOG, SUPERVISOR_SOCKET } from './paths.js';
 export { MAX_LINE_BYTES, PROTOCOL_VERSION, parseRequest, ProtocolError, type Reply, type Request, type WireError } from './protocol.js';
 export { peerCredentials, selfCredentials, PeerCredentialsError } from './peercred.js';
-export { RequestAbortedError, SessionAccessError, SupervisorAccessError, SupervisorConnectionError, SupervisorRunningError, SupervisorStoppingError, SupervisorUnavailableError } from './errors.js';
+export { assertSessionOwner } from './owner.js';
+export { DEFAULT_LIMITS, limitsFromSettings, resolveLimits, type SupervisorLimits } from './limits.js';
+export { RequestAbortedError, SessionAccessError, SupervisorAccessError, SupervisorLimitError, SupervisorConnectionError, SupervisorRunningError, SupervisorStoppingError, SupervisorUnavailableError } from './errors.js';

@@ -30,10 +30,13 @@ import {
   type SessionWatch,
   type WaitInfo,
 } from '../sessions/index.js';
-import { SessionAccessError, SupervisorRunningError, SupervisorStoppingError } from './errors.js';
+import { refuse, serveConnection, type ConnectionOptions } from './connection.js';
+import { SupervisorLimitError, SupervisorRunningError, SupervisorStoppingError } from './errors.js';
+import { QuietLog, resolveLimits, type SupervisorLimits } from './limits.js';
+import { assertSessionOwner } from './owner.js';
 import { SUPERVISOR_LOCK, SUPERVISOR_SOCKET } from './paths.js';
-import { peerCredentials, peerHungUp } from './peercred.js';
-import { LineSplitter, MAX_LINE_BYTES, parseRequest, ProtocolError, PROTOCOL_VERSION, wireError, type Reply, type Request } from './protocol.js';
+import { peerCredentials } from './peercred.js';
+import { parseRequest, ProtocolError, PROTOCOL_VERSION, wireError, type Reply, type Request } from './protocol.js';
 
 
 /** What a begin needs to know about a chroot, read from the configuration as it is now. */
@@ -59,6 +62,12 @@ export interface SupervisorOptions {
    * from the peer's credentials and the chroot's access lists.
    */
   socketGid?: number;
+  /**
+   * Bounds on clients (limits.ts): connections per non-root uid and in
+   * total, idle time, unread reply bytes and queued requests per
+   * connection. Unset fields take the defaults; root is never counted.
+   */
+  limits?: Partial<SupervisorLimits>;
 }
 
 export interface Supervisor {
@@ -92,12 +101,20 @@ class Engine {
   readonly #stateDir: string;
   readonly #socketPath: string;
   readonly #held = new Map<string, Session>();
-  /** Who began each held session through this supervisor: a non-root client may end only its own. */
-  readonly #owners = new Map<string, number>();
   /** Ids some request or adoption is working on: a second one is refused, not interleaved. */
   readonly #busy = new Set<string>();
   readonly #inFlight = new Set<InFlight>();
   readonly #clients = new Set<Socket>();
+  readonly #limits: SupervisorLimits;
+  /** Open connections of each non-root uid ('?' for a peer whose credentials could not be read). */
+  readonly #perUser = new Map<number | '?', number>();
+  /** Open non-root connections. */
+  #nonRoot = 0;
+  /** Refusals, accept failures and repeated watch errors: one line per kind per minute. */
+  readonly #quiet: QuietLog;
+  #connOpts: ConnectionOptions | undefined;
+  /** RLIMIT_NOFILE at start. */
+  readonly #nofile: number;
   /** Requests waiting for their turn to start (see #turn). */
   readonly #starts: (() => void)[] = [];
   #lock: FileLock | undefined;
@@ -118,6 +135,11 @@ class Engine {
     this.#o = o;
     this.#stateDir = ensureStateDir(o.stateDir);
     this.#socketPath = join(this.#stateDir, SUPERVISOR_SOCKET);
+    const { limits, nofile, notes } = resolveLimits(o.limits);
+    this.#limits = limits;
+    this.#nofile = nofile;
+    this.#quiet = new QuietLog((line) => this.#log(line));
+    for (const n of notes) this.#log(n);
   }
 
   facade(): Supervisor {
@@ -146,7 +168,7 @@ class Engine {
         probeMs: this.#o.probeMs,
         heldByCaller: (id) => this.#held.has(id),
         onEvent: (e) => this.#onEvent(e),
-        onError: (e) => this.#log(`watch: ${e.message}`),
+        onError: (e) => this.#quiet.note(`watch:${(e as NodeJS.ErrnoException).code ?? e.message}`, `watch: ${e.message}`),
       });
       await this.#watch.ready;
       this.#sweeping = this.#sweep();
@@ -154,7 +176,12 @@ class Engine {
       await this.close();
       throw e;
     }
-    this.#log(`supervising ${this.#stateDir} (pid ${process.pid}, ${this.#held.size} session(s) held, socket ${this.#socketPath})`);
+    const l = this.#limits;
+    this.#log(
+      `supervising ${this.#stateDir} (pid ${process.pid}, ${this.#held.size} session(s) held, socket ${this.#socketPath}; ` +
+        `limits: ${l.connectionsPerUser} connections per user, ${l.connections} in all, idle ${l.idleMs / 1000} s, ` +
+        `${l.replyBufferBytes} reply bytes and ${l.queuedRequests} queued requests per connection)`,
+    );
   }
 
   close(): Promise<void> {
@@ -199,8 +226,13 @@ class Engine {
     }
   }
 
+  /** The caller's log, which must not be able to end the supervisor either. */
   #log(line: string): void {
-    this.#o.log(line);
+    try {
+      this.#o.log(line);
+    } catch {
+      // a log that fails (stderr gone) has nowhere to report it
+    }
   }
 
   // --- adoption ----------------------------------------------------------------
@@ -315,7 +347,16 @@ class Engine {
     } else {
       chmodSync(this.#socketPath, 0o600);
     }
-    server.on('error', (e) => this.#log(`socket: ${e.message}`));
+    // accept(2) failing with EMFILE or ENFILE is handled inside libuv (uv__emfile_trick): it frees
+    // a reserve fd, accepts and closes the backlog, and reports nothing, so the loop does not spin
+    // on a readable listening socket and accepting resumes by itself once fds are free. The few
+    // accept errors it does report (no reserve fd, ENOMEM) come here: logged, never fatal.
+    // #onConnection warns before the limit, since at it nothing is reported.
+    server.on('error', (e) => {
+      const code = (e as NodeJS.ErrnoException).code ?? 'error';
+      const why = code === 'EMFILE' || code === 'ENFILE' ? ' (out of file descriptors: connections are dropped until some are closed)' : '';
+      this.#quiet.note(`accept:${code}`, `socket: ${e.message}${why}`);
+    });
     this.#server = server;
   }
 
@@ -325,6 +366,13 @@ class Engine {
       return;
     }
     this.#clients.add(c);
+    c.once('close', () => this.#clients.delete(c));
+    if (this.#clients.size + FD_HEADROOM >= this.#nofile) {
+      this.#quiet.note(
+        'fds',
+        `${this.#clients.size} connections open, near the open-file limit (${this.#nofile}): at the limit new connections are closed as soon as they are accepted, and lock files cannot be opened`,
+      );
+    }
     // Who is asking, as the kernel recorded it at connect (SO_PEERCRED): never what a message claims.
     let who: Credentials | Error;
     try {
@@ -332,30 +380,46 @@ class Engine {
     } catch (e) {
       who = e as Error;
     }
-    // Requests of one connection are served in order; a client may pipeline them.
-    let queue: Promise<void> = Promise.resolve();
-    /** Cancels the requests of this connection when the client goes away. */
-    const gone = new AbortController();
-    /** Whether the client is gone, asking the kernel rather than waiting for 'close'; aborts its requests if so. */
-    const hungUp = (): boolean => {
-      if (!gone.signal.aborted && peerHungUp(c)) gone.abort(new Error('the client disconnected'));
-      return gone.signal.aborted;
-    };
-    const send = (r: Reply) => {
-      if (!c.destroyed && c.writable) c.write(`${JSON.stringify(r)}\n`);
-    };
-    const lines = new LineSplitter(
-      MAX_LINE_BYTES,
-      (line) => {
-        queue = queue.then(() => this.#turn()).then(() => this.#serve(line, send, gone.signal, hungUp, who));
-      },
-      () => send({ v: PROTOCOL_VERSION, ok: false, error: { name: 'ProtocolError', message: `message longer than ${MAX_LINE_BYTES} bytes, dropped` } }),
-    );
-    c.on('data', (chunk: Buffer) => lines.push(chunk));
-    c.on('error', () => {}); // a client that vanished: 'close' follows
-    c.on('close', () => {
-      this.#clients.delete(c);
-      gone.abort(new Error('the client disconnected'));
+    const key = who instanceof Error ? '?' : who.uid;
+    if (key === 0) {
+      serveConnection(c, who, this.#connectionOptions(), () => {});
+      return;
+    }
+    const refusal = this.#admit(key);
+    if (refusal) {
+      this.#quiet.note(`refused:${key}`, `refused a connection of ${key === '?' ? 'a peer of unknown uid' : `uid ${key}`}: ${refusal.message}`);
+      refuse(c, refusal);
+      return;
+    }
+    this.#nonRoot++;
+    this.#perUser.set(key, (this.#perUser.get(key) ?? 0) + 1);
+    serveConnection(c, who, this.#connectionOptions(), () => {
+      this.#nonRoot--;
+      const n = (this.#perUser.get(key) ?? 1) - 1;
+      if (n > 0) this.#perUser.set(key, n);
+      else this.#perUser.delete(key);
+    });
+  }
+
+  /** Why a new connection of non-root `key` is refused, if it is. */
+  #admit(key: number | '?'): SupervisorLimitError | undefined {
+    const l = this.#limits;
+    const who = key === '?' ? 'a peer of unknown uid' : `uid ${key}`;
+    if ((this.#perUser.get(key) ?? 0) >= l.connectionsPerUser) {
+      return new SupervisorLimitError('max-connections-per-user', `too many connections: ${who} has ${l.connectionsPerUser} open (max-connections-per-user=${l.connectionsPerUser})`);
+    }
+    if (this.#nonRoot >= l.connections) {
+      return new SupervisorLimitError('max-connections', `too many connections: ${l.connections} are open (max-connections=${l.connections}); try again later`);
+    }
+    return undefined;
+  }
+
+  #connectionOptions(): ConnectionOptions {
+    return (this.#connOpts ??= {
+      limits: this.#limits,
+      turn: () => this.#turn(),
+      serve: (line, send, gone, hungUp, who) => this.#serve(line, send, gone, hungUp, who),
+      log: (line) => this.#log(line),
     });
   }
 
@@ -440,6 +504,8 @@ class Engine {
       held: [...this.#held.keys()].sort(),
       inFlight: this.#inFlight.size - 1,
       clients: this.#clients.size,
+      nonRootClients: this.#nonRoot,
+      limits: this.#limits,
       fds: fdCounts(),
       rssBytes: process.memoryUsage.rss(),
       eventLoopDelay: lag,
@@ -455,6 +521,7 @@ class Engine {
       id: req.id,
       hooksDir: spec.hooksDir,
       hookTimeoutMs: spec.hookTimeoutMs,
+      owner: { uid: who.uid, gid: who.gid },
       signal,
       timeout: req.timeout === undefined ? undefined : req.timeout * 1000,
       wait: req.wait,
@@ -474,20 +541,18 @@ class Engine {
       throw signal.reason;
     }
     this.#held.set(session.id, session);
-    this.#owners.set(session.id, who.uid);
     this.#log(`began ${session.id} (chroot ${spec.chroot.name}) for uid ${who.uid}${who.pid ? ` pid ${who.pid}` : ''}`);
     return { id: session.id, chroot: spec.chroot.name, root: session.paths.root };
   }
 
   async #end(req: Extract<Request, { op: 'end' }>, who: Credentials, signal: AbortSignal, onWait: (info: WaitInfo) => void): Promise<Record<string, unknown>> {
-    if (who.uid !== 0 && this.#owners.get(req.id) !== who.uid) {
-      throw new SessionAccessError(req.id, who.uid, this.#owners.get(req.id));
-    }
+    const held = this.#held.get(req.id);
+    const session = held ?? openSession(this.#stateDir, req.id);
+    // The owner as state.json records it: it outlives this supervisor.
+    assertSessionOwner(session.state, who, 'end');
     if (this.#busy.has(req.id)) throw new SessionBusyError(req.id, 'another request of the supervisor is working on it', []);
     this.#busy.add(req.id);
     try {
-      const held = this.#held.get(req.id);
-      const session = held ?? openSession(this.#stateDir, req.id);
       await endSession(session, {
         wait: req.wait,
         force: req.force,
@@ -497,7 +562,6 @@ class Engine {
         offThread: true,
       });
       this.#held.delete(req.id);
-      this.#owners.delete(req.id);
       this.#log(`ended ${req.id}${held ? '' : ' (not held by this supervisor)'}`);
       return { id: req.id };
     } finally {
@@ -505,6 +569,9 @@ class Engine {
     }
   }
 }
+
+/** fds kept for what is not a connection (locks of held sessions, hooks' pipes, workers, the watch): closer to the limit, it is logged. */
+const FD_HEADROOM = 64;
 
 /**
  * This process's fds by kind: files (locks, logs) and sockets (clients)

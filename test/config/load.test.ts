@@ -220,6 +220,33 @@ test('a non-number [warden] hook-timeout=', refuses, {
   reason: 'hook-timeout= must be a positive number of seconds, got "never"',
 });
 
+// The supervisor's limits: invalid values exit 3 with file:line, as every other key.
+for (const [key, value, reason] of [
+  ['max-connections-per-user', '0', 'a positive whole number'],
+  ['max-connections-per-user', '-1', 'a positive whole number'],
+  ['max-connections', '1e3', 'a positive whole number'],
+  ['max-connections', 'lots', 'a positive whole number'],
+  ['max-queued-requests', '2.5', 'a positive whole number'],
+  ['idle-timeout', '0', 'a positive number of seconds'],
+  ['idle-timeout', '1m', 'a positive number of seconds'],
+  ['max-reply-buffer', '1T', 'a positive number of bytes (a suffix K, M or G allowed)'],
+  ['max-reply-buffer', '0K', 'a positive number of bytes (a suffix K, M or G allowed)'],
+] as const) {
+  test(`a bad [warden] ${key}=${value}`, refuses, {
+    files: { 'warden.conf': lines('[warden]', `${key}=${value}`) },
+    file: 'warden.conf',
+    line: 2,
+    reason: `${key}= must be ${reason}, got "${value}"`,
+  });
+}
+
+test('the supervisor\'s limits in [warden]; unset ones stay undefined for the supervisor\'s defaults', (t) => {
+  const root = tree(t, { 'warden.conf': lines('[warden]', 'max-connections-per-user=8', 'max-connections=100', 'idle-timeout=2.5', 'max-reply-buffer=64K', 'max-queued-requests=4') });
+  t.deepEqual(load(root).supervisorLimits, { connectionsPerUser: 8, connections: 100, idleTimeout: 2.5, replyBuffer: 65536, queuedRequests: 4 });
+  t.deepEqual(load(tree(t, { 'warden.conf': lines('[warden]', 'max-reply-buffer=2m') })).supervisorLimits, { replyBuffer: 2 * 1024 * 1024 });
+  t.deepEqual(load(tree(t, { 'warden.conf': lines('[warden]') })).supervisorLimits, {});
+});
+
 test('[warden] twice', refuses, {
   files: { 'warden.conf': lines('[warden]', 'hook-timeout=5', '[warden]') },
   file: 'warden.conf',

@@ -18,7 +18,7 @@ import {
   STATE_VERSION,
   type SessionState,
 } from '../../src/sessions/index.js';
-import { writeStateLocked, readState } from '../../src/sessions/state.js';
+import { writeStateLocked, readState, sessionOwner } from '../../src/sessions/state.js';
 import { markStateDir } from '../../src/sessions/store.js';
 import { spawnSync } from 'node:child_process';
 import { isRoot } from '../helpers/chroots.js';
@@ -100,6 +100,15 @@ test('state.json round-trips, and the write leaves no temp file', (t) => {
   t.deepEqual(readdirSync(dir).sort(), ['lock', 'state.json']);
 });
 
+test('the owner round-trips; a state.json without one (an older warden\'s) reads, and is root\'s', (t) => {
+  const dir = makeSession(t.context.dir, 's1', { owner: { uid: 1000, gid: 100 } });
+  t.deepEqual(readState(dir).owner, { uid: 1000, gid: 100 });
+  t.deepEqual(sessionOwner(readState(dir)), { uid: 1000, gid: 100 });
+  const old = makeSession(t.context.dir, 's2');
+  t.false('owner' in readState(old));
+  t.deepEqual(sessionOwner(readState(old)), { uid: 0, gid: 0 });
+});
+
 test('a planted symlink at the temp name is replaced, never written through', (t) => {
   const dir = makeSession(t.context.dir, 's1');
   const victim = join(t.context.dir, 'victim');
@@ -139,6 +148,8 @@ test('a state.json of another version', corrupt, JSON.stringify({ ...state('bad'
 test('a state.json with a bad status', corrupt, JSON.stringify({ ...state('bad'), status: 'zombie' }), /unknown status "zombie"/);
 test('a state.json naming another session', corrupt, JSON.stringify(state('other')), /names session "other"/);
 test('a missing state.json', corrupt, null, /state.json is missing/);
+test('a state.json with a malformed owner', corrupt, JSON.stringify({ ...state('bad'), owner: { uid: '0', gid: 0 } }), /field "owner" must be/);
+test('a state.json with a negative owner', corrupt, JSON.stringify({ ...state('bad'), owner: { uid: -1, gid: 0 } }), /field "owner" must be/);
 test('a huge state.json', corrupt, 'x'.repeat(100_000), /larger than/);
 
 test('listing survives a directory without lock file, a stray file, a symlinked session and a symlinked lock file', (t) => {

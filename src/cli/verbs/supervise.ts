@@ -28,7 +28,11 @@ export default async function supervise(p: Parsed): Promise<number> {
   const ctx = loadContext({ config: configArg, stateDir: o['state-dir'] as string });
   for (const w of ctx.config.warnings) process.stderr.write(`warden: warning: ${w.message}\n`);
   const log = (line: string) => process.stderr.write(`${new Date().toISOString()} warden-supervisor[${process.pid}]: ${line}\n`);
-  const { startSupervisor } = await import('../../supervisor/server.js');
+  // The last line of defence (the supervisor catches what it expects): a user of socket-group must
+  // not be able to end the supervisor, and with it the sessions of everyone, by any error it provokes.
+  process.on('uncaughtException', (e) => log(`internal error, kept running: ${e.stack ?? String(e)}`));
+  process.on('unhandledRejection', (e) => log(`internal error (unhandled rejection), kept running: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`));
+  const [{ startSupervisor }, { limitsFromSettings }] = await Promise.all([import('../../supervisor/server.js'), import('../../supervisor/limits.js')]);
   const sup = await startSupervisor({
     stateDir: ctx.stateDir,
     // The configuration as it is at each begin: edits apply without a restart.
@@ -39,6 +43,7 @@ export default async function supervise(p: Parsed): Promise<number> {
     },
     log,
     socketGid: await socketGid(ctx),
+    limits: limitsFromSettings(ctx.config.supervisorLimits),
     endSessionsOnExit: o['end-sessions-on-exit'] === true,
   });
   const readyFd = o['ready-fd'] as number | undefined;
