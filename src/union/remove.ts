@@ -255,7 +255,7 @@ const MAX_OPEN_DIRS = 32;
 /** Bytes of directory entries read per getdents64 call: ~1,000 short names. */
 const LISTING_BYTES = 32 * 1024;
 /** Listings of a directory again when its removal finds it not empty (something was created in it meanwhile). */
-const RESCANS = 3;
+const RESCANS = 8;
 const DOTDOT = nul('..');
 
 /** A directory on the walk's stack. */
@@ -348,7 +348,13 @@ function walk(top: Top, budget: { left: number }): boolean {
           sysRewindDir(f.fd);
           continue;
         }
-        if (r !== 0 && r !== ENOENT) throw fail(depth, undefined, r);
+        // ENOTDIR: its name now holds a link or a file, and the directory
+        // itself was moved (within its parent: the parent's own removal
+        // finds it, ENOTEMPTY, and lists it again). What holds the name goes.
+        if (r === ENOTDIR && depth > 0) {
+          const u = sysUnlinkAt(fdOf(depth - 1), f.name, 0);
+          if (u !== 0 && u !== ENOENT && u !== EISDIR) throw fail(depth, undefined, u);
+        } else if (r !== 0 && r !== ENOENT) throw fail(depth, undefined, r);
         if (depth > 0) close(f);
         stack.pop();
         if (lowestOpen > stack.length) lowestOpen = Math.max(1, stack.length);
