@@ -11,15 +11,15 @@
 // WARDEN_REMOVAL_MODULE replaces the removeTree under test by another build
 // of it (a path to a .js file exporting removeTree), to show that the plain
 // tree trials catch a path-based walk.
-import { chmodSync, closeSync, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { beginSession, endSession } from '../../src/sessions/index.js';
-import { shutdownRemovalPool, UnionError } from '../../src/union/index.js';
+import { shutdownRemovalPool, TreeInUseError, UnionError } from '../../src/union/index.js';
 import * as removal from '../../src/union/remove.js';
 import { chrootDef, destroyFixture, makeFixture, stateEntries, type Fixture } from '../helpers/chroots.js';
 import { Racer } from '../helpers/racer.js';
-import { isRoot, scratch, test, type Ctx } from '../union/support.js';
+import { isRoot, scratch, startChild, stop, test, type Ctx } from '../union/support.js';
 import type { ExecutionContext } from 'ava';
 
 const SCALE = Number(process.env.WARDEN_REMOVAL_TRIALS ?? 1);
@@ -172,3 +172,42 @@ const session = test.macro({
 asRoot(session, 'overlay', trials(60), false);
 asRoot(session, 'overlay', trials(30), true);
 asRoot(session, 'copy', trials(40), false);
+
+// A copy session has no mount whose EBUSY stops its end while processes
+// work in it: end refuses by itself, and deletes nothing, until they exit.
+const inUse = test.macro({
+  async exec(t, how: 'cwd' | 'root') {
+    const f = fx!;
+    const s = await beginSession({ stateDir: f.stateDir, chroot: chrootDef(f.source, 'fx', 'copy'), hooksDir: f.noHooks, hookTimeoutMs: 10_000, id: `in-use-${how}` });
+    t.teardown(() => endSession(s).catch(() => {}));
+    fillVictim(s.paths.root);
+    const child =
+      how === 'cwd'
+        ? await startChild(t, 'sleep', ['60'], { cwd: join(s.paths.root, 'a'), stdio: 'ignore' })
+        : await startChild(t, 'chroot', [s.paths.root, '/bin/sleep', '60'], { cwd: '/', stdio: 'ignore' });
+    // chroot(1) execs sleep: wait until the kernel shows the new root.
+    while (how === 'root' && readlinkRoot(child.pid!) !== s.paths.root) await new Promise((r) => setImmediate(r));
+    const e = await t.throwsAsync(endSession(s), { instanceOf: TreeInUseError });
+    t.is(e!.path, s.paths.root);
+    t.true(e!.holders.some((h) => h.pid === child.pid && h.how === how), e!.message);
+    t.regex(e!.message, new RegExp(`refusing to delete: used by pid ${child.pid} \\(`));
+    t.true(existsSync(join(s.paths.root, 'a', 'f0')), 'nothing deleted');
+    t.is(s.state.status, 'active', 'the session is intact and endable again');
+    await stop(child);
+    await endSession(s);
+    t.false(existsSync(s.paths.dir));
+    t.deepEqual(stateEntries(f.stateDir), []);
+  },
+  title: (_, how) => `ending a copy session refuses while a process has its ${how} in the tree, and ends once it exits${NEEDS_ROOT}`,
+});
+
+function readlinkRoot(pid: number): string | undefined {
+  try {
+    return readlinkSync(`/proc/${pid}/root`);
+  } catch {
+    return undefined;
+  }
+}
+
+asRoot(inUse, 'cwd');
+asRoot(inUse, 'root');
