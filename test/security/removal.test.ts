@@ -19,6 +19,7 @@ import { shutdownRemovalPool, TreeInUseError, UnionError } from '../../src/union
 import * as removal from '../../src/union/remove.js';
 import { chrootDef, destroyFixture, makeFixture, stateEntries, type Fixture } from '../helpers/chroots.js';
 import { Racer } from '../helpers/racer.js';
+import { until } from '../helpers/wait.js';
 import { isRoot, scratch, startChild, stop, test, type Ctx } from '../union/support.js';
 import type { ExecutionContext } from 'ava';
 
@@ -185,8 +186,8 @@ const inUse = test.macro({
       how === 'cwd'
         ? await startChild(t, 'sleep', ['60'], { cwd: join(s.paths.root, 'a'), stdio: 'ignore' })
         : await startChild(t, 'chroot', [s.paths.root, '/bin/sleep', '60'], { cwd: '/', stdio: 'ignore' });
-    // chroot(1) execs sleep: wait until the kernel shows the new root.
-    while (how === 'root' && readlinkRoot(child.pid!) !== s.paths.root) await new Promise((r) => setImmediate(r));
+    // chroot(1) calls chroot(2), then execs sleep.
+    if (how === 'root') await until(() => readlinkRoot(child.pid!) === s.paths.root, 'the child to enter the chroot');
     const e = await t.throwsAsync(endSession(s), { instanceOf: TreeInUseError });
     t.is(e!.path, s.paths.root);
     t.true(e!.holders.some((h) => h.pid === child.pid && h.how === how), e!.message);
