@@ -30,7 +30,7 @@ export interface EndOptions extends LockWaitOptions {
    * dir in a worker (removeTreeOffThread), so the caller's event loop goes
    * on serving: for servers such as the supervisor. The kernel's part of
    * ending a session that wrote 100,000 files is ~0.3 s of umount2 and
-   * ~1.4 s of deleting. A CLI has nothing else to serve and does both in place.
+   * ~0.7 s of deleting. A CLI has nothing else to serve and does both in place.
    */
   offThread?: boolean;
 }

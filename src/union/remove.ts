@@ -65,16 +65,16 @@ export function removeTree(dir: string, { mountsChecked = false } = {}): void {
  * hands the rest to a worker. A session's own files are a few dozen, gone
  * in about a millisecond, while a cold worker adds ~80 ms (piscina and a
  * Node thread; the loop is free meanwhile, but the end waits). Deleting
- * costs ~10-20 us an entry (on this project's ext4 machines: 50 entries
- * 1.2 ms, 500 in 5 dirs 10-13 ms, 2,000 ~30 ms, 100,000 ~1 s), so this
- * holds a server's event loop ~10 ms at most.
+ * costs ~6-7 us an entry (on this project's ext4 machines, bench/remove.ts:
+ * 100,000 files in 100 dirs 0.65 s; the path-based walk before took 1.1 s),
+ * so this holds a server's event loop a few ms at most.
  */
 export const INLINE_ENTRIES = 500;
 
 /**
  * removeTree for a server's event loop: the same checks, made here, then
  * the first INLINE_ENTRIES entries deleted here, and whatever is left (a
- * session that wrote a build tree: 100,000 files take ~1 s) deleted by
+ * session that wrote a build tree: 100,000 files take ~0.7 s) deleted by
  * a worker thread while the loop serves others. Resolves once all is gone.
  * The worker walks from the very fds opened here (a thread shares the
  * process's fd table): nothing is looked up by path again.
@@ -283,7 +283,10 @@ interface Frame {
  * holds open, which it entered from the top on one filesystem: a symbolic
  * link is never followed and nothing outside is reached. Every directory
  * entered is checked: same device as the top, not a mount root (statx;
- * catches a bind mount of the same filesystem too).
+ * catches a bind mount of the same filesystem too). A directory moved
+ * elsewhere while the walk holds it open is still emptied (what is in it
+ * came from the tree); an ancestor reopened through `..` (the fd window)
+ * must be the very directory left, or the walk stops.
  * ENOENT anywhere is "already gone": another process may delete the same
  * tree (recover --all sweeping what a live end is deleting).
  * `budget.left` counts the entries still to be deleted here; the walk
