@@ -32,6 +32,7 @@ const CODES: Record<string, number> = {
   LockBusyError: EXIT.busy,
   LockTimeoutError: EXIT.busy,
   SessionBusyError: EXIT.busy,
+  TreeInUseError: EXIT.busy,
   SessionActiveError: EXIT.busy,
   HookFailedError: EXIT.hook,
   HookPermissionError: EXIT.hook,
@@ -62,6 +63,7 @@ export function exitCodeOf(e: unknown, fallback: number = EXIT.failure): number 
 const HINTS: Record<string, string> = {
   SessionBusyError: 'hint: `warden info ID` shows the holders; `warden end -s ID --wait` waits for them, `--force` kills them',
   UnmountBusyError: 'hint: the session is intact; end it again once those processes have exited',
+  TreeInUseError: 'hint: the session is intact; end it again once those processes have exited',
   SessionActiveError: 'hint: `warden info ID` shows the holders; `warden end -s ID` ends an active session',
   LockTimeoutError: 'hint: `warden locks` shows who holds warden locks',
   SourceBusyError: 'hint: `warden list --sessions` shows the sessions; the entry gets in once they end (`warden end -s ID`)',

@@ -6,7 +6,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HookFailedError, runHooks, type HookPhase } from '../hooks/index.js';
 import { LockBusyError, lockHolders, type FileLock, type LockHolder } from '../locks/index.js';
-import { unmountSettled } from '../union/index.js';
+import { refuseWhileInUse, unmountSettled } from '../union/index.js';
 import { discardSessionDir, discardSessionDirOffThread } from './discard.js';
 import { SessionBusyError } from './errors.js';
 import { LIVENESS, openLiveness, tryAcquireSettled, withMetadataLock, type LockWaitOptions } from './locks.js';
@@ -30,7 +30,7 @@ export interface EndOptions extends LockWaitOptions {
    * dir in a worker (removeTreeOffThread), so the caller's event loop goes
    * on serving: for servers such as the supervisor. The kernel's part of
    * ending a session that wrote 100,000 files is ~0.3 s of umount2 and
-   * ~1.4 s of deleting. A CLI has nothing else to serve and does both in place.
+   * ~0.7 s of deleting. A CLI has nothing else to serve and does both in place.
    */
   offThread?: boolean;
 }
@@ -133,6 +133,10 @@ async function teardownLocked(session: Session, recover: boolean, offThread: boo
     runHooks({ hooksDir: state.hooksDir, phase, vars: session.hookVars(recover), logPath: paths.hooksLog, timeoutMs: state.hookTimeoutMs, keepGoing: true });
   await hooks('pre-unmount');
   crashPoint('end:pre-unmount');
+  // A copy has no mount to be busy: refuse, as a busy overlay's unmount
+  // does, while a process still works in the tree (after the pre-unmount
+  // hooks, which may stop them), rather than delete under it or kill it.
+  if (state.unionType === 'copy') refuseWhileInUse(paths.root);
   // No second read of mountinfo to confirm: discardSessionDir reads it for
   // the whole session dir below and refuses while anything is mounted.
   await unmountSettled(paths.root, { confirm: false, offThread });

@@ -49,6 +49,22 @@ export class UnmountBusyError extends UnionError {
   }
 }
 
+/**
+ * A union-type=copy session's tree was not deleted: processes still have
+ * their root, cwd, executable, an open file or a map in it. Such a process
+ * could change the tree while root deletes it (the walk is not redirected
+ * by that, but it would delete under a running program). Nothing was
+ * unmounted or deleted: the session can be ended again once they exit.
+ */
+export class TreeInUseError extends UnionError {
+  override name = 'TreeInUseError';
+  readonly holders: readonly MountHolder[];
+  constructor(path: string, holders: readonly MountHolder[]) {
+    super(path, `refusing to delete: ${describeHolders(holders)}`);
+    this.holders = holders;
+  }
+}
+
 const MAX_LISTED = 5;
 
 /** "used by pid 12 (sleep, cwd); pid 40 (bash, cwd, fd 3)". */

@@ -2,7 +2,7 @@
 // root, executable, open files or memory maps lie at or under the mount
 // point. Read from /proc/<pid>/; processes that exit meanwhile are skipped.
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
-import type { MountHolder } from './errors.js';
+import { TreeInUseError, type MountHolder } from './errors.js';
 
 // readlink(2) on /proc/<pid>/fd/N of an unlinked file appends " (deleted)".
 const DELETED = / \(deleted\)$/;
@@ -24,6 +24,18 @@ export function mountHolders(mountPoint: string): MountHolder[] {
     for (const how of hows) out.push({ pid: Number(pid), comm, how });
   }
   return out;
+}
+
+/**
+ * Refuses (TreeInUseError) while any process uses `dir` as mountHolders
+ * sees it: a copy session's root has no mount whose EBUSY would say so.
+ * A snapshot, but a sound one under the session's exclusive liveness lock:
+ * a new process gets in only through warden (which waits for that lock) or
+ * from a process already inside, which this finds.
+ */
+export function refuseWhileInUse(dir: string): void {
+  const holders = mountHolders(dir);
+  if (holders.length > 0) throw new TreeInUseError(dir, holders);
 }
 
 // Each read may race with the process exiting (ENOENT, ESRCH) or be denied

@@ -9,5 +9,5 @@ export { mountUnion, type UnionLayout } from './mount.js';
 export { unmountAll, unmountSettled } from './unmount.js';
 export { removeTree, removeTreeOffThread, shutdownRemovalPool } from './remove.js';
 export { isMountPoint, mountsUnder, readMountInfo, type MountEntry } from './mountinfo.js';
-export { mountHolders } from './holders.js';
-export { CopyInterruptedError, UnionError, UnmountBusyError, type MountHolder } from './errors.js';
+export { mountHolders, refuseWhileInUse } from './holders.js';
+export { CopyInterruptedError, TreeInUseError, UnionError, UnmountBusyError, type MountHolder } from './errors.js';

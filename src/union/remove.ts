@@ -1,26 +1,63 @@
-// Deleting a session directory without reaching into anything mounted in it.
-import { lstatSync, readdirSync, realpathSync, rmdirSync, unlinkSync, type Stats } from 'node:fs';
+// Deleting a session directory without reaching into anything mounted in it,
+// and without being redirected: the walk works relative to directory fds
+// (openat/unlinkat, as systemd's rm_rf_children() and Rust's fix of
+// remove_dir_all for CVE-2022-21658), never by a path below the top. A path
+// re-resolves every component on every call, so a process that renames a
+// directory the walk is inside and puts a symbolic link in its place would
+// make root delete whatever the link points to.
 import { basename, dirname, join, resolve } from 'node:path';
+import { realpathSync } from 'node:fs';
 import { UnionError, showPath } from './errors.js';
 import { mountsUnder } from './mountinfo.js';
+import {
+  AT_REMOVEDIR,
+  DIRENT_NAME,
+  DIRENT_RECLEN,
+  DIRENT_TYPE,
+  DT_DIR,
+  DT_UNKNOWN,
+  EISDIR,
+  ELOOP,
+  ENOENT,
+  ENOTDIR,
+  ENOTEMPTY,
+  OPEN_DIR,
+  OPEN_PARENT,
+  describeErrno,
+  sysClose,
+  sysFdStat,
+  sysGetdents,
+  sysOpenAt,
+  sysRewindDir,
+  sysStatAt,
+  sysUnlinkAt,
+  type DirStat,
+} from './native.js';
 
-const SLASH = Buffer.from('/');
 /** Bytes a directory entry takes at least, on the filesystems sessions live on. */
 const DIRENT_BYTES = 16;
+const AT_FDCWD = -100;
 
 /**
  * Deletes `dir` and everything in it. Refuses while anything is mounted at
  * or under it: deleting through a bind mount deletes the mounted data (with
  * union-type=none, the source itself). Symbolic links are removed, never
- * followed. A missing `dir` is not an error, so a retried removal succeeds.
+ * followed, and no rename made meanwhile redirects the walk (see walk()).
+ * A missing `dir` is not an error, so a retried removal succeeds.
  * `mountsChecked`: the caller has just read mountinfo for `dir` (or for the
  * name it had before a rename), as discardSessionDir does; reading it again
  * costs the kernel a walk of every mount, 5,000 on a host with 1,000 sessions.
- * The device check below still stops at any other filesystem.
+ * The device and mount-root checks of every directory still stop at any
+ * other mount.
  */
 export function removeTree(dir: string, { mountsChecked = false } = {}): void {
-  const top = checkedTop(dir, mountsChecked);
-  if (top) attempt(top.path, () => remove(top.path, top.dev, { left: Infinity }));
+  const top = openTop(dir, mountsChecked);
+  if (!top) return;
+  try {
+    walk(top, { left: Infinity });
+  } finally {
+    closeTop(top);
+  }
 }
 
 /**
@@ -28,28 +65,43 @@ export function removeTree(dir: string, { mountsChecked = false } = {}): void {
  * hands the rest to a worker. A session's own files are a few dozen, gone
  * in about a millisecond, while a cold worker adds ~80 ms (piscina and a
  * Node thread; the loop is free meanwhile, but the end waits). Deleting
- * costs ~20 us an entry (on this project's ext4 machines: 50 entries
- * 1.2 ms, 500 in 5 dirs 10-13 ms, 2,000 ~30 ms, 100,000 1.4 s), so this
- * holds a server's event loop ~10 ms at most.
+ * costs ~6-7 us an entry (on this project's ext4 machines, bench/remove.ts:
+ * 100,000 files in 100 dirs 0.65 s; the path-based walk before took 1.1 s),
+ * so this holds a server's event loop a few ms at most.
  */
 export const INLINE_ENTRIES = 500;
 
 /**
  * removeTree for a server's event loop: the same checks, made here, then
  * the first INLINE_ENTRIES entries deleted here, and whatever is left (a
- * session that wrote a build tree: 100,000 files take 1.4 s) deleted by
+ * session that wrote a build tree: 100,000 files take ~0.7 s) deleted by
  * a worker thread while the loop serves others. Resolves once all is gone.
+ * The worker walks from the very fds opened here (a thread shares the
+ * process's fd table): nothing is looked up by path again.
  */
 export async function removeTreeOffThread(dir: string, { mountsChecked = false } = {}): Promise<void> {
-  const top = checkedTop(dir, mountsChecked);
+  const top = openTop(dir, mountsChecked);
   if (!top) return;
-  if (attempt(top.path, () => remove(top.path, top.dev, { left: INLINE_ENTRIES }))) return;
-  const failed = await removalPool().then((pool) => pool.run({ path: top.path, dev: top.dev } satisfies RemovalTask) as Promise<RemovalFailure | undefined>);
-  if (failed) throw new UnionError(failed.path, failed.reason);
+  try {
+    if (walk(top, { left: INLINE_ENTRIES })) return;
+    const task: RemovalTask = { parentFd: top.parentFd, fd: top.fd, name: top.name, path: top.path, dev: top.dev };
+    const failed = (await (await removalPool()).run(task)) as RemovalFailure | undefined;
+    if (failed) throw new UnionError(failed.path, failed.reason);
+  } finally {
+    // After the worker is done with them (or never started): this thread owns both fds.
+    closeTop(top);
+  }
 }
 
-/** What the worker is given: the checked top of the tree and its device. */
+/**
+ * What the worker is given: the open top of the tree and its parent (fds
+ * it borrows, never closes), the top's name in the parent (NUL-terminated),
+ * its path for messages, and its device.
+ */
 export interface RemovalTask {
+  parentFd: number;
+  fd: number;
+  name: Uint8Array;
   path: Uint8Array;
   dev: number;
 }
@@ -61,13 +113,13 @@ export interface RemovalFailure {
 
 /** The worker's whole job (remove-worker.ts): the walk of removeTree, without a budget. */
 export function removeInWorker(task: RemovalTask): RemovalFailure | undefined {
-  const path = Buffer.from(task.path.buffer, task.path.byteOffset, task.path.byteLength);
+  const buf = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
   try {
-    attempt(path, () => remove(path, task.dev, { left: Infinity }));
+    walk({ parentFd: task.parentFd, fd: task.fd, name: buf(task.name), path: buf(task.path), dev: task.dev }, { left: Infinity });
     return undefined;
   } catch (e) {
-    const u = e as UnionError;
-    return { path: u.path, reason: u.reason };
+    if (e instanceof UnionError) return { path: e.path, reason: e.reason };
+    return { path: buf(task.path).toString(), reason: `cannot delete: ${(e as Error).message}` };
   }
 }
 
@@ -99,39 +151,85 @@ export async function shutdownRemovalPool(): Promise<void> {
   if (p) await (await p).destroy();
 }
 
-/**
- * The top of a tree to delete, checked: not `/`, not a link, nothing
- * mounted at or under it. undefined when it does not exist.
- */
-function checkedTop(dir: string, mountsChecked: boolean): { path: Buffer; dev: number } | undefined {
-  const path = resolveParent(dir);
-  if (path === '/') throw new UnionError(dir, 'refusing to delete the root directory');
-  let top: Stats;
-  try {
-    top = lstatSync(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new UnionError(path, `cannot delete: ${(e as Error).message}`, e);
-  }
-  // A session directory is never a link; one here means something is wrong.
-  if (top.isSymbolicLink()) throw new UnionError(path, 'refusing to delete: it is a symbolic link, not a directory');
-  const mounted = mountsChecked ? [] : mountsUnder(path);
-  if (mounted.length > 0) {
-    const where = mounted.map((m) => showPath(m.mountPoint));
-    throw new UnionError(path, `refusing to delete: still mounted at ${where.slice(0, 3).join(', ')}${where.length > 3 ? ` and ${where.length - 3} more` : ''}`);
-  }
-  return { path: Buffer.from(path), dev: top.dev };
+/** The open top of a tree: the walk starts at `fd` and ends with unlinkat(parentFd, name, AT_REMOVEDIR). */
+interface Top {
+  parentFd: number;
+  /** The top itself, opened O_NOFOLLOW|O_DIRECTORY from parentFd; -1 when it is not a directory. */
+  fd: number;
+  /** Its name in the parent, NUL-terminated. */
+  name: Buffer;
+  /** Its path, for messages only. */
+  path: Buffer;
+  dev: number;
 }
 
-/** Runs a walk; any failure but a UnionError becomes one naming the path it failed at. */
-function attempt<T>(path: Buffer, walk: () => T): T {
+function closeTop(top: Top): void {
+  if (top.fd >= 0) sysClose(top.fd);
+  sysClose(top.parentFd);
+}
+
+const nul = (name: string | Buffer) => Buffer.concat([Buffer.from(name), Buffer.of(0)]);
+
+/**
+ * The top of a tree to delete, opened and checked: not `/`, not a link,
+ * nothing mounted at or under it. Its parent is resolved once (links in
+ * the state dir's path are followed, as mountinfo spells it); the top is
+ * opened from that fd without following a link. undefined when it does not
+ * exist; a top that is a file or fifo is unlinked here (as before).
+ */
+function openTop(dir: string, mountsChecked: boolean): Top | undefined {
+  const path = resolveParent(dir);
+  if (path === '/') throw new UnionError(dir, 'refusing to delete the root directory');
+  const parentFd = sysOpenAt(AT_FDCWD, nul(dirname(path)), OPEN_PARENT);
+  if (parentFd === -ENOENT) return undefined;
+  if (parentFd < 0) throw new UnionError(path, `cannot delete: ${describeErrno(-parentFd)}`);
+  const name = nul(basename(path));
   try {
-    return walk();
+    const fd = sysOpenAt(parentFd, name, OPEN_DIR);
+    if (fd === -ENOENT) {
+      sysClose(parentFd);
+      return undefined;
+    }
+    // A session directory is never a link; one here means something is wrong.
+    // (O_NOFOLLOW|O_DIRECTORY fails a link with ENOTDIR as often as with ELOOP.)
+    const st = fd === -ENOTDIR || fd === -ELOOP ? sysStatAt(parentFd, basename(path)) : undefined;
+    if (fd === -ELOOP || (typeof st === 'object' && st.symlink)) throw new UnionError(path, 'refusing to delete: it is a symbolic link, not a directory');
+    if (fd === -ENOTDIR) {
+      unlinkOrGone(parentFd, name, path);
+      sysClose(parentFd);
+      return undefined;
+    }
+    if (fd < 0) throw new UnionError(path, `cannot delete: ${describeErrno(-fd)}`);
+    const top: Top = { parentFd, fd, name, path: Buffer.from(path), dev: 0 };
+    try {
+      const mounted = mountsChecked ? [] : mountsUnder(path);
+      if (mounted.length > 0) {
+        const where = mounted.map((m) => showPath(m.mountPoint));
+        throw new UnionError(path, `refusing to delete: still mounted at ${where.slice(0, 3).join(', ')}${where.length > 3 ? ` and ${where.length - 3} more` : ''}`);
+      }
+      const st = stat(top.fd, path);
+      if (st.mountRoot) throw new UnionError(path, `refusing to delete: still mounted at ${showPath(path)}`);
+      top.dev = st.dev;
+      return top;
+    } catch (e) {
+      sysClose(top.fd);
+      throw e;
+    }
   } catch (e) {
-    if (e instanceof UnionError) throw e;
-    const at = (e as NodeJS.ErrnoException).path ?? path.toString();
-    throw new UnionError(String(at), `cannot delete: ${(e as Error).message}`, e);
+    sysClose(parentFd);
+    throw e;
   }
+}
+
+function stat(fd: number, path: string): DirStat {
+  const st = sysFdStat(fd);
+  if (typeof st === 'number') throw new UnionError(path, `cannot delete: ${describeErrno(st)}`);
+  return st;
+}
+
+function unlinkOrGone(dirfd: number, name: Buffer, path: string): void {
+  const r = sysUnlinkAt(dirfd, name, 0);
+  if (r !== 0 && r !== ENOENT) throw new UnionError(path, `cannot delete: ${describeErrno(r)}`);
 }
 
 // The path as mountinfo spells it, without following its last component:
@@ -146,53 +244,173 @@ function resolveParent(dir: string): string {
   }
 }
 
-// Paths are Buffers: chroots hold file names that are not UTF-8, which a
-// string round trip would mangle into names that do not exist. The device
-// check catches a filesystem mounted after the mountinfo check (a bind of
-// the same filesystem has the same device; the mountinfo check covers it).
-// `budget.left` counts the entries still to be deleted here; the walk
-// returns false, with the tree partly deleted, once it runs out.
-function remove(path: Buffer, dev: number, budget: { left: number }): boolean {
-  if (budget.left-- <= 0) return false;
-  let st: Stats;
-  try {
-    st = lstatSync(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return true;
-    throw e;
-  }
-  if (!st.isDirectory()) {
-    unlinkOrGone(path);
-    return true;
-  }
-  if (st.dev !== dev) throw new UnionError(path.toString(), 'refusing to delete: another filesystem is mounted here');
-  // A directory too big for what is left of the budget is not even listed
-  // here: listing 100,000 names alone holds the loop for tens of ms. A
-  // directory's size grows with its entries (ext4: ~20-30 bytes per short
-  // name; tmpfs: 20 per entry), so this is a cheap, generous bound.
-  if (st.size > budget.left * DIRENT_BYTES) return false;
-  // Another process may be deleting the same tree (recover --all sweeping
-  // what a live end is deleting): what it removed first is simply gone.
-  let names: Buffer[];
-  try {
-    names = readdirSync(path, { encoding: 'buffer' });
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return true;
-    throw e;
-  }
-  for (const name of names) if (!remove(Buffer.concat([path, SLASH, name]), dev, budget)) return false;
-  try {
-    rmdirSync(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-  }
-  return true;
+/**
+ * Directory fds the walk keeps open at once, below its top. Deeper, it
+ * closes the highest ones and, on the way back up, reopens each through
+ * `..` of its child, checking that it is still the same directory (device
+ * and inode), so any depth is deleted with at most this many fds (and one
+ * 32 KiB listing buffer each).
+ */
+const MAX_OPEN_DIRS = 32;
+/** Bytes of directory entries read per getdents64 call: ~1,000 short names. */
+const LISTING_BYTES = 32 * 1024;
+/** Listings of a directory again when its removal finds it not empty (something was created in it meanwhile). */
+const RESCANS = 8;
+const DOTDOT = nul('..');
+
+/** A directory on the walk's stack. */
+interface Frame {
+  /** -1 while closed (deeper than MAX_OPEN_DIRS below it). */
+  fd: number;
+  /** Its name in the frame below, NUL-terminated. */
+  name: Buffer;
+  ino: bigint;
+  listing: Buffer | undefined;
+  pos: number;
+  end: number;
+  rescans: number;
 }
 
-function unlinkOrGone(path: Buffer): void {
+/**
+ * Deletes the contents of `top` and then `top`, depth first, relative to
+ * directory fds: entries are listed from the fd (getdents64), files are
+ * unlinkat(dirfd, name, 0), a directory is entered with
+ * openat(dirfd, name, O_DIRECTORY|O_NOFOLLOW) and removed with
+ * unlinkat(dirfd, name, AT_REMOVEDIR) once empty. d_type is only a hint:
+ * the open is the authority (ELOOP or ENOTDIR: not a directory, unlinked;
+ * EISDIR from an unlink: a directory now, opened). Whatever is renamed or
+ * replaced meanwhile, each call names an entry of a directory this walk
+ * holds open, which it entered from the top on one filesystem: a symbolic
+ * link is never followed and nothing outside is reached. Every directory
+ * entered is checked: same device as the top, not a mount root (statx;
+ * catches a bind mount of the same filesystem too). A directory moved
+ * elsewhere while the walk holds it open is still emptied (what is in it
+ * came from the tree); an ancestor reopened through `..` (the fd window)
+ * must be the very directory left, or the walk stops.
+ * ENOENT anywhere is "already gone": another process may delete the same
+ * tree (recover --all sweeping what a live end is deleting).
+ * `budget.left` counts the entries still to be deleted here; the walk
+ * returns false, with the tree partly deleted and top.fd still open, once
+ * it runs out (it starts over from the top's first entry the next time).
+ */
+function walk(top: Top, budget: { left: number }): boolean {
+  if (top.fd < 0) return true;
+  sysRewindDir(top.fd);
+  const stack: Frame[] = [{ fd: top.fd, name: top.name, ino: 0n, listing: undefined, pos: 0, end: 0, rescans: 0 }];
+  // Frames [lowestOpen, stack.length) are open; [1, lowestOpen) are closed.
+  let lowestOpen = 1;
+  const free: Buffer[] = [];
+  const pathOf = (depth: number, name?: Buffer) => {
+    const parts = [top.path];
+    for (let i = 1; i <= depth; i++) parts.push(Buffer.from('/'), stack[i]!.name.subarray(0, -1));
+    if (name) parts.push(Buffer.from('/'), name.subarray(0, name.indexOf(0)));
+    return Buffer.concat(parts).toString();
+  };
+  const fail = (depth: number, name: Buffer | undefined, errno: number) => new UnionError(pathOf(depth, name), `cannot delete: ${describeErrno(errno)}`);
+  const close = (f: Frame) => {
+    sysClose(f.fd);
+    f.fd = -1;
+    if (f.listing) free.push(f.listing);
+    f.listing = undefined;
+    f.pos = f.end = 0;
+  };
+  // The fd of frame `i`, reopened through `..` of frame i+1 (open) if the
+  // window closed it: refused unless it is the very directory left.
+  const fdOf = (i: number): number => {
+    const f = stack[i]!;
+    if (f.fd >= 0) return f.fd;
+    const fd = sysOpenAt(stack[i + 1]!.fd, DOTDOT, OPEN_DIR);
+    if (fd < 0) throw fail(i, undefined, -fd);
+    const st = sysFdStat(fd);
+    if (typeof st === 'number' || st.dev !== top.dev || st.ino !== f.ino) {
+      sysClose(fd);
+      throw new UnionError(pathOf(i), 'refusing to delete: it was moved while it was being deleted');
+    }
+    f.fd = fd;
+    lowestOpen = i;
+    return fd;
+  };
   try {
-    unlinkSync(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    while (stack.length > 0) {
+      const depth = stack.length - 1;
+      const f = stack[depth]!;
+      if (f.pos >= f.end) {
+        f.listing ??= free.pop() ?? Buffer.allocUnsafe(LISTING_BYTES);
+        let n = sysGetdents(f.fd, f.listing);
+        if (n === -ENOENT) n = 0; // removed meanwhile by another process: nothing more to list
+        if (n < 0) throw fail(depth, undefined, -n);
+        if (n > 0) {
+          f.pos = 0;
+          f.end = n;
+          continue;
+        }
+        // Listed to its end, and all of it deleted: remove the directory itself.
+        const r = sysUnlinkAt(depth === 0 ? top.parentFd : fdOf(depth - 1), f.name, AT_REMOVEDIR);
+        if (r === ENOTEMPTY && f.rescans < RESCANS) {
+          f.rescans++;
+          sysRewindDir(f.fd);
+          continue;
+        }
+        // ENOTDIR: its name now holds a link or a file, and the directory
+        // itself was moved (within its parent: the parent's own removal
+        // finds it, ENOTEMPTY, and lists it again). What holds the name goes.
+        if (r === ENOTDIR && depth > 0) {
+          const u = sysUnlinkAt(fdOf(depth - 1), f.name, 0);
+          if (u !== 0 && u !== ENOENT && u !== EISDIR) throw fail(depth, undefined, u);
+        } else if (r !== 0 && r !== ENOENT) throw fail(depth, undefined, r);
+        if (depth > 0) close(f);
+        stack.pop();
+        if (lowestOpen > stack.length) lowestOpen = Math.max(1, stack.length);
+        continue;
+      }
+      const listing = f.listing!;
+      const at = f.pos;
+      const reclen = listing.readUInt16LE(at + DIRENT_RECLEN);
+      const type = listing[at + DIRENT_TYPE]!;
+      f.pos += reclen;
+      // d_name with its NUL and padding: what unlinkat and openat read stops at the NUL.
+      const name = listing.subarray(at + DIRENT_NAME, at + reclen);
+      if (name[0] === 0x2e && (name[1] === 0 || (name[1] === 0x2e && name[2] === 0))) continue; // . and ..
+      if (budget.left-- <= 0) return false;
+      if (type !== DT_DIR && type !== DT_UNKNOWN) {
+        const r = sysUnlinkAt(f.fd, name, 0);
+        if (r === 0 || r === ENOENT) continue;
+        // EISDIR: a directory took the name since it was listed; entered below.
+        if (r !== EISDIR) throw fail(depth, name, r);
+      }
+      const fd = sysOpenAt(f.fd, name, OPEN_DIR);
+      if (fd < 0) {
+        if (fd === -ENOENT) continue;
+        if (fd !== -ELOOP && fd !== -ENOTDIR) throw fail(depth, name, -fd);
+        // A link, a file, a fifo, a device: removed, never followed or opened.
+        const r = sysUnlinkAt(f.fd, name, 0);
+        // EISDIR: swapped back to a directory; the rescan before its parent's removal finds it.
+        if (r !== 0 && r !== ENOENT && r !== EISDIR) throw fail(depth, name, r);
+        continue;
+      }
+      let st: DirStat | number;
+      try {
+        st = sysFdStat(fd);
+        if (typeof st === 'number') throw fail(depth, name, st);
+        if (st.dev !== top.dev || st.mountRoot) throw new UnionError(pathOf(depth, name), 'refusing to delete: another filesystem is mounted here');
+      } catch (e) {
+        sysClose(fd);
+        throw e;
+      }
+      // A directory too big for what is left of the budget is not even listed
+      // here: listing 100,000 names alone holds the loop for tens of ms. A
+      // directory's size grows with its entries (ext4: ~20-30 bytes per short
+      // name; tmpfs: 20 per entry), so this is a cheap, generous bound.
+      if (st.size > budget.left * DIRENT_BYTES) {
+        sysClose(fd);
+        return false;
+      }
+      stack.push({ fd, name: Buffer.from(name.subarray(0, name.indexOf(0) + 1)), ino: st.ino, listing: undefined, pos: 0, end: 0, rescans: 0 });
+      if (stack.length - lowestOpen > MAX_OPEN_DIRS) close(stack[lowestOpen++]!);
+    }
+    return true;
+  } finally {
+    // Stopped early (budget, error): every fd of the walk closed; the top's stays the caller's.
+    for (let i = 1; i < stack.length; i++) if (stack[i]!.fd >= 0) sysClose(stack[i]!.fd);
   }
 }

@@ -4,7 +4,7 @@ import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, sy
 import { join, relative } from 'node:path';
 import { UnionError, mountUnion, mountsUnder, removeTree, removeTreeOffThread, shutdownRemovalPool, unmountAll } from '../../src/union/index.js';
 import { INLINE_ENTRIES } from '../../src/union/remove.js';
-import { isRoot, makeLayout, makeSource, rootTest, run, scratch, test } from './support.js';
+import { isRoot, makeLayout, makeSource, rootTest, run, scratch, startChild, test } from './support.js';
 
 test.serial('removeTree deletes files, dirs, links, fifos, unreadable dirs and non-UTF-8 names', async (t) => {
   const tmp = scratch(t);
@@ -187,5 +187,70 @@ rootTest('removeTreeOffThread refuses while anything is mounted inside, before d
   t.true(existsSync(join(dir, 'upper', '0')));
   unmountAll(mnt);
   await removeTreeOffThread(dir);
+  t.false(existsSync(dir));
+});
+
+/** `dir` with a chain of `depth` directories in it, each holding one file. */
+function chain(dir: string, depth: number): string {
+  mkdirSync(dir);
+  // Each level made relative to the one above (paths this deep exceed PATH_MAX): by a shell, in one go.
+  run('sh', '-c', `cd "$1" && i=0; while [ $i -lt ${depth} ]; do : > f; mkdir d; cd d; i=$((i+1)); done; : > last`, 'sh', dir);
+  return dir;
+}
+
+test.serial('removeTree deletes a tree deeper than PATH_MAX and than its fd window, with at most ~40 fds (run under ulimit -n 60)', async (t) => {
+  const tmp = scratch(t);
+  const dir = chain(join(tmp, 'session'), 2200); // 2,200 * "/d": 4,400 bytes, past PATH_MAX (4,096)
+  const outside = join(tmp, 'outside');
+  mkdirSync(outside);
+  writeFileSync(join(outside, 'keep'), 'keep\n');
+  // A separate node with few fds: the walk must not keep one per level.
+  const script = `import('${new URL('../../src/union/remove.js', import.meta.url).href}').then((m) => m.removeTree(process.argv[1]))`;
+  run('sh', '-c', 'ulimit -n 60 && exec "$0" -e "$1" "$2"', process.execPath, script, dir);
+  t.false(existsSync(dir));
+  t.is(readFileSync(join(outside, 'keep'), 'utf8'), 'keep\n');
+});
+
+test.serial('removeTree: two processes deleting the same tree at once both succeed (ENOENT is "already gone")', async (t) => {
+  const tmp = scratch(t);
+  const dir = join(tmp, 'session');
+  for (let d = 0; d < 20; d++) fill(join(dir, 'upper', `d${d}`), 200);
+  const script = `import('${new URL('../../src/union/remove.js', import.meta.url).href}').then((m) => m.removeTree(process.argv[1]))`;
+  const other = await startChild(t, process.execPath, ['-e', script, dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  other.stderr!.on('data', (b) => (stderr += b));
+  const exited = new Promise<number | null>((resolve) => other.once('exit', resolve));
+  removeTree(dir);
+  t.is(await exited, 0, stderr);
+  t.false(existsSync(dir));
+});
+
+test.serial('removeTree unlinks a top that is a file, and leaves what a link at the top points to', async (t) => {
+  const tmp = scratch(t);
+  writeFileSync(join(tmp, 'file'), 'x');
+  removeTree(join(tmp, 'file'));
+  t.false(existsSync(join(tmp, 'file')));
+  writeFileSync(join(tmp, 'target'), 'keep\n');
+  symlinkSync(join(tmp, 'target'), join(tmp, 'link-to-file'));
+  t.throws(() => removeTree(join(tmp, 'link-to-file')), { instanceOf: UnionError, message: /symbolic link/ });
+  t.is(readFileSync(join(tmp, 'target'), 'utf8'), 'keep\n');
+});
+
+rootTest('removeTree refuses a bind mount of the same filesystem met inside the tree after the mountinfo check (statx mount root), and keeps its files', async (t) => {
+  const tmp = scratch(t);
+  const dir = join(tmp, 'session');
+  const src = join(tmp, 'elsewhere');
+  mkdirSync(src);
+  writeFileSync(join(src, 'data'), 'precious\n');
+  const mnt = join(dir, 'upper', 'bound');
+  mkdirSync(mnt, { recursive: true });
+  run('mount', '--bind', src, mnt);
+  // As discardSessionDir does after its own mountinfo read: the bind came after it. Same device: only statx tells.
+  const e = t.throws(() => removeTree(dir, { mountsChecked: true }), { instanceOf: UnionError });
+  t.is(e!.path, mnt);
+  t.regex(e!.message, /refusing to delete: another filesystem is mounted here$/);
+  t.is(readFileSync(join(src, 'data'), 'utf8'), 'precious\n');
+  unmountAll(mnt);
+  removeTree(dir);
   t.false(existsSync(dir));
 });
