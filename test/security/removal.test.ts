@@ -15,6 +15,7 @@ import { chmodSync, closeSync, existsSync, lstatSync, mkdirSync, openSync, readd
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { beginSession, endSession } from '../../src/sessions/index.js';
+import { UPPER_DIR, UPPER_LAYER } from '../../src/sessions/session.js';
 import { shutdownRemovalPool, TreeInUseError, UnionError } from '../../src/union/index.js';
 import * as removal from '../../src/union/remove.js';
 import { chrootDef, destroyFixture, makeFixture, stateEntries, type Fixture } from '../helpers/chroots.js';
@@ -146,12 +147,12 @@ const session = test.macro({
     const tmp = scratch(t);
     const outside = makeOutside(tmp);
     const { stash, clear } = stashOf(tmp);
-    const sub = unionType === 'overlay' ? 'upper/a' : 'root/a';
+    const sub = unionType === 'overlay' ? join(UPPER_DIR, UPPER_LAYER, 'a') : 'root/a';
     const tally: Tally = { trials: 0, swaps: 0, refused: 0 };
     for (let i = 0; i < count; i++) {
       const id = `race-${unionType}-${i}`;
       const s = await beginSession({ stateDir: f.stateDir, chroot: chrootDef(f.source, 'fx', unionType), hooksDir: f.noHooks, hookTimeoutMs: 10_000, id });
-      // Written through the session's root: for overlay it lands in upper/.
+      // Written through the session's root: for overlay it lands in the upper layer (upper/fs).
       fillVictim(s.paths.root);
       // The racer acts only on `.gone-<id>.*`: the dir end renames the session to and then deletes.
       await trial(t, tally, () => Racer.start(f.stateDir, `.gone-${id}.`, sub, outside, stash), () => endSession(s, { offThread }), outside, async () => {
