@@ -145,7 +145,7 @@ export function startCommand(file: string, args: readonly string[], env: NodeJS.
         if (o.terminal) {
           // Opened without O_NOCTTY by a session leader that has no
           // controlling terminal, the slave becomes its controlling
-          // terminal (credentials(7), "controlling terminal").
+          // terminal (open(2), O_NOCTTY; credentials(7)).
           c.actionsOpen(actions, 0, o.terminal.path, O_RDWR, 0);
           c.actionsDup2(actions, 0, 1);
           c.actionsDup2(actions, 0, 2);

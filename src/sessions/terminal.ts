@@ -6,7 +6,7 @@
 // warden puts the caller's terminal in raw mode and relays bytes both ways;
 // the pty's line discipline then turns Ctrl-C into SIGINT for the
 // command's foreground process group, not for warden's.
-import { closeSync, createWriteStream, openSync } from 'node:fs';
+import { closeSync, createWriteStream, openSync, readSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { koffi, libc } from '../locks/koffi.js';
 import { RunError } from './errors.js';
@@ -159,10 +159,7 @@ export class Pty {
     }
   }
 
-  /**
-   * Closes our fd of the slave, once the command has its own: the master
-   * reads EIO only when every slave fd is closed. Idempotent.
-   */
+  /** Closes our fd of the slave (the master reads EIO only once every slave fd is closed). Idempotent. */
   closeSlave(): void {
     if (!this.#slaveOpen) return;
     this.#slaveOpen = false;
@@ -174,23 +171,35 @@ export class Pty {
    * command has exited and its output is flushed (the master reads EIO
    * once the last slave fd is closed and what was written before is read).
    * The caller's terminal is raw meanwhile and restored on every way out.
-   * Call once, after the command started; closes the slave and the master.
+   * Call once, after the command started; closes the slave once the
+   * command has exited, and the master.
    */
   relay(o: RelayOptions): Promise<void> {
     if (this.#relaying) throw new RunError('the pty is relayed already');
-    if (!this.#masterOwned) throw new RunError('the pty is closed');
     this.#relaying = this.#relay(o);
     return this.#relaying;
   }
 
   async #relay(o: RelayOptions): Promise<void> {
-    this.closeSlave();
+    // Our slave fd stays open while the command runs: the master then reads
+    // neither EIO nor a hangup's EOF early, and once it is closed only the
+    // command's background processes can keep the pty open.
+    const exited = o.exited.then(
+      () => this.closeSlave(),
+      () => this.closeSlave(),
+    );
     // node:tty loads net: paid only by commands that get a pty.
     const tty = createRequire(import.meta.url)('node:tty') as typeof import('node:tty');
-    const masterFd = this.#master;
     // The stream closes the master from now on.
-    const master = new tty.ReadStream(masterFd);
-    this.#masterOwned = false;
+    const masterFd = this.takeMaster();
+    let master: import('node:tty').ReadStream;
+    try {
+      // Not destroyed at EOF (read 0): what follows may still be drained.
+      master = new tty.ReadStream(masterFd, { allowHalfOpen: true });
+    } catch (e) {
+      closeSync(masterFd);
+      throw e;
+    }
     let outer: import('node:tty').ReadStream | undefined;
     let restore: (() => void) | null = null;
     const out = createWriteStream('', { fd: o.output, autoClose: false });
@@ -201,7 +210,11 @@ export class Pty {
       process.on('SIGWINCH', winch);
       // The size may have changed since the pty was opened.
       winch();
-      await pump(master, outer, out, o);
+      const end = await pump(master, outer, out, { ...o, exited });
+      // read(2) returns 0 on a pty master being hung up (n_tty_read, Linux
+      // 6.x), and can do so before the last of the output is read; a read
+      // now gets it (EAGAIN or EIO when there is nothing more).
+      if (end === 'eof') drain(masterFd, out);
       // Whatever the command wrote reaches the output before we return.
       await new Promise<void>((resolve) => out.write('', () => resolve()));
     } finally {
@@ -214,6 +227,13 @@ export class Pty {
     }
   }
 
+  /** Hands the master's fd over: the caller closes it from now on (relay() takes it this way). */
+  takeMaster(): number {
+    if (!this.#masterOwned) throw new RunError('the pty master is closed or taken');
+    this.#masterOwned = false;
+    return this.#master;
+  }
+
   /** Closes what relay() has not taken over. Idempotent. */
   close(): void {
     this.closeSlave();
@@ -224,31 +244,50 @@ export class Pty {
   }
 }
 
+/** Reads what is left on the master (non-blocking: libuv made it so), up to 1 MiB. */
+function drain(fd: number, out: NodeJS.WritableStream): void {
+  const buf = Buffer.alloc(65536);
+  for (let total = 0; total < 1 << 20; ) {
+    let n: number;
+    try {
+      n = readSync(fd, buf);
+    } catch {
+      return; // EAGAIN: nothing more now; EIO: nothing more ever
+    }
+    if (n === 0) return;
+    out.write(Buffer.from(buf.subarray(0, n)));
+    total += n;
+  }
+}
+
+/** Why the relay stopped: EIO, EOF, silence after the exit, the caller's terminal or the output gone. */
+type End = 'eio' | 'eof' | 'linger' | 'hangup' | 'output';
+
 /** Moves bytes both ways until the pty is done (EIO, or silent for lingerMs after the exit) or the caller's terminal hangs up. */
 function pump(
   master: import('node:tty').ReadStream,
   outer: import('node:tty').ReadStream,
   out: NodeJS.WritableStream,
   o: RelayOptions,
-): Promise<void> {
+): Promise<End> {
   const lingerMs = o.lingerMs ?? 100;
-  return new Promise<void>((resolve) => {
+  return new Promise<End>((resolve) => {
     let exited = false;
     let paused = false;
     let linger: NodeJS.Timeout | undefined;
     let done = false;
-    const finish = () => {
+    const finish = (why: End) => () => {
       if (done) return;
       done = true;
       clearTimeout(linger);
       master.off('data', fromCommand);
       outer.off('data', toCommand);
-      resolve();
+      resolve(why);
     };
     // Counted from the last byte read, and only while reading (not while the output is full).
     const arm = () => {
       clearTimeout(linger);
-      if (exited && !paused && !done) linger = setTimeout(finish, lingerMs);
+      if (exited && !paused && !done) linger = setTimeout(finish('linger'), lingerMs);
     };
     const fromCommand = (d: Buffer) => {
       if (!out.write(d)) {
@@ -265,13 +304,13 @@ function pump(
     const toCommand = (d: Buffer) => master.write(d);
     master.on('data', fromCommand);
     // EIO: every slave fd is closed and all that was written has been read.
-    master.on('error', finish);
-    master.on('end', finish);
+    master.on('error', finish('eio'));
+    master.on('end', finish('eof'));
     outer.on('data', toCommand);
     // The caller's terminal hung up: closing the master hangs up the command's.
-    outer.on('error', finish);
-    outer.on('end', finish);
-    out.on('error', finish);
+    outer.on('error', finish('hangup'));
+    outer.on('end', finish('hangup'));
+    out.on('error', finish('output'));
     const onExit = () => {
       exited = true;
       arm();
