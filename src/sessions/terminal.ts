@@ -28,7 +28,6 @@ interface Calls {
   grantpt: (fd: number) => number;
   unlockpt: (fd: number) => number;
   ptsname_r: (fd: number, buf: Buffer, len: number) => number;
-  isatty: (fd: number) => number;
   ioctl: (fd: number, request: number, arg: Buffer) => number;
   tcgetattr: (fd: number, termios: Buffer) => number;
   tcsetattr: (fd: number, action: number, termios: Buffer) => number;
@@ -46,7 +45,6 @@ function calls(): Calls {
     grantpt: lib.func('int grantpt(int fd)'),
     unlockpt: lib.func('int unlockpt(int fd)'),
     ptsname_r: lib.func('int ptsname_r(int fd, void *buf, size_t len)'),
-    isatty: lib.func('int isatty(int fd)'),
     // fd, request, pointer: the same registers as the variadic ioctl on these ABIs.
     ioctl: lib.func('int ioctl(int fd, unsigned long request, void *arg)'),
     tcgetattr: lib.func('int tcgetattr(int fd, void *termios)'),
@@ -57,9 +55,12 @@ function calls(): Calls {
   return bound;
 }
 
-/** Whether `fd` is a terminal (isatty(3)); false for pipes, files, /dev/null. */
+let isatty: ((fd: number) => number) | undefined;
+
+/** Whether `fd` is a terminal (isatty(3)); false for pipes, files, /dev/null. Bound alone: every `run` asks. */
 export function isTerminal(fd: number): boolean {
-  return calls().isatty(fd) === 1;
+  isatty ??= libc().func('int isatty(int fd)') as unknown as (fd: number) => number;
+  return isatty(fd) === 1;
 }
 
 /** Copies the window size of terminal `from` to `to` (a pty master: the size is its slave's). False when `from` has none. */
