@@ -14,21 +14,29 @@ import { isTerminal, Pty, type Command, type CommandLocks, type PtySlave } from 
  * terminal (one behaviour for every user; see DESIGN.md, security model).
  */
 export function terminalForCommand(): Pty | undefined {
-  return isTerminal(0) ? Pty.open(0) : undefined;
+  return isTerminal(0) ? Pty.open(0, { stdout: isTerminal(1), stderr: isTerminal(2) }) : undefined;
+}
+
+/** Where the pty's output goes: the caller's terminal (stdout, else stderr), else stdout. */
+function ptyOutput(): number {
+  return isTerminal(1) || !isTerminal(2) ? 1 : 2;
 }
 
 /**
- * Spawns through `start` (with the slave of `pty`, opened here when not
- * given), relays the pty, waits for the command, resolves to its status
- * (128+N for signal N); always closes `locks` and the pty.
+ * Spawns through `start` (with the slave of `given`, or of a pty opened
+ * here when stdin is a terminal; null: none), relays the pty, waits for the
+ * command, resolves to its status (128+N for signal N); always closes
+ * `locks` and the pty.
  */
 export async function runCommand(
   start: (terminal: PtySlave | undefined) => Command,
   locks: CommandLocks,
-  pty: Pty | undefined = terminalForCommand(),
+  given?: Pty | null,
 ): Promise<number> {
+  let pty: Pty | undefined;
   let child: Command;
   try {
+    pty = given === undefined ? terminalForCommand() : (given ?? undefined);
     child = start(pty?.slave);
   } catch (e) {
     locks.close();
@@ -47,7 +55,7 @@ export async function runCommand(
   ];
   for (const [s, h] of handlers) process.on(s, h);
   try {
-    const relayed = pty?.relay({ input: 0, output: 1, exited: child.exited });
+    const relayed = pty?.relay({ input: 0, output: ptyOutput(), exited: child.exited });
     // Both settle: the relay ends once the command's output is flushed, or
     // (failing) closes the master, which hangs the command up.
     const [status, relay] = await Promise.allSettled([child.exited, relayed]);

@@ -17,7 +17,7 @@ import { existsSync, fchownSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { findAccount, type Account } from '../config/index.js';
 import { RunError, SessionNeedsRecoveryError } from './errors.js';
-import { SETSID, startCommand, type Command } from './spawn.js';
+import { SETSID, startCommand, terminalStdio, type Command } from './spawn.js';
 import { commandEnvironment } from './environment.js';
 import type { PtySlave } from './terminal.js';
 
@@ -132,7 +132,7 @@ export function spawnGated(target: ChrootTarget, lockFds: readonly number[], o: 
   const t = o.terminal;
   const chain = t ? [SETSID, '--ctty', UNSHARE, ...args] : [UNSHARE, ...args];
   const child = childProcess().spawn('/bin/sh', ['-c', GATE_SCRIPT(gateFd), 'warden-gate', ...chain], {
-    stdio: [t ? t.fd : 'inherit', t ? t.fd : 'inherit', t ? t.fd : 'inherit', ...lockFds, 'pipe'],
+    stdio: t ? terminalStdio(t, [...lockFds, 'pipe']) : ['inherit', 'inherit', 'inherit', ...lockFds, 'pipe'],
     env,
     detached: !t,
   });

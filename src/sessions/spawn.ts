@@ -147,8 +147,8 @@ export function startCommand(file: string, args: readonly string[], env: NodeJS.
           // controlling terminal, the slave becomes its controlling
           // terminal (open(2), O_NOCTTY; credentials(7)).
           c.actionsOpen(actions, 0, o.terminal.path, O_RDWR, 0);
-          c.actionsDup2(actions, 0, 1);
-          c.actionsDup2(actions, 0, 2);
+          if (o.terminal.stdout) c.actionsDup2(actions, 0, 1);
+          if (o.terminal.stderr) c.actionsDup2(actions, 0, 2);
         }
         return c.posix_spawnp(pid, file, actions, attr, [file, ...args, null], envp);
       });
@@ -303,6 +303,11 @@ function decode(status: number): number {
   return sig === 0 ? (status >> 8) & 0xff : 128 + sig;
 }
 
+/** child_process stdio for a command with pty slave `t`: stdin always the slave, stdout and stderr as `t` says. */
+export function terminalStdio(t: PtySlave, fds: readonly (number | 'pipe')[]): (number | 'inherit' | 'pipe')[] {
+  return [t.fd, t.stdout ? t.fd : 'inherit', t.stderr ? t.fd : 'inherit', ...fds];
+}
+
 /** util-linux setsid(1): `--ctty` makes stdin the controlling terminal (TIOCSCTTY) after setsid(2). */
 export const SETSID = ['/usr/bin/setsid', '/bin/setsid'].find((p) => existsSync(p)) ?? 'setsid';
 
@@ -313,7 +318,7 @@ export const SETSID = ['/usr/bin/setsid', '/bin/setsid'].find((p) => existsSync(
  */
 function startWithChildProcess(file: string, args: readonly string[], env: NodeJS.ProcessEnv, fds: readonly number[], o: StartOptions): ChildProcess {
   const t = o.terminal;
-  if (t) return childProcess().spawn(SETSID, ['--ctty', file, ...args], { stdio: [t.fd, t.fd, t.fd, ...fds], env });
+  if (t) return childProcess().spawn(SETSID, ['--ctty', file, ...args], { stdio: terminalStdio(t, fds), env });
   return childProcess().spawn(file, [...args], { stdio: ['inherit', 'inherit', 'inherit', ...fds], env, detached: true });
 }
 

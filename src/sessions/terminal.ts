@@ -91,12 +91,19 @@ function makeRaw(fd: number): (() => void) | null {
 export interface PtySlave {
   readonly path: string;
   readonly fd: number;
+  /**
+   * Whether the command's stdout and stderr are the slave too. Where the
+   * caller's is a pipe or a file it is passed through instead, as sudo's
+   * use_pty does: `warden run ... > file` must not get the pty's CRLFs.
+   */
+  readonly stdout: boolean;
+  readonly stderr: boolean;
 }
 
 export interface RelayOptions {
   /** The caller's terminal, read in raw mode (a terminal: the pty exists because it is one). */
   input: number;
-  /** Where the command's output goes: a terminal, pipe or file. */
+  /** Where what the command writes to the pty goes (the caller's terminal, or a pipe or file). */
   output: number;
   /** Settles once the command has exited. */
   exited: Promise<unknown>;
@@ -128,9 +135,10 @@ export class Pty {
   /**
    * Opens a pty (posix_openpt(3), grantpt, unlockpt, ptsname_r) whose
    * slave starts with the modes and window size of terminal `like` (when
-   * given), as script(1) and su --pty set theirs up.
+   * given), as script(1) and su --pty set theirs up. `stdio`: which of
+   * the command's stdout and stderr are to be the slave (see PtySlave).
    */
-  static open(like?: number): Pty {
+  static open(like?: number, stdio: { stdout: boolean; stderr: boolean } = { stdout: true, stderr: true }): Pty {
     const c = calls();
     const fail = (what: string): never => {
       throw new RunError(`cannot open a pseudo-terminal: ${what}: ${c.strerror(koffi().errno())}`);
@@ -152,7 +160,7 @@ export class Pty {
         copyWindowSize(like, master);
       }
       slaveFd = openSync(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
-      return new Pty(master, { path, fd: slaveFd });
+      return new Pty(master, { path, fd: slaveFd, stdout: stdio.stdout, stderr: stdio.stderr });
     } catch (e) {
       if (slaveFd >= 0) closeSync(slaveFd);
       closeSync(master);

@@ -9,7 +9,9 @@ import { libc } from '../../src/locks/koffi.js';
 import { Pty } from '../../src/sessions/terminal.js';
 
 const FIONREAD = 0x541b;
+const TIOCSWINSZ = 0x5414;
 let ioctlInt: ((fd: number, request: number, arg: Int32Array) => number) | undefined;
+let ioctlBuf: ((fd: number, request: number, arg: Buffer) => number) | undefined;
 
 export class TestTerminal {
   readonly path: string;
@@ -38,9 +40,9 @@ export class TestTerminal {
   }
 
   /** Starts `argv` with this terminal as its stdio and controlling terminal, in a session of its own. */
-  start(argv: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): ChildProcess & { status: Promise<number> } {
+  start(argv: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; stdout?: number } = {}): ChildProcess & { status: Promise<number> } {
     const fd = this.#slave;
-    const child = spawn('setsid', ['--ctty', ...argv], { stdio: [fd, fd, fd], env: opts.env, cwd: opts.cwd });
+    const child = spawn('setsid', ['--ctty', ...argv], { stdio: [fd, opts.stdout ?? fd, fd], env: opts.env, cwd: opts.cwd });
     const status = new Promise<number>((resolve) => child.once('exit', (code, sig) => resolve(code ?? 128 + (sig === 'SIGKILL' ? 9 : 15))));
     return Object.assign(child, { status });
   }
@@ -67,10 +69,17 @@ export class TestTerminal {
     });
   }
 
-  /** Sets the window size as a terminal emulator does (its foreground process group gets SIGWINCH). */
+  /**
+   * Sets the window size as a terminal emulator does, in one TIOCSWINSZ
+   * (its foreground process group gets one SIGWINCH; `stty rows R cols C`
+   * would make two, with a half-changed size between them).
+   */
   resize(rows: number, cols: number): void {
-    const r = spawnSync('stty', ['-F', this.path, 'rows', String(rows), 'cols', String(cols)], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`stty: ${r.stderr}`);
+    ioctlBuf ??= libc().func('int ioctl(int fd, unsigned long request, void *arg)') as unknown as typeof ioctlBuf;
+    const ws = Buffer.alloc(8); // struct winsize { unsigned short ws_row, ws_col, ws_xpixel, ws_ypixel; }
+    ws.writeUInt16LE(rows, 0);
+    ws.writeUInt16LE(cols, 2);
+    if (ioctlBuf!(this.#masterFd, TIOCSWINSZ, ws) !== 0) throw new Error('TIOCSWINSZ failed');
   }
 
   /** The terminal's modes, as `stty -g` prints them. */

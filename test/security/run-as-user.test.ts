@@ -6,7 +6,7 @@
 // process in a session, no user left (makeUser removes it).
 import anyTest, { type TestFn } from 'ava';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, statSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { USER_PATH } from '../../src/sessions/environment.js';
 import { assertNothingLeftUnder, destroyFixture, makeFixture, REPO, type Fixture } from '../helpers/chroots.js';
@@ -152,6 +152,24 @@ asRoot(`Ctrl-C on root's terminal reaches the command through its pty (exit 130)
   t.is(await b.status, 3);
   t.regex(term.screen, /read=hello/);
   t.is(term.modes(), modes);
+});
+
+asRoot(`stdin a terminal, stdout a file: the file gets the output as written (no CRLF), the terminal the rest${NEEDS_ROOT}`, async (t) => {
+  const user = makeUser(t);
+  const term = new TestTerminal();
+  t.teardown(() => term.close());
+  const path = join(fx.tmp, 'out.txt');
+  const fd = openSync(path, 'w');
+  t.teardown(() => rmSync(path, { force: true }));
+  let w;
+  try {
+    w = term.start([process.execPath, WARDEN, 'run', '-c', 'fx', '-u', user.name, '--', '/bin/sh', '-c', 'echo one; echo two; echo to-stderr >&2'], { env: callerEnv(), cwd: fx.tmp, stdout: fd });
+  } finally {
+    closeSync(fd);
+  }
+  t.is(await w.status, 0);
+  t.is(readFileSync(path, 'utf8'), 'one\ntwo\n');
+  await term.until(/to-stderr\r\n/);
 });
 
 asRoot(`the window size is the caller's at start and follows it (SIGWINCH)${NEEDS_ROOT}`, async (t) => {

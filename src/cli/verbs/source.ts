@@ -51,5 +51,5 @@ export default async function source(p: Parsed): Promise<number> {
   // would only make `warden locks` show this process as well.
   if (entry.inherited) entry.close();
   const child = entry.child!;
-  return runCommand(() => fromChildProcess(child), entry, pty);
+  return runCommand(() => fromChildProcess(child), entry, pty ?? null);
 }
