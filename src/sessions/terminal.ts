@@ -220,9 +220,10 @@ export class Pty {
       // The size may have changed since the pty was opened.
       winch();
       const end = await pump(master, outer, out, { ...o, exited });
-      // read(2) returns 0 on a pty master being hung up (n_tty_read, Linux
-      // 6.x), and can do so before the last of the output is read; a read
-      // now gets it (EAGAIN or EIO when there is nothing more).
+      // read(2) on the master can return 0 instead of EIO as the last slave
+      // fd closes (n_tty_read's hang-up checks), and on Linux 6.18 did so
+      // before the last output was read (2 in 60 runs): read again now
+      // (EAGAIN or EIO when there is nothing more).
       if (end === 'eof') drain(masterFd, out);
       // Whatever the command wrote reaches the output before we return.
       await new Promise<void>((resolve) => out.write('', () => resolve()));
