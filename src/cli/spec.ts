@@ -24,6 +24,13 @@ export interface VerbSpec {
 
 const json: OptionSpec = { type: 'boolean', describe: 'machine-readable output' };
 
+// schroot's -p: the command otherwise gets a minimal environment (sessions/environment.ts).
+const preserveEnvironment: OptionSpec = {
+  type: 'boolean',
+  alias: 'p',
+  describe: "keep the caller's environment (minus schroot's environment filter: LD_*, IFS, BASH_ENV, ...) instead of a minimal one (TERM; HOME, USER, LOGNAME, SHELL of the user; a standard PATH)",
+};
+
 export const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
   config: { type: 'string', describe: 'configuration file (default: $WARDEN_CONFIG, ./etc/warden.conf, /etc/warden/warden.conf)', value: 'FILE' },
   'state-dir': { type: 'string', describe: 'where sessions live (default: $WARDEN_STATE_DIR, [warden] state-dir=, ./sessions)', value: 'DIR' },
@@ -38,7 +45,7 @@ const lockWait: Record<string, OptionSpec> = {
 export const VERBS: VerbSpec[] = [
   {
     name: 'run',
-    usage: 'warden run (-c CHROOT | -s ID) [-u USER] [-d DIR] [--] CMD...',
+    usage: 'warden run (-c CHROOT | -s ID) [-u USER] [-d DIR] [-p] [--] CMD...',
     describe: 'run a command in a session: -c begins an automatic session and ends it afterwards; -s uses an existing one',
     options: {
       chroot: { type: 'string', alias: 'c', describe: 'begin an automatic session of this chroot (name or alias)', value: 'CHROOT' },
@@ -46,23 +53,26 @@ export const VERBS: VerbSpec[] = [
       id: { type: 'string', describe: 'id for the automatic session (default: CHROOT-UUID)', value: 'ID' },
       user: { type: 'string', alias: 'u', describe: 'run as this user (name or uid, from the host /etc/passwd)', value: 'USER' },
       directory: { type: 'string', alias: 'd', describe: 'working directory inside the session (default: the current one if it exists there, else /)', value: 'DIR' },
+      'preserve-environment': preserveEnvironment,
       ...lockWait,
     },
     command: true,
     examples: [
       ['warden run -c demo -- sh -c "echo hi > /tmp/x; cat /tmp/x"', 'an automatic session: the write stays in the session'],
       ['warden run -s demo-1234 -u nobody -d /tmp -- id', 'run in an existing session as nobody'],
+      ['warden run -c demo -p -- make', "run with the caller's environment (filtered) instead of a minimal one"],
     ],
   },
   {
     name: 'source',
-    usage: 'warden source -c CHROOT [--timeout S] [--no-wait] [--recover-stale] [-u USER] [-d DIR] [--] CMD...',
+    usage: 'warden source -c CHROOT [--timeout S] [--no-wait] [--recover-stale] [-u USER] [-d DIR] [-p] [--] CMD...',
     describe:
       'run a command in the source chroot itself, exclusively: new sessions wait, and the command starts once the sessions still using the source have ended',
     options: {
       chroot: { type: 'string', alias: 'c', describe: 'the chroot whose source to enter (name or alias)', value: 'CHROOT' },
       user: { type: 'string', alias: 'u', describe: 'run as this user (name or uid, from the host /etc/passwd)', value: 'USER' },
       directory: { type: 'string', alias: 'd', describe: 'working directory inside the source (default: the current one if it exists there, else /)', value: 'DIR' },
+      'preserve-environment': preserveEnvironment,
       'recover-stale': { type: 'boolean', describe: 'end stale sessions of the chroot first (their upper layers are deleted) instead of failing with exit 7' },
       ...lockWait,
     },
@@ -101,7 +111,7 @@ export const VERBS: VerbSpec[] = [
   },
   {
     name: 'recover',
-    usage: 'warden recover (-s ID | --all) [--end] [-u USER] [-d DIR] [-- CMD...]',
+    usage: 'warden recover (-s ID | --all) [--end] [-u USER] [-d DIR] [-p] [-- CMD...]',
     describe:
       'recover stale sessions (nothing holds them: warden was killed, or the machine rebooted): re-mount and re-adopt them, or with --end end them; with CMD, run it in the recovered session and hold the session while it runs',
     options: {
@@ -110,6 +120,7 @@ export const VERBS: VerbSpec[] = [
       end: { type: 'boolean', describe: 'end the session(s) instead of re-adopting them' },
       user: { type: 'string', alias: 'u', describe: 'run CMD as this user (name or uid, from the host /etc/passwd)', value: 'USER' },
       directory: { type: 'string', alias: 'd', describe: 'working directory of CMD inside the session', value: 'DIR' },
+      'preserve-environment': preserveEnvironment,
       ...lockWait,
     },
     command: true,

@@ -147,6 +147,8 @@ export interface Account {
   uid: number;
   gid: number;
   home: string;
+  /** The login shell (field 7); may be empty. */
+  shell: string;
 }
 
 interface Passwd {
@@ -218,7 +220,7 @@ function records(text: string, minFields: number): Array<{ name: string; id: num
 function parsePasswd(text: string): Passwd {
   const p: Passwd = { nameByUid: new Map(), uidByName: new Map(), accounts: [] };
   for (const r of records(text, 7)) {
-    p.accounts.push({ name: r.name, uid: r.id, gid: Number(r.fields[3]), home: r.fields[5]! });
+    p.accounts.push({ name: r.name, uid: r.id, gid: Number(r.fields[3]), home: r.fields[5]!, shell: r.fields[6]! });
     if (!p.nameByUid.has(r.id)) p.nameByUid.set(r.id, r.name);
     if (!p.uidByName.has(r.name)) p.uidByName.set(r.name, r.id);
   }

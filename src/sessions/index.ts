@@ -4,6 +4,8 @@ export { endSession, type EndOptions } from './end.js';
 export { openSession } from './open.js';
 export { assertRunnable, spawnInSession, RunError, type CommandOptions } from './run.js';
 export { fromChildProcess, type Command } from './spawn.js';
+export { Pty, isTerminal, type PtySlave } from './terminal.js';
+export { commandEnvironment, ENVIRONMENT_FILTER, type EnvironmentOptions } from './environment.js';
 export { enterSource, sourceHolders, spawnInSource, SourceEntry, type SourceOptions } from './source.js';
 export { Session, sessionPaths, type CommandLocks, type SessionPaths } from './session.js';
 export { ensureStateDir, inspectEntry, listSessions, type EntryStatus, type ListOptions, type SessionEntry } from './store.js';

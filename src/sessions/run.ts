@@ -7,13 +7,19 @@
 // flags (`--root`, `--wd`, `--setuid`, `--setgid`): Node cannot run code
 // between fork and exec, and unshare does exactly these steps in that order
 // with the exit codes we document (126 not executable, 127 not found).
+//
+// Whoever it runs as, the command gets a session of its own, a pty of its
+// own when the caller hands one (its stdin is a terminal), and a minimal
+// environment unless the caller asks to preserve its own (environment.ts).
 import type { ChildProcess } from 'node:child_process';
 import { childProcess } from '../child-process.js';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, fchownSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { findAccount, type Account } from '../config/index.js';
 import { RunError, SessionNeedsRecoveryError } from './errors.js';
-import { startCommand, type Command } from './spawn.js';
+import { SETSID, startCommand, terminalStdio, type Command } from './spawn.js';
+import { commandEnvironment } from './environment.js';
+import type { PtySlave } from './terminal.js';
 
 export { RunError } from './errors.js';
 import type { CommandLocks, Session } from './session.js';
@@ -27,14 +33,19 @@ export interface CommandOptions {
   user?: string;
   /** Working directory inside the session; default: the caller's cwd when it exists there, else `/`. */
   directory?: string;
+  /** The caller's environment (default: this process's): kept with `preserveEnvironment`, else only TERM of it. */
   env?: NodeJS.ProcessEnv;
+  /** Keep the caller's environment, minus schroot's environment filter (`-p`). */
+  preserveEnvironment?: boolean;
+  /** The slave of a pty for the command (see Pty): its stdio and controlling terminal. Default: stdio inherited. */
+  terminal?: PtySlave | undefined;
 }
 
 /** The account `-u USER` names; a numeric uid without a passwd entry runs with gid = uid and home /. */
 function lookupUser(user: string): Account {
   const found = findAccount(user);
   if (found) return found;
-  if (/^\d+$/.test(user)) return { name: user, uid: Number(user), gid: Number(user), home: '/' };
+  if (/^\d+$/.test(user)) return { name: user, uid: Number(user), gid: Number(user), home: '/', shell: '/bin/sh' };
   throw new RunError(`user ${JSON.stringify(user)}: no such user in /etc/passwd`);
 }
 
@@ -86,7 +97,7 @@ export function spawnInSession(session: Session, locks: CommandLocks, o: Command
  */
 export function spawnChrooted(target: ChrootTarget, lockFds: readonly number[], o: CommandOptions): Command {
   const { args, env } = chrootCommand(target, lockFds, o);
-  return startCommand(UNSHARE, args, env, lockFds);
+  return startCommand(UNSHARE, args, env, lockFds, { terminal: o.terminal });
 }
 
 /** A command started ahead of time, held back before it chroots until open(). */
@@ -115,9 +126,15 @@ const GATE_SCRIPT = (fd: number) => `read -r go <&${fd} && [ "$go" = go ] || exi
 export function spawnGated(target: ChrootTarget, lockFds: readonly number[], o: CommandOptions): GatedChild {
   const { args, env } = chrootCommand(target, lockFds, o);
   const gateFd = 3 + lockFds.length;
-  const child = childProcess().spawn('/bin/sh', ['-c', GATE_SCRIPT(gateFd), 'warden-gate', UNSHARE, ...args], {
-    stdio: ['inherit', 'inherit', 'inherit', ...lockFds, 'pipe'],
+  // A session of its own, as startCommand gives: with a pty setsid(1)
+  // makes it the controlling terminal once the gate opens; without one the
+  // gate's shell starts detached (setsid).
+  const t = o.terminal;
+  const chain = t ? [SETSID, '--ctty', UNSHARE, ...args] : [UNSHARE, ...args];
+  const child = childProcess().spawn('/bin/sh', ['-c', GATE_SCRIPT(gateFd), 'warden-gate', ...chain], {
+    stdio: t ? terminalStdio(t, [...lockFds, 'pipe']) : ['inherit', 'inherit', 'inherit', ...lockFds, 'pipe'],
     env,
+    detached: !t,
   });
   let failure: unknown;
   child.once('error', (e) => (failure = e));
@@ -145,7 +162,13 @@ export function spawnGated(target: ChrootTarget, lockFds: readonly number[], o: 
   };
 }
 
-/** unshare's arguments and the command's environment. */
+/** The account a command runs as without -u: this process's. */
+function selfAccount(): Account {
+  const uid = process.getuid!();
+  return findAccount(String(uid)) ?? { name: uid === 0 ? 'root' : String(uid), uid, gid: process.getgid!(), home: '/', shell: '/bin/sh' };
+}
+
+/** unshare's arguments and the command's environment; gives the pty's slave to the user the command runs as. */
 function chrootCommand(target: ChrootTarget, lockFds: readonly number[], o: CommandOptions): { args: string[]; env: NodeJS.ProcessEnv } {
   if (o.command.length === 0) throw new RunError('no command given');
   const root = target.root;
@@ -162,12 +185,14 @@ function chrootCommand(target: ChrootTarget, lockFds: readonly number[], o: Comm
   if (pw) args.push('--setgid', String(pw.gid), '--setuid', String(pw.uid));
   args.push('--', ...o.command);
   const firstFd = 3;
-  const env: NodeJS.ProcessEnv = { ...(o.env ?? process.env) };
-  for (const [k, v] of Object.entries(target.env)) {
-    if (v === undefined) delete env[k];
-    else env[k] = v;
-  }
-  env.WARDEN_LOCK_FDS = lockFds.map((_, i) => firstFd + i).join(',');
-  if (pw) Object.assign(env, { HOME: pw.home, USER: pw.name, LOGNAME: pw.name });
+  const env = commandEnvironment({
+    caller: o.env ?? process.env,
+    account: pw ?? selfAccount(),
+    switched: pw !== undefined && pw.uid !== process.getuid!(),
+    preserve: o.preserveEnvironment === true,
+    warden: { ...target.env, WARDEN_LOCK_FDS: lockFds.map((_, i) => firstFd + i).join(',') },
+  });
+  // The user's own terminal, as login(1) makes it (group tty and mode 0620 stay).
+  if (pw && o.terminal) fchownSync(o.terminal.fd, pw.uid, -1);
   return { args, env };
 }

@@ -13,9 +13,11 @@
 import type { ChildProcess } from 'node:child_process';
 import { closeSync, readSync, readdirSync } from 'node:fs';
 import { constants } from 'node:os';
+import { existsSync } from 'node:fs';
 import { childProcess } from '../child-process.js';
 import { koffi, libc as glibc } from '../locks/koffi.js';
 import { RunError } from './errors.js';
+import type { PtySlave } from './terminal.js';
 
 /** A started command: its pid, a way to signal it, and its status once reaped. */
 export interface Command {
@@ -24,13 +26,29 @@ export interface Command {
   readonly spawned: Promise<void>;
   /** The shell's convention: the exit code, or 128+N for death by signal N. Rejects when it could not be started. */
   readonly exited: Promise<number>;
-  /** Sends a signal unless the command has been reaped already. */
-  kill(signal: NodeJS.Signals): void;
+  /**
+   * Sends a signal unless the command has been reaped already; with
+   * `group`, to its whole process group (it leads one: it runs in a
+   * session of its own), as a terminal's Ctrl-C would.
+   */
+  kill(signal: NodeJS.Signals, group?: boolean): void;
+}
+
+export interface StartOptions {
+  /**
+   * The slave of the command's own pty: its stdin, stdout, stderr and
+   * controlling terminal. Without it stdio is inherited, and the command
+   * still gets a session of its own, without a controlling terminal.
+   */
+  terminal?: PtySlave | undefined;
 }
 
 // <spawn.h>, <sys/wait.h> and <fcntl.h> on Linux; the same on every glibc architecture.
 const POSIX_SPAWN_SETSIGDEF = 0x04;
 const POSIX_SPAWN_SETSIGMASK = 0x08;
+// glibc >= 2.26; applied in the child before the file actions.
+const POSIX_SPAWN_SETSID = 0x80;
+const O_RDWR = 0o2;
 const WNOHANG = 1;
 const O_CLOEXEC = 0o2000000;
 const F_DUPFD_CLOEXEC = 1030;
@@ -45,6 +63,7 @@ interface Libc {
   actionsInit: (actions: Buffer) => number;
   actionsDup2: (actions: Buffer, fd: number, newfd: number) => number;
   actionsClose: (actions: Buffer, fd: number) => number;
+  actionsOpen: (actions: Buffer, fd: number, path: string, oflag: number, mode: number) => number;
   actionsDestroy: (actions: Buffer) => number;
   attrInit: (attr: Buffer) => number;
   attrSetflags: (attr: Buffer, flags: number) => number;
@@ -70,6 +89,7 @@ function native(): Libc | null {
       actionsInit: lib.func('int posix_spawn_file_actions_init(void *actions)'),
       actionsDup2: lib.func('int posix_spawn_file_actions_adddup2(void *actions, int fd, int newfd)'),
       actionsClose: lib.func('int posix_spawn_file_actions_addclose(void *actions, int fd)'),
+      actionsOpen: lib.func('int posix_spawn_file_actions_addopen(void *actions, int fd, const char *path, int oflag, uint32_t mode)'),
       actionsDestroy: lib.func('int posix_spawn_file_actions_destroy(void *actions)'),
       attrInit: lib.func('int posix_spawnattr_init(void *attr)'),
       attrSetflags: lib.func('int posix_spawnattr_setflags(void *attr, short flags)'),
@@ -90,14 +110,15 @@ function native(): Libc | null {
 
 /**
  * Starts `file` (looked up in PATH unless it has a '/') with `args`, the
- * environment `env`, stdio inherited and `fds` as fds 3, 4, ... of the
- * child. Every signal is at its default and none is blocked in the child,
- * as after a fork by a plain C program (Node ignores SIGPIPE, for one).
+ * environment `env`, in a session of its own (setsid(2)), stdio inherited
+ * or the pty slave `o.terminal`, and `fds` as fds 3, 4, ... of the child.
+ * Every signal is at its default and none is blocked in the child, as
+ * after a fork by a plain C program (Node ignores SIGPIPE, for one).
  * Throws RunError when it cannot be started.
  */
-export function startCommand(file: string, args: readonly string[], env: NodeJS.ProcessEnv, fds: readonly number[]): Command {
+export function startCommand(file: string, args: readonly string[], env: NodeJS.ProcessEnv, fds: readonly number[], o: StartOptions = {}): Command {
   const c = native();
-  if (c === null) return fromChildProcess(startWithChildProcess(file, args, env, fds));
+  if (c === null) return fromChildProcess(startWithChildProcess(file, args, env, fds, o));
   const envp: (string | null)[] = [];
   for (const [k, v] of Object.entries(env)) if (v !== undefined) envp.push(`${k}=${v}`);
   envp.push(null);
@@ -114,10 +135,21 @@ export function startCommand(file: string, args: readonly string[], env: NodeJS.
     c.attrSetsigdefault(attr, set);
     c.sigemptyset(set);
     c.attrSetsigmask(attr, set);
-    c.attrSetflags(attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    // A session of its own: the caller's terminal is not its controlling
+    // terminal, so it cannot push input into the caller's shell (TIOCSTI)
+    // nor read from that terminal once warden has gone.
+    c.attrSetflags(attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSID);
     const spawn = (pid: number[]) =>
       spawnAndWaitForExec(c, (spareFrom) => {
         placeFds(c, actions, fds, spareFrom);
+        if (o.terminal) {
+          // Opened without O_NOCTTY by a session leader that has no
+          // controlling terminal, the slave becomes its controlling
+          // terminal (open(2), O_NOCTTY; credentials(7)).
+          c.actionsOpen(actions, 0, o.terminal.path, O_RDWR, 0);
+          if (o.terminal.stdout) c.actionsDup2(actions, 0, 1);
+          if (o.terminal.stderr) c.actionsDup2(actions, 0, 2);
+        }
         return c.posix_spawnp(pid, file, actions, attr, [file, ...args, null], envp);
       });
     return reaped(c, spawn, file);
@@ -254,10 +286,10 @@ function reaped(c: Libc, spawn: (pid: number[]) => number, file: string): Comman
     pid,
     spawned: Promise.resolve(),
     exited,
-    kill(signal) {
+    kill(signal, group = false) {
       if (done) return;
       try {
-        process.kill(pid, signal);
+        process.kill(group ? -pid : pid, signal);
       } catch {
         // gone between its exit and our reaping it
       }
@@ -271,8 +303,23 @@ function decode(status: number): number {
   return sig === 0 ? (status >> 8) & 0xff : 128 + sig;
 }
 
-function startWithChildProcess(file: string, args: readonly string[], env: NodeJS.ProcessEnv, fds: readonly number[]): ChildProcess {
-  return childProcess().spawn(file, [...args], { stdio: ['inherit', 'inherit', 'inherit', ...fds], env });
+/** child_process stdio for a command with pty slave `t`: stdin always the slave, stdout and stderr as `t` says. */
+export function terminalStdio(t: PtySlave, fds: readonly (number | 'pipe')[]): (number | 'inherit' | 'pipe')[] {
+  return [t.fd, t.stdout ? t.fd : 'inherit', t.stderr ? t.fd : 'inherit', ...fds];
+}
+
+/** util-linux setsid(1): `--ctty` makes stdin the controlling terminal (TIOCSCTTY) after setsid(2). */
+export const SETSID = ['/usr/bin/setsid', '/bin/setsid'].find((p) => existsSync(p)) ?? 'setsid';
+
+/**
+ * startCommand's fallback. With a pty, setsid(1) does setsid and TIOCSCTTY
+ * before exec'ing `file` in the same process (it forks only when it leads a
+ * process group, which a child of ours not detached does not).
+ */
+function startWithChildProcess(file: string, args: readonly string[], env: NodeJS.ProcessEnv, fds: readonly number[], o: StartOptions): ChildProcess {
+  const t = o.terminal;
+  if (t) return childProcess().spawn(SETSID, ['--ctty', file, ...args], { stdio: terminalStdio(t, fds), env });
+  return childProcess().spawn(file, [...args], { stdio: ['inherit', 'inherit', 'inherit', ...fds], env, detached: true });
 }
 
 /** A ChildProcess seen as a Command (a source entry's gated command, or the fallback above). */
@@ -296,9 +343,10 @@ export function fromChildProcess(child: ChildProcess): Command {
     },
     spawned,
     exited,
-    kill(signal) {
+    kill(signal, group = false) {
       try {
-        child.kill(signal);
+        if (group && child.pid !== undefined && child.exitCode === null && child.signalCode === null) process.kill(-child.pid, signal);
+        else child.kill(signal);
       } catch {
         // already gone
       }

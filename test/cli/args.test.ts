@@ -13,6 +13,12 @@ const good: [string[], Want][] = [
   [['run', '-cdemo', 'env', '--', '-c', 'x'], { options: { chroot: 'demo' }, command: ['env', '--', '-c', 'x'] }],
   [['run', '-c', 'demo', '--', '--', 'x'], { options: { chroot: 'demo' }, command: ['--', 'x'] }],
   [['run', '-s', 'id1', '-u', 'nobody', '-d', '/tmp', '--timeout', '2.5', '--no-wait', '--', 'id'], { options: { session: 'id1', user: 'nobody', directory: '/tmp', timeout: 2.5, 'no-wait': true }, command: ['id'] }],
+  // -p (schroot's --preserve-environment) wherever a command runs.
+  [['run', '-c', 'demo', '-p', '-u', 'nobody', '--', 'env'], { options: { chroot: 'demo', 'preserve-environment': true, user: 'nobody' }, command: ['env'] }],
+  [['source', '-c', 'demo', '--preserve-environment', 'env'], { options: { chroot: 'demo', 'preserve-environment': true }, command: ['env'] }],
+  [['recover', '-s', 'x', '-p', '--', 'sh'], { options: { session: 'x', 'preserve-environment': true }, command: ['sh'] }],
+  // ... and the command's own -p stays its own.
+  [['run', '-c', 'demo', 'ls', '-p'], { options: { chroot: 'demo' }, command: ['ls', '-p'] }],
   [['list', '--sessions', '--json'], { options: { sessions: true, json: true } }],
   [['info', 'demo', '--json'], { options: { json: true }, positional: ['demo'] }],
   [['info', '--', '-weird'], { positional: ['-weird'] }],
@@ -42,6 +48,7 @@ const bad: [string[], RegExp][] = [
   [['frobnicate'], /unknown verb "frobnicate"/],
   [['list', '--bogus'], /unknown option --bogus/],
   [['list', '-z'], /unknown option -z/],
+  [['begin', '-c', 'demo', '-p'], /unknown option -p/],
   [['run', '-c'], /option --chroot needs a value/],
   [['run', '-c', '--no-wait', '--', 'true'], /option --chroot needs a value/],
   [['run', '--id=', '-c', 'x', 'true'], /option --id needs a value/],

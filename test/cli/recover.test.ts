@@ -68,7 +68,8 @@ test(usage, ['recover'], /exactly one of -s ID or --all/);
 test(usage, ['recover', '-s', 'x', '--all'], /exactly one of -s ID or --all/);
 test(usage, ['recover', '--all', '--', 'true'], /use it with -s ID, without --end/);
 test(usage, ['recover', '-s', 'x', '--end', '--', 'true'], /use it with -s ID, without --end/);
-test(usage, ['recover', '-s', 'x', '-u', 'nobody'], /-u and -d apply to a command/);
+test(usage, ['recover', '-s', 'x', '-u', 'nobody'], /-u, -d and -p apply to a command/);
+test(usage, ['recover', '-s', 'x', '-p'], /-u, -d and -p apply to a command/);
 for (const id of ['..', 'a/b', '../../etc', 'x'.repeat(200), '.hidden', '.new-x.abc']) test(usage, ['recover', '-s', id], /invalid session id/);
 
 test('recover --help; an unknown session is exit 4; nothing stale is exit 0', (t) => {

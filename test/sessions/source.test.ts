@@ -231,7 +231,10 @@ rootSerial('a session whose holders die while the entry waits is caught after th
     const entering = settled(enterSource(entryOpts({ recoverStale, command })));
     await untilBlocked([ref()], 1);
     // warden and its command die together: the source lock is released, the overlay stays mounted.
+    // The command leads a session of its own, so it is not in warden's process group: kill it by name.
+    const commands = processesUnder(fx.stateDir);
     process.kill(-w.pid!, 'SIGKILL');
+    for (const pid of commands) process.kill(pid, 'SIGKILL');
     await exited(w);
     if (!recoverStale) {
       const err = await t.throwsAsync(entering.p, { instanceOf: StaleSessionsError });

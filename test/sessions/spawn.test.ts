@@ -2,11 +2,12 @@
 // Real processes; the child reports what it got (fds, signal dispositions)
 // through files, and every test checks that nothing of it is left.
 import anyTest, { type TestFn } from 'ava';
-import { closeSync, mkdtempSync, openSync, readFileSync, readlinkSync, readdirSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readlinkSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RunError, fromChildProcess } from '../../src/sessions/index.js';
 import { startCommand } from '../../src/sessions/spawn.js';
+import { Pty } from '../../src/sessions/terminal.js';
 import { childrenOf, fileFds } from '../helpers/leaks.js';
 
 const test = anyTest as TestFn<{ dir: string; fds: string[]; sigchld: number }>;
@@ -111,4 +112,58 @@ test.serial('a ChildProcess seen as a Command reports the same statuses', async 
   t.is(await c.exited, 128 + 1);
   const missing = fromChildProcess(spawn('/nonexistent/warden-test', [], { stdio: 'ignore' }));
   await t.throwsAsync(missing.exited, { code: 'ENOENT' });
+});
+
+/** Session id and controlling tty (0: none) of process `pid`, from /proc/PID/stat. */
+function sessionOf(pid: number | string): { session: number; ttyNr: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { session: Number(f[3]), ttyNr: Number(f[4]) };
+}
+
+test.serial('the child leads a session of its own, without a controlling terminal', async (t) => {
+  const out = join(t.context.dir, 'stat');
+  const c = sh(`cat /proc/self/stat > ${out}`);
+  t.is(await c.exited, 0);
+  const text = readFileSync(out, 'utf8');
+  const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  t.is(Number(f[3]), c.pid!, 'session id: its own pid');
+  t.not(Number(f[3]), sessionOf('self').session);
+  t.is(Number(f[4]), 0, 'no controlling terminal');
+});
+
+test.serial('kill(signal, true) reaches the whole process group (what Ctrl-C does)', async (t) => {
+  const c = sh('sleep 1000 & wait');
+  // Until the background sleep is in the group, there is nothing to check.
+  const group = () => readdirSync('/proc').filter((p) => /^\d+$/.test(p) && Number(p) !== c.pid).filter((p) => {
+    try {
+      const s = readFileSync(`/proc/${p}/stat`, 'utf8');
+      return Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[2]) === c.pid;
+    } catch {
+      return false;
+    }
+  });
+  while (group().length === 0) await new Promise((r) => setImmediate(r));
+  const [sleeper] = group();
+  c.kill('SIGTERM', true);
+  t.is(await c.exited, 128 + 15);
+  await t.notThrowsAsync(async () => {
+    while (existsSync(`/proc/${sleeper}`) && !/^State:\s+Z/m.test(readFileSync(`/proc/${sleeper}/status`, 'utf8'))) await new Promise((r) => setImmediate(r));
+  });
+});
+
+test.serial('with a terminal, the pty slave is its stdin, stdout, stderr and controlling terminal', async (t) => {
+  const pty = Pty.open();
+  try {
+    const c = startCommand('sleep', ['1000'], { PATH: process.env.PATH }, [], { terminal: pty.slave });
+    const fds = [0, 1, 2].map((fd) => readlinkSync(`/proc/${c.pid}/fd/${fd}`));
+    const seen = sessionOf(c.pid!);
+    c.kill('SIGKILL');
+    await c.exited;
+    t.deepEqual(fds, [pty.slave.path, pty.slave.path, pty.slave.path]);
+    t.is(seen.session, c.pid!);
+    t.is(seen.ttyNr, statSync(pty.slave.path).rdev, 'its controlling terminal is the slave');
+  } finally {
+    pty.close();
+  }
 });

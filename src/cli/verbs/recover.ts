@@ -13,7 +13,9 @@ export default async function recover(p: Parsed): Promise<number> {
   const o = p.options;
   if (Boolean(o.session) === Boolean(o.all)) throw new UsageError('give exactly one of -s ID or --all', 'recover');
   if (p.command.length > 0 && (o.all || o.end)) throw new UsageError('a command runs in one re-adopted session: use it with -s ID, without --end', 'recover');
-  if ((o.user !== undefined || o.directory !== undefined) && p.command.length === 0) throw new UsageError('-u and -d apply to a command (-- CMD...)', 'recover');
+  if ((o.user !== undefined || o.directory !== undefined || o['preserve-environment'] !== undefined) && p.command.length === 0) {
+    throw new UsageError('-u, -d and -p apply to a command (-- CMD...)', 'recover');
+  }
   const ctx = loadContext({ config: o.config as string, stateDir: o['state-dir'] as string });
   const abort = new AbortController();
   const onSignal = (sig: NodeJS.Signals) => abort.abort(new Error(`interrupted by ${sig}`));
@@ -46,8 +48,8 @@ export default async function recover(p: Parsed): Promise<number> {
   const session = one.session;
   try {
     const locks = await session.commandLocks();
-    const cmd = { command: p.command, user: o.user as string | undefined, directory: o.directory as string | undefined };
-    return await runCommand(() => spawnInSession(session, locks, cmd), locks);
+    const cmd = { command: p.command, user: o.user as string | undefined, directory: o.directory as string | undefined, preserveEnvironment: o['preserve-environment'] === true };
+    return await runCommand((terminal) => spawnInSession(session, locks, { ...cmd, terminal }), locks);
   } finally {
     session.release();
   }

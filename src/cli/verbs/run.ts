@@ -24,7 +24,7 @@ export default async function run(p: Parsed): Promise<number> {
   if (p.command.length === 0) throw new UsageError('no command given (warden run -c CHROOT -- CMD...)', 'run');
   if (o.id !== undefined && !o.chroot) throw new UsageError('--id names a new automatic session: use it with -c', 'run');
   const ctx = loadContext({ config: o.config as string, stateDir: o['state-dir'] as string });
-  const cmd = { command: p.command, user: o.user as string | undefined, directory: o.directory as string | undefined };
+  const cmd = { command: p.command, user: o.user as string | undefined, directory: o.directory as string | undefined, preserveEnvironment: o['preserve-environment'] === true };
 
   if (o.session) {
     // Which chroot the session is of comes from its state.json, read before any lock is taken.
@@ -40,7 +40,7 @@ export default async function run(p: Parsed): Promise<number> {
       locks.close();
       throw e;
     }
-    return runCommand(() => spawnInSession(session, locks, cmd), locks);
+    return runCommand((terminal) => spawnInSession(session, locks, { ...cmd, terminal }), locks);
   }
 
   const def = chrootOf(ctx, o.chroot as string);
@@ -70,7 +70,7 @@ export default async function run(p: Parsed): Promise<number> {
   let status: number;
   try {
     const locks = await session.commandLocks();
-    status = await runCommand(() => spawnInSession(session, locks, cmd), locks);
+    status = await runCommand((terminal) => spawnInSession(session, locks, { ...cmd, terminal }), locks);
   } catch (e) {
     // The command never ran: report that, then still end the session.
     process.stderr.write(formatError(`run -c ${def.name}`, e));

@@ -6,7 +6,7 @@
 import { enterSource, fromChildProcess, type SourceEntry } from '../../sessions/index.js';
 import type { Parsed } from '../args.js';
 import { authorizeCaller } from '../authorize.js';
-import { runCommand } from '../command.js';
+import { runCommand, terminalForCommand } from '../command.js';
 import { chrootOf, loadContext } from '../context.js';
 import { UsageError } from '../errors.js';
 import { waitReporter } from '../wait-line.js';
@@ -17,13 +17,15 @@ export default async function source(p: Parsed): Promise<number> {
   if (p.command.length === 0) throw new UsageError('no command given (warden source -c CHROOT -- CMD...)', 'source');
   const ctx = loadContext({ config: o.config as string, stateDir: o['state-dir'] as string });
   const def = chrootOf(ctx, o.chroot as string);
-  const cmd = { command: p.command, user: o.user as string | undefined, directory: o.directory as string | undefined };
+  const cmd = { command: p.command, user: o.user as string | undefined, directory: o.directory as string | undefined, preserveEnvironment: o['preserve-environment'] === true };
   await authorizeCaller(() => def, 'source', cmd.user);
   const abort = new AbortController();
   const onSignal = (sig: NodeJS.Signals) => abort.abort(new Error(`interrupted by ${sig}`));
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   for (const s of signals) process.on(s, onSignal);
   const waits = waitReporter();
+  // Opened before the wait: the command is started (held at a gate) while warden waits.
+  const pty = terminalForCommand();
   let entry: SourceEntry;
   try {
     // The command is started while we wait and let go once the source is ours.
@@ -35,8 +37,11 @@ export default async function source(p: Parsed): Promise<number> {
       timeout: o.timeout === undefined ? undefined : (o.timeout as number) * 1000,
       wait: o['no-wait'] ? false : undefined,
       onWait: waits.onWait,
-      command: cmd,
+      command: { ...cmd, terminal: pty?.slave },
     });
+  } catch (e) {
+    pty?.close();
+    throw e;
   } finally {
     waits.done();
     for (const s of signals) process.off(s, onSignal);
@@ -46,5 +51,5 @@ export default async function source(p: Parsed): Promise<number> {
   // would only make `warden locks` show this process as well.
   if (entry.inherited) entry.close();
   const child = entry.child!;
-  return runCommand(() => fromChildProcess(child), entry);
+  return runCommand(() => fromChildProcess(child), entry, pty ?? null);
 }
