@@ -92,9 +92,11 @@ test('the cache learns the code of each verb from its first good run, once, and 
   const bundle = join(dir, 'warden-main.cjs');
   const st = statSync(bundle);
   const warden = (args: string[], env: NodeJS.ProcessEnv = process.env) =>
-    // cwd: the copy's dir, which has no etc/warden.conf: the repo's names
+    // A config of the test's own, in the copy's dir: the repo's names
     // /var/lib/warden/demo, which exists only once `npm run demo` has run.
-    spawnSync(process.execPath, [join(dir, 'warden.cjs'), ...args], { encoding: 'utf8', timeout: 30_000, env, cwd: dir });
+    spawnSync(process.execPath, [join(dir, 'warden.cjs'), ...args], { encoding: 'utf8', timeout: 30_000, env: { WARDEN_CONFIG: config, ...env }, cwd: dir });
+  const config = join(dir, 'warden.conf');
+  writeFileSync(config, '[demo]\ntype=directory\ndirectory=/\naliases=sid,unstable\n');
   // Start from the cache as the build wrote it: no verbs.
   const built = readCache(cache);
   writeFileSync(cache, Buffer.concat([Buffer.from(`${st.size} ${st.mtimeMs}\n`), built.data]));

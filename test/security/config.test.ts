@@ -7,7 +7,7 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writ
 import { join } from 'node:path';
 import { ConfigError, loadConfig } from '../../src/config/index.js';
 import { makeUser } from '../helpers/users.js';
-import { lines, ROOT, tree } from './tree.js';
+import { lines, ROOT, tree } from '../config/tree.js';
 
 const isRoot = process.getuid!() === 0;
 const asRoot = isRoot ? test : test.skip;
