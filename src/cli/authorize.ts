@@ -5,21 +5,42 @@
 // Root is always allowed, so for root this loads nothing at all (every
 // call pays start-up; the policy and the passwd file are for non-root ones).
 import type { ChrootDef } from '../config/index.js';
+import type { SessionState } from '../sessions/index.js';
 
 /**
  * Throws PermissionDeniedError unless the calling user may run as `user`
  * (a -u value; undefined: themselves) in sessions of the chroot, or enter
- * its source. `chroot` is a thunk so that root callers never pay for
- * finding it (for `run -s`, reading the session's state).
+ * its source; for `run -s` (`session` given), SessionAccessError unless
+ * they own the session (state.json's owner). `chroot` is a thunk so that
+ * root callers never pay for finding it (for `run -s`, reading the
+ * session's state). A caller who passes every check but is not root gets
+ * RootRequiredError: the locks and mounts are root's, and warden cannot be
+ * setuid, so the command cannot be started from this process.
  */
-export async function authorizeCaller(chroot: () => ChrootDef, what: 'run' | 'source', user: string | undefined): Promise<void> {
+export async function authorizeCaller(
+  chroot: () => ChrootDef,
+  what: 'run' | 'source',
+  user: string | undefined,
+  session?: () => SessionState,
+): Promise<void> {
   if (process.getuid!() === 0) return;
-  const [{ accessToRun, authorize }, { selfCredentials }] = await Promise.all([
+  const [{ accessToRun, authorize }, { selfCredentials }, { assertSessionOwner }] = await Promise.all([
     import('../config/access.js'),
     import('../supervisor/peercred.js'),
+    import('../supervisor/owner.js'),
   ]);
   const def = chroot();
   const who = selfCredentials();
   const needs = what === 'source' ? (['source'] as const) : accessToRun(who, user);
   for (const access of needs) authorize(def, who, access);
+  if (session) assertSessionOwner(session(), who, 'run in');
+  throw new RootRequiredError(what === 'source' ? 'entering a source chroot' : 'running a command in a session');
+}
+
+/** The caller may do it, but only root can carry it out from the command line (exit 8). */
+export class RootRequiredError extends Error {
+  override name = 'RootRequiredError';
+  constructor(what: string) {
+    super(`${what} from the command line needs root: the lock files and mounts are root's (uid ${process.getuid!()} may begin and end sessions through the supervisor's socket)`);
+  }
 }

@@ -40,6 +40,8 @@ const CODES: Record<string, number> = {
   SourceBusyError: EXIT.busy,
   SessionNeedsRecoveryError: EXIT.stale,
   PermissionDeniedError: EXIT.denied,
+  RootRequiredError: EXIT.denied,
+  StateDirAccessError: EXIT.denied,
   SessionAccessError: EXIT.denied,
   SupervisorAccessError: EXIT.denied,
   SupervisorLimitError: EXIT.busy,

@@ -98,6 +98,14 @@ export class StateDirUntrustedError extends StateDirError {
   }
 }
 
+/** A state dir this user may not list (it is root's, 0711): not permitted (exit 8). */
+export class StateDirAccessError extends StateDirError {
+  override name = 'StateDirAccessError';
+  constructor(path: string) {
+    super(path, `uid ${process.getuid?.()} may not list it: the state dir is root's (mode 0711), and only root lists its sessions`);
+  }
+}
+
 /** Something went wrong AND undoing it failed too: both are reported. */
 export class RollbackError extends SessionError {
   override name = 'RollbackError';

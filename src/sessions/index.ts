@@ -36,6 +36,7 @@ export {
   SessionNotFoundError,
   StateDirError,
   StateDirUntrustedError,
+  StateDirAccessError,
 } from './errors.js';
 export { describeSessionHolders, SourceBusyError, StaleSessionsError, type SessionHolder } from './errors.js';
 export { lockCensus, type CensusOptions, type LockRow } from './census.js';

@@ -5,7 +5,7 @@ import { chmodSync, lstatSync, mkdirSync, readdirSync, type BigIntStats, type Di
 import { untrusted } from '../trust.js';
 import { join, resolve } from 'node:path';
 import { fileKey, lockHolders, rangesOverlap, readProcLocks, type LockHolder } from '../locks/index.js';
-import { SessionCorruptError, SessionNotFoundError, StateDirError, StateDirUntrustedError } from './errors.js';
+import { SessionCorruptError, SessionNotFoundError, StateDirAccessError, StateDirError, StateDirUntrustedError } from './errors.js';
 import { ID_PATTERN, isReservedName, validateId } from './ids.js';
 import { LIVENESS, MANAGE_DIR, SESSION_LOCK_FILE, livenessHeld } from './locks.js';
 import { markTopDirectory } from './native.js';
@@ -168,6 +168,7 @@ export function listSessions(stateDir: string, opts: ListOptions = {}): SessionE
     dirents = readdirSync(stateDir, { withFileTypes: true });
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    if ((e as NodeJS.ErrnoException).code === 'EACCES') throw new StateDirAccessError(stateDir);
     throw new StateDirError(stateDir, (e as Error).message, e);
   }
   const out: SessionEntry[] = [];

@@ -104,3 +104,39 @@ asRoot(`source --timeout 3000000 (35 days) waits instead of giving up at once; a
   const r = await long.result;
   t.is(r.status, 0, r.stderr);
 });
+
+asRoot(`an admitted user at the command line gets exit 8 saying why, never an EACCES from a lock file${NEEDS_ROOT}`, (t) => {
+  const user = makeUser(t);
+  const mine = writeConfig(join(fx.tmp, `as-${user.name}`), `[warden]\nhooks-dir=${fx.noHooks}\nstate-dir=${env.stateDir}\n\n[fx]\ntype=directory\ndirectory=${fx.source}\nusers=${user.name}\n`);
+  const asUser = (args: string[]) => {
+    const r = spawnSync(process.execPath, [WARDEN, ...args], {
+      env: { PATH: process.env.PATH, WARDEN_CONFIG: mine.config },
+      uid: user.uid,
+      gid: user.gid,
+      encoding: 'utf8',
+      cwd: '/',
+      timeout: 60_000,
+    });
+    if (r.error) throw r.error;
+    return r;
+  };
+  const rootSession = warden(env, ['run', '-c', 'fx', '--id', 'roots', '--', '/bin/sh', '-c', 'sleep 1000 </dev/null >/dev/null 2>&1 & echo started']);
+  t.is(rootSession.status, 0, rootSession.stderr);
+  try {
+    let r = asUser(['run', '-c', 'fx', '--', 'true']);
+    t.is(r.status, 8, r.stderr);
+    t.regex(r.stderr, /running a command in a session from the command line needs root/);
+    r = asUser(['run', '-s', 'roots', '--', 'true']);
+    t.is(r.status, 8, r.stderr);
+    t.regex(r.stderr, new RegExp(`uid ${user.uid} may not run in session roots: it belongs to uid 0`));
+    r = asUser(['list', '--sessions']);
+    t.is(r.status, 8, r.stderr);
+    t.regex(r.stderr, /may not list it: the state dir is root's \(mode 0711\)/);
+    r = asUser(['end', '-s', 'roots']);
+    t.is(r.status, 8, r.stderr);
+  } finally {
+    t.is(warden(env, ['end', '-s', 'roots', '--force']).status, 0);
+  }
+  // (supervisor.lock and .log stay from the test that started one)
+  t.deepEqual(stateEntries(env.stateDir).filter((n) => !n.startsWith('supervisor.')), []);
+});

@@ -67,9 +67,16 @@ async function withEnder<T>(stateDir: string, fn: (endOne: EndOne) => Promise<T>
   }
   // The ending code (hooks, unmounting) is loaded only to end here.
   const { endSession } = await import('../../sessions/end.js');
-  return fn((session, f, signal, onWait) =>
-    endSession(session, { wait: f.wait, force: f.force, timeout: f.timeout === undefined ? undefined : f.timeout * 1000, signal, onWait }),
-  );
+  return fn(async (session, f, signal, onWait) => {
+    // Without a supervisor the ending is this process's: root's work. Anyone
+    // else learns whether the session is theirs, then why it cannot be done.
+    if (process.getuid!() !== 0) {
+      const [{ assertSessionOwner }, { RootRequiredError }] = await Promise.all([import('../../supervisor/owner.js'), import('../authorize.js')]);
+      assertSessionOwner(session.state, { uid: process.getuid!() }, 'end');
+      throw new RootRequiredError('ending a session when no supervisor runs');
+    }
+    await endSession(session, { wait: f.wait, force: f.force, timeout: f.timeout === undefined ? undefined : f.timeout * 1000, signal, onWait });
+  });
 }
 
 async function viaSupervisor(client: SupervisorClient, session: Session, f: EndFlags, signal: AbortSignal, onWait: OnWait): Promise<void> {

@@ -28,7 +28,8 @@ export default async function run(p: Parsed): Promise<number> {
 
   if (o.session) {
     // Which chroot the session is of comes from its state.json, read before any lock is taken.
-    await authorizeCaller(() => chrootOf(ctx, openSession(ctx.stateDir, o.session as string).state.chroot), 'run', cmd.user);
+    const state = () => openSession(ctx.stateDir, o.session as string).state;
+    await authorizeCaller(() => chrootOf(ctx, state().chroot), 'run', cmd.user, state);
     const locks = await openSession(ctx.stateDir, o.session as string).commandLocks();
     let session: Session;
     try {
