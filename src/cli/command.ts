@@ -1,30 +1,41 @@
 // Running a command for `run`, `source` and `recover -- CMD`: the child was
 // spawned with the lock fds; wait for it, pass its status through, close
 // our copies of the locks. The command runs in a session of its own: when
-// stdin is a terminal it gets a pty of its own, which warden relays (Ctrl-C
-// is a byte in the pty then, and the pty's line discipline signals the
-// command); otherwise stdio is passed through and warden forwards SIGINT
-// and SIGQUIT to the command's process group, as a terminal would. SIGTERM
-// and SIGHUP sent to warden are passed on to the command.
-import { isTerminal, Pty, type Command, type CommandLocks, type PtySlave } from '../sessions/index.js';
+// any of stdin, stdout, stderr is a terminal it gets a pty of its own,
+// which warden relays (with stdin a terminal, Ctrl-C is a byte in the pty,
+// and the pty's line discipline signals the command); what is not a
+// terminal is passed through, and warden forwards SIGINT and SIGQUIT to
+// the command's process group, as a terminal would. SIGTERM and SIGHUP
+// sent to warden are passed on to the command.
+import { isTerminal, Pty, type Command, type CommandLocks, type PtySlave, type PtyStdio } from '../sessions/index.js';
 
 /**
- * A pty for the command when stdin is a terminal, whoever the command
- * runs as: the caller's terminal is never the command's controlling
+ * A pty for the command when any of stdin, stdout, stderr is a terminal
+ * (sudo's use_pty rule), whoever the command runs as: no fd of the
+ * caller's terminal reaches the command, and it is never its controlling
  * terminal (one behaviour for every user; see DESIGN.md, security model).
+ * Each of the three that is a terminal becomes the slave; the others are
+ * passed through. Nothing a terminal: three isatty(3) calls, no pty.
  */
 export function terminalForCommand(): Pty | undefined {
-  return isTerminal(0) ? Pty.open(0, { stdout: isTerminal(1), stderr: isTerminal(2) }) : undefined;
+  const stdio = { stdin: isTerminal(0), stdout: isTerminal(1), stderr: isTerminal(2) };
+  const like = callerTerminal(stdio);
+  return like === undefined ? undefined : Pty.open(like, stdio);
+}
+
+/** The first of fds 0-2 that is a terminal (as `t` records), or undefined. */
+function callerTerminal(t: PtyStdio): number | undefined {
+  return t.stdin ? 0 : t.stdout ? 1 : t.stderr ? 2 : undefined;
 }
 
 /** Where the pty's output goes: the caller's terminal (stdout, else stderr), else stdout. */
-function ptyOutput(): number {
-  return isTerminal(1) || !isTerminal(2) ? 1 : 2;
+function ptyOutput(t: PtySlave): number {
+  return t.stdout || !t.stderr ? 1 : 2;
 }
 
 /**
  * Spawns through `start` (with the slave of `given`, or of a pty opened
- * here when stdin is a terminal; null: none), relays the pty, waits for the
+ * here when any of stdin, stdout, stderr is a terminal; null: none), relays the pty, waits for the
  * command, resolves to its status (128+N for signal N); always closes
  * `locks` and the pty.
  */
@@ -55,7 +66,8 @@ export async function runCommand(
   ];
   for (const [s, h] of handlers) process.on(s, h);
   try {
-    const relayed = pty?.relay({ input: 0, output: ptyOutput(), exited: child.exited });
+    // Stdin is read only when it is a terminal; otherwise the command reads it itself.
+    const relayed = pty?.relay({ input: pty.slave.stdin ? 0 : undefined, output: ptyOutput(pty.slave), size: callerTerminal(pty.slave), exited: child.exited });
     // Both settle: the relay ends once the command's output is flushed, or
     // (failing) closes the master, which hangs the command up.
     const [status, relay] = await Promise.allSettled([child.exited, relayed]);

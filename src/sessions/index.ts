@@ -4,7 +4,7 @@ export { endSession, type EndOptions } from './end.js';
 export { openSession } from './open.js';
 export { assertRunnable, spawnInSession, RunError, type CommandOptions } from './run.js';
 export { fromChildProcess, type Command } from './spawn.js';
-export { Pty, isTerminal, type PtySlave } from './terminal.js';
+export { Pty, isTerminal, type PtySlave, type PtyStdio } from './terminal.js';
 export { commandEnvironment, ENVIRONMENT_FILTER, type EnvironmentOptions } from './environment.js';
 export { enterSource, sourceHolders, spawnInSource, SourceEntry, type SourceOptions } from './source.js';
 export { Session, sessionPaths, type CommandLocks, type SessionPaths } from './session.js';

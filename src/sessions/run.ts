@@ -9,7 +9,7 @@
 // with the exit codes we document (126 not executable, 127 not found).
 //
 // Whoever it runs as, the command gets a session of its own, a pty of its
-// own when the caller hands one (its stdin is a terminal), and a minimal
+// own when the caller hands one (any of its stdio is a terminal), and a minimal
 // environment unless the caller asks to preserve its own (environment.ts).
 import type { ChildProcess } from 'node:child_process';
 import { childProcess } from '../child-process.js';
@@ -17,7 +17,7 @@ import { existsSync, fchownSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { findAccount, type Account } from '../config/index.js';
 import { RunError, SessionNeedsRecoveryError } from './errors.js';
-import { SETSID, startCommand, terminalStdio, type Command } from './spawn.js';
+import { startCommand, viaSetsid, type Command } from './spawn.js';
 import { commandEnvironment } from './environment.js';
 import type { PtySlave } from './terminal.js';
 
@@ -130,9 +130,10 @@ export function spawnGated(target: ChrootTarget, lockFds: readonly number[], o: 
   // makes it the controlling terminal once the gate opens; without one the
   // gate's shell starts detached (setsid).
   const t = o.terminal;
-  const chain = t ? [SETSID, '--ctty', UNSHARE, ...args] : [UNSHARE, ...args];
+  const fds: (number | 'pipe')[] = [...lockFds, 'pipe'];
+  const { argv: chain, stdio } = t ? viaSetsid(t, [UNSHARE, ...args], fds) : { argv: [UNSHARE, ...args], stdio: ['inherit', 'inherit', 'inherit', ...fds] };
   const child = childProcess().spawn('/bin/sh', ['-c', GATE_SCRIPT(gateFd), 'warden-gate', ...chain], {
-    stdio: t ? terminalStdio(t, [...lockFds, 'pipe']) : ['inherit', 'inherit', 'inherit', ...lockFds, 'pipe'],
+    stdio: stdio as (number | 'inherit' | 'pipe')[],
     env,
     detached: !t,
   });

@@ -36,9 +36,10 @@ export interface Command {
 
 export interface StartOptions {
   /**
-   * The slave of the command's own pty: its stdin, stdout, stderr and
-   * controlling terminal. Without it stdio is inherited, and the command
-   * still gets a session of its own, without a controlling terminal.
+   * The slave of the command's own pty: its controlling terminal, and
+   * those of its stdin, stdout, stderr the slave's flags name (the others
+   * inherited). Without it stdio is inherited, and the command still gets
+   * a session of its own, without a controlling terminal.
    */
   terminal?: PtySlave | undefined;
 }
@@ -141,14 +142,18 @@ export function startCommand(file: string, args: readonly string[], env: NodeJS.
     c.attrSetflags(attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSID);
     const spawn = (pid: number[]) =>
       spawnAndWaitForExec(c, (spareFrom) => {
-        placeFds(c, actions, fds, spareFrom);
-        if (o.terminal) {
+        const free = placeFds(c, actions, fds, spareFrom);
+        const t = o.terminal;
+        if (t) {
           // Opened without O_NOCTTY by a session leader that has no
           // controlling terminal, the slave becomes its controlling
-          // terminal (open(2), O_NOCTTY; credentials(7)).
-          c.actionsOpen(actions, 0, o.terminal.path, O_RDWR, 0);
-          if (o.terminal.stdout) c.actionsDup2(actions, 0, 1);
-          if (o.terminal.stderr) c.actionsDup2(actions, 0, 2);
+          // terminal (open(2), O_NOCTTY; credentials(7)), whichever fd it
+          // lands on: a spare one, so that stdin from a file stays the file.
+          c.actionsOpen(actions, free, t.path, O_RDWR, 0);
+          [t.stdin, t.stdout, t.stderr].forEach((slave, fd) => {
+            if (slave) c.actionsDup2(actions, free, fd);
+          });
+          c.actionsClose(actions, free);
         }
         return c.posix_spawnp(pid, file, actions, attr, [file, ...args, null], envp);
       });
@@ -207,9 +212,9 @@ function spawnAndWaitForExec(c: Libc, spawn: (spareFrom: number) => number): num
  * keep its flag, so those are first moved above every fd involved, in the
  * child only: a dup made and closed in this process would drop its
  * POSIX-mode locks on the file (fcntl(2)). Spares start at `spareFrom`
- * or above.
+ * or above. Returns an fd above every one these actions use.
  */
-function placeFds(c: Libc, actions: Buffer, fds: readonly number[], spareFrom: number): void {
+function placeFds(c: Libc, actions: Buffer, fds: readonly number[], spareFrom: number): number {
   const sources = [0, 1, 2, ...fds];
   const end = sources.length;
   const spare = Math.max(end, ...fds.map((fd) => fd + 1), spareFrom);
@@ -221,6 +226,7 @@ function placeFds(c: Libc, actions: Buffer, fds: readonly number[], spareFrom: n
   from.forEach((fd, i) => {
     if (fd !== sources[i]) c.actionsClose(actions, fd);
   });
+  return Math.max(spare + end, ...fds.map((fd) => fd + 1));
 }
 
 /**
@@ -303,13 +309,22 @@ function decode(status: number): number {
   return sig === 0 ? (status >> 8) & 0xff : 128 + sig;
 }
 
-/** child_process stdio for a command with pty slave `t`: stdin always the slave, stdout and stderr as `t` says. */
-export function terminalStdio(t: PtySlave, fds: readonly (number | 'pipe')[]): (number | 'inherit' | 'pipe')[] {
-  return [t.fd, t.stdout ? t.fd : 'inherit', t.stderr ? t.fd : 'inherit', ...fds];
-}
-
 /** util-linux setsid(1): `--ctty` makes stdin the controlling terminal (TIOCSCTTY) after setsid(2). */
 export const SETSID = ['/usr/bin/setsid', '/bin/setsid'].find((p) => existsSync(p)) ?? 'setsid';
+
+/**
+ * How child_process starts `argv` with pty slave `t` as its controlling
+ * terminal (setsid --ctty) and its stdio as `t` says, `fds` at 3 and up.
+ * setsid(1) takes fd 0 as the terminal, so when the caller's stdin is to
+ * stay (a file), it comes in above `fds` and the host's sh moves it back
+ * to 0 once the slave is the controlling terminal (which it stays).
+ */
+export function viaSetsid(t: PtySlave, argv: readonly string[], fds: readonly (number | 'pipe')[]): { argv: string[]; stdio: (number | 'inherit' | 'pipe')[] } {
+  const stdio: (number | 'inherit' | 'pipe')[] = [t.fd, t.stdout ? t.fd : 'inherit', t.stderr ? t.fd : 'inherit', ...fds];
+  if (t.stdin) return { argv: [SETSID, '--ctty', ...argv], stdio };
+  const k = stdio.length;
+  return { argv: [SETSID, '--ctty', '/bin/sh', '-c', `exec 0<&${k} ${k}<&-; exec "$@"`, 'warden-stdin', ...argv], stdio: [...stdio, 0] };
+}
 
 /**
  * startCommand's fallback. With a pty, setsid(1) does setsid and TIOCSCTTY
@@ -318,7 +333,10 @@ export const SETSID = ['/usr/bin/setsid', '/bin/setsid'].find((p) => existsSync(
  */
 function startWithChildProcess(file: string, args: readonly string[], env: NodeJS.ProcessEnv, fds: readonly number[], o: StartOptions): ChildProcess {
   const t = o.terminal;
-  if (t) return childProcess().spawn(SETSID, ['--ctty', file, ...args], { stdio: terminalStdio(t, fds), env });
+  if (t) {
+    const s = viaSetsid(t, [file, ...args], fds);
+    return childProcess().spawn(s.argv[0]!, s.argv.slice(1), { stdio: s.stdio, env });
+  }
   return childProcess().spawn(file, [...args], { stdio: ['inherit', 'inherit', 'inherit', ...fds], env, detached: true });
 }
 

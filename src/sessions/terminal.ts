@@ -3,9 +3,13 @@
 // terminal as its controlling terminal could push keystrokes into the
 // caller's shell with TIOCSTI (tty_ioctl(4)) or read what is typed there
 // after warden exits; with a pty of its own, all it can reach is itself.
-// warden puts the caller's terminal in raw mode and relays bytes both ways;
-// the pty's line discipline then turns Ctrl-C into SIGINT for the
-// command's foreground process group, not for warden's.
+// As sudo's use_pty, there is one whenever any of stdin, stdout, stderr
+// is a terminal: a command given only an fd of it (stdout, opened O_RDWR
+// by the shell) could still read it, and keep reading from a background
+// process after warden exits. When stdin is the terminal, warden puts it
+// in raw mode and relays bytes both ways; the pty's line discipline then
+// turns Ctrl-C into SIGINT for the command's foreground process group,
+// not for warden's. Otherwise only the output is relayed.
 import { closeSync, createWriteStream, openSync, readSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { koffi, libc } from '../locks/koffi.js';
@@ -19,6 +23,9 @@ const TIOCGWINSZ = 0x5413;
 const TIOCSWINSZ = 0x5414;
 const TCSANOW = 0;
 const TCSADRAIN = 1;
+// struct termios { tcflag_t c_iflag, c_oflag; ... }: tcflag_t is 32 bits.
+const C_OFLAG = 4;
+const OPOST = 0o1;
 // struct termios is 60 bytes in glibc, struct winsize 8: room to spare.
 const TERMIOS_BYTES = 256;
 const WINSIZE_BYTES = 8;
@@ -87,24 +94,37 @@ function makeRaw(fd: number): (() => void) | null {
   return () => void c.tcsetattr(fd, TCSADRAIN, saved);
 }
 
-/** The slave side, as a command gets it: by path (posix_spawn opens it) and as an fd of ours (O_NOCTTY). */
-export interface PtySlave {
+/** Which of the command's stdin, stdout and stderr are the slave (see PtySlave). */
+export interface PtyStdio {
+  stdin: boolean;
+  stdout: boolean;
+  stderr: boolean;
+}
+
+/**
+ * The slave side, as a command gets it: by path (posix_spawn opens it) and
+ * as an fd of ours (O_NOCTTY). It is always the command's controlling
+ * terminal; each of its stdin, stdout and stderr is the slave where the
+ * flag says so (warden's own is a terminal), else the caller's passed
+ * through, as sudo's use_pty does: `warden run ... > file` must not get
+ * the pty's CRLFs, and `... < input` reads the file.
+ */
+export interface PtySlave extends Readonly<PtyStdio> {
   readonly path: string;
   readonly fd: number;
-  /**
-   * Whether the command's stdout and stderr are the slave too. Where the
-   * caller's is a pipe or a file it is passed through instead, as sudo's
-   * use_pty does: `warden run ... > file` must not get the pty's CRLFs.
-   */
-  readonly stdout: boolean;
-  readonly stderr: boolean;
 }
 
 export interface RelayOptions {
-  /** The caller's terminal, read in raw mode (a terminal: the pty exists because it is one). */
-  input: number;
+  /**
+   * The caller's terminal, read in raw mode and relayed to the command.
+   * Undefined when stdin is not a terminal: nothing is read then and no
+   * mode changed (the command reads the caller's stdin itself).
+   */
+  input?: number | undefined;
   /** Where what the command writes to the pty goes (the caller's terminal, or a pipe or file). */
   output: number;
+  /** The caller's terminal whose window size the pty follows (SIGWINCH). Default: `input`. */
+  size?: number | undefined;
   /** Settles once the command has exited. */
   exited: Promise<unknown>;
   /**
@@ -118,7 +138,7 @@ export interface RelayOptions {
 
 /**
  * A pty pair. The master is warden's; the slave goes to one command as
- * its stdin, stdout, stderr and controlling terminal. close() is idempotent.
+ * its controlling terminal and some of its stdio. close() is idempotent.
  */
 export class Pty {
   readonly slave: PtySlave;
@@ -136,9 +156,9 @@ export class Pty {
    * Opens a pty (posix_openpt(3), grantpt, unlockpt, ptsname_r) whose
    * slave starts with the modes and window size of terminal `like` (when
    * given), as script(1) and su --pty set theirs up. `stdio`: which of
-   * the command's stdout and stderr are to be the slave (see PtySlave).
+   * the command's stdin, stdout and stderr are to be the slave (see PtySlave).
    */
-  static open(like?: number, stdio: { stdout: boolean; stderr: boolean } = { stdout: true, stderr: true }): Pty {
+  static open(like?: number, stdio: PtyStdio = { stdin: true, stdout: true, stderr: true }): Pty {
     const c = calls();
     const fail = (what: string): never => {
       throw new RunError(`cannot open a pseudo-terminal: ${what}: ${c.strerror(koffi().errno())}`);
@@ -156,11 +176,17 @@ export class Pty {
       // termios and window size set through the master apply to the slave (tty_ioctl(4)).
       if (like !== undefined) {
         const termios = Buffer.alloc(TERMIOS_BYTES);
-        if (c.tcgetattr(like, termios) === 0) c.tcsetattr(master, TCSANOW, termios);
+        if (c.tcgetattr(like, termios) === 0) {
+          // Without stdin to relay, the caller's terminal stays as it is
+          // (not raw), so its own output processing (ONLCR) applies to what
+          // the relay writes: the pty's would double every CR.
+          if (!stdio.stdin) termios.writeUInt32LE(termios.readUInt32LE(C_OFLAG) & ~OPOST, C_OFLAG);
+          c.tcsetattr(master, TCSANOW, termios);
+        }
         copyWindowSize(like, master);
       }
       slaveFd = openSync(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
-      return new Pty(master, { path, fd: slaveFd, stdout: stdio.stdout, stderr: stdio.stderr });
+      return new Pty(master, { path, fd: slaveFd, stdin: stdio.stdin, stdout: stdio.stdout, stderr: stdio.stderr });
     } catch (e) {
       if (slaveFd >= 0) closeSync(slaveFd);
       closeSync(master);
@@ -179,7 +205,8 @@ export class Pty {
    * Relays between the caller's terminal and the command until the
    * command has exited and its output is flushed (the master reads EIO
    * once the last slave fd is closed and what was written before is read).
-   * The caller's terminal is raw meanwhile and restored on every way out.
+   * The caller's terminal (`input`, when given) is raw meanwhile and
+   * restored on every way out.
    * Call once, after the command started; closes the slave once the
    * command has exited, and the master.
    */
@@ -212,10 +239,13 @@ export class Pty {
     let outer: import('node:tty').ReadStream | undefined;
     let restore: (() => void) | null = null;
     const out = createWriteStream('', { fd: o.output, autoClose: false });
-    const winch = () => copyWindowSize(o.input, masterFd);
+    const size = o.size ?? o.input;
+    const winch = () => size !== undefined && copyWindowSize(size, masterFd);
     try {
-      outer = new tty.ReadStream(o.input);
-      restore = makeRaw(o.input);
+      if (o.input !== undefined) {
+        outer = new tty.ReadStream(o.input);
+        restore = makeRaw(o.input);
+      }
       process.on('SIGWINCH', winch);
       // The size may have changed since the pty was opened.
       winch();
@@ -273,10 +303,10 @@ function drain(fd: number, out: NodeJS.WritableStream): void {
 /** Why the relay stopped: EIO, EOF, silence after the exit, the caller's terminal or the output gone. */
 type End = 'eio' | 'eof' | 'linger' | 'hangup' | 'output';
 
-/** Moves bytes both ways until the pty is done (EIO, or silent for lingerMs after the exit) or the caller's terminal hangs up. */
+/** Moves bytes both ways (only out without `outer`) until the pty is done (EIO, or silent for lingerMs after the exit) or the caller's terminal hangs up. */
 function pump(
   master: import('node:tty').ReadStream,
-  outer: import('node:tty').ReadStream,
+  outer: import('node:tty').ReadStream | undefined,
   out: NodeJS.WritableStream,
   o: RelayOptions,
 ): Promise<End> {
@@ -291,7 +321,7 @@ function pump(
       done = true;
       clearTimeout(linger);
       master.off('data', fromCommand);
-      outer.off('data', toCommand);
+      outer?.off('data', toCommand);
       resolve(why);
     };
     // Counted from the last byte read, and only while reading (not while the output is full).
@@ -316,10 +346,10 @@ function pump(
     // EIO: every slave fd is closed and all that was written has been read.
     master.on('error', finish('eio'));
     master.on('end', finish('eof'));
-    outer.on('data', toCommand);
     // The caller's terminal hung up: closing the master hangs up the command's.
-    outer.on('error', finish('hangup'));
-    outer.on('end', finish('hangup'));
+    outer?.on('data', toCommand);
+    outer?.on('error', finish('hangup'));
+    outer?.on('end', finish('hangup'));
     out.on('error', finish('output'));
     const onExit = () => {
       exited = true;

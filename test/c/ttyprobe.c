@@ -4,8 +4,16 @@
  *                  result and (unless noread) the line read back
  *   ttyprobe size  print the window size, then once more after SIGWINCH
  *   ttyprobe wait  print pid, read a line, exit 3
+ *   ttyprobe fds   print what each of fds 0-2 is: "ctty:RDEV" (the
+ *                  controlling terminal), "tty:RDEV" (another terminal)
+ *                  or "-", the line read from stdin when it is none, "end"
+ *   ttyprobe leave read a line from stdin, leave a background process
+ *                  (SIGHUP ignored) and wait for SIGUSR1; the background
+ *                  process, on SIGUSR1, tries to read fds 0-2 and /dev/tty
+ *                  (non-blocking) and reports on stderr what it got
  * Each report is one line; "ready" means it waits for the test. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +23,27 @@
 
 static volatile sig_atomic_t winched;
 static void on_winch(int sig) { (void)sig; winched = 1; }
+
+static volatile sig_atomic_t usr1;
+static void on_usr1(int sig) { (void)sig; usr1 = 1; }
+
+/* Waits for SIGUSR1 (blocked since `old` was saved). */
+static void wait_usr1(const sigset_t *old) {
+  while (!usr1) sigsuspend(old);
+}
+
+/* What a non-blocking read of fd got: "got:TEXT", "eof" or "errno:N". */
+static void try_read(const char *name, int fd) {
+  char buf[256];
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  if (n > 0) {
+    buf[n] = 0;
+    for (ssize_t i = 0; i < n; i++) if (buf[i] == '\n' || buf[i] == '\r') buf[i] = '_';
+    dprintf(2, "%s=got:%s\n", name, buf);
+  } else if (n == 0) dprintf(2, "%s=eof\n", name);
+  else dprintf(2, "%s=errno:%d\n", name, errno);
+}
 
 static void size(void) {
   struct winsize ws;
@@ -57,6 +86,46 @@ int main(int argc, char **argv) {
     if (fgets(line, sizeof line, stdin)) printf("read=%s", line);
     return 3;
   }
-  fprintf(stderr, "usage: ttyprobe sti|size|wait\n");
+  if (strcmp(mode, "fds") == 0) {
+    pid_t sid = getsid(0);
+    for (int fd = 0; fd < 3; fd++) {
+      struct stat st;
+      pid_t of = -1;
+      if (!isatty(fd)) printf("fd%d=- ", fd);
+      else if (fstat(fd, &st) == 0)
+        printf("fd%d=%s:%lu ", fd, ioctl(fd, TIOCGSID, &of) == 0 && of == sid ? "ctty" : "tty", (unsigned long)st.st_rdev);
+    }
+    printf("leader=%d\n", sid == getpid());
+    if (!isatty(0) && fgets(line, sizeof line, stdin)) printf("read=%s", line);
+    printf("end\n");
+    return 0;
+  }
+  if (strcmp(mode, "leave") == 0) {
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &block, &old);
+    signal(SIGUSR1, on_usr1);
+    if (fgets(line, sizeof line, stdin)) printf("read=%s", line);
+    pid_t bg = fork();
+    if (bg < 0) return 1;
+    if (bg == 0) {
+      /* What an attacker's leftover would do: survive the hangup, then snoop. */
+      signal(SIGHUP, SIG_IGN);
+      wait_usr1(&old);
+      try_read("fd0", 0);
+      try_read("fd1", 1);
+      try_read("fd2", 2);
+      int tty = open("/dev/tty", O_RDWR | O_NOCTTY | O_NONBLOCK);
+      if (tty < 0) dprintf(2, "devtty=errno:%d\n", errno);
+      else try_read("devtty", tty);
+      dprintf(2, "done\n");
+      return 0;
+    }
+    printf("pid=%d bg=%d\nready\n", (int)getpid(), (int)bg);
+    wait_usr1(&old);
+    return 0;
+  }
+  fprintf(stderr, "usage: ttyprobe sti|size|wait|fds|leave\n");
   return 2;
 }

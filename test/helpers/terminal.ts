@@ -39,10 +39,25 @@ export class TestTerminal {
     return statSync(this.path).rdev;
   }
 
-  /** Starts `argv` with this terminal as its stdio and controlling terminal, in a session of its own. */
-  start(argv: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; stdout?: number } = {}): ChildProcess & { status: Promise<number> } {
+  /**
+   * Starts `argv` with this terminal as its controlling terminal, in a
+   * session of its own, and as its stdin, stdout and stderr unless `opts`
+   * gives another (an fd, or a pipe), as a shell's `CMD < file 2>&1 | ...`
+   * does. setsid --ctty takes the terminal from fd 0, so another stdin is
+   * moved to fd 0 by sh after that.
+   */
+  start(
+    argv: string[],
+    opts: { env?: NodeJS.ProcessEnv; cwd?: string; stdin?: number; stdout?: number | 'pipe'; stderr?: number | 'pipe' } = {},
+  ): ChildProcess & { status: Promise<number> } {
     const fd = this.#slave;
-    const child = spawn('setsid', ['--ctty', ...argv], { stdio: [fd, opts.stdout ?? fd, fd], env: opts.env, cwd: opts.cwd });
+    const stdio: (number | 'pipe')[] = [fd, opts.stdout ?? fd, opts.stderr ?? fd];
+    const args = ['--ctty', ...argv];
+    if (opts.stdin !== undefined) {
+      stdio.push(opts.stdin);
+      args.splice(1, 0, '/bin/sh', '-c', 'exec 0<&3 3<&-; exec "$@"', 'sh');
+    }
+    const child = spawn('setsid', args, { stdio, env: opts.env, cwd: opts.cwd });
     const status = new Promise<number>((resolve) => child.once('exit', (code, sig) => resolve(code ?? 128 + (sig === 'SIGKILL' ? 9 : 15))));
     return Object.assign(child, { status });
   }

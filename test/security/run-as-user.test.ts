@@ -6,7 +6,7 @@
 // process in a session, no user left (makeUser removes it).
 import anyTest, { type TestFn } from 'ava';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { USER_PATH } from '../../src/sessions/environment.js';
 import { assertNothingLeftUnder, destroyFixture, makeFixture, REPO, type Fixture } from '../helpers/chroots.js';
@@ -183,9 +183,10 @@ asRoot(`the window size is the caller's at start and follows it (SIGWINCH)${NEED
   t.is(await w.status, 0);
 });
 
-asRoot(`stdin not a terminal: stdio passes through, the command still leads a session of its own, without a controlling terminal${NEEDS_ROOT}`, async (t) => {
+asRoot(`nothing a terminal: no pty, stdio passes through, the command still leads a session of its own, without a controlling terminal${NEEDS_ROOT}`, async (t) => {
   const user = makeUser(t);
-  const w = spawn(process.execPath, [WARDEN, 'run', '-c', 'fx', '-u', user.name, '--', PROBE, 'wait'], { env: callerEnv(), cwd: fx.tmp, stdio: ['pipe', 'pipe', 'inherit'] });
+  const w = spawn(process.execPath, [WARDEN, 'run', '-c', 'fx', '-u', user.name, '--', PROBE, 'wait'], { env: callerEnv(), cwd: fx.tmp, stdio: ['pipe', 'pipe', 'pipe'] });
+  w.stderr!.resume();
   let out = '';
   const ready = new Promise<number>((resolve) =>
     w.stdout!.setEncoding('utf8').on('data', (d: string) => {
@@ -198,12 +199,144 @@ asRoot(`stdin not a terminal: stdio passes through, the command still leads a se
   const seen = proc(await ready);
   t.not(seen.session, proc(w.pid!).session, "not in warden's session");
   t.is(seen.ttyNr, 0, 'no controlling terminal');
+  t.deepEqual(seen.fds.slice(0, 3).filter((f) => !f.startsWith('socket:')), [], "warden's own stdio, no pty");
   w.stdin!.end('piped\n');
   t.is(await status, 3);
   t.regex(out, /read=piped\n/);
 });
 
+/** A file for the command's stdin, opened read-only as a shell's `< file` does; closed and removed when the test ends. */
+function inputFile(t: { teardown(f: () => void): void }, text: string): { path: string; fd: number } {
+  const path = join(fx.tmp, `input-${process.pid}-${Math.random().toString(36).slice(2)}.txt`);
+  writeFileSync(path, text);
+  const fd = openSync(path, 'r');
+  t.teardown(() => {
+    closeSync(fd);
+    rmSync(path, { force: true });
+  });
+  return { path, fd };
+}
+
+/** Resolves once process `pid` has exited (it is not our child: it may stay a zombie). */
+async function gone(pid: number): Promise<void> {
+  const exited = () => {
+    try {
+      return /^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    } catch {
+      return true;
+    }
+  };
+  while (!exited()) await new Promise((r) => setImmediate(r));
+}
+
+/** Everything a readable stream gives until its end. */
+const readAll = (stream: NodeJS.ReadableStream) =>
+  new Promise<string>((resolve) => {
+    let text = '';
+    stream.setEncoding('utf8');
+    stream.on('data', (d: string) => (text += d));
+    stream.once('end', () => resolve(text));
+  });
+
+// Which of warden's stdin, stdout, stderr are root's terminal; the others are a file (stdin) or pipes.
+const combinations: [boolean, boolean, boolean][] = [
+  [true, false, false],
+  [false, true, false],
+  [false, false, true],
+  [true, true, false],
+  [true, false, true],
+  [false, true, true],
+  [true, true, true],
+];
+
 for (const [verb, prefix] of verbs) {
+  asRoot(`${verb} -u: whichever of stdin, stdout, stderr is root's terminal, the command gets a pty as its controlling terminal and for exactly those, and no fd of root's terminal${NEEDS_ROOT}`, async (t) => {
+    const user = makeUser(t);
+    for (const tty of combinations) {
+      const what = tty.map((x, i) => `${['stdin', 'stdout', 'stderr'][i]}=${x ? 'terminal' : 'other'}`).join(' ');
+      const term = new TestTerminal();
+      t.teardown(() => term.close());
+      const modes = term.modes();
+      const input = inputFile(t, 'from-file\n');
+      const w = term.start([process.execPath, WARDEN, ...prefix(user.name), PROBE, 'fds'], {
+        env: callerEnv(),
+        cwd: fx.tmp,
+        stdin: tty[0] ? undefined : input.fd,
+        stdout: tty[1] ? undefined : 'pipe',
+        stderr: tty[2] ? undefined : 'pipe',
+      });
+      const out = w.stdout ? readAll(w.stdout) : Promise.resolve('');
+      const err = w.stderr ? readAll(w.stderr) : Promise.resolve('');
+      t.is(await w.status, 0, `${what}: ${await err}`);
+      // The probe's report is on its stdout: the pipe, or root's terminal through the pty.
+      const text = tty[1] ? (await term.until(/fd0=[^]*?end\r?\n/))[0] : await out;
+      const m = /fd0=(\S+) fd1=(\S+) fd2=(\S+) leader=(\d)/.exec(text);
+      if (!m) return t.fail(`${what}: no report in ${JSON.stringify(text)}`);
+      const fds = m.slice(1, 4);
+      t.is(m[4], '1', `${what}: leads a session`);
+      fds.forEach((f, i) => {
+        if (tty[i]) t.regex(f, /^ctty:\d+$/, `${what}: fd ${i} is the controlling terminal`);
+        else t.is(f, '-', `${what}: fd ${i} is not a terminal`);
+      });
+      const rdevs = new Set(fds.filter((f) => f !== '-').map((f) => Number(f.slice(5))));
+      t.is(rdevs.size, 1, `${what}: one pty`);
+      t.false(rdevs.has(term.rdev), `${what}: which is not root's terminal`);
+      if (!tty[0]) t.regex(text, /read=from-file\r?\n/, `${what}: stdin is the file`);
+      t.is(term.modes(), modes, `${what}: root's terminal is as it was`);
+      await term.close();
+    }
+  });
+
+  asRoot(`${verb} -u < file, stdout root's terminal: the command reads the file and has no fd of the terminal, and what it leaves behind cannot read what root types after warden exits${NEEDS_ROOT}`, async (t) => {
+    const user = makeUser(t);
+    const term = new TestTerminal();
+    t.teardown(() => term.close());
+    const modes = term.modes();
+    const input = inputFile(t, 'from-file\n');
+    const w = term.start([process.execPath, WARDEN, ...prefix(user.name), PROBE, 'leave'], { env: callerEnv(), cwd: fx.tmp, stdin: input.fd, stderr: 'pipe' });
+    const report = readAll(w.stderr!);
+    const [, pid, bg] = (await term.until(/pid=(\d+) bg=(\d+)\r?\nready/)).map(Number);
+    // `run` leaves its session to the process left behind (`warden end` it once that is gone); `source` has none.
+    const session = /(?:^|\0)WARDEN_SESSION_ID=([^\0]+)/.exec(readFileSync(`/proc/${bg}/environ`, 'utf8'))?.[1];
+    t.teardown(async () => {
+      try {
+        process.kill(bg!, 'SIGKILL');
+      } catch {
+        // reported and gone
+      }
+      await gone(bg!);
+      const end = session ? wardenSync(['end', '-s', session]) : undefined;
+      if (end && end.status !== 0) throw new Error(`warden end -s ${session}: ${end.stderr}`);
+    });
+    t.regex(term.screen, /read=from-file\r\n/, "it read the file, and its output reached root's terminal");
+    const pty = statSync(`/proc/${pid}/fd/1`).rdev;
+    t.not(pty, term.rdev);
+    for (const p of [pid!, bg!]) {
+      const seen = proc(p);
+      t.is(seen.uid, user.uid, 'runs as the user');
+      t.is(seen.session, pid, 'in the session the command leads');
+      t.is(seen.ttyNr, pty, 'its controlling terminal is its own pty');
+      t.false(seen.fds.includes(term.path), "no fd of root's terminal");
+      t.is(seen.fds[0], input.path, 'stdin is the file');
+    }
+    t.is(term.modes(), modes, "root's terminal is not made raw: nothing reads it");
+    process.kill(pid!, 'SIGUSR1');
+    t.is(await w.status, 0, 'warden exits with the command, though its background process keeps the pty');
+    t.true(existsSync(`/proc/${bg}`), 'the background process survived the hangup');
+    // Root types at the shell now: a password, say.
+    term.type('secret\r');
+    await term.until(/secret\r\n/);
+    t.is(term.pendingInput(), 'secret\n'.length);
+    process.kill(bg!, 'SIGUSR1');
+    const got = await report;
+    t.regex(got, /done\n/, got);
+    t.notRegex(got, /secret/, 'it read nothing of what root typed');
+    t.regex(got, /fd0=eof\n/);
+    t.regex(got, /devtty=errno:\d+\n/, 'it has no controlling terminal left to open');
+    t.is(term.pendingInput(), 'secret\n'.length, "what root typed still waits for root's shell");
+    t.is(term.modes(), modes);
+  });
+
   asRoot(`${verb} -u: a minimal environment (the user's HOME, USER, LOGNAME, SHELL, PATH; TERM); nothing else of warden's${NEEDS_ROOT}`, (t) => {
     const user = makeUser(t);
     const r = wardenSync([...prefix(user.name), 'env']);

@@ -167,3 +167,19 @@ test.serial('with a terminal, the pty slave is its stdin, stdout, stderr and con
     pty.close();
   }
 });
+
+test.serial('with a terminal for stdout only, the slave is still its controlling terminal, and stdin and stderr stay ours', async (t) => {
+  const pty = Pty.open(undefined, { stdin: false, stdout: true, stderr: false });
+  try {
+    const c = startCommand('sleep', ['1000'], { PATH: process.env.PATH }, [], { terminal: pty.slave });
+    const fds = [0, 1, 2].map((fd) => readlinkSync(`/proc/${c.pid}/fd/${fd}`));
+    const seen = sessionOf(c.pid!);
+    c.kill('SIGKILL');
+    await c.exited;
+    t.deepEqual(fds, [readlinkSync('/proc/self/fd/0'), pty.slave.path, readlinkSync('/proc/self/fd/2')]);
+    t.is(seen.session, c.pid!);
+    t.is(seen.ttyNr, statSync(pty.slave.path).rdev, 'its controlling terminal is the slave');
+  } finally {
+    pty.close();
+  }
+});
