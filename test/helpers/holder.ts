@@ -1,26 +1,12 @@
 // A second real process holding fcntl/flock locks, driven line by line.
 // test/c/holder.c is compiled with cc on first use (atomically, since ava
 // runs test files in parallel processes).
-import { execFileSync, spawn, type ChildProcessByStdio } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { compiled } from './cc.js';
 import { createInterface, type Interface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 
-// dist/test/helpers -> repository root
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const source = join(root, 'test', 'c', 'holder.c');
-const binary = join(root, 'test', '.build', 'holder');
-
-export function holderBinary(): string {
-  if (existsSync(binary) && statSync(binary).mtimeMs >= statSync(source).mtimeMs) return binary;
-  mkdirSync(dirname(binary), { recursive: true });
-  const tmp = `${binary}.${process.pid}`;
-  execFileSync('cc', ['-O2', '-Wall', '-o', tmp, source], { stdio: 'inherit' });
-  renameSync(tmp, binary);
-  return binary;
-}
+export const holderBinary = (): string => compiled('holder');
 
 export type Family = 'ofd' | 'posix' | 'flock';
 export type Reply = 'ok' | 'busy' | string;

@@ -1,24 +1,12 @@
 // The attacker of the removal tests: test/c/racer.c, compiled with cc on
 // first use (atomically, as holder.ts does), started as a real process that
 // swaps a directory for a symbolic link in a tight loop until stopped.
-import { execFileSync, spawn, type ChildProcessByStdio } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
-import { REPO } from './chroots.js';
+import { compiled } from './cc.js';
 
-const source = join(REPO, 'test', 'c', 'racer.c');
-const binary = join(REPO, 'test', '.build', 'racer');
-
-export function racerBinary(): string {
-  if (existsSync(binary) && statSync(binary).mtimeMs >= statSync(source).mtimeMs) return binary;
-  mkdirSync(dirname(binary), { recursive: true });
-  const tmp = `${binary}.${process.pid}`;
-  execFileSync('cc', ['-O2', '-Wall', '-o', tmp, source], { stdio: 'inherit' });
-  renameSync(tmp, binary);
-  return binary;
-}
+export const racerBinary = (): string => compiled('racer');
 
 export class Racer {
   readonly #child: ChildProcessByStdio<null, Readable, null>;

@@ -5,14 +5,15 @@
 // After each test: no fd or child of ours left, nothing mounted, no
 // process in a session, no user left (makeUser removes it).
 import anyTest, { type TestFn } from 'ava';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, copyFileSync, existsSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { USER_PATH } from '../../src/sessions/environment.js';
-import { assertNothingLeftUnder, destroyFixture, makeFixture, REPO, type Fixture } from '../helpers/chroots.js';
+import { assertNothingLeftUnder, destroyFixture, makeFixture, type Fixture } from '../helpers/chroots.js';
 import { WARDEN, writeConfig, type CliEnv } from '../helpers/cli.js';
 import { allFds, childrenOf } from '../helpers/leaks.js';
 import { TestTerminal } from '../helpers/terminal.js';
+import { compiled } from '../helpers/cc.js';
 import { makeUser } from '../helpers/users.js';
 
 const test = anyTest as TestFn<{ fds: string[]; children: number[] }>;
@@ -25,17 +26,7 @@ const PROBE = '/usr/bin/ttyprobe';
 let fx: Fixture;
 let cli: CliEnv;
 
-/** test/c/ttyprobe.c, compiled once (atomically: ava runs test files in parallel). */
-function probeBinary(): string {
-  const source = join(REPO, 'test', 'c', 'ttyprobe.c');
-  const binary = join(REPO, 'test', '.build', 'ttyprobe');
-  if (existsSync(binary) && statSync(binary).mtimeMs >= statSync(source).mtimeMs) return binary;
-  mkdirSync(dirname(binary), { recursive: true });
-  const tmp = `${binary}.${process.pid}`;
-  execFileSync('cc', ['-O2', '-Wall', '-o', tmp, source], { stdio: 'inherit' });
-  renameSync(tmp, binary);
-  return binary;
-}
+const probeBinary = (): string => compiled('ttyprobe');
 
 test.before(async () => {
   if (!isRoot) return;
