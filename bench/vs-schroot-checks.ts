@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { mountsUnder } from '../src/union/index.js';
+import { sessionPaths } from '../src/sessions/session.js';
 import * as schroot from './schroot.js';
 import { WARDEN, timed, type Ran } from './procs.js';
 
@@ -135,7 +136,7 @@ async function endBusy(s: schroot.SchrootSetup, w: WardenSide): Promise<Check> {
     const before = mountCount(root);
     const r = warden(w, ['end', '-s', id]);
     const left = mountCount(root);
-    const kept = existsSync(join(w.stateDir, id, 'upper', 'vs-data')) && existsSync(join(w.stateDir, id, 'state.json'));
+    const kept = existsSync(join(sessionPaths(join(w.stateDir, id)).upper, 'vs-data')) && existsSync(join(w.stateDir, id, 'state.json'));
     await freeW();
     const again = warden(w, ['end', '-s', id]);
     const holder = /pid \d+/.exec(r.stderr)?.[0];
