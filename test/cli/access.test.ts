@@ -2,8 +2,9 @@
 // source-groups= as the CLI enforces them on its own caller: the real
 // bundle run as nobody through setpriv(1). A refused call exits 8 naming
 // the user, the chroot, the rule and where the chroot is defined, before it
-// touches anything; an admitted one gets past the check (and then fails
-// for lack of privileges, with another exit code). Root is always let in.
+// touches anything; an admitted one gets past the check, to be told that
+// running commands from the command line needs root (also exit 8, with
+// that reason: the lock files and mounts are root's). Root is always let in.
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
@@ -102,10 +103,10 @@ const refused = test.macro({
 const admitted = test.macro({
   exec(t: ExecutionContext, args: string[], privs?: string[]) {
     const r = asNobody(args, privs);
-    // Past the check, the call fails for want of privileges: anything but 8.
-    t.not(r.status, 8, r.stderr);
+    // Past the check, the call is refused for want of privileges, and says so.
+    t.is(r.status, 8, r.stderr);
     t.notRegex(r.stderr, /may not/);
-    t.log(`exit ${r.status}: ${r.stderr.trim()}`);
+    t.regex(r.stderr, /from the command line needs root: the lock files and mounts are root's/);
   },
   title: (provided = '') => `admits ${provided}${NEEDS_ROOT}`,
 });
@@ -132,8 +133,8 @@ rootSerial('sessions and root to a user in root-users=', admitted, ['run', '-c',
 rootSerial('a source entry by a group in source-groups=', admitted, ['source', '-c', 'src', '--', 'true'], ['--groups', `${GROUP}`]);
 
 /** A session begun by this process (as root), ended when the test is done. */
-async function session(t: ExecutionContext, chroot: string): Promise<Session> {
-  const s = await beginSession({ stateDir: env.stateDir, chroot: chrootDef(fx.source, chroot), hooksDir: fx.noHooks, hookTimeoutMs: 10_000 });
+async function session(t: ExecutionContext, chroot: string, owner?: { uid: number; gid: number }): Promise<Session> {
+  const s = await beginSession({ stateDir: env.stateDir, chroot: chrootDef(fx.source, chroot), hooksDir: fx.noHooks, hookTimeoutMs: 10_000, owner });
   // For a test that failed before its own endSession.
   t.teardown(async () => {
     if (existsSync(s.paths.dir)) await endSession(s);
@@ -161,13 +162,17 @@ rootSerial(`run -s in a session of a chroot that does not admit the caller${NEED
   await endSession(s);
 });
 
-rootSerial(`run -s in a session of a chroot that admits the caller${NEEDS_ROOT}`, async (t) => {
-  const s = await session(t, 'open');
-  const r = asNobody(['run', '-s', s.id, '--', 'true']);
-  t.not(r.status, 8, r.stderr);
-  t.notRegex(r.stderr, /may not/);
-  t.log(`exit ${r.status}: ${r.stderr.trim()}`);
-  await endSession(s);
+rootSerial(`run -s in a session of a chroot that admits the caller: another's session is refused, their own needs root${NEEDS_ROOT}`, async (t) => {
+  const roots = await session(t, 'open');
+  let r = asNobody(['run', '-s', roots.id, '--', 'true']);
+  t.is(r.status, 8, r.stderr);
+  t.is(r.stderr, `warden: run -s ${roots.id}: uid ${NOBODY} may not run in session ${roots.id}: it belongs to uid 0; only its owner and root may\n`);
+  await endSession(roots);
+  const theirs = await session(t, 'open', { uid: NOBODY, gid: NOBODY });
+  r = asNobody(['run', '-s', theirs.id, '--', 'true']);
+  t.is(r.status, 8, r.stderr);
+  t.regex(r.stderr, /running a command in a session from the command line needs root/);
+  await endSession(theirs);
 });
 
 rootSerial(`root runs where no list names anyone${NEEDS_ROOT}`, (t) => {
