@@ -23,20 +23,31 @@ export interface ConnectionOptions {
 }
 
 /**
- * Writes one final error line naming the limit, then closes. The write is
- * attempted at once (libuv writes to an idle socket synchronously), so the
- * line is in the peer's receive buffer before the fd is closed; a peer that
- * does not read it loses nothing else.
+ * Writes one final error line naming the limit, then closes. Not a close
+ * right after the write: a unix socket closed with unread data in it (the
+ * client's first request, often there already) makes the kernel reset the
+ * peer (unix_release_sock sets ECONNRESET), which then may never read the
+ * line. So what the client sends is read and dropped, the line is followed
+ * by an orderly end, and the socket is destroyed once the client has
+ * closed too, or after REFUSE_LINGER_MS at the most (a refused connection
+ * must not hold an fd for long: refusals come when fds are short).
  */
 export function refuse(c: Socket, e: SupervisorLimitError): void {
   const line: Reply = { v: PROTOCOL_VERSION, ok: false, error: wireError(e) };
   c.on('error', () => {});
+  c.on('data', () => {});
+  const timer = setTimeout(() => c.destroy(), REFUSE_LINGER_MS);
+  timer.unref();
+  c.once('close', () => clearTimeout(timer));
   try {
-    if (c.writable && c.writableLength === 0) c.write(`${JSON.stringify(line)}\n`);
-  } finally {
+    c.end(`${JSON.stringify(line)}\n`);
+  } catch {
     c.destroy();
   }
 }
+
+/** How long a refused connection may stay open for its line to be read. */
+const REFUSE_LINGER_MS = 250;
 
 /** Serves the requests of `c` until it closes; `onClose` runs once, when it has. */
 export function serveConnection(c: Socket, who: Credentials | Error, o: ConnectionOptions, onClose: () => void): void {
