@@ -1,31 +1,42 @@
-// Live session events from the state dir. inotify (fs.watch) reports what
-// changes on disk: a watch on the state dir names the entries that appear
-// or go, and a watch on each session dir reports its state.json rewritten
-// or its lock file replaced. A probe of the liveness locks reports what no
-// file event shows: a session goes stale when its holders die, and only
-// its lock changes.
+// Live session events from the state dir. chokidar watches the state dir
+// itself, at depth 0: the entries that appear or go. A probe of the
+// liveness locks reports what no file event shows (a session goes stale
+// when its holders die, and only its lock changes), and the same probe
+// re-reads a session's state.json when its inode, size or times changed.
 //
 // Every event comes from comparing what the entry is now with what it was
 // last seen as (`#reconcile`), so events that arrive twice, late or out of
 // order cannot produce a wrong one.
 //
-// Written on fs.watch, not chokidar (which this used before), for two
-// measured reasons:
+// Why only the state dir (chokidar 5.0.0, measured):
 // - On every event in a directory it watches, chokidar lists the directory
-//   again and lstat()s every entry (paulmillr/chokidar#1028). Watching the
-//   state dir, each begin or end cost N lstats with N sessions, several
-//   times over, and in each session dir every line a hook logged cost a
-//   rescan: a supervisor watching 200 library begins and ends used 1,980 ms
-//   of CPU for it, as much as the begins themselves took.
-// - Watching files instead, chokidar re-adds the parent of a removed file
-//   "to watch for its return", and a close() during that revives the
-//   watcher: a watch on the state dir outlived close() (a test caught it).
-// inotify names the entry that changed, which is all a flat directory of
-// sessions needs, and it is Linux-only like the rest of warden. What an
-// overflowed inotify queue loses, the probe's listing of names catches.
-import { lstatSync, readdirSync, watch as fsWatch, type FSWatcher as DirWatcher, type Stats } from 'node:fs';
-import { join } from 'node:path';
-import { openLiveness, SESSION_LOCK_FILE } from './locks.js';
+//   again and lstat()s every entry (paulmillr/chokidar#1028), throttled to
+//   once a second per directory plus one trailing run. For the state dir
+//   that bounds the cost (1,000 sessions: 1,000 lstats at most about twice a
+//   second), but a watch on every session dir (depth 1) paid a rescan for
+//   every line a hook logged there: a supervisor watching 200 library begins
+//   and ends used 1,980 ms of CPU for it. `ignored` does not avoid the
+//   lstats; only not watching a directory does.
+// - What the session-dir watches were for (state.json rewritten: recover
+//   re-adopting a stale session, a state.json gone corrupt, the lock file
+//   gone) the probe sees instead, within one interval.
+// - Events are taken from chokidar's `raw` event, which names the entry at
+//   once (its add/unlink events wait for the throttled rescan): each one
+//   re-checks that entry only. Its own addDir/unlinkDir re-check it again,
+//   which the comparison makes harmless.
+//
+// Closing safely: chokidar's add() sets `closed = false` unconditionally,
+// and its "watch for the return of the only watched file" path calls add()
+// from an event (paulmillr/chokidar#1482), so an event during close() could
+// revive the watcher. Here nothing is watched but a directory (that path
+// needs a watched file), this class is the only owner of the FSWatcher and
+// never calls add() after construction, the FSWatcher's own add() is
+// disabled before it is closed, and every handler returns at once once
+// close() has begun.
+import { watch as chokidarWatch, type FSWatcher } from 'chokidar';
+import { lstatSync, readdirSync, type Stats } from 'node:fs';
+import { basename, join } from 'node:path';
+import { openLiveness } from './locks.js';
 import { STATE_FILE, type SessionStatus } from './state.js';
 import { inspectEntry, isSessionName, listSessions, type SessionEntry } from './store.js';
 
@@ -74,6 +85,8 @@ interface Known {
   chroot?: string;
   status?: SessionStatus;
   updatedAt?: string;
+  /** state.json's inode, size and times when last read (stateSig). */
+  sig?: string;
 }
 
 /**
@@ -97,14 +110,15 @@ class SessionWatcher {
   readonly #known = new Map<string, Known>();
   /** Entries seen corrupt but not reported yet: when first seen. */
   readonly #pending = new Map<string, number>();
-  /** inotify on the state dir itself: entry names. */
-  #dirWatch: DirWatcher | undefined;
-  /** inotify on each session dir (its inode: an id ended and begun again is another dir). */
-  readonly #tracked = new Map<string, { watch: DirWatcher; ino: number }>();
+  /** chokidar on the state dir (depth 0); this class is its only owner. */
+  #fsw: FSWatcher | undefined;
   #timer: NodeJS.Timeout | undefined;
+  /** Set the moment close() is called: every handler returns at once from then on. */
   #closed = false;
   #closing: Promise<void> | undefined;
   #ready: Promise<void>;
+  /** Ends a start still waiting for chokidar's ready (close() called meanwhile). */
+  #abandonStart: (() => void) | undefined;
 
   constructor(stateDir: string, opts: WatchOptions) {
     this.#dir = stateDir;
@@ -126,11 +140,11 @@ class SessionWatcher {
       this.#closed = true;
       clearInterval(this.#timer);
       this.#timer = undefined;
-      // A start not begun yet sees #closed and never watches.
+      this.#abandonStart?.();
+      const fsw = this.#fsw;
+      this.#fsw = undefined;
+      if (fsw) await closeWatcher(fsw);
       await this.#ready.catch(() => {});
-      this.#dirWatch?.close();
-      this.#dirWatch = undefined;
-      for (const id of [...this.#tracked.keys()]) this.#untrack(id);
     })();
     return this.#closing;
   }
@@ -141,22 +155,39 @@ class SessionWatcher {
     // A watch closed as soon as it was made never watches.
     await null;
     if (this.#closed) return;
-    const dirWatch = fsWatch(this.#dir, { persistent: true }, (_event, name) => this.#onName(name));
-    this.#dirWatch = dirWatch;
-    dirWatch.on('error', (e) => this.#onError(e instanceof Error ? e : new Error(String(e))));
-    // Whatever changed between the listing and the watch being in place;
-    // it also watches each session dir there is.
+    // chokidar's ready comes after its first listing; a missing or unreadable
+    // state dir is an error, not a ready watch of nothing.
+    lstatSync(this.#dir);
+    const fsw = chokidarWatch(this.#dir, {
+      depth: 0,
+      ignoreInitial: true,
+      persistent: true,
+      followSymlinks: false,
+      // Its atomic mode holds back unlink events for 100 ms; the comparison needs no help.
+      atomic: false,
+    });
+    this.#fsw = fsw;
+    fsw.on('raw', (_event: string, name: string | null) => this.#onRaw(name));
+    for (const ev of ['addDir', 'unlinkDir', 'add', 'unlink'] as const) fsw.on(ev, (path: string) => this.#onName(basename(path)));
+    fsw.on('error', (e: unknown) => {
+      if (!this.#closed) this.#onError(e instanceof Error ? e : new Error(String(e)));
+    });
+    // close() during the first listing took the FSWatcher and closes it; ready resolves.
+    await new Promise<void>((resolve) => {
+      this.#abandonStart = resolve;
+      fsw.once('ready', resolve);
+    });
+    this.#abandonStart = undefined;
+    if (this.#closed) return;
+    // Whatever changed between the listing and the watch being in place.
     this.#reconcileAll();
     this.#timer = setInterval(() => this.#probe(), this.#probeMs);
   }
 
-  /** An entry of the state dir was created, renamed or removed (no name: the kernel did not say which). */
-  #onName(name: string | Buffer | null): void {
+  /** fs.watch on the state dir fired for entry `name` (null: the kernel did not say which). */
+  #onRaw(name: string | null): void {
     if (this.#closed) return;
-    if (name !== null) {
-      if (isSessionName(String(name))) this.#reconcileOrReport(String(name));
-      return;
-    }
+    if (name !== null && name !== '') return this.#onName(name);
     try {
       this.#reconcileAll();
     } catch (e) {
@@ -164,11 +195,10 @@ class SessionWatcher {
     }
   }
 
-  /** Something in session dir `id` changed: only its state.json and lock file matter. */
-  #onSessionFile(id: string, name: string | Buffer | null): void {
+  /** An entry of the state dir was created, renamed or removed. */
+  #onName(name: string): void {
     if (this.#closed) return;
-    if (name !== null && String(name) !== STATE_FILE && String(name) !== SESSION_LOCK_FILE) return;
-    this.#reconcileOrReport(id);
+    if (isSessionName(name)) this.#reconcileOrReport(name);
   }
 
   /** #reconcile, its failure reported through onError: the watch goes on. */
@@ -178,34 +208,6 @@ class SessionWatcher {
     } catch (e) {
       this.#onError(e as Error);
     }
-  }
-
-  /**
-   * Watches session dir `id` from now on, unless the caller holds it: the
-   * supervisor's own sessions change only through the supervisor (their
-   * removal still shows in the state dir). The probe starts it for one the
-   * caller lets go of.
-   */
-  #track(id: string, ino: number): void {
-    const had = this.#tracked.get(id);
-    if (had?.ino === ino) return;
-    if (had) this.#untrack(id);
-    if (this.#closed || this.#heldByCaller(id)) return;
-    let w: DirWatcher;
-    try {
-      w = fsWatch(join(this.#dir, id), { persistent: true }, (_event, name) => this.#onSessionFile(id, name));
-    } catch (e) {
-      // Gone already: the state dir's watch reports it.
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT' && (e as NodeJS.ErrnoException).code !== 'ENOTDIR') this.#onError(e as Error);
-      return;
-    }
-    w.on('error', (e) => this.#onError(e instanceof Error ? e : new Error(String(e))));
-    this.#tracked.set(id, { watch: w, ino });
-  }
-
-  #untrack(id: string): void {
-    this.#tracked.get(id)?.watch.close();
-    this.#tracked.delete(id);
   }
 
   #reconcileAll(): void {
@@ -228,17 +230,17 @@ class SessionWatcher {
     const st = entryStat(join(this.#dir, id));
     if (st === undefined) {
       this.#pending.delete(id);
-      this.#untrack(id);
       if (!prev) return;
       this.#known.delete(id);
       this.#emit({ event: 'ended', id, chroot: prev.chroot });
       return;
     }
-    if (st.isDirectory()) this.#track(id, st.ino);
     if (prev && prev.kind !== 'corrupt' && this.#heldByCaller(id)) {
       if (prev.kind === 'stale') this.#known.set(id, { ...prev, kind: 'active' });
       return;
     }
+    // Taken before reading it: a rewrite after this is seen by the next probe.
+    const sig = stateSig(join(this.#dir, id));
     const entry = inspectEntry(this.#dir, id);
     if (entry.status === 'corrupt') {
       if (prev?.kind === 'corrupt') return;
@@ -252,7 +254,7 @@ class SessionWatcher {
       return;
     }
     this.#pending.delete(id);
-    const now = knownOf(entry);
+    const now = { ...knownOf(entry), sig };
     if (!prev || prev.kind === 'corrupt') {
       this.#known.set(id, now);
       this.#emit({ event: 'begun', id, chroot: now.chroot, status: now.status });
@@ -283,7 +285,10 @@ class SessionWatcher {
     }
   }
 
-  /** Liveness of every known session; corrupt-looking entries confirmed or dropped. */
+  /**
+   * Liveness of every known session; a state.json that changed re-read;
+   * corrupt-looking entries confirmed or dropped.
+   */
   #probeOnce(): void {
     if (this.#closed) return;
     // What the inotify watch may have missed (its queue overflows silently).
@@ -292,23 +297,29 @@ class SessionWatcher {
     const missed = [...names.filter((n) => !this.#known.has(n) && !this.#pending.has(n)), ...[...this.#known.keys()].filter((n) => !present.has(n))];
     for (const id of missed) this.#reconcileOrReport(id);
     for (const [id, k] of this.#known) {
+      if (this.#closed) return;
       if (k.kind === 'corrupt') continue;
       if (this.#heldByCaller(id)) {
         // Re-adopted by the caller: active again without a probe.
         if (k.kind === 'stale') this.#known.set(id, { ...k, kind: 'active' });
         continue;
       }
-      // One the caller has let go of is watched from now on.
-      if (!this.#tracked.has(id)) {
-        const st = entryStat(join(this.#dir, id));
-        if (st?.isDirectory()) this.#track(id, st.ino);
+      // state.json rewritten (recover, end, a status change) or gone: what
+      // a watch on the session dir used to report.
+      const sig = stateSig(join(this.#dir, id));
+      if (sig !== k.sig) {
+        this.#reconcileOrReport(id);
+        continue;
       }
       let held: 'shared' | 'exclusive' | undefined;
       try {
         held = holderKind(join(this.#dir, id));
       } catch (e) {
-        // Being removed (its lock file is gone): the file event reports it.
-        if (((e as Error).cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') continue;
+        // Its lock file is gone: being removed (ended) or broken (corrupt).
+        if (((e as Error).cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') {
+          this.#reconcileOrReport(id);
+          continue;
+        }
         this.#onError(e as Error);
         continue;
       }
@@ -316,10 +327,10 @@ class SessionWatcher {
       if (held === 'exclusive') continue;
       const change = k.kind === 'active' && held === undefined ? 'stale' : k.kind === 'stale' && held === 'shared' ? 'recovered' : undefined;
       if (!change) continue;
-      // state.json as it is now (its file event may not have arrived yet),
-      // so a later event for the same rewrite finds nothing new.
+      // state.json as it is now, so a later look at the same rewrite finds nothing new.
+      const sigNow = stateSig(join(this.#dir, id));
       const entry = inspectEntry(this.#dir, id);
-      const now = entry.status === 'corrupt' ? k : knownOf(entry);
+      const now = entry.status === 'corrupt' ? k : { ...knownOf(entry), sig: sigNow };
       this.#known.set(id, { ...now, kind: change === 'stale' ? 'stale' : 'active' });
       this.#emit({ event: change, id, chroot: now.chroot, status: now.status });
     }
@@ -342,6 +353,22 @@ class SessionWatcher {
 
 function knownOf(e: SessionEntry): Known {
   return { kind: e.status, chroot: e.state?.chroot, status: e.state?.status, updatedAt: e.state?.updatedAt };
+}
+
+/**
+ * Closes a chokidar watcher that this module owns. chokidar's add() re-arms a
+ * closed watcher (it sets `closed = false`), and some of its event paths call
+ * it (paulmillr/chokidar#1482): disabled first, so that nothing in flight can.
+ */
+function closeWatcher(fsw: FSWatcher): Promise<void> {
+  fsw.add = () => fsw;
+  return fsw.close();
+}
+
+/** Identity of a session's state.json: changes with every atomic rewrite (a new inode) or edit. */
+function stateSig(sessionDir: string): string | undefined {
+  const st = entryStat(join(sessionDir, STATE_FILE));
+  return st && `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
 }
 
 /** lstat of `path`: undefined when nothing is there. */
