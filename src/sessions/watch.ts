@@ -8,22 +8,28 @@
 // last seen as (`#reconcile`), so events that arrive twice, late or out of
 // order cannot produce a wrong one.
 //
-// Why only the state dir (chokidar 5.0.0, measured):
+// Why only the state dir, and why its rescans are bounded (chokidar 5.0.0,
+// measured; see bench/watch.ts):
 // - On every event in a directory it watches, chokidar lists the directory
-//   again and lstat()s every entry (paulmillr/chokidar#1028), throttled to
-//   once a second per directory plus one trailing run. For the state dir
-//   that bounds the cost (1,000 sessions: 1,000 lstats at most about twice a
-//   second), but a watch on every session dir (depth 1) paid a rescan for
-//   every line a hook logged there: a supervisor watching 200 library begins
-//   and ends used 1,980 ms of CPU for it. `ignored` does not avoid the
-//   lstats; only not watching a directory does.
-// - What the session-dir watches were for (state.json rewritten: recover
-//   re-adopting a stale session, a state.json gone corrupt, the lock file
-//   gone) the probe sees instead, within one interval.
+//   again and lstat()s every entry (paulmillr/chokidar#1028). Its 'readdir'
+//   throttle is cleared when a listing ends (handler.js, _handleRead), so
+//   while events keep coming the listings run back to back: with 1,000
+//   sessions present a watcher of 100 begins and ends used 2.5 s of CPU,
+//   five times what the begins and ends took. `ignored` does not avoid the
+//   lstats; only not listing does. boundRescans() lets one listing of a
+//   directory start per RESCAN_MS; nothing here depends on chokidar's own
+//   add/unlink events (see the next point), so a refused listing loses
+//   nothing.
 // - Events are taken from chokidar's `raw` event, which names the entry at
-//   once (its add/unlink events wait for the throttled rescan): each one
-//   re-checks that entry only. Its own addDir/unlinkDir re-check it again,
-//   which the comparison makes harmless.
+//   once (its add/unlink events wait for a listing): each one re-checks
+//   that entry only. Its addDir/unlinkDir, when they come, re-check it
+//   again, which the comparison makes harmless; what both miss (an
+//   overflowed inotify queue) the probe's listing of names catches.
+// - Session dirs are not watched (depth 0): a watch on each paid a listing
+//   for every line a hook logged there. What those watches were for
+//   (state.json rewritten: recover re-adopting a stale session, a status
+//   change, a state.json gone corrupt; the lock file gone) the probe sees
+//   instead, within one interval, from state.json's inode, size and times.
 //
 // Closing safely: chokidar's add() sets `closed = false` unconditionally,
 // and its "watch for the return of the only watched file" path calls add()
@@ -78,6 +84,10 @@ export interface SessionWatch {
 }
 
 export const DEFAULT_PROBE_MS = 500;
+/** A watched directory is listed again (by chokidar) at most once per this many ms. */
+const RESCAN_MS = 1_000;
+/** Sessions probed between two turns of the event loop (see #probe). */
+const PROBE_SLICE = 50;
 
 /** What an entry was last seen as. */
 interface Known {
@@ -113,6 +123,8 @@ class SessionWatcher {
   /** chokidar on the state dir (depth 0); this class is its only owner. */
   #fsw: FSWatcher | undefined;
   #timer: NodeJS.Timeout | undefined;
+  /** A probe run is under way (it goes on across setImmediate slices). */
+  #probing = false;
   /** Set the moment close() is called: every handler returns at once from then on. */
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -167,6 +179,7 @@ class SessionWatcher {
       atomic: false,
     });
     this.#fsw = fsw;
+    boundRescans(fsw, RESCAN_MS);
     fsw.on('raw', (_event: string, name: string | null) => this.#onRaw(name));
     for (const ev of ['addDir', 'unlinkDir', 'add', 'unlink'] as const) fsw.on(ev, (path: string) => this.#onName(basename(path)));
     fsw.on('error', (e: unknown) => {
@@ -273,68 +286,82 @@ class SessionWatcher {
   }
 
   /**
-   * #probeOnce from the interval timer: whatever it throws (EMFILE at the
-   * fd limit, EACCES) goes to onError, never out of a timer callback, where
-   * it would end the process.
+   * One probe run from the interval timer, in slices of PROBE_SLICE sessions
+   * with the event loop free between them (setImmediate runs after the poll
+   * phase, which delivers inotify events): with 1,000 sessions a run in one
+   * piece holds events for tens of ms, and a session begun and ended inside
+   * that time would be gone before its first event is looked at. Whatever a
+   * slice throws (EMFILE at the fd limit, EACCES) goes to onError and ends
+   * the run, never out of a timer callback, where it would end the process.
    */
   #probe(): void {
+    if (this.#probing || this.#closed) return;
+    this.#probing = true;
+    let ids: string[];
     try {
-      this.#probeOnce();
+      ids = this.#probeStart();
     } catch (e) {
+      this.#probing = false;
       this.#onError(e instanceof Error ? e : new Error(String(e)));
+      return;
     }
+    const slice = (from: number): void => {
+      if (this.#closed) return;
+      try {
+        for (const id of ids.slice(from, from + PROBE_SLICE)) this.#probeOne(id);
+        if (from + PROBE_SLICE < ids.length) {
+          setImmediate(slice, from + PROBE_SLICE);
+          return;
+        }
+        for (const id of [...this.#pending.keys()]) this.#reconcileOrReport(id);
+      } catch (e) {
+        this.#onError(e instanceof Error ? e : new Error(String(e)));
+      }
+      this.#probing = false;
+    };
+    slice(0);
   }
 
-  /**
-   * Liveness of every known session; a state.json that changed re-read;
-   * corrupt-looking entries confirmed or dropped.
-   */
-  #probeOnce(): void {
-    if (this.#closed) return;
-    // What the inotify watch may have missed (its queue overflows silently).
+  /** Entries the inotify watch may have missed (its queue overflows silently) reconciled; the ids to probe. */
+  #probeStart(): string[] {
     const names = this.#names();
     const present = new Set(names);
     const missed = [...names.filter((n) => !this.#known.has(n) && !this.#pending.has(n)), ...[...this.#known.keys()].filter((n) => !present.has(n))];
     for (const id of missed) this.#reconcileOrReport(id);
-    for (const [id, k] of this.#known) {
-      if (this.#closed) return;
-      if (k.kind === 'corrupt') continue;
-      if (this.#heldByCaller(id)) {
-        // Re-adopted by the caller: active again without a probe.
-        if (k.kind === 'stale') this.#known.set(id, { ...k, kind: 'active' });
-        continue;
-      }
-      // state.json rewritten (recover, end, a status change) or gone: what
-      // a watch on the session dir used to report.
-      const sig = stateSig(join(this.#dir, id));
-      if (sig !== k.sig) {
-        this.#reconcileOrReport(id);
-        continue;
-      }
-      let held: 'shared' | 'exclusive' | undefined;
-      try {
-        held = holderKind(join(this.#dir, id));
-      } catch (e) {
-        // Its lock file is gone: being removed (ended) or broken (corrupt).
-        if (((e as Error).cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') {
-          this.#reconcileOrReport(id);
-          continue;
-        }
-        this.#onError(e as Error);
-        continue;
-      }
-      // An exclusive holder is end or recover at work: wait for its outcome.
-      if (held === 'exclusive') continue;
-      const change = k.kind === 'active' && held === undefined ? 'stale' : k.kind === 'stale' && held === 'shared' ? 'recovered' : undefined;
-      if (!change) continue;
-      // state.json as it is now, so a later look at the same rewrite finds nothing new.
-      const sigNow = stateSig(join(this.#dir, id));
-      const entry = inspectEntry(this.#dir, id);
-      const now = entry.status === 'corrupt' ? k : { ...knownOf(entry), sig: sigNow };
-      this.#known.set(id, { ...now, kind: change === 'stale' ? 'stale' : 'active' });
-      this.#emit({ event: change, id, chroot: now.chroot, status: now.status });
+    return [...this.#known.keys()];
+  }
+
+  /** Liveness of session `id`; its state.json re-read if it changed. */
+  #probeOne(id: string): void {
+    const k = this.#known.get(id);
+    if (!k || k.kind === 'corrupt') return;
+    if (this.#heldByCaller(id)) {
+      // Re-adopted by the caller: active again without a probe.
+      if (k.kind === 'stale') this.#known.set(id, { ...k, kind: 'active' });
+      return;
     }
-    for (const id of [...this.#pending.keys()]) this.#reconcileOrReport(id);
+    // state.json rewritten (recover, end, a status change) or gone: what
+    // a watch on the session dir used to report.
+    if (stateSig(join(this.#dir, id)) !== k.sig) return this.#reconcileOrReport(id);
+    let held: 'shared' | 'exclusive' | undefined;
+    try {
+      held = holderKind(join(this.#dir, id));
+    } catch (e) {
+      // Its lock file is gone: being removed (ended) or broken (corrupt).
+      if (((e as Error).cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') return this.#reconcileOrReport(id);
+      this.#onError(e as Error);
+      return;
+    }
+    // An exclusive holder is end or recover at work: wait for its outcome.
+    if (held === 'exclusive') return;
+    const change = k.kind === 'active' && held === undefined ? 'stale' : k.kind === 'stale' && held === 'shared' ? 'recovered' : undefined;
+    if (!change) return;
+    // state.json as it is now, so a later look at the same rewrite finds nothing new.
+    const sig = stateSig(join(this.#dir, id));
+    const entry = inspectEntry(this.#dir, id);
+    const now = entry.status === 'corrupt' ? k : { ...knownOf(entry), sig };
+    this.#known.set(id, { ...now, kind: change === 'stale' ? 'stale' : 'active' });
+    this.#emit({ event: change, id, chroot: now.chroot, status: now.status });
   }
 
   #emit(e: Omit<SessionEvent, 'at'>): void {
@@ -363,6 +390,27 @@ function knownOf(e: SessionEntry): Known {
 function closeWatcher(fsw: FSWatcher): Promise<void> {
   fsw.add = () => fsw;
   return fsw.close();
+}
+
+/**
+ * Lets chokidar start a listing of a watched directory at most once per
+ * `everyMs` (its own 'readdir' throttle lasts only while a listing runs, see
+ * the top of this file). chokidar is pinned at exactly 5.0.0 for this:
+ * `_throttle` is internal, and a version without it fails here, loudly.
+ */
+function boundRescans(fsw: FSWatcher, everyMs: number): void {
+  const throttle = fsw._throttle;
+  if (typeof throttle !== 'function') throw new Error('chokidar: FSWatcher._throttle is gone: boundRescans() needs chokidar 5.0.0');
+  const started = new Map<string, number>();
+  fsw._throttle = function (this: FSWatcher, action, path, timeout) {
+    if (action !== 'readdir') return throttle.call(this, action, path, timeout);
+    const now = Date.now();
+    const last = started.get(path);
+    if (last !== undefined && now - last < everyMs) return false;
+    const t = throttle.call(this, action, path, timeout);
+    if (t) started.set(path, now);
+    return t;
+  };
 }
 
 /** Identity of a session's state.json: changes with every atomic rewrite (a new inode) or edit. */
