@@ -24,7 +24,8 @@
 //   once (its add/unlink events wait for a listing): each one re-checks
 //   that entry only. Its addDir/unlinkDir, when they come, re-check it
 //   again, which the comparison makes harmless; what both miss (an
-//   overflowed inotify queue) the probe's listing of names catches.
+//   overflowed inotify queue) the probe's listing of names, every
+//   LIST_MS, catches.
 // - Session dirs are not watched (depth 0): a watch on each paid a listing
 //   for every line a hook logged there. What those watches were for
 //   (state.json rewritten: recover re-adopting a stale session, a status
@@ -84,8 +85,14 @@ export interface SessionWatch {
 }
 
 export const DEFAULT_PROBE_MS = 500;
-/** A watched directory is listed again (by chokidar) at most once per this many ms. */
-const RESCAN_MS = 1_000;
+/**
+ * A watched directory is listed again (by chokidar) at most once per this
+ * many ms: nothing here needs its listings (see the top of this file), and
+ * with 1,000 sessions each costs 1,000 lstats.
+ */
+const RESCAN_MS = 30_000;
+/** How often the probe lists the state dir's names, for what inotify missed (its queue overflows silently). */
+const LIST_MS = 5_000;
 /** Sessions probed between two turns of the event loop (see #probe). */
 const PROBE_SLICE = 50;
 
@@ -125,6 +132,8 @@ class SessionWatcher {
   #timer: NodeJS.Timeout | undefined;
   /** A probe run is under way (it goes on across setImmediate slices). */
   #probing = false;
+  /** When the probe last listed the state dir's names. */
+  #listedAt = 0;
   /** Set the moment close() is called: every handler returns at once from then on. */
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -322,8 +331,10 @@ class SessionWatcher {
     slice(0);
   }
 
-  /** Entries the inotify watch may have missed (its queue overflows silently) reconciled; the ids to probe. */
+  /** Entries the inotify watch may have missed reconciled (every LIST_MS); the ids to probe. */
   #probeStart(): string[] {
+    if (Date.now() - this.#listedAt < LIST_MS) return [...this.#known.keys()];
+    this.#listedAt = Date.now();
     const names = this.#names();
     const present = new Set(names);
     const missed = [...names.filter((n) => !this.#known.has(n) && !this.#pending.has(n)), ...[...this.#known.keys()].filter((n) => !present.has(n))];
