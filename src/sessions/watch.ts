@@ -263,7 +263,8 @@ class SessionWatcher {
     }
     // Taken before reading it: a rewrite after this is seen by the next probe.
     const sig = stateSig(join(this.#dir, id));
-    const entry = inspectEntry(this.#dir, id);
+    // Its type from the lstat above: one lstat fewer per event.
+    const entry = inspectEntry(this.#dir, id, {}, undefined, st);
     if (entry.status === 'corrupt') {
       if (prev?.kind === 'corrupt') return;
       // Reported only when it stays corrupt for a probe interval (see watchSessions).
