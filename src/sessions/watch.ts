@@ -1,31 +1,49 @@
-// Live session events from the state dir. inotify (fs.watch) reports what
-// changes on disk: a watch on the state dir names the entries that appear
-// or go, and a watch on each session dir reports its state.json rewritten
-// or its lock file replaced. A probe of the liveness locks reports what no
-// file event shows: a session goes stale when its holders die, and only
-// its lock changes.
+// Live session events from the state dir. chokidar watches the state dir
+// itself, at depth 0: the entries that appear or go. A probe of the
+// liveness locks reports what no file event shows (a session goes stale
+// when its holders die, and only its lock changes), and the same probe
+// re-reads a session's state.json when its inode, size or times changed.
 //
 // Every event comes from comparing what the entry is now with what it was
 // last seen as (`#reconcile`), so events that arrive twice, late or out of
 // order cannot produce a wrong one.
 //
-// Written on fs.watch, not chokidar (which this used before), for two
-// measured reasons:
+// Why only the state dir, and why its rescans are bounded (chokidar 5.0.0,
+// measured; see bench/watch.ts):
 // - On every event in a directory it watches, chokidar lists the directory
-//   again and lstat()s every entry (paulmillr/chokidar#1028). Watching the
-//   state dir, each begin or end cost N lstats with N sessions, several
-//   times over, and in each session dir every line a hook logged cost a
-//   rescan: a supervisor watching 200 library begins and ends used 1,980 ms
-//   of CPU for it, as much as the begins themselves took.
-// - Watching files instead, chokidar re-adds the parent of a removed file
-//   "to watch for its return", and a close() during that revives the
-//   watcher: a watch on the state dir outlived close() (a test caught it).
-// inotify names the entry that changed, which is all a flat directory of
-// sessions needs, and it is Linux-only like the rest of warden. What an
-// overflowed inotify queue loses, the probe's listing of names catches.
-import { lstatSync, readdirSync, watch as fsWatch, type FSWatcher as DirWatcher, type Stats } from 'node:fs';
-import { join } from 'node:path';
-import { openLiveness, SESSION_LOCK_FILE } from './locks.js';
+//   again and lstat()s every entry (paulmillr/chokidar#1028). Its 'readdir'
+//   throttle is cleared when a listing ends (handler.js, _handleRead), so
+//   while events keep coming the listings run back to back: with 1,000
+//   sessions present a watcher of 100 begins and ends used 2.5 s of CPU,
+//   five times what the begins and ends took. `ignored` does not avoid the
+//   lstats; only not listing does. boundRescans() lets one listing of a
+//   directory start per RESCAN_MS; nothing here depends on chokidar's own
+//   add/unlink events (see the next point), so a refused listing loses
+//   nothing.
+// - Events are taken from chokidar's `raw` event, which names the entry at
+//   once (its add/unlink events wait for a listing): each one re-checks
+//   that entry only. Its addDir/unlinkDir, when they come, re-check it
+//   again, which the comparison makes harmless; what both miss (an
+//   overflowed inotify queue) the probe's listing of names, every
+//   LIST_MS, catches.
+// - Session dirs are not watched (depth 0): a watch on each paid a listing
+//   for every line a hook logged there. What those watches were for
+//   (state.json rewritten: recover re-adopting a stale session, a status
+//   change, a state.json gone corrupt; the lock file gone) the probe sees
+//   instead, within one interval, from state.json's inode, size and times.
+//
+// Closing safely: chokidar's add() sets `closed = false` unconditionally,
+// and its "watch for the return of the only watched file" path calls add()
+// from an event (paulmillr/chokidar#1482), so an event during close() could
+// revive the watcher. Here nothing is watched but a directory (that path
+// needs a watched file), this class is the only owner of the FSWatcher and
+// never calls add() after construction, the FSWatcher's own add() is
+// disabled before it is closed, and every handler returns at once once
+// close() has begun.
+import { watch as chokidarWatch, type FSWatcher } from 'chokidar';
+import { lstatSync, readdirSync, type Stats } from 'node:fs';
+import { basename, join } from 'node:path';
+import { openLiveness } from './locks.js';
 import { STATE_FILE, type SessionStatus } from './state.js';
 import { inspectEntry, isSessionName, listSessions, type SessionEntry } from './store.js';
 
@@ -67,6 +85,16 @@ export interface SessionWatch {
 }
 
 export const DEFAULT_PROBE_MS = 500;
+/**
+ * A watched directory is listed again (by chokidar) at most once per this
+ * many ms: nothing here needs its listings (see the top of this file), and
+ * with 1,000 sessions each costs 1,000 lstats.
+ */
+const RESCAN_MS = 30_000;
+/** How often the probe lists the state dir's names, for what inotify missed (its queue overflows silently). */
+const LIST_MS = 5_000;
+/** Sessions probed between two turns of the event loop (see #probe). */
+const PROBE_SLICE = 50;
 
 /** What an entry was last seen as. */
 interface Known {
@@ -74,6 +102,8 @@ interface Known {
   chroot?: string;
   status?: SessionStatus;
   updatedAt?: string;
+  /** state.json's inode, size and times when last read (stateSig). */
+  sig?: string;
 }
 
 /**
@@ -97,14 +127,19 @@ class SessionWatcher {
   readonly #known = new Map<string, Known>();
   /** Entries seen corrupt but not reported yet: when first seen. */
   readonly #pending = new Map<string, number>();
-  /** inotify on the state dir itself: entry names. */
-  #dirWatch: DirWatcher | undefined;
-  /** inotify on each session dir (its inode: an id ended and begun again is another dir). */
-  readonly #tracked = new Map<string, { watch: DirWatcher; ino: number }>();
+  /** chokidar on the state dir (depth 0); this class is its only owner. */
+  #fsw: FSWatcher | undefined;
   #timer: NodeJS.Timeout | undefined;
+  /** A probe run is under way (it goes on across setImmediate slices). */
+  #probing = false;
+  /** When the probe last listed the state dir's names. */
+  #listedAt = 0;
+  /** Set the moment close() is called: every handler returns at once from then on. */
   #closed = false;
   #closing: Promise<void> | undefined;
   #ready: Promise<void>;
+  /** Ends a start still waiting for chokidar's ready (close() called meanwhile). */
+  #abandonStart: (() => void) | undefined;
 
   constructor(stateDir: string, opts: WatchOptions) {
     this.#dir = stateDir;
@@ -126,11 +161,11 @@ class SessionWatcher {
       this.#closed = true;
       clearInterval(this.#timer);
       this.#timer = undefined;
-      // A start not begun yet sees #closed and never watches.
+      this.#abandonStart?.();
+      const fsw = this.#fsw;
+      this.#fsw = undefined;
+      if (fsw) await closeWatcher(fsw);
       await this.#ready.catch(() => {});
-      this.#dirWatch?.close();
-      this.#dirWatch = undefined;
-      for (const id of [...this.#tracked.keys()]) this.#untrack(id);
     })();
     return this.#closing;
   }
@@ -141,22 +176,40 @@ class SessionWatcher {
     // A watch closed as soon as it was made never watches.
     await null;
     if (this.#closed) return;
-    const dirWatch = fsWatch(this.#dir, { persistent: true }, (_event, name) => this.#onName(name));
-    this.#dirWatch = dirWatch;
-    dirWatch.on('error', (e) => this.#onError(e instanceof Error ? e : new Error(String(e))));
-    // Whatever changed between the listing and the watch being in place;
-    // it also watches each session dir there is.
+    // chokidar's ready comes after its first listing; a missing or unreadable
+    // state dir is an error, not a ready watch of nothing.
+    lstatSync(this.#dir);
+    const fsw = chokidarWatch(this.#dir, {
+      depth: 0,
+      ignoreInitial: true,
+      persistent: true,
+      followSymlinks: false,
+      // Its atomic mode holds back unlink events for 100 ms; the comparison needs no help.
+      atomic: false,
+    });
+    this.#fsw = fsw;
+    boundRescans(fsw, RESCAN_MS);
+    fsw.on('raw', (_event: string, name: string | null) => this.#onRaw(name));
+    for (const ev of ['addDir', 'unlinkDir', 'add', 'unlink'] as const) fsw.on(ev, (path: string) => this.#onName(basename(path)));
+    fsw.on('error', (e: unknown) => {
+      if (!this.#closed) this.#onError(e instanceof Error ? e : new Error(String(e)));
+    });
+    // close() during the first listing took the FSWatcher and closes it; ready resolves.
+    await new Promise<void>((resolve) => {
+      this.#abandonStart = resolve;
+      fsw.once('ready', resolve);
+    });
+    this.#abandonStart = undefined;
+    if (this.#closed) return;
+    // Whatever changed between the listing and the watch being in place.
     this.#reconcileAll();
     this.#timer = setInterval(() => this.#probe(), this.#probeMs);
   }
 
-  /** An entry of the state dir was created, renamed or removed (no name: the kernel did not say which). */
-  #onName(name: string | Buffer | null): void {
+  /** fs.watch on the state dir fired for entry `name` (null: the kernel did not say which). */
+  #onRaw(name: string | null): void {
     if (this.#closed) return;
-    if (name !== null) {
-      if (isSessionName(String(name))) this.#reconcileOrReport(String(name));
-      return;
-    }
+    if (name !== null && name !== '') return this.#onName(name);
     try {
       this.#reconcileAll();
     } catch (e) {
@@ -164,11 +217,10 @@ class SessionWatcher {
     }
   }
 
-  /** Something in session dir `id` changed: only its state.json and lock file matter. */
-  #onSessionFile(id: string, name: string | Buffer | null): void {
+  /** An entry of the state dir was created, renamed or removed. */
+  #onName(name: string): void {
     if (this.#closed) return;
-    if (name !== null && String(name) !== STATE_FILE && String(name) !== SESSION_LOCK_FILE) return;
-    this.#reconcileOrReport(id);
+    if (isSessionName(name)) this.#reconcileOrReport(name);
   }
 
   /** #reconcile, its failure reported through onError: the watch goes on. */
@@ -178,34 +230,6 @@ class SessionWatcher {
     } catch (e) {
       this.#onError(e as Error);
     }
-  }
-
-  /**
-   * Watches session dir `id` from now on, unless the caller holds it: the
-   * supervisor's own sessions change only through the supervisor (their
-   * removal still shows in the state dir). The probe starts it for one the
-   * caller lets go of.
-   */
-  #track(id: string, ino: number): void {
-    const had = this.#tracked.get(id);
-    if (had?.ino === ino) return;
-    if (had) this.#untrack(id);
-    if (this.#closed || this.#heldByCaller(id)) return;
-    let w: DirWatcher;
-    try {
-      w = fsWatch(join(this.#dir, id), { persistent: true }, (_event, name) => this.#onSessionFile(id, name));
-    } catch (e) {
-      // Gone already: the state dir's watch reports it.
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT' && (e as NodeJS.ErrnoException).code !== 'ENOTDIR') this.#onError(e as Error);
-      return;
-    }
-    w.on('error', (e) => this.#onError(e instanceof Error ? e : new Error(String(e))));
-    this.#tracked.set(id, { watch: w, ino });
-  }
-
-  #untrack(id: string): void {
-    this.#tracked.get(id)?.watch.close();
-    this.#tracked.delete(id);
   }
 
   #reconcileAll(): void {
@@ -228,18 +252,19 @@ class SessionWatcher {
     const st = entryStat(join(this.#dir, id));
     if (st === undefined) {
       this.#pending.delete(id);
-      this.#untrack(id);
       if (!prev) return;
       this.#known.delete(id);
       this.#emit({ event: 'ended', id, chroot: prev.chroot });
       return;
     }
-    if (st.isDirectory()) this.#track(id, st.ino);
     if (prev && prev.kind !== 'corrupt' && this.#heldByCaller(id)) {
       if (prev.kind === 'stale') this.#known.set(id, { ...prev, kind: 'active' });
       return;
     }
-    const entry = inspectEntry(this.#dir, id);
+    // Taken before reading it: a rewrite after this is seen by the next probe.
+    const sig = stateSig(join(this.#dir, id));
+    // Its type from the lstat above: one lstat fewer per event.
+    const entry = inspectEntry(this.#dir, id, {}, undefined, st);
     if (entry.status === 'corrupt') {
       if (prev?.kind === 'corrupt') return;
       // Reported only when it stays corrupt for a probe interval (see watchSessions).
@@ -252,7 +277,7 @@ class SessionWatcher {
       return;
     }
     this.#pending.delete(id);
-    const now = knownOf(entry);
+    const now = { ...knownOf(entry), sig };
     if (!prev || prev.kind === 'corrupt') {
       this.#known.set(id, now);
       this.#emit({ event: 'begun', id, chroot: now.chroot, status: now.status });
@@ -271,59 +296,84 @@ class SessionWatcher {
   }
 
   /**
-   * #probeOnce from the interval timer: whatever it throws (EMFILE at the
-   * fd limit, EACCES) goes to onError, never out of a timer callback, where
-   * it would end the process.
+   * One probe run from the interval timer, in slices of PROBE_SLICE sessions
+   * with the event loop free between them (setImmediate runs after the poll
+   * phase, which delivers inotify events): with 1,000 sessions a run in one
+   * piece holds events for tens of ms, and a session begun and ended inside
+   * that time would be gone before its first event is looked at. Whatever a
+   * slice throws (EMFILE at the fd limit, EACCES) goes to onError and ends
+   * the run, never out of a timer callback, where it would end the process.
    */
   #probe(): void {
+    if (this.#probing || this.#closed) return;
+    this.#probing = true;
+    let ids: string[];
     try {
-      this.#probeOnce();
+      ids = this.#probeStart();
     } catch (e) {
+      this.#probing = false;
       this.#onError(e instanceof Error ? e : new Error(String(e)));
+      return;
     }
+    const slice = (from: number): void => {
+      if (this.#closed) return;
+      try {
+        for (const id of ids.slice(from, from + PROBE_SLICE)) this.#probeOne(id);
+        if (from + PROBE_SLICE < ids.length) {
+          setImmediate(slice, from + PROBE_SLICE);
+          return;
+        }
+        for (const id of [...this.#pending.keys()]) this.#reconcileOrReport(id);
+      } catch (e) {
+        this.#onError(e instanceof Error ? e : new Error(String(e)));
+      }
+      this.#probing = false;
+    };
+    slice(0);
   }
 
-  /** Liveness of every known session; corrupt-looking entries confirmed or dropped. */
-  #probeOnce(): void {
-    if (this.#closed) return;
-    // What the inotify watch may have missed (its queue overflows silently).
+  /** Entries the inotify watch may have missed reconciled (every LIST_MS); the ids to probe. */
+  #probeStart(): string[] {
+    if (Date.now() - this.#listedAt < LIST_MS) return [...this.#known.keys()];
+    this.#listedAt = Date.now();
     const names = this.#names();
     const present = new Set(names);
     const missed = [...names.filter((n) => !this.#known.has(n) && !this.#pending.has(n)), ...[...this.#known.keys()].filter((n) => !present.has(n))];
     for (const id of missed) this.#reconcileOrReport(id);
-    for (const [id, k] of this.#known) {
-      if (k.kind === 'corrupt') continue;
-      if (this.#heldByCaller(id)) {
-        // Re-adopted by the caller: active again without a probe.
-        if (k.kind === 'stale') this.#known.set(id, { ...k, kind: 'active' });
-        continue;
-      }
-      // One the caller has let go of is watched from now on.
-      if (!this.#tracked.has(id)) {
-        const st = entryStat(join(this.#dir, id));
-        if (st?.isDirectory()) this.#track(id, st.ino);
-      }
-      let held: 'shared' | 'exclusive' | undefined;
-      try {
-        held = holderKind(join(this.#dir, id));
-      } catch (e) {
-        // Being removed (its lock file is gone): the file event reports it.
-        if (((e as Error).cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') continue;
-        this.#onError(e as Error);
-        continue;
-      }
-      // An exclusive holder is end or recover at work: wait for its outcome.
-      if (held === 'exclusive') continue;
-      const change = k.kind === 'active' && held === undefined ? 'stale' : k.kind === 'stale' && held === 'shared' ? 'recovered' : undefined;
-      if (!change) continue;
-      // state.json as it is now (its file event may not have arrived yet),
-      // so a later event for the same rewrite finds nothing new.
-      const entry = inspectEntry(this.#dir, id);
-      const now = entry.status === 'corrupt' ? k : knownOf(entry);
-      this.#known.set(id, { ...now, kind: change === 'stale' ? 'stale' : 'active' });
-      this.#emit({ event: change, id, chroot: now.chroot, status: now.status });
+    return [...this.#known.keys()];
+  }
+
+  /** Liveness of session `id`; its state.json re-read if it changed. */
+  #probeOne(id: string): void {
+    const k = this.#known.get(id);
+    if (!k || k.kind === 'corrupt') return;
+    if (this.#heldByCaller(id)) {
+      // Re-adopted by the caller: active again without a probe.
+      if (k.kind === 'stale') this.#known.set(id, { ...k, kind: 'active' });
+      return;
     }
-    for (const id of [...this.#pending.keys()]) this.#reconcileOrReport(id);
+    // state.json rewritten (recover, end, a status change) or gone: what
+    // a watch on the session dir used to report.
+    if (stateSig(join(this.#dir, id)) !== k.sig) return this.#reconcileOrReport(id);
+    let held: 'shared' | 'exclusive' | undefined;
+    try {
+      held = holderKind(join(this.#dir, id));
+    } catch (e) {
+      // Its lock file is gone: being removed (ended) or broken (corrupt).
+      if (((e as Error).cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') return this.#reconcileOrReport(id);
+      this.#onError(e as Error);
+      return;
+    }
+    // An exclusive holder is end or recover at work: wait for its outcome.
+    if (held === 'exclusive') return;
+    const change = k.kind === 'active' && held === undefined ? 'stale' : k.kind === 'stale' && held === 'shared' ? 'recovered' : undefined;
+    if (!change) return;
+    // state.json as it is now, so a later look at the same rewrite finds nothing new.
+    const sig = stateSig(join(this.#dir, id));
+    const entry = inspectEntry(this.#dir, id);
+    const now = entry.status === 'corrupt' ? k : { ...knownOf(entry), sig };
+    this.#known.set(id, { ...now, kind: change === 'stale' ? 'stale' : 'active' });
+    this.#emit({ event: change, id, chroot: now.chroot, status: now.status });
   }
 
   #emit(e: Omit<SessionEvent, 'at'>): void {
@@ -342,6 +392,43 @@ class SessionWatcher {
 
 function knownOf(e: SessionEntry): Known {
   return { kind: e.status, chroot: e.state?.chroot, status: e.state?.status, updatedAt: e.state?.updatedAt };
+}
+
+/**
+ * Closes a chokidar watcher that this module owns. chokidar's add() re-arms a
+ * closed watcher (it sets `closed = false`), and some of its event paths call
+ * it (paulmillr/chokidar#1482): disabled first, so that nothing in flight can.
+ */
+function closeWatcher(fsw: FSWatcher): Promise<void> {
+  fsw.add = () => fsw;
+  return fsw.close();
+}
+
+/**
+ * Lets chokidar start a listing of a watched directory at most once per
+ * `everyMs` (its own 'readdir' throttle lasts only while a listing runs, see
+ * the top of this file). chokidar is pinned at exactly 5.0.0 for this:
+ * `_throttle` is internal, and a version without it fails here, loudly.
+ */
+function boundRescans(fsw: FSWatcher, everyMs: number): void {
+  const throttle = fsw._throttle;
+  if (typeof throttle !== 'function') throw new Error('chokidar: FSWatcher._throttle is gone: boundRescans() needs chokidar 5.0.0');
+  const started = new Map<string, number>();
+  fsw._throttle = function (this: FSWatcher, action, path, timeout) {
+    if (action !== 'readdir') return throttle.call(this, action, path, timeout);
+    const now = Date.now();
+    const last = started.get(path);
+    if (last !== undefined && now - last < everyMs) return false;
+    const t = throttle.call(this, action, path, timeout);
+    if (t) started.set(path, now);
+    return t;
+  };
+}
+
+/** Identity of a session's state.json: changes with every atomic rewrite (a new inode) or edit. */
+function stateSig(sessionDir: string): string | undefined {
+  const st = entryStat(join(sessionDir, STATE_FILE));
+  return st && `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
 }
 
 /** lstat of `path`: undefined when nothing is there. */

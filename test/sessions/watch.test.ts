@@ -3,6 +3,7 @@
 // and the closer: idempotent, same promise, no fd or lock left behind.
 import anyTest, { type TestFn } from 'ava';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { STATE_VERSION, watchSessions, type SessionEvent, type SessionState } from '../../src/sessions/index.js';
@@ -38,14 +39,17 @@ function state(id: string, over: Partial<SessionState> = {}): SessionState {
 function recorder() {
   const seen: SessionEvent[] = [];
   let waiters: { done: () => boolean; resolve: () => void }[] = [];
-  const count = (event: string, id: string) => seen.filter((e) => e.event === event && e.id === id).length;
+  const counts = new Map<string, number>();
+  const count = (event: string, id?: string) => counts.get(id === undefined ? event : `${event} ${id}`) ?? 0;
   return {
     seen,
     onEvent(e: SessionEvent) {
       seen.push(e);
+      for (const key of [e.event, `${e.event} ${e.id}`]) counts.set(key, (counts.get(key) ?? 0) + 1);
       waiters = waiters.filter((w) => !(w.done() && (w.resolve(), true)));
     },
-    until(event: string, id: string, n = 1): Promise<void> {
+    /** Until the `n`th `event` of `id` (of any entry: id undefined). */
+    until(event: string, id: string | undefined, n = 1): Promise<void> {
       const done = () => count(event, id) >= n;
       if (done()) return Promise.resolve();
       return new Promise((resolve) => waiters.push({ done, resolve }));
@@ -161,14 +165,14 @@ function inotifyWatches(): number {
   return n;
 }
 
-test.serial('state.json rewritten in a session that was there before the watch: recovered, from the file event alone', async (t) => {
+test.serial('state.json rewritten in a session that was there before the watch: recovered, from the rewrite alone (no holder came)', async (t) => {
   const sd = t.context.dir;
   mkdirSync(join(sd, 'old'));
   writeFileSync(join(sd, 'old', 'lock'), '');
   writeStateLocked(join(sd, 'old'), state('old', { updatedAt: '2026-01-01T00:00:00.000Z' }));
   const r = recorder();
-  // No probe during the test: only the session dir's watch can report it.
-  const w = watchSessions(sd, { probeMs: 3_600_000, onEvent: (e) => r.onEvent(e), onError: (e) => t.fail(e.message) });
+  // Session dirs are not watched: the probe sees the rewrite (a new inode).
+  const w = watchSessions(sd, { probeMs: 20, onEvent: (e) => r.onEvent(e), onError: (e) => t.fail(e.message) });
   t.teardown(() => w.close());
   await w.ready;
   writeStateLocked(join(sd, 'old'), state('old'));
@@ -177,7 +181,16 @@ test.serial('state.json rewritten in a session that was there before the watch: 
   t.deepEqual(r.seen.map((e) => [e.event, e.id]), [['recovered', 'old']]);
 });
 
-test.serial('30 sessions come and go: one inotify watch on each while it exists, nothing left watched once they are gone', async (t) => {
+/** Makes session dir `id` the way begin publishes one: built aside, renamed in. */
+function publish(sd: string, id: string): void {
+  const build = join(sd, `.new-${id}.x`);
+  mkdirSync(build);
+  writeFileSync(join(build, 'lock'), '');
+  writeStateLocked(build, state(id), { syncRename: false });
+  renameSync(build, join(sd, id));
+}
+
+test.serial('30 sessions come and go: one inotify watch (the state dir) however many there are, none left once closed', async (t) => {
   const sd = t.context.dir;
   const r = recorder();
   await new Promise((resolve) => setImmediate(resolve)); // the previous test's watches are gone
@@ -187,17 +200,11 @@ test.serial('30 sessions come and go: one inotify watch on each while it exists,
   await w.ready;
   t.is(inotifyWatches(), base + 1, 'the state dir');
   const ids = Array.from({ length: 30 }, (_, i) => `s${i}`);
-  for (const id of ids) {
-    const build = join(sd, `.new-${id}.x`);
-    mkdirSync(build);
-    writeFileSync(join(build, 'lock'), '');
-    writeStateLocked(build, state(id));
-    renameSync(build, join(sd, id));
-  }
+  for (const id of ids) publish(sd, id);
   for (const id of ids) await r.until('begun', id);
-  // The state dir, and each session dir.
-  t.is(inotifyWatches(), base + 31);
-  // Out of the sessions' names the way end takes them, not deleted: only closing the watch frees it.
+  // The state dir only: session dirs are not watched (depth 0).
+  t.is(inotifyWatches(), base + 1);
+  // Out of the sessions' names the way end takes them.
   for (const id of ids) renameSync(join(sd, id), join(sd, `.gone-${id}.x`));
   for (const id of ids) await r.until('ended', id);
   await w.close();
@@ -211,3 +218,108 @@ test.serial('30 sessions come and go: one inotify watch on each while it exists,
     ids.map(() => ['begun', 'stale', 'ended']),
   );
 });
+
+test.serial('10,000 sessions come and go: the inotify watch count stays at its starting value', async (t) => {
+  const sd = t.context.dir;
+  const r = recorder();
+  await new Promise((resolve) => setImmediate(resolve));
+  const base = inotifyWatches();
+  const w = watchSessions(sd, { probeMs: 3_600_000, onEvent: (e) => r.onEvent(e), onError: (e) => t.fail(e.message) });
+  t.teardown(() => w.close());
+  await w.ready;
+  // Plain dirs with a state.json, in batches of 1,000 (the inotify queue holds 16,384 events).
+  for (let b = 0; b < 10; b++) {
+    const ids = Array.from({ length: 1_000 }, (_, i) => `b${b}-${i}`);
+    for (const id of ids) {
+      mkdirSync(join(sd, id));
+      writeFileSync(join(sd, id, 'lock'), '');
+      writeFileSync(join(sd, id, 'state.json'), JSON.stringify(state(id)));
+    }
+    await r.until('begun', undefined, (b + 1) * 1_000);
+    t.is(inotifyWatches(), base + 1);
+    for (const id of ids) rmSync(join(sd, id), { recursive: true });
+    await r.until('ended', undefined, (b + 1) * 1_000);
+  }
+  t.is(inotifyWatches(), base + 1);
+  await w.close();
+  await new Promise((resolve) => setImmediate(resolve));
+  t.is(inotifyWatches(), base);
+  t.is(r.seen.filter((e) => e.event === 'ended').length, 10_000);
+});
+
+test.serial('an atomic state.json rewrite (tmp + rename) is no ended or begun', async (t) => {
+  const sd = t.context.dir;
+  publish(sd, 's1');
+  const h = await Holder.start(join(sd, 's1', 'lock'));
+  t.teardown(() => h.kill());
+  t.is(await h.lock('ofd', 'r', 0, 1), 'ok');
+  const r = recorder();
+  const w = watchSessions(sd, { probeMs: 20, onEvent: (e) => r.onEvent(e), onError: (e) => t.fail(e.message) });
+  t.teardown(() => w.close());
+  await w.ready;
+  for (let i = 0; i < 20; i++) writeStateLocked(join(sd, 's1'), state('s1', { status: i % 2 ? 'active' : 'ending' }));
+  writeStateLocked(join(sd, 's1'), state('s1'));
+  // Synchronise on the probe: it reads the rewrites before it sees the holder go.
+  t.is(await h.unlock('ofd', 0, 1), 'ok');
+  await r.until('stale', 's1');
+  await w.close();
+  t.deepEqual(r.seen.map((e) => [e.event, e.id]), [['stale', 's1']]);
+});
+
+/** Runs `body` (an ES module) in a fresh node; resolves with its stdout and exit code, or rejects if it does not exit on its own. */
+function runAlone(body: string, timeoutMs = 15_000): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', body], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`did not exit on its own within ${timeoutMs} ms; said: ${out}`));
+    }, timeoutMs);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out });
+    });
+  });
+}
+
+const closeWhileRemoving = (when: 'same-tick' | 'in-event') => `
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+const { watchSessions } = await import(${JSON.stringify(new URL('../../src/sessions/watch.js', import.meta.url).href)});
+const wds = () => readdirSync('/proc/self/fd').filter((fd) => { try { return readlinkSync('/proc/self/fd/' + fd) === 'anon_inode:inotify'; } catch { return false; } })
+  .reduce((n, fd) => n + readFileSync('/proc/self/fdinfo/' + fd, 'utf8').split('\\n').filter((l) => l.startsWith('inotify wd:')).length, 0);
+const sd = mkdtempSync(join(tmpdir(), 'warden-watch-close-'));
+const make = (id) => { mkdirSync(join(sd, id)); writeFileSync(join(sd, id, 'lock'), ''); writeFileSync(join(sd, id, 'state.json'), '{}'); };
+for (let i = 0; i < 50; i++) make('s' + i);
+let w;
+let closed;
+const after = [];
+w = watchSessions(sd, { probeMs: 10, onEvent: (e) => {
+  if (closed) after.push(e.event);
+  ${when === 'in-event' ? "if (e.event === 'ended' && !closed) closed = w.close();" : ''}
+} });
+await w.ready;
+for (let i = 0; i < 50; i++) rmSync(join(sd, 's' + i), { recursive: true });
+${when === 'same-tick' ? 'closed = w.close();' : "while (!closed) await new Promise((r) => setTimeout(r, 5));"}
+await closed;
+await new Promise((r) => setImmediate(r));
+// More coming and going after close: nothing may wake the watcher.
+make('late');
+rmSync(join(sd, 'late'), { recursive: true });
+rmSync(sd, { recursive: true });
+await new Promise((r) => setTimeout(r, 200));
+console.log(JSON.stringify({ wds: wds(), after, resources: process.getActiveResourcesInfo().filter((r) => r !== 'TTYWrap' && r !== 'PipeWrap') }));
+`;
+
+for (const when of ['same-tick', 'in-event'] as const) {
+  test.serial(`session dirs removed while the watch closes (${when}): no watch revived, no handle left, the process exits on its own`, async (t) => {
+    const { code, out } = await runAlone(closeWhileRemoving(when));
+    t.is(code, 0);
+    const r = JSON.parse(out.trim().split('\n').pop()!) as { wds: number; after: string[]; resources: string[] };
+    t.is(r.wds, 0, 'no inotify watch after close');
+    t.deepEqual(r.after, [], 'no event after close');
+    t.deepEqual(r.resources, [], 'no handle, timer or request left (but stdio)');
+  });
+}
