@@ -6,6 +6,7 @@
 // call pays start-up; the policy and the passwd file are for non-root ones).
 import type { ChrootDef } from '../config/index.js';
 import type { SessionState } from '../sessions/index.js';
+import { RootRequiredError } from './errors.js';
 
 /**
  * Throws PermissionDeniedError unless the calling user may run as `user`
@@ -35,12 +36,4 @@ export async function authorizeCaller(
   for (const access of needs) authorize(def, who, access);
   if (session) assertSessionOwner(session(), who, 'run in');
   throw new RootRequiredError(what === 'source' ? 'entering a source chroot' : 'running a command in a session');
-}
-
-/** The caller may do it, but only root can carry it out from the command line (exit 8). */
-export class RootRequiredError extends Error {
-  override name = 'RootRequiredError';
-  constructor(what: string) {
-    super(`${what} from the command line needs root: the lock files and mounts are root's (uid ${process.getuid!()} may begin and end sessions through the supervisor's socket)`);
-  }
 }

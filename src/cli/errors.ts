@@ -18,6 +18,14 @@ export class NoSuchChrootError extends Error {
   }
 }
 
+/** The caller may do it, but only root can carry it out from the command line (exit 8). */
+export class RootRequiredError extends Error {
+  override name = 'RootRequiredError';
+  constructor(what: string) {
+    super(`${what} from the command line needs root: the lock files and mounts are root's (uid ${process.getuid!()} may begin and end sessions through the supervisor's socket)`);
+  }
+}
+
 export const EXIT = { ok: 0, failure: 1, usage: 2, config: 3, notFound: 4, busy: 5, hook: 6, stale: 7, denied: 8, interrupted: 130 } as const;
 
 // By constructor name, so this table needs no import of the layers (and

@@ -1,7 +1,7 @@
 // begin (DESIGN.md, "Locks"): manage EX -> source SH -> claim the id ->
 // liveness SH -> release manage -> pre-mount hooks -> mount -> post-mount
 // hooks -> active. Any failure rolls back every step that was done.
-import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChrootDef } from '../config/index.js';
 import { runHooks } from '../hooks/index.js';
@@ -12,7 +12,7 @@ import { newId, validateId } from './ids.js';
 import { openLiveness, takeManageLock, takeSourceShared, withMetadataLock, type LockWaitOptions } from './locks.js';
 import { renameNoReplace } from './native.js';
 import { BUILD_PREFIX, UNPUBLISHED_PREFIX, discardSessionDir } from './discard.js';
-import { makeSessionDirs, MODES, Session, sessionPaths } from './session.js';
+import { makeSessionDirs, MODES, Session } from './session.js';
 import { SESSION_LAYOUT, STATE_VERSION, syncDir, writeStateLocked, type SessionOwner, type SessionState } from './state.js';
 import { ensureStateDir, markStateDir } from './store.js';
 import { Undo } from './undo.js';

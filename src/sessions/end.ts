@@ -3,7 +3,6 @@
 // root, deepest first -> post-unmount hooks -> remove the dir -> release.
 // A failure before the unmount completes leaves the session intact, active
 // and endable again.
-import { setTimeout as sleep } from 'node:timers/promises';
 import { HookFailedError, runHooks, type HookPhase } from '../hooks/index.js';
 import { LockBusyError, lockHolders, type FileLock, type LockHolder } from '../locks/index.js';
 import { refuseWhileInUse, unmountSettled } from '../union/index.js';

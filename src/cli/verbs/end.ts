@@ -11,7 +11,7 @@ import { openSession } from '../../sessions/open.js';
 import type { SupervisorClient } from '../../supervisor/client.js';
 import type { Parsed } from '../args.js';
 import { chrootOf, loadContext } from '../context.js';
-import { EXIT, UsageError, exitCodeOf, formatError } from '../errors.js';
+import { EXIT, RootRequiredError, UsageError, exitCodeOf, formatError } from '../errors.js';
 import { waitReporter } from '../wait-line.js';
 
 interface EndFlags {
@@ -71,7 +71,7 @@ async function withEnder<T>(stateDir: string, fn: (endOne: EndOne) => Promise<T>
     // Without a supervisor the ending is this process's: root's work. Anyone
     // else learns whether the session is theirs, then why it cannot be done.
     if (process.getuid!() !== 0) {
-      const [{ assertSessionOwner }, { RootRequiredError }] = await Promise.all([import('../../supervisor/owner.js'), import('../authorize.js')]);
+      const { assertSessionOwner } = await import('../../supervisor/owner.js');
       assertSessionOwner(session.state, { uid: process.getuid!() }, 'end');
       throw new RootRequiredError('ending a session when no supervisor runs');
     }
