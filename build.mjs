@@ -62,7 +62,7 @@ for (const [outdir, crashPoints] of [['dist/cli', false], ['dist/crash', true]])
     banner: { js: "'use strict'; const __bundle_url = require('node:url').pathToFileURL(__filename).href;" },
     define: { 'import.meta.url': '__bundle_url', WARDEN_CRASH_POINTS: String(crashPoints) },
   });
-  await build({ ...common, entryPoints: { 'wait-worker': 'src/locks/wait-worker.ts', 'remove-worker': 'src/union/remove-worker.ts' }, outdir, format: 'esm' });
+  await build({ ...common, entryPoints: { 'wait-worker': 'src/locks/wait-worker.ts', 'remove-worker': 'src/union/remove-worker.ts', 'readable-worker': 'src/supervisor/readable-worker.ts' }, outdir, format: 'esm' });
   writeCodeCache(join(outdir, 'warden-main.cjs'));
   copyFileSync('src/cli/launcher.cjs', join(outdir, 'warden.cjs'));
   chmodSync(join(outdir, 'warden.cjs'), 0o755);

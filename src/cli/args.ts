@@ -16,6 +16,8 @@ export interface Parsed {
   /** The command after the options, for verbs that take one. */
   command: string[];
   help: boolean;
+  /** The argv as given (for a call handed on as it is: the relay). */
+  argv?: string[];
 }
 
 /**
@@ -90,7 +92,7 @@ export function parseArgs(argvIn: string[]): Parsed {
     if (positional.length > max) throw new UsageError(`unexpected argument ${JSON.stringify(positional[max])}`, verb.name);
     if (positional.length < min) throw new UsageError(`missing ${verb.positional![positional.length]!.toUpperCase()}`, verb.name);
   }
-  return { verb, options, positional, command, help };
+  return { verb, options, positional, command, help, argv: argvIn };
 }
 
 /** `--config F VERB ...` and `--config=F VERB ...` as `VERB --config F ...`. */

@@ -34,6 +34,7 @@ const preserveEnvironment: OptionSpec = {
 export const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
   config: { type: 'string', describe: 'configuration file (default: $WARDEN_CONFIG, ./etc/warden.conf, /etc/warden/warden.conf)', value: 'FILE' },
   'state-dir': { type: 'string', describe: 'where sessions live (default: $WARDEN_STATE_DIR, [warden] state-dir=, ./sessions)', value: 'DIR' },
+  'no-supervisor': { type: 'boolean', describe: "root only: do the work in this process, not through a running supervisor (the relay's fast path)" },
   help: { type: 'boolean', alias: 'h', describe: 'show help' },
 };
 

@@ -39,6 +39,15 @@ export interface CommandOptions {
   preserveEnvironment?: boolean;
   /** The slave of a pty for the command (see Pty): its stdio and controlling terminal. Default: stdio inherited. */
   terminal?: PtySlave | undefined;
+  /** The command's stdin, stdout, stderr (a client's, passed to the supervisor); default this process's. */
+  stdio?: readonly [number, number, number] | undefined;
+  /** The caller's working directory (the default directory); default this process's. */
+  cwd?: string | undefined;
+  /**
+   * Who is asking (the supervisor's client): the command runs as them
+   * unless `user` says otherwise. Default: this process's user.
+   */
+  caller?: Account | undefined;
 }
 
 /** The account `-u USER` names; a numeric uid without a passwd entry runs with gid = uid and home /. */
@@ -97,7 +106,7 @@ export function spawnInSession(session: Session, locks: CommandLocks, o: Command
  */
 export function spawnChrooted(target: ChrootTarget, lockFds: readonly number[], o: CommandOptions): Command {
   const { args, env } = chrootCommand(target, lockFds, o);
-  return startCommand(UNSHARE, args, env, lockFds, { terminal: o.terminal });
+  return startCommand(UNSHARE, args, env, lockFds, { terminal: o.terminal, stdio: o.stdio });
 }
 
 /** A command started ahead of time, held back before it chroots until open(). */
@@ -131,7 +140,8 @@ export function spawnGated(target: ChrootTarget, lockFds: readonly number[], o: 
   // gate's shell starts detached (setsid).
   const t = o.terminal;
   const fds: (number | 'pipe')[] = [...lockFds, 'pipe'];
-  const { argv: chain, stdio } = t ? viaSetsid(t, [UNSHARE, ...args], fds) : { argv: [UNSHARE, ...args], stdio: ['inherit', 'inherit', 'inherit', ...fds] };
+  const own = o.stdio ?? (['inherit', 'inherit', 'inherit'] as const);
+  const { argv: chain, stdio } = t ? viaSetsid(t, [UNSHARE, ...args], fds, o.stdio) : { argv: [UNSHARE, ...args], stdio: [...own, ...fds] };
   const child = childProcess().spawn('/bin/sh', ['-c', GATE_SCRIPT(gateFd), 'warden-gate', ...chain], {
     stdio: stdio as (number | 'inherit' | 'pipe')[],
     env,
@@ -169,31 +179,42 @@ function selfAccount(): Account {
   return findAccount(String(uid)) ?? { name: uid === 0 ? 'root' : String(uid), uid, gid: process.getgid!(), home: '/', shell: '/bin/sh' };
 }
 
+// Changes directory once the command runs as its user, then execs it: a
+// chdir done as root (unshare --wd) would put a user's process in a
+// directory it may not search, from where it could open what that
+// directory hides. The shell is the chroot's own.
+const CD_SCRIPT = 'cd -- "$1" || exit 125; shift; exec "$@"';
+
 /** unshare's arguments and the command's environment; gives the pty's slave to the user the command runs as. */
 function chrootCommand(target: ChrootTarget, lockFds: readonly number[], o: CommandOptions): { args: string[]; env: NodeJS.ProcessEnv } {
   if (o.command.length === 0) throw new RunError('no command given');
   const root = target.root;
+  const caller = o.caller ?? selfAccount();
   const pw = o.user === undefined ? undefined : lookupUser(o.user);
+  const runAs = pw ?? caller;
   let dir = o.directory;
   if (dir !== undefined) {
     if (!dir.startsWith('/')) throw new RunError(`directory ${JSON.stringify(dir)} must be absolute`);
     if (!isDirIn(root, dir)) throw new RunError(`directory ${dir} does not exist in ${target.what}`);
   } else {
-    const cwd = process.cwd();
+    const cwd = o.cwd ?? process.cwd();
     dir = isDirIn(root, cwd) ? cwd : '/';
   }
-  const args = ['--root', root, '--wd', dir];
-  if (pw) args.push('--setgid', String(pw.gid), '--setuid', String(pw.uid));
-  args.push('--', ...o.command);
+  const dropCd = runAs.uid !== 0 && dir !== '/';
+  const args = ['--root', root, '--wd', dropCd ? '/' : dir];
+  if (runAs.uid !== process.getuid!()) args.push('--setgid', String(runAs.gid), '--setuid', String(runAs.uid));
+  args.push('--');
+  if (dropCd) args.push('/bin/sh', '-c', CD_SCRIPT, 'warden', dir);
+  args.push(...o.command);
   const firstFd = 3;
   const env = commandEnvironment({
     caller: o.env ?? process.env,
-    account: pw ?? selfAccount(),
-    switched: pw !== undefined && pw.uid !== process.getuid!(),
+    account: runAs,
+    switched: runAs.uid !== caller.uid,
     preserve: o.preserveEnvironment === true,
     warden: { ...target.env, WARDEN_LOCK_FDS: lockFds.map((_, i) => firstFd + i).join(',') },
   });
   // The user's own terminal, as login(1) makes it (group tty and mode 0620 stay).
-  if (pw && o.terminal) fchownSync(o.terminal.fd, pw.uid, -1);
+  if (runAs.uid !== process.getuid!() && o.terminal) fchownSync(o.terminal.fd, runAs.uid, -1);
   return { args, env };
 }

@@ -42,6 +42,11 @@ export interface StartOptions {
    * a session of its own, without a controlling terminal.
    */
   terminal?: PtySlave | undefined;
+  /**
+   * The command's stdin, stdout and stderr: fds of this process (a
+   * supervisor's client passed its own). Default: this process's 0, 1, 2.
+   */
+  stdio?: readonly [number, number, number] | undefined;
 }
 
 // <spawn.h>, <sys/wait.h> and <fcntl.h> on Linux; the same on every glibc architecture.
@@ -142,7 +147,7 @@ export function startCommand(file: string, args: readonly string[], env: NodeJS.
     c.attrSetflags(attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSID);
     const spawn = (pid: number[]) =>
       spawnAndWaitForExec(c, (spareFrom) => {
-        const free = placeFds(c, actions, fds, spareFrom);
+        const free = placeFds(c, actions, o.stdio ?? [0, 1, 2], fds, spareFrom);
         const t = o.terminal;
         if (t) {
           // Opened without O_NOCTTY by a session leader that has no
@@ -205,7 +210,7 @@ function spawnAndWaitForExec(c: Libc, spawn: (spareFrom: number) => number): num
 }
 
 /**
- * File actions that leave stdio where it is and fds[i] at 3+i in the
+ * File actions that put `stdio` at 0-2 and fds[i] at 3+i in the
  * child. Each goes through a dup2 onto its target, which clears the
  * target's close-on-exec flag: Node sets that flag on its own fds 0-2 too.
  * A source inside the target range (0, 1, 2 always) would be overwritten or
@@ -214,10 +219,10 @@ function spawnAndWaitForExec(c: Libc, spawn: (spareFrom: number) => number): num
  * POSIX-mode locks on the file (fcntl(2)). Spares start at `spareFrom`
  * or above. Returns an fd above every one these actions use.
  */
-function placeFds(c: Libc, actions: Buffer, fds: readonly number[], spareFrom: number): number {
-  const sources = [0, 1, 2, ...fds];
+function placeFds(c: Libc, actions: Buffer, stdio: readonly number[], fds: readonly number[], spareFrom: number): number {
+  const sources = [...stdio, ...fds];
   const end = sources.length;
-  const spare = Math.max(end, ...fds.map((fd) => fd + 1), spareFrom);
+  const spare = Math.max(end, ...sources.map((fd) => fd + 1), spareFrom);
   const from = sources.map((fd, i) => (fd < end ? spare + i : fd));
   sources.forEach((fd, i) => {
     if (from[i] !== fd) c.actionsDup2(actions, fd, from[i]!);
@@ -226,7 +231,7 @@ function placeFds(c: Libc, actions: Buffer, fds: readonly number[], spareFrom: n
   from.forEach((fd, i) => {
     if (fd !== sources[i]) c.actionsClose(actions, fd);
   });
-  return Math.max(spare + end, ...fds.map((fd) => fd + 1));
+  return Math.max(spare + end, ...sources.map((fd) => fd + 1));
 }
 
 /**
@@ -319,11 +324,17 @@ export const SETSID = ['/usr/bin/setsid', '/bin/setsid'].find((p) => existsSync(
  * stay (a file), it comes in above `fds` and the host's sh moves it back
  * to 0 once the slave is the controlling terminal (which it stays).
  */
-export function viaSetsid(t: PtySlave, argv: readonly string[], fds: readonly (number | 'pipe')[]): { argv: string[]; stdio: (number | 'inherit' | 'pipe')[] } {
-  const stdio: (number | 'inherit' | 'pipe')[] = [t.fd, t.stdout ? t.fd : 'inherit', t.stderr ? t.fd : 'inherit', ...fds];
+export function viaSetsid(
+  t: PtySlave,
+  argv: readonly string[],
+  fds: readonly (number | 'pipe')[],
+  given: readonly [number, number, number] | undefined = undefined,
+): { argv: string[]; stdio: (number | 'inherit' | 'pipe')[] } {
+  const own = (i: 0 | 1 | 2) => given?.[i] ?? 'inherit';
+  const stdio: (number | 'inherit' | 'pipe')[] = [t.fd, t.stdout ? t.fd : own(1), t.stderr ? t.fd : own(2), ...fds];
   if (t.stdin) return { argv: [SETSID, '--ctty', ...argv], stdio };
   const k = stdio.length;
-  return { argv: [SETSID, '--ctty', '/bin/sh', '-c', `exec 0<&${k} ${k}<&-; exec "$@"`, 'warden-stdin', ...argv], stdio: [...stdio, 0] };
+  return { argv: [SETSID, '--ctty', '/bin/sh', '-c', `exec 0<&${k} ${k}<&-; exec "$@"`, 'warden-stdin', ...argv], stdio: [...stdio, given?.[0] ?? 0] };
 }
 
 /**
@@ -334,10 +345,11 @@ export function viaSetsid(t: PtySlave, argv: readonly string[], fds: readonly (n
 function startWithChildProcess(file: string, args: readonly string[], env: NodeJS.ProcessEnv, fds: readonly number[], o: StartOptions): ChildProcess {
   const t = o.terminal;
   if (t) {
-    const s = viaSetsid(t, [file, ...args], fds);
+    const s = viaSetsid(t, [file, ...args], fds, o.stdio);
     return childProcess().spawn(s.argv[0]!, s.argv.slice(1), { stdio: s.stdio, env });
   }
-  return childProcess().spawn(file, [...args], { stdio: ['inherit', 'inherit', 'inherit', ...fds], env, detached: true });
+  const stdio: (number | 'inherit')[] = o.stdio ? [...o.stdio] : ['inherit', 'inherit', 'inherit'];
+  return childProcess().spawn(file, [...args], { stdio: [...stdio, ...fds], env, detached: true });
 }
 
 /** A ChildProcess seen as a Command (a source entry's gated command, or the fallback above). */

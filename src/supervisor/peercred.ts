@@ -131,7 +131,7 @@ export function peerHungUp(socket: Socket): boolean {
  * The fd behind a net.Socket. Node does not expose it; its libuv handle
  * does (`_handle.fd`, the uv_fileno of a Pipe) on Linux.
  */
-function socketFd(socket: Socket): number {
+export function socketFd(socket: Socket): number {
   const handle = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle;
   const fd = handle?.fd;
   if (typeof fd === 'number' && fd >= 0) return fd;

@@ -30,12 +30,15 @@ import {
   type SessionWatch,
   type WaitInfo,
 } from '../sessions/index.js';
+import { refuseRelay, serveRelay, type BrokerHost, type RelayCalls } from './broker.js';
 import { refuse, serveConnection, type ConnectionOptions } from './connection.js';
 import { SupervisorLimitError, SupervisorRunningError, SupervisorStoppingError } from './errors.js';
 import { QuietLog, resolveLimits, type SupervisorLimits } from './limits.js';
 import { assertSessionOwner } from './owner.js';
 import { SUPERVISOR_LOCK, SUPERVISOR_SOCKET } from './paths.js';
-import { peerCredentials } from './peercred.js';
+import { peerCredentials, socketFd } from './peercred.js';
+import { ReadableWaiter } from './readable.js';
+import { peekKind } from './relay-wire.js';
 import { parseRequest, ProtocolError, PROTOCOL_VERSION, wireError, type Reply, type Request } from './protocol.js';
 
 
@@ -68,6 +71,17 @@ export interface SupervisorOptions {
    * connection. Unset fields take the defaults; root is never counted.
    */
   limits?: Partial<SupervisorLimits>;
+  /**
+   * The CLI's parser and messages for the calls of the relay (broker.ts);
+   * without it relay calls are told to fall back to the Node CLI.
+   */
+  relayCalls?: RelayCalls;
+  /**
+   * A listening socket to serve instead of creating `supervisor.sock`
+   * (socket activation: sd_listen_fds(3)'s fd 3). Its path, mode and
+   * group are systemd's.
+   */
+  listenFd?: number;
 }
 
 export interface Supervisor {
@@ -121,6 +135,13 @@ class Engine {
   /** Event-loop delay, reported (and reset) by `status`: the proof that lock waits never block the loop. */
   readonly #lag: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
   #server: Server | undefined;
+  /** Waits for connections whose first message has not come yet (readable.ts). */
+  readonly #waiter = new ReadableWaiter();
+  /** Relay calls being served (their commands running, most of them). */
+  #relayed = 0;
+  #broker: BrokerHost | undefined;
+  /** Listening on a socket systemd passed (LISTEN_FDS). */
+  #activated = false;
   #watch: SessionWatch | undefined;
   /** Adoptions of sessions seen going stale, one at a time. */
   #adopting: Promise<void> = Promise.resolve();
@@ -201,6 +222,7 @@ class Engine {
     await this.#adopting;
     await this.#sweeping;
     for (const c of this.#clients) c.destroy();
+    await this.#waiter.close();
     await listening;
     await this.#watch?.close();
     this.#lag.disable();
@@ -219,8 +241,8 @@ class Engine {
       this.#held.delete(id);
     }
     if (this.#lock) {
-      // Only the holder of supervisor.lock removes the socket.
-      if (server) unlinkQuiet(this.#socketPath);
+      // Only the holder of supervisor.lock removes the socket; systemd's stays for the next activation.
+      if (server && !this.#activated) unlinkQuiet(this.#socketPath);
       this.#lock.close();
       this.#lock = undefined;
     }
@@ -325,27 +347,41 @@ class Engine {
   // --- the socket ------------------------------------------------------------------
 
   async #listen(): Promise<void> {
-    // A socket file left by a supervisor that died: ours to replace, since we hold supervisor.lock.
-    unlinkQuiet(this.#socketPath);
-    const server = createServer({ allowHalfOpen: false }, (c) => this.#onConnection(c));
-    // 0600 from the first moment: the umask covers the window between bind and chmod.
-    const umask = process.umask(0o177);
-    try {
+    // Paused: a relay's first message carries fds, which only recvmsg(2) receives (#classify).
+    const server = createServer({ allowHalfOpen: false, pauseOnConnect: true }, (c) => this.#onConnection(c));
+    const passed = this.#o.listenFd;
+    if (passed !== undefined) {
+      // Socket activation: systemd made the socket (its path, SocketMode=, SocketGroup=) and keeps it.
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen(this.#socketPath, () => {
+        server.listen({ fd: passed }, () => {
           server.off('error', reject);
           resolve();
         });
       });
-    } finally {
-      process.umask(umask);
-    }
-    if (this.#o.socketGid !== undefined) {
-      chownSync(this.#socketPath, 0, this.#o.socketGid);
-      chmodSync(this.#socketPath, 0o660);
+      this.#activated = true;
     } else {
-      chmodSync(this.#socketPath, 0o600);
+      // A socket file left by a supervisor that died: ours to replace, since we hold supervisor.lock.
+      unlinkQuiet(this.#socketPath);
+      // 0600 from the first moment: the umask covers the window between bind and chmod.
+      const umask = process.umask(0o177);
+      try {
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen(this.#socketPath, () => {
+            server.off('error', reject);
+            resolve();
+          });
+        });
+      } finally {
+        process.umask(umask);
+      }
+      if (this.#o.socketGid !== undefined) {
+        chownSync(this.#socketPath, 0, this.#o.socketGid);
+        chmodSync(this.#socketPath, 0o660);
+      } else {
+        chmodSync(this.#socketPath, 0o600);
+      }
     }
     // accept(2) failing with EMFILE or ENFILE is handled inside libuv (uv__emfile_trick): it frees
     // a reserve fd, accepts and closes the backlog, and reports nothing, so the loop does not spin
@@ -381,23 +417,101 @@ class Engine {
       who = e as Error;
     }
     const key = who instanceof Error ? '?' : who.uid;
-    if (key === 0) {
-      serveConnection(c, who, this.#connectionOptions(), () => {});
-      return;
+    c.on('error', () => {}); // a client that vanished: 'close' follows
+    if (key !== 0) {
+      const refusal = this.#admit(key);
+      if (refusal) {
+        this.#quiet.note(`refused:${key}`, `refused a connection of ${key === '?' ? 'a peer of unknown uid' : `uid ${key}`}: ${refusal.message}`);
+        // A relay (its request is there by now, as a rule) is told in its own frames, anyone else in a JSON line.
+        if (peekQuiet(c) === 'relay') refuseRelay(c, refusal.message, 5);
+        else {
+          c.resume();
+          refuse(c, refusal);
+        }
+        return;
+      }
+      this.#nonRoot++;
+      this.#perUser.set(key, (this.#perUser.get(key) ?? 0) + 1);
+      c.once('close', () => {
+        this.#nonRoot--;
+        const n = (this.#perUser.get(key) ?? 1) - 1;
+        if (n > 0) this.#perUser.set(key, n);
+        else this.#perUser.delete(key);
+      });
     }
-    const refusal = this.#admit(key);
-    if (refusal) {
-      this.#quiet.note(`refused:${key}`, `refused a connection of ${key === '?' ? 'a peer of unknown uid' : `uid ${key}`}: ${refusal.message}`);
-      refuse(c, refusal);
-      return;
+    void this.#classify(c, who);
+  }
+
+  /**
+   * Tells a relay (its first byte 'W', with fds) from a JSON-lines client
+   * ('{') by peeking, before Node reads anything: JSON clients are then
+   * served by node:net as before, relay calls by the broker. A connection
+   * that sends nothing within the idle timeout is closed.
+   */
+  async #classify(c: Socket, who: Credentials | Error): Promise<void> {
+    try {
+      const fd = socketFd(c);
+      for (;;) {
+        if (c.destroyed) return;
+        const kind = peekKind(fd);
+        if (kind === 'json') {
+          serveConnection(c, who, this.#connectionOptions(), () => {});
+          c.resume();
+          return;
+        }
+        if (kind === 'relay') {
+          if (who instanceof Error) {
+            c.destroy();
+            return;
+          }
+          this.#relayed++;
+          try {
+            await serveRelay(c, fd, who, this.#brokerHost(), this.#waiter, this.#limits.idleMs);
+          } finally {
+            this.#relayed--;
+          }
+          return;
+        }
+        if (kind === 'closed') {
+          c.destroy();
+          return;
+        }
+        if (!(await this.#waiter.wait(fd, this.#limits.idleMs))) {
+          if (c.destroyed) return;
+          c.resume();
+          refuse(c, new SupervisorLimitError('idle-timeout', `closed after ${this.#limits.idleMs / 1000} s without a request (idle-timeout=${this.#limits.idleMs / 1000})`));
+          return;
+        }
+      }
+    } catch (e) {
+      this.#quiet.note('classify', `could not read a new connection: ${(e as Error).message}`);
+      c.destroy();
     }
-    this.#nonRoot++;
-    this.#perUser.set(key, (this.#perUser.get(key) ?? 0) + 1);
-    serveConnection(c, who, this.#connectionOptions(), () => {
-      this.#nonRoot--;
-      const n = (this.#perUser.get(key) ?? 1) - 1;
-      if (n > 0) this.#perUser.set(key, n);
-      else this.#perUser.delete(key);
+  }
+
+  #brokerHost(): BrokerHost {
+    const fallback: RelayCalls = {
+      parse: () => ({ verb: 'fallback' }),
+      failure: (describe, e, own) => ({ text: `warden: ${describe}: ${(e as Error).message}\n`, code: own }),
+      waitLine: (info) => `warden: waiting for the ${info.lock} lock: ${info.path}\n`,
+    };
+    return (this.#broker ??= {
+      stateDir: this.#stateDir,
+      calls: this.#o.relayCalls ?? fallback,
+      resolveChroot: (name) => this.#o.resolveChroot(name),
+      begin: async (call, who, signal, hungUp, onWait) => {
+        const r = await this.#begin({ v: PROTOCOL_VERSION, op: 'begin', chroot: call.chroot, id: call.id, timeout: call.timeout, wait: call.wait }, who, signal, hungUp, onWait);
+        return { id: r.id as string };
+      },
+      end: async (call, who, signal, onWait) => {
+        await this.#end({ v: PROTOCOL_VERSION, op: 'end', id: call.id, wait: call.wait, force: call.force, timeout: call.timeout }, who, signal, onWait);
+      },
+      hold: (session) => {
+        this.#held.set(session.id, session);
+        this.#log(`holding ${session.id}: its automatic session's command left processes holding it`);
+      },
+      stopping: () => this.#stopping,
+      log: (line) => this.#log(line),
     });
   }
 
@@ -503,6 +617,7 @@ class Engine {
       stateDir: this.#stateDir,
       held: [...this.#held.keys()].sort(),
       inFlight: this.#inFlight.size - 1,
+      relayed: this.#relayed,
       clients: this.#clients.size,
       nonRootClients: this.#nonRoot,
       limits: this.#limits,
@@ -605,6 +720,15 @@ function readopted(id: string, remounted: boolean, killedHooks: number): string 
 const endedStale = (id: string) => `ended stale session ${id} (it was being ended when its holder died)`;
 
 const round = (x: number) => (Number.isFinite(x) ? Math.round(x * 100) / 100 : 0);
+
+/** peekKind of a new connection, or 'empty' when its fd cannot be had. */
+function peekQuiet(c: Socket): ReturnType<typeof peekKind> {
+  try {
+    return peekKind(socketFd(c));
+  } catch {
+    return 'empty';
+  }
+}
 
 function unlinkQuiet(path: string): void {
   try {

@@ -22,6 +22,22 @@ async function socketGid(ctx: Context): Promise<number | undefined> {
   return gid;
 }
 
+/**
+ * The listening socket systemd passed (sd_listen_fds(3): LISTEN_PID is us,
+ * LISTEN_FDS at least 1, the first at fd 3), or undefined. The variables
+ * are removed so that nothing this process starts takes them for its own.
+ */
+function activationFd(log: (line: string) => void): number | undefined {
+  const pid = process.env.LISTEN_PID;
+  const fds = Number(process.env.LISTEN_FDS);
+  delete process.env.LISTEN_PID;
+  delete process.env.LISTEN_FDS;
+  delete process.env.LISTEN_FDNAMES;
+  if (pid === undefined || Number(pid) !== process.pid || !(fds >= 1)) return undefined;
+  if (fds > 1) log(`systemd passed ${fds} sockets; serving the first (fd 3) only`);
+  return 3;
+}
+
 export default async function supervise(p: Parsed): Promise<number> {
   const o = p.options;
   const configArg = o.config as string | undefined;
@@ -32,7 +48,11 @@ export default async function supervise(p: Parsed): Promise<number> {
   // not be able to end the supervisor, and with it the sessions of everyone, by any error it provokes.
   process.on('uncaughtException', (e) => log(`internal error, kept running: ${e.stack ?? String(e)}`));
   process.on('unhandledRejection', (e) => log(`internal error (unhandled rejection), kept running: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`));
-  const [{ startSupervisor }, { limitsFromSettings }] = await Promise.all([import('../../supervisor/server.js'), import('../../supervisor/limits.js')]);
+  const [{ startSupervisor }, { limitsFromSettings }, { relayCalls }] = await Promise.all([
+    import('../../supervisor/server.js'),
+    import('../../supervisor/limits.js'),
+    import('../relayed.js'),
+  ]);
   const sup = await startSupervisor({
     stateDir: ctx.stateDir,
     // The configuration as it is at each begin: edits apply without a restart.
@@ -45,6 +65,8 @@ export default async function supervise(p: Parsed): Promise<number> {
     socketGid: await socketGid(ctx),
     limits: limitsFromSettings(ctx.config.supervisorLimits),
     endSessionsOnExit: o['end-sessions-on-exit'] === true,
+    relayCalls: relayCalls(ctx.stateDir, configArg ?? ctx.config.file),
+    listenFd: activationFd(log),
   });
   const readyFd = o['ready-fd'] as number | undefined;
   if (readyFd !== undefined) {

@@ -1,0 +1,77 @@
+// The CLI's half of the broker (supervisor/broker.ts): the supervisor parses
+// the argv a relay sends with the same parser, and reports failures with
+// the same lines and exit codes, as the CLI run directly would. Lent to the
+// supervisor by `warden supervise`, so the supervisor does not depend on
+// the CLI.
+import { isAbsolute, resolve } from 'node:path';
+import type { RelayCalls, RelayedCall } from '../supervisor/index.js';
+import type { WaitInfo } from '../sessions/index.js';
+import { parseArgs } from './args.js';
+import { exitCodeOf, formatError, UsageError } from './errors.js';
+import { waitReporter } from './wait-line.js';
+
+/**
+ * The calls a supervisor of `stateDir` (configured from `configFile`)
+ * serves for the relay. Anything the relay does not carry (help, JSON
+ * output, `end --all`, source entries, recovery) falls back to the Node
+ * CLI, which the relay then executes in the client's place.
+ */
+export function relayCalls(stateDir: string, configFile: string | undefined): RelayCalls {
+  return {
+    parse: (args, cwd) => parseCall(args, cwd, stateDir, configFile),
+    failure(describe, e, own) {
+      if (e instanceof UsageError) return { text: formatError(e.verb ?? 'usage', e), code: 2 };
+      return { text: formatError(describe, e), code: exitCodeOf(e, own) };
+    },
+    waitLine(info: WaitInfo) {
+      let text = '';
+      const sink = { isTTY: false, write: (s: string) => ((text += s), true) } as unknown as NodeJS.WriteStream;
+      waitReporter(sink).onWait(info);
+      return text;
+    },
+  };
+}
+
+function parseCall(args: string[], cwd: string, stateDir: string, configFile: string | undefined): RelayedCall {
+  const p = parseArgs(args);
+  const o = p.options;
+  const verb = p.verb.name;
+  if (p.help || o['no-supervisor'] === true) return { verb: 'fallback' };
+  // The supervisor serves its own state dir with its own configuration (root's): a client cannot choose either.
+  const dir = o['state-dir'] as string | undefined;
+  if (dir !== undefined && (isAbsolute(dir) ? dir : resolve(cwd, dir)) !== stateDir) {
+    throw new UsageError(`--state-dir ${dir}: this supervisor serves ${stateDir}`, verb);
+  }
+  const config = o.config as string | undefined;
+  if (config !== undefined && (isAbsolute(config) ? config : resolve(cwd, config)) !== configFile) {
+    throw new UsageError(`--config ${config}: the supervisor reads its own configuration (${configFile ?? 'none'})`, verb);
+  }
+  const timeout = o.timeout as number | undefined;
+  const wait = o['no-wait'] === true ? false : undefined;
+  if (verb === 'run') {
+    if (Boolean(o.chroot) === Boolean(o.session)) throw new UsageError('give exactly one of -c CHROOT or -s ID', 'run');
+    if (p.command.length === 0) throw new UsageError('no command given (warden run -c CHROOT -- CMD...)', 'run');
+    if (o.id !== undefined && !o.chroot) throw new UsageError('--id names a new automatic session: use it with -c', 'run');
+    return {
+      verb: 'run',
+      describe: o.chroot ? `run -c ${o.chroot as string}` : `run -s ${o.session as string}`,
+      session: o.session as string | undefined,
+      chroot: o.chroot as string | undefined,
+      id: o.id as string | undefined,
+      user: o.user as string | undefined,
+      directory: o.directory as string | undefined,
+      preserveEnvironment: o['preserve-environment'] === true,
+      command: p.command,
+      timeout,
+      wait,
+    };
+  }
+  if (verb === 'begin' && o.json !== true) {
+    if (!o.chroot) throw new UsageError('-c CHROOT is required', 'begin');
+    return { verb: 'begin', describe: `begin -c ${o.chroot as string}`, chroot: o.chroot as string, id: o.id as string | undefined, timeout, wait };
+  }
+  if (verb === 'end' && o.all !== true && o.session !== undefined) {
+    return { verb: 'end', describe: `end -s ${o.session as string}`, id: o.session as string, wait: o.wait === true, force: o.force === true, timeout };
+  }
+  return { verb: 'fallback' };
+}

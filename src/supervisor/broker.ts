@@ -1,0 +1,403 @@
+// The supervisor as a broker: it serves the calls of the relay (the small C
+// `warden` its clients run, src/relay/warden.c) and starts their commands.
+// A client passes its stdin, stdout and stderr, its cwd, argv and
+// environment in one message (relay-wire.ts); the supervisor parses the
+// argv as the CLI would, authorizes the client by the credentials the
+// kernel recorded for the connection, takes the command's own lock fds and
+// spawns it in the session as the client (or the `-u` user), with the
+// client's fds as its stdio. The client forwards its signals and exits with
+// the status sent back. Clients are ordinary users: everything they send is
+// hostile input, and nothing they do may end or stall the supervisor.
+import type { Socket } from 'node:net';
+import { closeSync } from 'node:fs';
+import { accessToRun, authorize, findAccount, type Account, type Credentials } from '../config/index.js';
+import {
+  assertRunnable,
+  beginSession,
+  endSession,
+  isTerminal,
+  openSession,
+  Pty,
+  SessionBusyError,
+  spawnInSession,
+  type Command,
+  type CommandLocks,
+  type Session,
+  type WaitInfo,
+} from '../sessions/index.js';
+import { describeHolders } from '../locks/index.js';
+import { assertSessionOwner } from './owner.js';
+import { peerHungUp } from './peercred.js';
+import type { ReadableWaiter } from './readable.js';
+import { encodeFrame, RelayFrameParser, RelayRequestReader, sendTerminalFrame, type RelayRequest } from './relay-wire.js';
+import type { BeginSpec } from './server.js';
+
+/** A call of the relay, as the CLI's parser (injected: the supervisor does not depend on the CLI) makes it. */
+export type RelayedCall =
+  | { verb: 'fallback' }
+  | {
+      verb: 'run';
+      /** "run -s ID", "run -c NAME": what failed, for error lines. */
+      describe: string;
+      session?: string | undefined;
+      chroot?: string | undefined;
+      id?: string | undefined;
+      user?: string | undefined;
+      directory?: string | undefined;
+      preserveEnvironment: boolean;
+      command: string[];
+      /** Seconds. */
+      timeout?: number | undefined;
+      wait?: boolean | undefined;
+    }
+  | { verb: 'begin'; describe: string; chroot: string; id?: string | undefined; timeout?: number | undefined; wait?: boolean | undefined }
+  | { verb: 'end'; describe: string; id: string; wait?: boolean | undefined; force?: boolean | undefined; timeout?: number | undefined };
+
+/** What the CLI layer lends the broker: its argument parser, its error lines and exit codes, its wait lines. */
+export interface RelayCalls {
+  /** Throws (a usage error) for argv the CLI would refuse; `cwd` is the client's (relative paths in argv). */
+  parse(args: string[], cwd: string): RelayedCall;
+  /** The error line (with its newline) and exit code the CLI would give for `e`; `own` is the call's own-failure code. */
+  failure(describe: string, e: unknown, own: number): { text: string; code: number };
+  /** One line saying what a lock wait waits for. */
+  waitLine(info: WaitInfo): string;
+}
+
+/** What the broker needs of the supervisor that runs it. */
+export interface BrokerHost {
+  readonly stateDir: string;
+  readonly calls: RelayCalls;
+  resolveChroot(name: string): BeginSpec;
+  /** The supervisor's begin and end (persistent sessions it holds). */
+  begin(call: Extract<RelayedCall, { verb: 'begin' }>, who: Credentials, signal: AbortSignal, hungUp: () => boolean, onWait: (i: WaitInfo) => void): Promise<{ id: string }>;
+  end(call: Extract<RelayedCall, { verb: 'end' }>, who: Credentials, signal: AbortSignal, onWait: (i: WaitInfo) => void): Promise<void>;
+  /** Takes over an automatic session whose end found holders left (background processes of its command). */
+  hold(session: Session): void;
+  /** Whether the supervisor is stopping: commands are then left running, not hung up. */
+  stopping(): boolean;
+  log(line: string): void;
+}
+
+/** A client's command is hung up when it goes away, and killed this long after if still there. */
+export const HANGUP_GRACE_MS = 2000;
+
+/** Signals the relay forwards, and whether they go to the command's process group (as a terminal sends them). */
+const FORWARDED: ReadonlyMap<number, { name: NodeJS.Signals; group: boolean }> = new Map([
+  [1, { name: 'SIGHUP', group: false }],
+  [2, { name: 'SIGINT', group: true }],
+  [3, { name: 'SIGQUIT', group: true }],
+  [15, { name: 'SIGTERM', group: false }],
+  [18, { name: 'SIGCONT', group: true }],
+  [20, { name: 'SIGTSTP', group: true }],
+]);
+
+/**
+ * Serves one relay connection (`fd` is its socket, not read by Node yet):
+ * reads the request, waiting for it on `waiter` at most `idleMs`, serves it,
+ * and closes the connection. Never throws.
+ */
+export async function serveRelay(c: Socket, fd: number, who: Credentials, host: BrokerHost, waiter: ReadableWaiter, idleMs: number): Promise<void> {
+  const gone = new AbortController();
+  c.once('close', () => gone.abort(new Error('the client disconnected')));
+  const reader = new RelayRequestReader(fd);
+  let req: RelayRequest | undefined;
+  try {
+    for (;;) {
+      const r = reader.read();
+      if (r !== 'more') {
+        req = r;
+        break;
+      }
+      if (!(await waiter.wait(fd, idleMs, gone.signal))) {
+        reader.close();
+        c.destroy();
+        return;
+      }
+    }
+  } catch (e) {
+    reader.close();
+    host.log(`refused a relay request of uid ${who.uid}: ${(e as Error).message}`);
+    send(c, 'e', `warden: the supervisor refused the request: ${(e as Error).message}\n`);
+    send(c, 'X', status(125));
+    c.end();
+    return;
+  }
+  try {
+    await new Call(c, req, who, host, gone.signal).serve();
+  } catch (e) {
+    host.log(`internal error serving a relay call of uid ${who.uid}: ${(e as Error).stack ?? String(e)}`);
+    c.destroy();
+  } finally {
+    for (const f of req.fds) closeQuiet(f);
+  }
+}
+
+/**
+ * Refuses a relay connection before reading its request: an error line and
+ * exit `code` in the relay's frames, then the connection is closed. What
+ * the client sent (and the fds in it) is read and dropped by Node, which
+ * makes the kernel close those fds.
+ */
+export function refuseRelay(c: Socket, message: string, code: number): void {
+  c.on('data', () => {});
+  c.resume();
+  send(c, 'e', `warden: ${message}\n`);
+  send(c, 'X', status(code));
+  c.end();
+  const timer = setTimeout(() => c.destroy(), 250);
+  timer.unref();
+  c.once('close', () => clearTimeout(timer));
+}
+
+function send(c: Socket, type: 'o' | 'e' | 'X' | 'F', payload: string | Buffer): void {
+  if (!c.destroyed && c.writable) c.write(encodeFrame(type, typeof payload === 'string' ? Buffer.from(payload) : payload));
+}
+
+function status(code: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(code & 0xff);
+  return b;
+}
+
+/** Waits until everything written to `c` has gone to the kernel (a terminal frame must come after it). */
+function flushed(c: Socket): Promise<void> {
+  if (c.writableLength === 0 || c.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      c.off('drain', done);
+      c.off('close', done);
+      resolve();
+    };
+    c.on('drain', done);
+    c.on('close', done);
+  });
+}
+
+class Call {
+  readonly #c: Socket;
+  readonly #req: RelayRequest;
+  readonly #who: Credentials;
+  readonly #host: BrokerHost;
+  readonly #gone: AbortSignal;
+
+  constructor(c: Socket, req: RelayRequest, who: Credentials, host: BrokerHost, gone: AbortSignal) {
+    this.#c = c;
+    this.#req = req;
+    this.#who = who;
+    this.#host = host;
+    this.#gone = gone;
+  }
+
+  async serve(): Promise<void> {
+    const { calls } = this.#host;
+    let call: RelayedCall;
+    try {
+      call = calls.parse(this.#req.args, this.#req.cwd);
+    } catch (e) {
+      return this.#finish(calls.failure('usage', e, 2));
+    }
+    if (call.verb === 'fallback') {
+      send(this.#c, 'F', Buffer.alloc(0));
+      this.#c.end();
+      return;
+    }
+    const onWait = (info: WaitInfo) => send(this.#c, 'e', calls.waitLine(info));
+    const hungUp = () => peerHungUp(this.#c);
+    try {
+      if (call.verb === 'begin') {
+        const { id } = await this.#host.begin(call, this.#who, this.#gone, hungUp, onWait);
+        send(this.#c, 'o', `${id}\n`);
+        return this.#finish({ text: '', code: 0 });
+      }
+      if (call.verb === 'end') {
+        await this.#host.end(call, this.#who, this.#gone, onWait);
+        return this.#finish({ text: '', code: 0 });
+      }
+      return this.#finish({ text: '', code: await this.#run(call, onWait) });
+    } catch (e) {
+      return this.#finish(calls.failure(call.describe, e, call.verb === 'run' ? 125 : 1));
+    }
+  }
+
+  #finish(r: { text: string; code: number }): void {
+    if (r.text) send(this.#c, 'e', r.text);
+    send(this.#c, 'X', status(r.code));
+    this.#c.end();
+  }
+
+  /** The account the client is: its passwd entry, or a bare uid. */
+  #caller(): Account {
+    const { uid, gid } = this.#who;
+    return findAccount(String(uid)) ?? { name: String(uid), uid, gid, home: '/', shell: '/bin/sh' };
+  }
+
+  /** Refuses a client the chroot does not admit to run as `user` (exit 8, naming the rule). Root always may. */
+  #authorize(chroot: string, user: string | undefined): BeginSpec {
+    const spec = this.#host.resolveChroot(chroot);
+    if (this.#who.uid !== 0) for (const access of accessToRun(this.#who, user)) authorize(spec.chroot, this.#who, access);
+    return spec;
+  }
+
+  async #run(call: Extract<RelayedCall, { verb: 'run' }>, onWait: (i: WaitInfo) => void): Promise<number> {
+    if (call.session !== undefined) {
+      const id = call.session;
+      const before = openSession(this.#host.stateDir, id);
+      this.#authorize(before.state.chroot, call.user);
+      assertSessionOwner(before.state, this.#who, 'run in');
+      const locks = await before.commandLocks();
+      let session: Session;
+      try {
+        // Read again under our lock: an end or recover may have changed it.
+        session = openSession(this.#host.stateDir, id);
+        assertRunnable(session);
+      } catch (e) {
+        locks.close();
+        throw e;
+      }
+      return this.#command(session, locks, call);
+    }
+    const spec = this.#authorize(call.chroot!, call.user);
+    const session = await beginSession({
+      stateDir: this.#host.stateDir,
+      chroot: spec.chroot,
+      id: call.id,
+      hooksDir: spec.hooksDir,
+      hookTimeoutMs: spec.hookTimeoutMs,
+      owner: { uid: this.#who.uid, gid: this.#who.gid },
+      signal: this.#gone,
+      timeout: call.timeout === undefined ? undefined : call.timeout * 1000,
+      wait: call.wait,
+      onWait,
+    });
+    let code: number;
+    try {
+      code = await this.#command(session, await session.commandLocks(), call);
+    } catch (e) {
+      // The command never ran: say so, then still end the session.
+      send(this.#c, 'e', this.#host.calls.failure(call.describe, e, 125).text);
+      code = 125;
+    }
+    try {
+      await endSession(session, { offThread: true });
+    } catch (e) {
+      if (e instanceof SessionBusyError) {
+        // Background processes of the command hold it: the supervisor keeps it for `warden end`.
+        this.#host.hold(session);
+        send(this.#c, 'e', `warden: session ${session.id} is still held (${describeHolders(e.holders)}); it was left for \`warden end -s ${session.id}\`\n`);
+      } else {
+        session.release();
+        send(this.#c, 'e', this.#host.calls.failure(`end of session ${session.id}`, e, 125).text);
+        if (code === 0) code = 125;
+      }
+    }
+    return code;
+  }
+
+  /**
+   * Starts the command with the client's fds (and a pty of its own when any
+   * of them is a terminal, whose master goes to the client), forwards the
+   * client's signals, and resolves to its status. A client that goes away
+   * gets its command hung up, then killed.
+   */
+  async #command(session: Session, locks: CommandLocks, call: Extract<RelayedCall, { verb: 'run' }>): Promise<number> {
+    const [i, o, e] = this.#req.fds;
+    const tty = { stdin: isTerminal(i), stdout: isTerminal(o), stderr: isTerminal(e) };
+    let pty: Pty | undefined;
+    let cmd: Command;
+    try {
+      if (tty.stdin || tty.stdout || tty.stderr) pty = Pty.open(tty.stdin ? i : tty.stdout ? o : e, tty);
+      cmd = spawnInSession(session, locks, {
+        command: call.command,
+        user: call.user,
+        directory: call.directory,
+        preserveEnvironment: call.preserveEnvironment,
+        env: environment(this.#req.env),
+        cwd: this.#req.cwd,
+        caller: this.#caller(),
+        stdio: this.#req.fds,
+        terminal: pty?.slave,
+      });
+    } catch (err) {
+      locks.close();
+      pty?.close();
+      throw err;
+    }
+    // In OFD mode the command holds the locks through its own copies.
+    if (locks.inherited) void cmd.spawned.then(() => locks.close());
+    const c = this.#c;
+    const parser = new RelayFrameParser();
+    const onData = (chunk: Buffer) => {
+      let frames;
+      try {
+        frames = parser.push(chunk);
+      } catch {
+        c.destroy(); // a client speaking garbage is a client gone
+        return;
+      }
+      for (const f of frames) {
+        const sig = FORWARDED.get(f.signo);
+        if (sig) cmd.kill(sig.name, sig.group);
+      }
+    };
+    let killer: NodeJS.Timeout | undefined;
+    const onGone = () => {
+      if (this.#host.stopping()) return; // the command keeps running, holding its session
+      cmd.kill('SIGHUP', true);
+      killer = setTimeout(() => cmd.kill('SIGKILL', true), HANGUP_GRACE_MS);
+    };
+    c.on('data', onData);
+    this.#gone.addEventListener('abort', onGone, { once: true });
+    c.resume();
+    try {
+      if (pty) {
+        // The command has its copy of the slave; the master goes to the client, which relays its terminal.
+        pty.closeSlave();
+        await flushed(c);
+        const input = tty.stdin ? 0 : null;
+        if (!this.#gone.aborted) {
+          const master = pty.takeMaster();
+          try {
+            sendTerminalFrame(fdOf(c), master, { input, output: tty.stdout || !tty.stderr ? 1 : 2, size: tty.stdin ? 0 : tty.stdout ? 1 : 2 });
+          } catch (err) {
+            this.#host.log(`could not pass a pty to uid ${this.#who.uid}: ${(err as Error).message}; hanging its command up`);
+            c.destroy();
+          } finally {
+            // The client has its own copy now; ours would keep the pty open after the client is gone.
+            closeQuiet(master);
+          }
+        }
+      }
+      return await cmd.exited;
+    } finally {
+      pty?.close();
+      if (killer) clearTimeout(killer);
+      this.#gone.removeEventListener('abort', onGone);
+      c.off('data', onData);
+      locks.close();
+    }
+  }
+}
+
+/** `KEY=VALUE` strings as an environment (a string without '=' is dropped, as getenv would never see it). */
+function environment(strings: readonly string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const s of strings) {
+    const eq = s.indexOf('=');
+    if (eq > 0) env[s.slice(0, eq)] = s.slice(eq + 1);
+  }
+  return env;
+}
+
+function fdOf(c: Socket): number {
+  const fd = (c as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) throw new Error('the connection is closed');
+  return fd;
+}
+
+function closeQuiet(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // closed already
+  }
+}
