@@ -38,7 +38,7 @@ export interface SchrootSetup {
  * (/etc/resolv.conf, /etc/hosts); no NSS databases, which warden does not
  * copy either.
  */
-export function configureSchroot(name: string, source: string, tmp: string): SchrootSetup {
+export function configureSchroot(name: string, source: string, tmp: string, o: { users?: readonly string[] } = {}): SchrootSetup {
   const profile = join('/etc/schroot', name);
   const conf = join('/etc/schroot/chroot.d', name);
   const unionDir = join(tmp, 'schroot-union');
@@ -50,7 +50,7 @@ export function configureSchroot(name: string, source: string, tmp: string): Sch
   writeFileSync(join(profile, 'nssdatabases'), '');
   writeFileSync(
     conf,
-    `[${name}]\ntype=directory\ndirectory=${source}\nunion-type=overlay\nunion-overlay-directory=${unionDir}\nprofile=${name}\nroot-users=root\nsource-root-users=root\n`,
+    `[${name}]\ntype=directory\ndirectory=${source}\nunion-type=overlay\nunion-overlay-directory=${unionDir}\nprofile=${name}\nroot-users=root\nsource-root-users=root\n${o.users?.length ? `users=${o.users.join(',')}\n` : ''}`,
   );
   return { name, created, unionDir, prefix: `${name}-` };
 }

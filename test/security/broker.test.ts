@@ -1,0 +1,307 @@
+// The supervisor as a broker (issue 16): real throwaway users (useradd)
+// call the compiled relay (dist/bin/warden), which passes its stdin,
+// stdout and stderr to a real root `warden supervise`; the supervisor
+// starts their commands in real overlay sessions, as them. Checked: stdio
+// and the exit status pass through; the command runs as the caller, in its
+// cwd, with a clean environment; refusals (not admitted, -u root, another
+// user's session) exit 8 before anything is touched; SIGINT and SIGTERM
+// reach the command; an interactive shell gets a pty of its own; SIGKILL of
+// the client hangs its command up and ends its automatic session; 20
+// automatic sessions of one user at once; the supervisor killed while a
+// command runs; malformed requests. Nothing is left behind.
+import anyTest, { type ExecutionContext, type TestFn } from 'ava';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { shutdownWaitPool } from '../../src/locks/index.js';
+import { SUPERVISOR_SOCKET } from '../../src/supervisor/index.js';
+import { assertNothingLeftUnder, destroyFixture, isRoot, makeFixture, REPO, stateEntries, type Fixture } from '../helpers/chroots.js';
+import { untilOutput, warden, wardenAsync, writeConfig, type CliEnv, type Result, type Running } from '../helpers/cli.js';
+import { childrenOf } from '../helpers/leaks.js';
+import { TestTerminal } from '../helpers/terminal.js';
+import { makeUser, type TestUser } from '../helpers/users.js';
+import { until } from '../helpers/wait.js';
+
+const test = anyTest as TestFn;
+const asRoot = isRoot ? test.serial : test.serial.skip;
+const NEEDS_ROOT = isRoot ? '' : ' (skipped: needs root to create users and mount sessions)';
+const RELAY = join(REPO, 'dist', 'bin', 'warden');
+
+let fx: Fixture;
+let env: CliEnv;
+
+test.before(async () => {
+  if (!isRoot) return;
+  fx = await makeFixture('warden-security-broker-');
+  env = writeConfig(fx.tmp, '');
+});
+test.after.always(async () => {
+  if (fx) destroyFixture(fx.tmp);
+  await shutdownWaitPool();
+});
+let children: number[] = [];
+test.beforeEach(() => {
+  children = childrenOf();
+});
+test.afterEach.always((t) => {
+  if (!fx) return;
+  t.deepEqual(stateEntries(env.stateDir).filter((n) => !n.startsWith('supervisor.')), [], 'no session left');
+  assertNothingLeftUnder(t, fx.tmp);
+  t.false(existsSync(join(env.stateDir, SUPERVISOR_SOCKET)), 'the socket is removed with its supervisor');
+  t.deepEqual(childrenOf(), children, 'no child left');
+});
+
+/** chroot fx open to `users` (root-users: `rootUsers`), the socket to `group`. */
+function configure(group: string, users: TestUser[], rootUsers: TestUser[] = [], extra: string[] = []): void {
+  writeConfig(
+    fx.tmp,
+    [
+      '[warden]',
+      `socket-group=${group}`,
+      `hooks-dir=${fx.noHooks}`,
+      '',
+      '[fx]',
+      'type=directory',
+      `directory=${fx.source}`,
+      'union-type=overlay',
+      `users=${users.map((u) => u.name).join(',')}`,
+      `root-users=${rootUsers.map((u) => u.name).join(',')}`,
+      ...extra,
+      '',
+    ].join('\n'),
+  );
+}
+
+async function supervise(t: ExecutionContext, lockMode?: 'posix'): Promise<Running> {
+  const s = lockMode ? wardenAsyncEnv(['supervise'], { WARDEN_LOCK_MODE: lockMode }) : wardenAsync(env, ['supervise']);
+  t.teardown(async () => {
+    await stop(s);
+    if (stateEntries(env.stateDir).some((n) => !n.startsWith('supervisor.'))) warden(env, ['recover', '--all', '--end']);
+  });
+  await untilOutput(s, /supervising \//, 'stderr');
+  return s;
+}
+
+function wardenAsyncEnv(args: string[], extra: NodeJS.ProcessEnv): Running {
+  return running(
+    spawn(process.execPath, [join(REPO, 'dist', 'cli', 'warden.cjs'), ...args], {
+      env: { ...process.env, WARDEN_CONFIG: env.config, WARDEN_STATE_DIR: env.stateDir, WARDEN_DEBUG: '', ...extra },
+      stdio: ['pipe', 'pipe', 'pipe'],
+      cwd: env.top,
+    }),
+  );
+}
+
+async function stop(s: Running): Promise<Result> {
+  if (s.exitCode === null && s.signalCode === null) s.kill('SIGTERM');
+  return s.result;
+}
+
+function running(child: ChildProcess): Running {
+  const output = { stdout: '', stderr: '' };
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => (output.stdout += d));
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => (output.stderr += d));
+  const result = new Promise<Result>((resolve) => child.once('close', (status, signal) => resolve({ status, signal, ...output })));
+  return Object.assign(child, { result, output });
+}
+
+const userEnv = (extra: NodeJS.ProcessEnv = {}) => ({ PATH: '/usr/bin:/bin', WARDEN_STATE_DIR: env.stateDir, ...extra });
+
+/** The relay as `user`, to the end. */
+function relay(user: TestUser, args: string[], o: { input?: string; cwd?: string; env?: NodeJS.ProcessEnv } = {}): Result {
+  const r = spawnSync(RELAY, args, { uid: user.uid, gid: user.gid, env: userEnv(o.env), cwd: o.cwd ?? '/', input: o.input ?? '', encoding: 'utf8', timeout: 60_000 });
+  if (r.error) throw r.error;
+  return { status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** The relay as `user`, running. */
+function relayAsync(user: TestUser, args: string[]): Running {
+  return running(spawn(RELAY, args, { uid: user.uid, gid: user.gid, env: userEnv(), cwd: '/', stdio: ['pipe', 'pipe', 'pipe'] }));
+}
+
+/** Session dirs in the state dir now. */
+const sessions = () => stateEntries(env.stateDir).filter((n) => !n.startsWith('supervisor.') && !n.startsWith('.'));
+
+asRoot(`stdio, the exit status, the caller's uid, cwd and a clean environment pass through the broker${NEEDS_ROOT}`, async (t) => {
+  const user = makeUser(t);
+  configure(user.name, [user]);
+  await supervise(t);
+  const r = relay(user, ['run', '-c', 'fx', '--', '/bin/sh', '-c', 'cat; echo "uid=$(id -u) pwd=$(pwd) home=$HOME secret=${SECRET-unset}" ; echo to-stderr >&2; exit 3'], {
+    input: 'from stdin\n',
+    cwd: '/tmp',
+    env: { SECRET: 'hunter2' },
+  });
+  t.is(r.status, 3, r.stderr);
+  t.is(r.stdout, `from stdin\nuid=${user.uid} pwd=/tmp home=/nonexistent secret=unset\n`);
+  t.is(r.stderr, 'to-stderr\n');
+  // -p keeps the caller's environment.
+  const p = relay(user, ['run', '-c', 'fx', '-p', '--', '/bin/sh', '-c', 'echo "$SECRET"'], { env: { SECRET: 'hunter2' } });
+  t.is(p.stdout, 'hunter2\n', p.stderr);
+  // 126 and 127 as from the CLI.
+  t.is(relay(user, ['run', '-c', 'fx', '--', '/no/such/command']).status, 127);
+  t.is(sessions().length, 0, 'the automatic sessions are ended');
+});
+
+asRoot(`begin, run -s and end as a user; another user's session, -u root and a user not admitted are refused with exit 8 before anything is touched${NEEDS_ROOT}`, async (t) => {
+  const user = makeUser(t);
+  const other = makeUser(t);
+  const outsider = makeUser(t);
+  configure(user.name, [user, other]);
+  await supervise(t);
+  const b = relay(user, ['begin', '-c', 'fx']);
+  t.is(b.status, 0, b.stderr);
+  const id = b.stdout.trim();
+  t.regex(id, /^fx-/);
+  t.is(JSON.parse(readFileSync(join(env.stateDir, id, 'state.json'), 'utf8')).owner.uid, user.uid);
+  const w = relay(user, ['run', '-s', id, '--', '/bin/sh', '-c', 'echo kept > /tmp/mine; id -u']);
+  t.is(w.status, 0, w.stderr);
+  t.is(w.stdout, `${user.uid}\n`);
+  t.is(relay(user, ['run', '-s', id, '--', '/bin/cat', '/tmp/mine']).stdout, 'kept\n');
+  const root = relay(user, ['run', '-s', id, '-u', 'root', '--', '/bin/true']);
+  t.is(root.status, 8, root.stderr);
+  t.regex(root.stderr, /may not .*root-users= or root-groups=/);
+  // The others reach the socket (mode 0660) as members of its group, here as their primary group.
+  const theirs = spawnSync(RELAY, ['run', '-s', id, '--', '/bin/true'], { uid: other.uid, gid: user.gid, env: userEnv(), encoding: 'utf8' });
+  t.is(theirs.status, 8, theirs.stderr);
+  t.regex(theirs.stderr, new RegExp(`uid ${other.uid} may not run in session ${id}: it belongs to uid ${user.uid}`));
+  const stranger = spawnSync(RELAY, ['run', '-c', 'fx', '--', '/bin/true'], { uid: outsider.uid, gid: user.gid, env: userEnv(), encoding: 'utf8' });
+  t.is(stranger.status, 8, stranger.stderr);
+  t.regex(stranger.stderr, new RegExp(`user "${outsider.name}" \\(uid ${outsider.uid}\\) may not begin or run in sessions of chroot "fx"`));
+  const endOther = spawnSync(RELAY, ['end', '-s', id], { uid: other.uid, gid: user.gid, env: userEnv(), encoding: 'utf8' });
+  t.is(endOther.status, 8, endOther.stderr);
+  t.deepEqual(sessions(), [id], 'nothing was begun or ended by the refused calls');
+  const e = relay(user, ['end', '-s', id]);
+  t.is(e.status, 0, e.stderr);
+  t.deepEqual(sessions(), []);
+});
+
+asRoot(`SIGINT and SIGTERM sent to the client reach the command; SIGKILL of the client hangs up its command and ends its automatic session${NEEDS_ROOT}`, async (t) => {
+  const user = makeUser(t);
+  configure(user.name, [user]);
+  await supervise(t);
+  for (const [sig, status] of [['SIGINT', 7], ['SIGTERM', 8]] as const) {
+    const r = relayAsync(user, ['run', '-c', 'fx', '--', '/bin/sh', '-c', 'trap "echo got INT; exit 7" INT; trap "echo got TERM; exit 8" TERM; echo ready; while :; do sleep 0.05; done']);
+    await untilOutput(r, /ready/);
+    r.kill(sig);
+    const res = await r.result;
+    t.is(res.status, status, res.stderr);
+    t.regex(res.stdout, sig === 'SIGINT' ? /got INT/ : /got TERM/);
+  }
+  const k = relayAsync(user, ['run', '-c', 'fx', '--', '/bin/sh', '-c', 'echo ready; exec sleep 1000']);
+  await untilOutput(k, /ready/);
+  t.is(sessions().length, 1);
+  const started = Date.now();
+  k.kill('SIGKILL');
+  await k.result;
+  await until(() => sessions().length === 0, 'the automatic session ended', 10_000);
+  t.true(Date.now() - started < 5000, `ended within 5 s (${Date.now() - started} ms)`);
+  t.is(spawnSync('pgrep', ['-u', String(user.uid)]).status, 1, 'nothing of the user runs');
+});
+
+asRoot(`an interactive shell gets a pty of its own; Ctrl-C in it interrupts the foreground command, not the shell${NEEDS_ROOT}`, async (t) => {
+  const user = makeUser(t);
+  configure(user.name, [user]);
+  await supervise(t);
+  const term = new TestTerminal();
+  t.teardown(() => term.close());
+  const before = term.modes();
+  const shell = term.start(['setpriv', `--reuid=${user.uid}`, `--regid=${user.gid}`, '--clear-groups', RELAY, 'run', '-c', 'fx', '--', '/bin/sh', '-i'], {
+    env: userEnv({ TERM: 'dumb', PS1: '$ ' }),
+  });
+  await term.until(/\$ $/);
+  term.type('tty; test -t 0 && echo interactive\n');
+  const [, tty] = await term.until(/(\/dev\/pts\/\d+)\r?\n/);
+  t.not(tty, term.path, 'a pty of its own, not the caller terminal');
+  await term.until(/interactive/);
+  term.type('sleep 1000; echo after-sleep $?\n');
+  await until(() => spawnSync('pgrep', ['-u', String(user.uid), '-x', 'sleep']).status === 0, 'sleep running');
+  term.type('\x03');
+  await term.until(/after-sleep 130/);
+  term.type('exit 4\n');
+  t.is(await shell.status, 4);
+  t.is(term.modes(), before, 'the terminal is restored');
+});
+
+asRoot(`20 automatic sessions of one user at once${NEEDS_ROOT}`, async (t) => {
+  const user = makeUser(t);
+  configure(user.name, [user]);
+  await supervise(t);
+  const runs = Array.from({ length: 20 }, (_, i) => relayAsync(user, ['run', '-c', 'fx', '--', '/bin/sh', '-c', `echo ${i} > /tmp/n; cat /tmp/n`]));
+  const results = await Promise.all(runs.map((r) => r.result));
+  results.forEach((r, i) => {
+    t.is(r.status, 0, r.stderr);
+    t.is(r.stdout, `${i}\n`);
+  });
+  t.deepEqual(sessions(), []);
+});
+
+asRoot(`the supervisor killed while a command runs: the client exits 125 saying so, the command keeps its session, the next supervisor re-adopts it${NEEDS_ROOT}`, async (t) => {
+  const user = makeUser(t);
+  configure(user.name, [user]);
+  const s = await supervise(t);
+  const id = relay(user, ['begin', '-c', 'fx']).stdout.trim();
+  const flag = join(fx.tmp, 'go');
+  mkdirSync(flag, { mode: 0o777 });
+  const r = relayAsync(user, ['run', '-s', id, '--', '/bin/sh', '-c', `echo started; while [ ! -e ${flag}/now ]; do sleep 0.05; done; echo done > /tmp/after`]);
+  await untilOutput(r, /started/);
+  s.kill('SIGKILL');
+  const res = await r.result;
+  t.is(res.status, 125);
+  t.regex(res.stderr, /the supervisor went away/);
+  writeFileSync(join(flag, 'now'), '');
+  const again = await supervise(t);
+  await until(() => readdirSync(join(env.stateDir, id, 'upper', 'fs', 'tmp')).includes('after'), 'the command finished in its session');
+  await untilOutput(again, new RegExp(`re-adopted stale session ${id}|supervising`), 'stderr');
+  const e = relay(user, ['end', '-s', id]);
+  t.is(e.status, 0, e.stderr);
+});
+
+asRoot(`malformed requests get an error, the supervisor goes on; a client that never reads its output stalls nobody${NEEDS_ROOT}`, async (t) => {
+  const user = makeUser(t);
+  configure(user.name, [user]);
+  await supervise(t);
+  for (const bytes of [Buffer.from('WRLY garbage\n'), Buffer.from('WRLX'), Buffer.alloc(20, 0x57)]) {
+    const reply = await new Promise<Buffer>((resolve) => {
+      const c = connect(join(env.stateDir, SUPERVISOR_SOCKET));
+      const parts: Buffer[] = [];
+      c.on('data', (d) => parts.push(d));
+      c.on('error', () => {});
+      c.on('close', () => resolve(Buffer.concat(parts)));
+      c.end(bytes);
+    });
+    t.true(reply.length === 0 || reply.includes(Buffer.from('refused')), `refused or closed: ${reply.toString('latin1')}`);
+  }
+  // Its stdout is a pipe nobody reads: the command blocks on it, nobody else waits.
+  const stuck = spawn(RELAY, ['run', '-c', 'fx', '--', '/bin/sh', '-c', 'while :; do echo xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; done'], {
+    uid: user.uid,
+    gid: user.gid,
+    env: userEnv(),
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  stuck.stdout!.pause();
+  await until(() => sessions().length === 1, 'its session begun');
+  const started = Date.now();
+  const ok = relay(user, ['run', '-c', 'fx', '--', '/bin/echo', 'served']);
+  t.is(ok.stdout, 'served\n', ok.stderr);
+  t.true(Date.now() - started < 5000);
+  stuck.kill('SIGKILL');
+  await new Promise((resolve) => stuck.once('close', resolve));
+  await until(() => sessions().length === 0, 'its session ended once it was gone');
+});
+
+asRoot(`POSIX lock mode: run -c and run -s through the broker, and SIGKILL of the client${NEEDS_ROOT}`, async (t) => {
+  const user = makeUser(t);
+  configure(user.name, [user]);
+  await supervise(t, 'posix');
+  const r = relay(user, ['run', '-c', 'fx', '--', '/bin/sh', '-c', 'echo $WARDEN_LOCK_FDS']);
+  t.is(r.status, 0, r.stderr);
+  t.is(r.stdout, '3,4\n');
+  const id = relay(user, ['begin', '-c', 'fx']).stdout.trim();
+  t.is(relay(user, ['run', '-s', id, '--', '/bin/true']).status, 0);
+  const k = relayAsync(user, ['run', '-c', 'fx', '--', '/bin/sh', '-c', 'echo ready; exec sleep 1000']);
+  await untilOutput(k, /ready/);
+  k.kill('SIGKILL');
+  await until(() => sessions().length === 1, 'the automatic session ended', 10_000);
+  t.is(relay(user, ['end', '-s', id]).status, 0);
+});
