@@ -26,6 +26,7 @@ import {
   type WaitInfo,
 } from '../sessions/index.js';
 import { describeHolders } from '../locks/index.js';
+import { RequestAbortedError } from './errors.js';
 import { assertSessionOwner } from './owner.js';
 import { peerHungUp } from './peercred.js';
 import type { ReadableWaiter } from './readable.js';
@@ -178,7 +179,13 @@ class Call {
   readonly #req: RelayRequest;
   readonly #who: Credentials;
   readonly #host: BrokerHost;
+  /** The client went away. */
   readonly #gone: AbortSignal;
+  /** The client went away, or was interrupted (its SIGINT, SIGTERM, SIGHUP or SIGQUIT) before its command started. */
+  readonly #cancel = new AbortController();
+  /** The command, once started: the client's signals go to it from then on. */
+  #cmd: Command | undefined;
+  readonly #parser = new RelayFrameParser();
 
   constructor(c: Socket, req: RelayRequest, who: Credentials, host: BrokerHost, gone: AbortSignal) {
     this.#c = c;
@@ -186,10 +193,35 @@ class Call {
     this.#who = who;
     this.#host = host;
     this.#gone = gone;
+    if (gone.aborted) this.#cancel.abort(gone.reason);
+    else gone.addEventListener('abort', () => this.#cancel.abort(gone.reason), { once: true });
+  }
+
+  /** The client's frames (its signals) from now on, read by Node: the request with its fds has been read. */
+  #listen(): void {
+    this.#c.on('data', (chunk: Buffer) => {
+      let frames;
+      try {
+        frames = this.#parser.push(chunk);
+      } catch {
+        this.#c.destroy(); // a client speaking garbage is a client gone
+        return;
+      }
+      for (const f of frames) this.#signal(f.signo);
+    });
+    this.#c.resume();
+  }
+
+  #signal(signo: number): void {
+    const sig = FORWARDED.get(signo);
+    if (!sig) return;
+    if (this.#cmd) this.#cmd.kill(sig.name, sig.group);
+    else if (sig.name !== 'SIGCONT' && sig.name !== 'SIGTSTP') this.#cancel.abort(new RequestAbortedError('the call', new Error(`interrupted by ${sig.name}`)));
   }
 
   async serve(): Promise<void> {
     const { calls } = this.#host;
+    this.#listen();
     let call: RelayedCall;
     try {
       call = calls.parse(this.#req.args, this.#req.cwd);
@@ -205,12 +237,12 @@ class Call {
     const hungUp = () => peerHungUp(this.#c);
     try {
       if (call.verb === 'begin') {
-        const { id } = await this.#host.begin(call, this.#who, this.#gone, hungUp, onWait);
+        const { id } = await this.#host.begin(call, this.#who, this.#cancel.signal, hungUp, onWait);
         send(this.#c, 'o', `${id}\n`);
         return this.#finish({ text: '', code: 0 });
       }
       if (call.verb === 'end') {
-        await this.#host.end(call, this.#who, this.#gone, onWait);
+        await this.#host.end(call, this.#who, this.#cancel.signal, onWait);
         return this.#finish({ text: '', code: 0 });
       }
       return this.#finish({ text: '', code: await this.#run(call, onWait) });
@@ -264,7 +296,7 @@ class Call {
       hooksDir: spec.hooksDir,
       hookTimeoutMs: spec.hookTimeoutMs,
       owner: { uid: this.#who.uid, gid: this.#who.gid },
-      signal: this.#gone,
+      signal: this.#cancel.signal,
       timeout: call.timeout === undefined ? undefined : call.timeout * 1000,
       wait: call.wait,
       onWait,
@@ -274,8 +306,9 @@ class Call {
       code = await this.#command(session, await session.commandLocks(), call);
     } catch (e) {
       // The command never ran: say so, then still end the session.
-      send(this.#c, 'e', this.#host.calls.failure(call.describe, e, 125).text);
-      code = 125;
+      const f = this.#host.calls.failure(call.describe, e, 125);
+      send(this.#c, 'e', f.text);
+      code = f.code;
     }
     try {
       await endSession(session, { offThread: true });
@@ -300,6 +333,10 @@ class Call {
    * gets its command hung up, then killed.
    */
   async #command(session: Session, locks: CommandLocks, call: Extract<RelayedCall, { verb: 'run' }>): Promise<number> {
+    if (this.#cancel.signal.aborted) {
+      locks.close();
+      throw this.#cancel.signal.reason;
+    }
     const [i, o, e] = this.#req.fds;
     const tty = { stdin: isTerminal(i), stdout: isTerminal(o), stderr: isTerminal(e) };
     let pty: Pty | undefined;
@@ -325,29 +362,15 @@ class Call {
     // In OFD mode the command holds the locks through its own copies.
     if (locks.inherited) void cmd.spawned.then(() => locks.close());
     const c = this.#c;
-    const parser = new RelayFrameParser();
-    const onData = (chunk: Buffer) => {
-      let frames;
-      try {
-        frames = parser.push(chunk);
-      } catch {
-        c.destroy(); // a client speaking garbage is a client gone
-        return;
-      }
-      for (const f of frames) {
-        const sig = FORWARDED.get(f.signo);
-        if (sig) cmd.kill(sig.name, sig.group);
-      }
-    };
+    this.#cmd = cmd;
     let killer: NodeJS.Timeout | undefined;
     const onGone = () => {
       if (this.#host.stopping()) return; // the command keeps running, holding its session
       cmd.kill('SIGHUP', true);
       killer = setTimeout(() => cmd.kill('SIGKILL', true), HANGUP_GRACE_MS);
     };
-    c.on('data', onData);
-    this.#gone.addEventListener('abort', onGone, { once: true });
-    c.resume();
+    if (this.#gone.aborted) onGone();
+    else this.#gone.addEventListener('abort', onGone, { once: true });
     try {
       if (pty) {
         // The command has its copy of the slave; the master goes to the client, which relays its terminal.
@@ -372,7 +395,7 @@ class Call {
       pty?.close();
       if (killer) clearTimeout(killer);
       this.#gone.removeEventListener('abort', onGone);
-      c.off('data', onData);
+      this.#cmd = undefined;
       locks.close();
     }
   }
