@@ -30,7 +30,7 @@ import { RequestAbortedError } from './errors.js';
 import { assertSessionOwner } from './owner.js';
 import { peerHungUp } from './peercred.js';
 import type { ReadableWaiter } from './readable.js';
-import { encodeFrame, RelayFrameParser, RelayRequestReader, sendTerminalFrame, type RelayRequest } from './relay-wire.js';
+import { exitFrame, fallbackFrame, outputFrame, RelayFrameParser, RelayRequestReader, sendTerminalFrame, type RelayRequest } from './relay-wire.js';
 import type { BeginSpec } from './server.js';
 
 /** A call of the relay, as the CLI's parser (injected: the supervisor does not depend on the CLI) makes it. */
@@ -119,7 +119,7 @@ export async function serveRelay(c: Socket, fd: number, who: Credentials, host: 
     reader.close();
     host.log(`refused a relay request of uid ${who.uid}: ${(e as Error).message}`);
     send(c, 'e', `warden: the supervisor refused the request: ${(e as Error).message}\n`);
-    send(c, 'X', status(125));
+    send(c, 'X', 125);
     c.end();
     return;
   }
@@ -143,21 +143,17 @@ export function refuseRelay(c: Socket, message: string, code: number): void {
   c.on('data', () => {});
   c.resume();
   send(c, 'e', `warden: ${message}\n`);
-  send(c, 'X', status(code));
+  send(c, 'X', code);
   c.end();
   const timer = setTimeout(() => c.destroy(), 250);
   timer.unref();
   c.once('close', () => clearTimeout(timer));
 }
 
-function send(c: Socket, type: 'o' | 'e' | 'X' | 'F', payload: string | Buffer): void {
-  if (!c.destroyed && c.writable) c.write(encodeFrame(type, typeof payload === 'string' ? Buffer.from(payload) : payload));
-}
-
-function status(code: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32LE(code & 0xff);
-  return b;
+function send(c: Socket, type: 'o' | 'e' | 'X' | 'F', payload: string | number = ''): void {
+  if (c.destroyed || !c.writable) return;
+  const frame = type === 'X' ? exitFrame((payload as number) & 0xff) : type === 'F' ? fallbackFrame() : outputFrame(type === 'o' ? 1 : 2, payload as string);
+  c.write(frame);
 }
 
 /** Waits until everything written to `c` has gone to the kernel (a terminal frame must come after it). */
@@ -229,7 +225,7 @@ class Call {
       return this.#finish(calls.failure('usage', e, 2));
     }
     if (call.verb === 'fallback') {
-      send(this.#c, 'F', Buffer.alloc(0));
+      send(this.#c, 'F');
       this.#c.end();
       return;
     }
@@ -253,7 +249,7 @@ class Call {
 
   #finish(r: { text: string; code: number }): void {
     if (r.text) send(this.#c, 'e', r.text);
-    send(this.#c, 'X', status(r.code));
+    send(this.#c, 'X', r.code);
     this.#c.end();
   }
 
