@@ -229,6 +229,10 @@ export class RelayRequestReader {
     this.#closeFds();
   }
 
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
   /** One recvmsg into `into`: the bytes it got, or undefined when nothing is there yet. */
   #recv(into: Buffer): number | undefined {
     // The header first, then the payload; a request with N = 0 is refused in parseHeader.
