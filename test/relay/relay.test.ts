@@ -451,6 +451,45 @@ test.serial('a T frame: typed bytes reach the pty, its output reaches the termin
   }
 });
 
+test.serial('a T frame without input: fd 0 is left alone, the output goes to the fd named', async (t) => {
+  const { dir } = t.context;
+  const sup = await FakeSupervisor.start(dir);
+  const term = new TestTerminal();
+  const before = term.modes();
+  const pty = Pty.open();
+  try {
+    const child = term.start([RELAY, 'run', '-c', 'x', '--', 'cat'], { env: { PATH: process.env.PATH!, WARDEN_STATE_DIR: dir }, cwd: dir, stderr: 'pipe' });
+    let stderr = '';
+    const seen = new Promise<void>((resolve) =>
+      child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+        stderr += d;
+        if (stderr.includes('to stderr')) resolve();
+      }),
+    );
+    const s = await sup.accept();
+    closeAll((await readRequest(s)).fds);
+    const master = pty.takeMaster();
+    try {
+      sendTerminalFrame(fdOf(s), master, { input: null, output: 2, size: 1 });
+    } finally {
+      closeSync(master);
+    }
+    writeSync(pty.slave.fd, 'to stderr\n');
+    await seen;
+    t.is(term.modes(), before, 'fd 0 not made raw');
+    t.deepEqual(windowSize(pty.slave.fd), [24, 80], 'the size of fd 1');
+    pty.closeSlave();
+    s.write(exitFrame(0));
+    t.is(await child.status, 0);
+    t.is(stderr, 'to stderr\r\n');
+    t.notRegex(term.screen, /to stderr/);
+  } finally {
+    pty.close();
+    await term.close();
+    await sup.close();
+  }
+});
+
 // ---- the reader, fed by hand --------------------------------------------
 
 interface Native {
