@@ -9,7 +9,8 @@
 // Two copies: dist/cli (shipped; crash points compiled out) and dist/crash
 // (crash points read WARDEN_CRASH_AT; only the crash-injection tests use it).
 import { build } from 'esbuild';
-import { chmodSync, copyFileSync, lstatSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, copyFileSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { Script } from 'node:vm';
@@ -78,3 +79,9 @@ function dropGroupWrite(path) {
   if (st.isDirectory()) for (const name of readdirSync(path)) dropGroupWrite(join(path, name));
 }
 dropGroupWrite('hooks');
+
+// The relay (src/relay/warden.c): the small C client users call for run,
+// begin, end, source and recover, so that those calls do not pay Node's
+// start-up. -Werror: a warning in code that handles fds for root is a bug.
+mkdirSync('dist/bin', { recursive: true });
+execFileSync('cc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', 'dist/bin/warden', 'src/relay/warden.c'], { stdio: 'inherit' });
