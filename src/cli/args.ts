@@ -95,7 +95,7 @@ export function parseArgs(argvIn: string[]): Parsed {
   return { verb, options, positional, command, help, argv: argvIn };
 }
 
-/** `--config F VERB ...` and `--config=F VERB ...` as `VERB --config F ...`. */
+/** `--config F VERB ...`, `--config=F VERB ...` and `--no-supervisor VERB ...` as `VERB --config F ...`. */
 function globalsFirst(argv: string[]): string[] {
   const moved: string[] = [];
   let i = 0;
@@ -103,7 +103,14 @@ function globalsFirst(argv: string[]): string[] {
     const arg = argv[i]!;
     const eq = arg.indexOf('=');
     const name = arg.startsWith('--') ? arg.slice(2, eq < 0 ? undefined : eq) : undefined;
-    if (name === undefined || GLOBAL_OPTIONS[name]?.type !== 'string') break;
+    const type = name === undefined ? undefined : GLOBAL_OPTIONS[name]?.type;
+    // --help is not moved: `warden --help` is help on warden, not on a verb.
+    if (type === 'boolean' && name !== 'help' && eq < 0) {
+      moved.push(arg);
+      i += 1;
+      continue;
+    }
+    if (type !== 'string') break;
     if (eq >= 0) {
       moved.push(arg);
       i += 1;
