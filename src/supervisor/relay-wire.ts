@@ -154,8 +154,10 @@ function msghdr(data: Buffer, control: Buffer | undefined): { msg: Buffer; iov: 
 
 /**
  * What a new connection speaks, judged by its first byte without taking it
- * off the socket: 'W' (a relay's "WRLY") or any byte but '{' is 'relay', so
- * that the reader reports a bad magic; '{' starts a JSON line. 'empty':
+ * off the socket: 'W' (a relay's "WRLY") is 'relay'; anything else is
+ * 'json', whose reader answers a line that is not JSON with an error line,
+ * as the supervisor always has (a relay's own frames would be garbage to a
+ * JSON client). 'empty':
  * nothing arrived yet; 'closed': the peer hung up. A plain recv(2) with no
  * control buffer: a MSG_PEEK through recvmsg with one would install the
  * relay's fds here a second time (unix(7) passes them on peek too).
@@ -165,7 +167,7 @@ export function peekKind(fd: number): 'relay' | 'json' | 'empty' | 'closed' {
   const b = Buffer.alloc(1);
   for (;;) {
     const n = c.recv(fd, b, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n > 0) return b[0] === 0x7b ? 'json' : 'relay';
+    if (n > 0) return b[0] === 0x57 ? 'relay' : 'json';
     if (n === 0) return 'closed';
     const errno = koffi().errno();
     if (errno === EINTR) continue;

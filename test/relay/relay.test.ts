@@ -611,7 +611,7 @@ test.serial('EOF inside the header', refused, request().subarray(0, 9), [0, 1, 2
 test.serial('EOF inside the payload', refused, request().subarray(0, 30), [0, 1, 2], /after 30 of 38 bytes/, true);
 test.serial('EOF before anything', refused, Buffer.alloc(0), [], /after 0 of at least 20/, true);
 
-test.serial('peekKind: W is a relay, { is JSON, other bytes are a relay (to be refused), nothing yet, closed; a peek installs no fds', (t) => {
+test.serial('peekKind: W is a relay, { and other bytes are JSON (answered with a JSON error), nothing yet, closed; a peek installs no fds', (t) => {
   const [a, b] = socketpair();
   try {
     t.is(peekKind(b), 'empty');
@@ -626,7 +626,7 @@ test.serial('peekKind: W is a relay, { is JSON, other bytes are a relay (to be r
     t.is(peekKind(b), 'json');
     readSync(b, Buffer.alloc(64));
     send(a, Buffer.from('x'));
-    t.is(peekKind(b), 'relay');
+    t.is(peekKind(b), 'json');
     readSync(b, Buffer.alloc(1));
     closeSync(a);
     t.is(peekKind(b), 'closed');
