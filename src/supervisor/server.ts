@@ -451,6 +451,9 @@ class Engine {
   async #classify(c: Socket, who: Credentials | Error): Promise<void> {
     try {
       const fd = socketFd(c);
+      // A client writes right after connect, often a moment after we accepted:
+      // a turn of the loop or two finds it there, with no thread and no fd spent.
+      let turns = 2;
       for (;;) {
         if (c.destroyed) return;
         const kind = peekKind(fd);
@@ -475,6 +478,10 @@ class Engine {
         if (kind === 'closed') {
           c.destroy();
           return;
+        }
+        if (turns-- > 0) {
+          await new Promise((resolve) => setImmediate(resolve));
+          continue;
         }
         if (!(await this.#waiter.wait(fd, this.#limits.idleMs))) {
           if (c.destroyed) return;

@@ -365,8 +365,18 @@ asRoot(`at its fd limit (RLIMIT_NOFILE 256) the supervisor stays alive: accept a
     );
   }
   await untilOutput(sup, /near the open-file limit/, 'stderr');
-  // The state-dir watch's probe runs into the limit too (every 500 ms).
-  await untilOutput(sup, /watch: .*EMFILE/, 'stderr');
+  // The state-dir watch runs into the limit too (it lists the state dir every 5 s), once
+  // every fd is taken: top the connections up until it has.
+  const emfile = untilOutput(sup, /watch: .*EMFILE/, 'stderr');
+  let seen = false;
+  void emfile.then(() => (seen = true));
+  while (!seen) {
+    const s = connect(path);
+    socks.push(s);
+    s.on('error', () => {});
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  await emfile;
   t.log(`400 root connections: ${answered} answered, ${dropped} dropped at the limit`);
   t.true(dropped > 0);
   t.is(sup.exitCode, null, 'alive at the limit');
