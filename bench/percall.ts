@@ -94,10 +94,13 @@ async function main(): Promise<void> {
       `[warden]\nhooks-dir=${join(ROOT, 'hooks')}\nhook-timeout=60\nsocket-group=${user.name}\n\n[${NAME}]\ntype=directory\ndirectory=${source}\nunion-type=overlay\nusers=${user.name}\n`,
     );
     const stateDir = join(tmp, 'sessions');
-    const env = { PATH: process.env.PATH, WARDEN_CONFIG: config, WARDEN_STATE_DIR: stateDir };
+    // The supervisor reads the configuration; the relay needs only the state dir (with
+    // WARDEN_CONFIG it would hand the call to the Node CLI, which may pick another state dir).
+    const supEnv = { PATH: process.env.PATH, WARDEN_CONFIG: config, WARDEN_STATE_DIR: stateDir };
+    const env = { PATH: process.env.PATH, WARDEN_STATE_DIR: stateDir };
     const userEnv = { PATH: '/usr/bin:/bin', WARDEN_STATE_DIR: stateDir };
     s = schroot.configureSchroot(NAME, source, tmp, { users: [user.name] });
-    sup = await startSupervisor(env, join(tmp, 'supervisor.log'));
+    sup = await startSupervisor(supEnv, join(tmp, 'supervisor.log'));
     const started = Date.now();
 
     const wid = (await bg(RELAY, ['begin', '-c', NAME], env)).trim();

@@ -11,7 +11,7 @@
 // command runs; malformed requests. Nothing is left behind.
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { shutdownWaitPool } from '../../src/locks/index.js';
@@ -278,6 +278,15 @@ asRoot(`malformed requests get an error, the supervisor goes on; a client that n
       c.end(bytes);
     });
     t.true(reply.length === 0 || reply.includes(Buffer.from('refused')), `refused or closed: ${reply.toString('latin1')}`);
+  }
+  // A directory for stdin is what the command gets (reading it fails), and nothing else minds.
+  const dir = openSync('/', 'r');
+  try {
+    const d = spawnSync(RELAY, ['run', '-c', 'fx', '--', '/bin/cat'], { uid: user.uid, gid: user.gid, env: userEnv(), stdio: [dir, 'pipe', 'pipe'], encoding: 'utf8' });
+    t.is(d.status, 1, d.stderr);
+    t.regex(d.stderr, /Is a directory/);
+  } finally {
+    closeSync(dir);
   }
   // Its stdout is a pipe nobody reads: the command blocks on it, nobody else waits.
   const stuck = spawn(RELAY, ['run', '-c', 'fx', '--', '/bin/sh', '-c', 'while :; do echo xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; done'], {
