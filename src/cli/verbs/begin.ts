@@ -28,7 +28,7 @@ export default async function begin(p: Parsed): Promise<number> {
       : await connectSupervisor(stateDir, { blocking: true });
   if (!client) {
     const { SupervisorUnavailableError } = await import('../../supervisor/errors.js');
-    throw new SupervisorUnavailableError(`no supervisor is running for ${stateDir}, and only root may start one (warden supervise, or its systemd unit)`);
+    throw new SupervisorUnavailableError(`no supervisor runs for ${stateDir}, and only root may start one: start it with \`systemctl start warden.socket\`, or as root \`warden supervise\``);
   }
   const abort = new AbortController();
   // Ctrl-C disconnects: the supervisor cancels the begin and rolls it back.
