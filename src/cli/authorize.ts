@@ -1,5 +1,6 @@
 // The CLI's check of its own caller against the chroot's users=, groups=,
-// root-users=, root-groups=, source-users= and source-groups=, before it
+// root-users=, root-groups=, source-users=, source-groups=,
+// source-root-users= and source-root-groups=, before it
 // touches a lock or a mount: a user the configuration does not admit gets
 // exit 8 naming the rule, not an EPERM from somewhere in the middle.
 // Root is always allowed, so for root this loads nothing at all (every
@@ -10,7 +11,7 @@ import { RootRequiredError } from './errors.js';
 
 /**
  * Throws PermissionDeniedError unless the calling user may run as `user`
- * (a -u value; undefined: themselves) in sessions of the chroot, or enter
+ * (a -u value; undefined: themselves) in sessions of the chroot, or in
  * its source; for `run -s` (`session` given), SessionAccessError unless
  * they own the session (state.json's owner). `chroot` is a thunk so that
  * root callers never pay for finding it (for `run -s`, reading the
@@ -25,14 +26,14 @@ export async function authorizeCaller(
   session?: () => SessionState,
 ): Promise<void> {
   if (process.getuid!() === 0) return;
-  const [{ accessToRun, authorize }, { selfCredentials }, { assertSessionOwner }] = await Promise.all([
+  const [{ accessToRun, accessToSource, authorize }, { selfCredentials }, { assertSessionOwner }] = await Promise.all([
     import('../config/access.js'),
     import('../supervisor/peercred.js'),
     import('../supervisor/owner.js'),
   ]);
   const def = chroot();
   const who = selfCredentials();
-  const needs = what === 'source' ? (['source'] as const) : accessToRun(who, user);
+  const needs = what === 'source' ? accessToSource(who, user) : accessToRun(who, user);
   for (const access of needs) authorize(def, who, access);
   if (session) assertSessionOwner(session(), who, 'run in');
   throw new RootRequiredError(what === 'source' ? 'entering a source chroot' : 'running a command in a session');
