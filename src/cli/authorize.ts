@@ -1,12 +1,14 @@
 // The CLI's check of its own caller against the chroot's users=, groups=,
 // root-users=, root-groups=, source-users=, source-groups=,
-// source-root-users= and source-root-groups=, before it
-// touches a lock or a mount: a user the configuration does not admit gets
-// exit 8 naming the rule, not an EPERM from somewhere in the middle.
-// Root is always allowed, so for root this loads nothing at all (every
-// call pays start-up; the policy and the passwd file are for non-root ones).
+// source-root-users= and source-root-groups=, before it touches a lock or
+// a mount: a user the configuration does not admit gets exit 8 naming the
+// rule, not an EPERM from somewhere in the middle; one it admits is handed
+// to the supervisor (the CLI becomes the relay). Root is always allowed,
+// so for root this loads nothing at all (every call pays start-up; the
+// policy and the passwd file are for non-root ones).
 import type { ChrootDef } from '../config/index.js';
 import type { SessionState } from '../sessions/index.js';
+import type { Parsed } from './args.js';
 import { RootRequiredError } from './errors.js';
 
 /**
@@ -37,4 +39,20 @@ export async function authorizeCaller(
   for (const access of needs) authorize(def, who, access);
   if (session) assertSessionOwner(session(), who, 'run in');
   throw new RootRequiredError(what === 'source' ? 'entering a source chroot' : 'running a command in a session');
+}
+
+/**
+ * Checks the caller (exit 8 naming the rule when refused). A caller who is
+ * admitted but not root cannot start the command from this process (the
+ * locks and mounts are root's): the supervisor starts it, through the
+ * relay this process then becomes.
+ */
+export async function viaSupervisor(p: Parsed, stateDir: string, check: () => Promise<void>): Promise<void> {
+  try {
+    await check();
+  } catch (e) {
+    if (!(e instanceof RootRequiredError) || p.argv === undefined) throw e;
+    const { execRelay } = await import('./relay-exec.js');
+    throw execRelay(stateDir, p.argv);
+  }
 }
