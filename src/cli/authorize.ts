@@ -12,20 +12,20 @@ import type { Parsed } from './args.js';
 import { RootRequiredError } from './errors.js';
 
 /**
- * Throws PermissionDeniedError unless the calling user may run as `user`
+ * Throws PermissionDeniedError unless the calling user may run as `o.user`
  * (a -u value; undefined: themselves) in sessions of the chroot, or in
- * its source; for `run -s` (`session` given), SessionAccessError unless
- * they own the session (state.json's owner). `chroot` is a thunk so that
- * root callers never pay for finding it (for `run -s`, reading the
- * session's state). A caller who passes every check but is not root gets
+ * its source (and end its stale sessions first, with `o.recoverStale`);
+ * for `run -s` (`o.session` given), SessionAccessError unless they own
+ * the session (state.json's owner). `chroot` is a thunk so that root
+ * callers never pay for finding it (for `run -s`, reading the session's
+ * state). A caller who passes every check but is not root gets
  * RootRequiredError: the locks and mounts are root's, and warden cannot be
  * setuid, so the command cannot be started from this process.
  */
 export async function authorizeCaller(
   chroot: () => ChrootDef,
   what: 'run' | 'source',
-  user: string | undefined,
-  session?: () => SessionState,
+  o: { user?: string | undefined; recoverStale?: boolean; session?: () => SessionState },
 ): Promise<void> {
   if (process.getuid!() === 0) return;
   const [{ accessToRun, accessToSource, authorize }, { selfCredentials }, { assertSessionOwner }] = await Promise.all([
@@ -35,9 +35,9 @@ export async function authorizeCaller(
   ]);
   const def = chroot();
   const who = selfCredentials();
-  const needs = what === 'source' ? accessToSource(who, user) : accessToRun(who, user);
+  const needs = what === 'source' ? accessToSource(who, o) : accessToRun(who, o.user);
   for (const access of needs) authorize(def, who, access);
-  if (session) assertSessionOwner(session(), who, 'run in');
+  if (o.session) assertSessionOwner(o.session(), who, 'run in');
   throw new RootRequiredError(what === 'source' ? 'entering a source chroot' : 'running a command in a session');
 }
 

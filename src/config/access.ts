@@ -63,6 +63,11 @@ const RULES: Record<Access, Rule> = {
     keys: ['source-users=', 'source-groups=', 'source-root-users=', 'source-root-groups='],
   },
   'source-root': { lists: [['sourceRootUsers', 'sourceRootGroups']], keys: ['source-root-users=', 'source-root-groups='] },
+  // Ending stale sessions deletes what their owners wrote in them, which
+  // only root or the owner may do otherwise (`warden end`): it is left to
+  // those who are root in the source anyway (schroot.conf(5): root there
+  // is as good as root on the host).
+  'recover-stale': { lists: [['sourceRootUsers', 'sourceRootGroups']], keys: ['source-root-users=', 'source-root-groups='] },
 };
 
 /**
@@ -116,13 +121,16 @@ export function accessToRun(who: Credentials, user: string | undefined, files: A
 }
 
 /**
- * The accesses a source entry whose command runs as `user` needs:
- * 'source', and 'source-root' for anyone but the caller, on the same
- * terms as accessToRun. The source is what every later session is made
- * of: root there is root in all of them.
+ * The accesses a source entry whose command runs as `o.user` needs:
+ * 'source', 'source-root' for anyone but the caller (on the same terms as
+ * accessToRun: the source is what every later session is made of, root
+ * there is root in all of them), and 'recover-stale' with
+ * `o.recoverStale`.
  */
-export function accessToSource(who: Credentials, user: string | undefined, files: AccountFiles = {}): Access[] {
-  return isCaller(who, user, files) ? ['source'] : ['source', 'source-root'];
+export function accessToSource(who: Credentials, o: { user?: string | undefined; recoverStale?: boolean | undefined }, files: AccountFiles = {}): Access[] {
+  const needs: Access[] = isCaller(who, o.user, files) ? ['source'] : ['source', 'source-root'];
+  if (o.recoverStale) needs.push('recover-stale');
+  return needs;
 }
 
 /** Whether `-u user` (undefined: no -u) names the caller themselves. */

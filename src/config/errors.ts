@@ -53,15 +53,17 @@ export function quote(value: string): string {
 /**
  * What a caller asks of a chroot (see access.ts): begin or run in its
  * sessions as themselves, run in them as root or as someone else, enter
- * its source, or run there as root or as someone else.
+ * its source, run there as root or as someone else, or end its stale
+ * sessions on the way in (`source --recover-stale`).
  */
-export type Access = 'session' | 'root' | 'source' | 'source-root';
+export type Access = 'session' | 'root' | 'source' | 'source-root' | 'recover-stale';
 
 const ACTIONS: Record<Access, string> = {
   session: 'begin or run in sessions of',
   root: 'run commands as root or as another user in sessions of',
   source: 'enter the source of',
   'source-root': 'run commands as root or as another user in the source of',
+  'recover-stale': 'end the stale sessions (--recover-stale) of',
 };
 
 /**

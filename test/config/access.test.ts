@@ -175,7 +175,7 @@ test('root in the source for a user in root-users= and root-groups= of the sessi
 });
 
 // root
-for (const access of ['session', 'root', 'source', 'source-root'] as const) {
+for (const access of ['session', 'root', 'source', 'source-root', 'recover-stale'] as const) {
   test(`root, ${access} access with every list empty`, allows, { keys: [], who: root, access });
   test(`root, ${access} access with lists that do not name it`, allows, {
     keys: ['users=alice', 'root-users=alice', 'source-groups=devs'],
@@ -243,19 +243,41 @@ test('as another user', runs, alice, 'bob', ['session', 'root']);
 test('as a user with no passwd entry', runs, alice, 'nosuchuser', ['session', 'root']);
 
 const sources = test.macro({
-  exec(t: ExecutionContext, who: Credentials, user: string | undefined, expected: Access[]) {
+  exec(t: ExecutionContext, who: Credentials, o: { user?: string; recoverStale?: boolean }, expected: Access[]) {
     const { files } = setup(t, []);
-    t.deepEqual(accessToSource(who, user, files), expected);
+    t.deepEqual(accessToSource(who, o, files), expected);
   },
-  title: (provided = '', _who, user: string | undefined, expected: Access[]) => `source -u ${user ?? '(none)'} ${provided} needs ${expected.join(' and ')}`,
+  title: (provided = '', _who, o: { user?: string; recoverStale?: boolean }, expected: Access[]) =>
+    `source -u ${o.user ?? '(none)'}${o.recoverStale ? ' --recover-stale' : ''} ${provided} needs ${expected.join(' and ')}`,
 });
 
-test('as the caller', sources, alice, undefined, ['source']);
-test('by name, as the caller', sources, alice, 'alice', ['source']);
-test('by uid, as the caller', sources, alice, '1000', ['source']);
-test('by uid, with no passwd entry', sources, ghost, '4242', ['source']);
-test('as root', sources, alice, 'root', ['source', 'source-root']);
-test('as root by uid', sources, alice, '0', ['source', 'source-root']);
-test('as root by another name', sources, alice, 'toor', ['source', 'source-root']);
-test('as another user', sources, alice, 'bob', ['source', 'source-root']);
-test('as a user with no passwd entry', sources, alice, 'nosuchuser', ['source', 'source-root']);
+test('as the caller', sources, alice, {}, ['source']);
+test('by name, as the caller', sources, alice, { user: 'alice' }, ['source']);
+test('by uid, as the caller', sources, alice, { user: '1000' }, ['source']);
+test('by uid, with no passwd entry', sources, ghost, { user: '4242' }, ['source']);
+test('as root', sources, alice, { user: 'root' }, ['source', 'source-root']);
+test('as root by uid', sources, alice, { user: '0' }, ['source', 'source-root']);
+test('as root by another name', sources, alice, { user: 'toor' }, ['source', 'source-root']);
+test('as another user', sources, alice, { user: 'bob' }, ['source', 'source-root']);
+test('as a user with no passwd entry', sources, alice, { user: 'nosuchuser' }, ['source', 'source-root']);
+test('as the caller', sources, alice, { recoverStale: true }, ['source', 'recover-stale']);
+test('as root', sources, alice, { user: 'root', recoverStale: true }, ['source', 'source-root', 'recover-stale']);
+
+// --recover-stale ends other users' sessions: source-root-users= and source-root-groups= only
+const NO_RECOVER = NO_SOURCE_ROOT;
+test('ending stale sessions for a user in source-root-users=', allows, { keys: ['source-root-users=alice'], who: alice, access: 'recover-stale' });
+test('ending stale sessions for a member of source-root-groups=', allows, { keys: ['source-root-groups=devs'], who: bob, access: 'recover-stale' });
+test('ending stale sessions for a user only in source-users=', refuses, { keys: ['source-users=alice'], who: alice, access: 'recover-stale', rule: NO_RECOVER, user: 'alice' });
+test('ending stale sessions for a user in root-users=', refuses, {
+  keys: ['root-users=alice', 'source-root-users=bob'],
+  who: alice,
+  access: 'recover-stale',
+  rule: NOT_SOURCE_ROOT,
+  user: 'alice',
+});
+test('the --recover-stale refusal names it', (t) => {
+  const { def, files, conf } = setup(t, ['source-users=alice']);
+  t.throws(() => authorize(def, alice, 'recover-stale', files), {
+    message: `user "alice" (uid 1000) may not end the stale sessions (--recover-stale) of chroot "demo": ${NO_SOURCE_ROOT} (${conf}:3)`,
+  });
+});

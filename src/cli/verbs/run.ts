@@ -30,7 +30,7 @@ export default async function run(p: Parsed): Promise<number> {
   if (o.session) {
     // Which chroot the session is of comes from its state.json, read before any lock is taken.
     const state = () => openSession(ctx.stateDir, o.session as string).state;
-    await viaSupervisor(p, ctx.stateDir, () => authorizeCaller(() => chrootOf(ctx, state().chroot), 'run', cmd.user, state));
+    await viaSupervisor(p, ctx.stateDir, () => authorizeCaller(() => chrootOf(ctx, state().chroot), 'run', { user: cmd.user, session: state }));
     const locks = await openSession(ctx.stateDir, o.session as string).commandLocks();
     let session: Session;
     try {
@@ -46,7 +46,7 @@ export default async function run(p: Parsed): Promise<number> {
   }
 
   const def = chrootOf(ctx, o.chroot as string);
-  await viaSupervisor(p, ctx.stateDir, () => authorizeCaller(() => def, 'run', cmd.user));
+  await viaSupervisor(p, ctx.stateDir, () => authorizeCaller(() => def, 'run', { user: cmd.user }));
   const abort = new AbortController();
   const onSignal = (sig: NodeJS.Signals) => abort.abort(new Error(`interrupted by ${sig}`));
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
