@@ -79,6 +79,7 @@ const ACTIONS = {
   root: 'run commands as root or as another user in sessions of',
   source: 'enter the source of',
   'source-root': 'run commands as root or as another user in the source of',
+  'recover-stale': 'end the stale sessions (--recover-stale) of',
 };
 
 interface Refusal {
@@ -144,6 +145,14 @@ rootSerial('a source entry as another user to a member of source-groups=', refus
   rule: NO_SOURCE_ROOT,
 });
 
+rootSerial('a source entry with --recover-stale to a member of source-groups=', refused, {
+  args: ['source', '-c', 'src', '--recover-stale', '--', 'true'],
+  privs: ['--groups', `${GROUP}`],
+  chroot: 'src',
+  access: 'recover-stale',
+  rule: NO_SOURCE_ROOT,
+});
+
 rootSerial('an automatic session to a user in users=', admitted, ['run', '-c', 'open', '--', 'true']);
 rootSerial('-u nobody to nobody in users=', admitted, ['run', '-c', 'open', '-u', 'nobody', '--', 'true']);
 rootSerial('an automatic session by a supplementary group in groups=', admitted, ['run', '-c', 'bygroup', '--', 'true'], ['--groups', `${GROUP}`]);
@@ -152,6 +161,7 @@ rootSerial('a source entry by a group in source-groups=', admitted, ['source', '
 rootSerial('-u nobody in the source to a member of source-groups=', admitted, ['source', '-c', 'src', '-u', 'nobody', '--', 'true'], ['--groups', `${GROUP}`]);
 rootSerial('a source entry to a user only in source-root-users=', admitted, ['source', '-c', 'srcroot', '--', 'true']);
 rootSerial('a source entry as root to a user in source-root-users=', admitted, ['source', '-c', 'srcroot', '-u', 'root', '--', 'true']);
+rootSerial('a source entry with --recover-stale to a user in source-root-users=', admitted, ['source', '-c', 'srcroot', '--recover-stale', '--', 'true']);
 
 /** A session begun by this process (as root), ended when the test is done. */
 async function session(t: ExecutionContext, chroot: string, owner?: { uid: number; gid: number }): Promise<Session> {
