@@ -13,8 +13,8 @@ import { waitReporter } from './wait-line.js';
 /**
  * The calls a supervisor of `stateDir` (configured from `configFile`)
  * serves for the relay. Anything the relay does not carry (help, JSON
- * output, `end --all`, source entries, recovery) falls back to the Node
- * CLI, which the relay then executes in the client's place.
+ * output, `end --all`, recovery) falls back to the Node CLI, which the
+ * relay then executes in the client's place.
  */
 export function relayCalls(stateDir: string, configFile: string | undefined): RelayCalls {
   return {
@@ -62,6 +62,22 @@ function parseCall(args: string[], cwd: string, stateDir: string, configFile: st
       directory: o.directory as string | undefined,
       preserveEnvironment: o['preserve-environment'] === true,
       command: p.command,
+      timeout,
+      wait,
+    };
+  }
+  if (verb === 'source') {
+    if (!o.chroot) throw new UsageError('-c CHROOT is required', 'source');
+    if (p.command.length === 0) throw new UsageError('no command given (warden source -c CHROOT -- CMD...)', 'source');
+    return {
+      verb: 'source',
+      describe: `source -c ${o.chroot as string}`,
+      chroot: o.chroot as string,
+      user: o.user as string | undefined,
+      directory: o.directory as string | undefined,
+      preserveEnvironment: o['preserve-environment'] === true,
+      command: p.command,
+      recoverStale: o['recover-stale'] === true,
       timeout,
       wait,
     };

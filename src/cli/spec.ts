@@ -74,7 +74,11 @@ export const VERBS: VerbSpec[] = [
       user: { type: 'string', alias: 'u', describe: 'run as this user (name or uid, from the host /etc/passwd)', value: 'USER' },
       directory: { type: 'string', alias: 'd', describe: 'working directory inside the source (default: the current one if it exists there, else /)', value: 'DIR' },
       'preserve-environment': preserveEnvironment,
-      'recover-stale': { type: 'boolean', describe: 'end stale sessions of the chroot first (their upper layers are deleted) instead of failing with exit 7' },
+      'recover-stale': {
+        type: 'boolean',
+        describe:
+          'end stale sessions of the chroot first (their upper layers are deleted) instead of failing with exit 7; root, source-root-users= and source-root-groups= only',
+      },
       ...lockWait,
     },
     command: true,

@@ -1,5 +1,6 @@
 // Who may do what with a chroot: schroot's users=, groups=, root-users=,
-// root-groups=, source-users= and source-groups= (schroot.conf(5)), decided
+// root-groups=, source-users=, source-groups=, source-root-users= and
+// source-root-groups= (schroot.conf(5)), decided
 // from a caller's credentials: SO_PEERCRED for the supervisor's clients, the
 // process's own ids for the CLI. Root is always allowed; an empty list
 // admits nobody else.
@@ -30,7 +31,7 @@ export interface AccountFiles {
 export const PASSWD_FILE = '/etc/passwd';
 export const GROUP_FILE = '/etc/group';
 
-type ListKey = 'users' | 'groups' | 'rootUsers' | 'rootGroups' | 'sourceUsers' | 'sourceGroups';
+type ListKey = 'users' | 'groups' | 'rootUsers' | 'rootGroups' | 'sourceUsers' | 'sourceGroups' | 'sourceRootUsers' | 'sourceRootGroups';
 
 interface Rule {
   /** User list and group list pairs; being in any of them grants the access. */
@@ -42,7 +43,9 @@ interface Rule {
 // schroot (sbuild::session::get_chroot_auth_status) lets a user run as
 // themselves when they are in users=, groups=, root-users= or root-groups=,
 // and become root without a password only through root-users= or
-// root-groups=. The source lists are the same pair for the source chroot.
+// root-groups=. The source chroot (chroot_facet_source_clonable) has the
+// source lists in those places: source-users= and source-groups= admit
+// to it, source-root-users= and source-root-groups= admit to it as root.
 const RULES: Record<Access, Rule> = {
   session: {
     lists: [
@@ -52,7 +55,19 @@ const RULES: Record<Access, Rule> = {
     keys: ['users=', 'groups=', 'root-users=', 'root-groups='],
   },
   root: { lists: [['rootUsers', 'rootGroups']], keys: ['root-users=', 'root-groups='] },
-  source: { lists: [['sourceUsers', 'sourceGroups']], keys: ['source-users=', 'source-groups='] },
+  source: {
+    lists: [
+      ['sourceUsers', 'sourceGroups'],
+      ['sourceRootUsers', 'sourceRootGroups'],
+    ],
+    keys: ['source-users=', 'source-groups=', 'source-root-users=', 'source-root-groups='],
+  },
+  'source-root': { lists: [['sourceRootUsers', 'sourceRootGroups']], keys: ['source-root-users=', 'source-root-groups='] },
+  // Ending stale sessions deletes what their owners wrote in them, which
+  // only root or the owner may do otherwise (`warden end`): it is left to
+  // those who are root in the source anyway (schroot.conf(5): root there
+  // is as good as root on the host).
+  'recover-stale': { lists: [['sourceRootUsers', 'sourceRootGroups']], keys: ['source-root-users=', 'source-root-groups='] },
 };
 
 /**
@@ -81,15 +96,6 @@ export function authorize(chroot: ChrootDef, who: Credentials, access: Access, f
   throw new PermissionDeniedError({ chroot: chroot.name, uid: who.uid, user: name, access, rule: reason, place });
 }
 
-/**
- * The accesses a command run as `user` (a -u value: name or uid; undefined:
- * the caller) needs: 'session', and 'root' for anyone but the caller.
- * schroot lets a caller become root without a password only through
- * root-users= or root-groups=, and asks for a password to become any other
- * user; warden asks none. Another user is admitted on root's terms, since
- * whoever may be root in a session can become anyone there. A name with
- * no passwd entry counts as someone else.
- */
 /** The gid of group `nameOrGid` (a name from the group file, or a number); undefined when there is no such group. */
 export function groupId(nameOrGid: string, files: AccountFiles = {}): number | undefined {
   if (/^\d+$/.test(nameOrGid)) return Number(nameOrGid);
@@ -101,10 +107,37 @@ export function findAccount(user: string, files: AccountFiles = {}): Account | u
   return passwdOf(files).accounts.find((a) => a.name === user || String(a.uid) === user);
 }
 
+/**
+ * The accesses a command run as `user` (a -u value: name or uid; undefined:
+ * the caller) needs: 'session', and 'root' for anyone but the caller.
+ * schroot lets a caller become root without a password only through
+ * root-users= or root-groups=, and asks for a password to become any other
+ * user; warden asks none. Another user is admitted on root's terms, since
+ * whoever may be root in a session can become anyone there. A name with
+ * no passwd entry counts as someone else.
+ */
 export function accessToRun(who: Credentials, user: string | undefined, files: AccountFiles = {}): Access[] {
-  if (user === undefined) return ['session'];
+  return isCaller(who, user, files) ? ['session'] : ['session', 'root'];
+}
+
+/**
+ * The accesses a source entry whose command runs as `o.user` needs:
+ * 'source', 'source-root' for anyone but the caller (on the same terms as
+ * accessToRun: the source is what every later session is made of, root
+ * there is root in all of them), and 'recover-stale' with
+ * `o.recoverStale`.
+ */
+export function accessToSource(who: Credentials, o: { user?: string | undefined; recoverStale?: boolean | undefined }, files: AccountFiles = {}): Access[] {
+  const needs: Access[] = isCaller(who, o.user, files) ? ['source'] : ['source', 'source-root'];
+  if (o.recoverStale) needs.push('recover-stale');
+  return needs;
+}
+
+/** Whether `-u user` (undefined: no -u) names the caller themselves. */
+function isCaller(who: Credentials, user: string | undefined, files: AccountFiles): boolean {
+  if (user === undefined) return true;
   const uid = isId(user) ? Number(user) : passwdOf(files).uidByName.get(user);
-  return uid === who.uid ? ['session'] : ['session', 'root'];
+  return uid === who.uid;
 }
 
 // Plain decimal: "0x10" or " 1" are names (that no passwd has), not ids.

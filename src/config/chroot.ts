@@ -74,6 +74,8 @@ export function readChroot(group: KeyfileGroup, file: string, opts: ReadChrootOp
     rootGroups: [],
     sourceUsers: [],
     sourceGroups: [],
+    sourceRootUsers: [],
+    sourceRootGroups: [],
     hookTimeout: undefined,
     hooks: undefined,
   };
@@ -123,6 +125,12 @@ export function readChroot(group: KeyfileGroup, file: string, opts: ReadChrootOp
         break;
       case 'source-groups':
         def.sourceGroups = list(entry.value);
+        break;
+      case 'source-root-users':
+        def.sourceRootUsers = list(entry.value);
+        break;
+      case 'source-root-groups':
+        def.sourceRootGroups = list(entry.value);
         break;
       case 'hook-timeout':
         def.hookTimeout = seconds(file, entry);

@@ -52,20 +52,24 @@ export function quote(value: string): string {
 
 /**
  * What a caller asks of a chroot (see access.ts): begin or run in its
- * sessions as themselves, run in them as root or as someone else, or enter
- * its source.
+ * sessions as themselves, run in them as root or as someone else, enter
+ * its source, run there as root or as someone else, or end its stale
+ * sessions on the way in (`source --recover-stale`).
  */
-export type Access = 'session' | 'root' | 'source';
+export type Access = 'session' | 'root' | 'source' | 'source-root' | 'recover-stale';
 
 const ACTIONS: Record<Access, string> = {
   session: 'begin or run in sessions of',
   root: 'run commands as root or as another user in sessions of',
   source: 'enter the source of',
+  'source-root': 'run commands as root or as another user in the source of',
+  'recover-stale': 'end the stale sessions (--recover-stale) of',
 };
 
 /**
- * A chroot's users=, groups=, root-users=, root-groups=, source-users= or
- * source-groups= does not admit this caller (exit 8). `rule` is the refusal
+ * A chroot's users=, groups=, root-users=, root-groups=, source-users=,
+ * source-groups=, source-root-users= or source-root-groups= does not admit
+ * this caller (exit 8). `rule` is the refusal
  * in the configuration's terms ("not in source-users= or source-groups="),
  * `place` the chroot's definition, where an administrator would change it.
  */

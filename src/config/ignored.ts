@@ -27,8 +27,6 @@ const SCHROOT_ONLY_KEYS = new Set([
   'union-underlay-directory',
   'union-mount-options',
   'source-clone',
-  'source-root-users',
-  'source-root-groups',
   'device',
   'file',
   'mount-options',

@@ -24,6 +24,9 @@ export interface ChrootDef {
   rootGroups: string[];
   sourceUsers: string[];
   sourceGroups: string[];
+  /** Who may run commands as root, or as any other user, in the source (schroot's source-root-users=, source-root-groups=). */
+  sourceRootUsers: string[];
+  sourceRootGroups: string[];
   /** This chroot's own `hook-timeout=`, in seconds; when undefined, Config.hookTimeout applies. */
   hookTimeout: number | undefined;
   /** This chroot's own hooks directory (absolute); when undefined, Config.hooksDir applies. */

@@ -4,17 +4,20 @@
 // environment in one message (relay-wire.ts); the supervisor parses the
 // argv as the CLI would, authorizes the client by the credentials the
 // kernel recorded for the connection, takes the command's own lock fds and
-// spawns it in the session as the client (or the `-u` user), with the
-// client's fds as its stdio. The client forwards its signals and exits with
+// spawns it in the session (or, for `source`, in the source once the
+// entry is its) as the client (or the `-u` user), with the client's fds
+// as its stdio. The client forwards its signals and exits with
 // the status sent back. Clients are ordinary users: everything they send is
 // hostile input, and nothing they do may end or stall the supervisor.
 import type { Socket } from 'node:net';
 import { closeSync } from 'node:fs';
-import { accessToRun, authorize, findAccount, type Account, type Credentials } from '../config/index.js';
+import { accessToRun, accessToSource, authorize, findAccount, type Access, type Account, type Credentials } from '../config/index.js';
 import {
   assertRunnable,
   beginSession,
   endSession,
+  enterSource,
+  fromChildProcess,
   isTerminal,
   openSession,
   Pty,
@@ -22,6 +25,8 @@ import {
   spawnInSession,
   type Command,
   type CommandLocks,
+  type CommandOptions,
+  type PtySlave,
   type Session,
   type WaitInfo,
 } from '../sessions/index.js';
@@ -47,6 +52,21 @@ export type RelayedCall =
       directory?: string | undefined;
       preserveEnvironment: boolean;
       command: string[];
+      /** Seconds. */
+      timeout?: number | undefined;
+      wait?: boolean | undefined;
+    }
+  | {
+      verb: 'source';
+      /** "source -c NAME". */
+      describe: string;
+      chroot: string;
+      user?: string | undefined;
+      directory?: string | undefined;
+      preserveEnvironment: boolean;
+      command: string[];
+      /** End the chroot's stale sessions first (root, source-root-users= and source-root-groups= only). */
+      recoverStale: boolean;
       /** Seconds. */
       timeout?: number | undefined;
       wait?: boolean | undefined;
@@ -241,9 +261,10 @@ class Call {
         await this.#host.end(call, this.#who, this.#cancel.signal, onWait);
         return this.#finish({ text: '', code: 0 });
       }
+      if (call.verb === 'source') return this.#finish({ text: '', code: await this.#source(call, onWait) });
       return this.#finish({ text: '', code: await this.#run(call, onWait) });
     } catch (e) {
-      return this.#finish(calls.failure(call.describe, e, call.verb === 'run' ? 125 : 1));
+      return this.#finish(calls.failure(call.describe, e, call.verb === 'run' || call.verb === 'source' ? 125 : 1));
     }
   }
 
@@ -259,18 +280,32 @@ class Call {
     return findAccount(String(uid)) ?? { name: String(uid), uid, gid, home: '/', shell: '/bin/sh' };
   }
 
-  /** Refuses a client the chroot does not admit to run as `user` (exit 8, naming the rule). Root always may. */
-  #authorize(chroot: string, user: string | undefined): BeginSpec {
+  /** Refuses a client the chroot does not admit to what `needs` names (exit 8, naming the rule). Root always may. */
+  #authorize(chroot: string, needs: (who: Credentials) => Access[]): BeginSpec {
     const spec = this.#host.resolveChroot(chroot);
-    if (this.#who.uid !== 0) for (const access of accessToRun(this.#who, user)) authorize(spec.chroot, this.#who, access);
+    if (this.#who.uid !== 0) for (const access of needs(this.#who)) authorize(spec.chroot, this.#who, access);
     return spec;
+  }
+
+  /** What spawning the command of `call` needs besides its pty: the client's fds, cwd, environment and account. */
+  #commandOptions(call: { command: string[]; user?: string | undefined; directory?: string | undefined; preserveEnvironment: boolean }): CommandOptions {
+    return {
+      command: call.command,
+      user: call.user,
+      directory: call.directory,
+      preserveEnvironment: call.preserveEnvironment,
+      env: environment(this.#req.env),
+      cwd: this.#req.cwd,
+      caller: this.#caller(),
+      stdio: this.#req.fds,
+    };
   }
 
   async #run(call: Extract<RelayedCall, { verb: 'run' }>, onWait: (i: WaitInfo) => void): Promise<number> {
     if (call.session !== undefined) {
       const id = call.session;
       const before = openSession(this.#host.stateDir, id);
-      this.#authorize(before.state.chroot, call.user);
+      this.#authorize(before.state.chroot, (who) => accessToRun(who, call.user));
       assertSessionOwner(before.state, this.#who, 'run in');
       const locks = await before.commandLocks();
       let session: Session;
@@ -282,9 +317,9 @@ class Call {
         locks.close();
         throw e;
       }
-      return this.#command(session, locks, call);
+      return this.#command(this.#inSession(session, locks, call));
     }
-    const spec = this.#authorize(call.chroot!, call.user);
+    const spec = this.#authorize(call.chroot!, (who) => accessToRun(who, call.user));
     const session = await beginSession({
       stateDir: this.#host.stateDir,
       chroot: spec.chroot,
@@ -299,7 +334,7 @@ class Call {
     });
     let code: number;
     try {
-      code = await this.#command(session, await session.commandLocks(), call);
+      code = await this.#command(this.#inSession(session, await session.commandLocks(), call));
     } catch (e) {
       // The command never ran: say so, then still end the session.
       const f = this.#host.calls.failure(call.describe, e, 125);
@@ -322,36 +357,64 @@ class Call {
     return code;
   }
 
+  /** Starts the command of `call` in `session` holding `locks`: a #command start, which owns `locks` until it resolves. */
+  #inSession(session: Session, locks: CommandLocks, call: Extract<RelayedCall, { verb: 'run' }>): CommandStart {
+    return async (terminal) => {
+      try {
+        this.#cancel.signal.throwIfAborted();
+        return { cmd: spawnInSession(session, locks, { ...this.#commandOptions(call), terminal }), locks };
+      } catch (e) {
+        locks.close();
+        throw e;
+      }
+    };
+  }
+
   /**
-   * Starts the command with the client's fds (and a pty of its own when any
-   * of them is a terminal, whose master goes to the client), forwards the
-   * client's signals, and resolves to its status. A client that goes away
-   * gets its command hung up, then killed.
+   * source -c: the exclusive entry (DESIGN.md, "Locks") with the command
+   * started behind its gate while the entry waits, let go once the source
+   * is the entry's, and run as #command runs any other. The client's
+   * SIGINT, SIGTERM or SIGHUP, or its going away, while the entry waits
+   * cancels it, leaving nothing held (exit 130). --recover-stale ends
+   * sessions of any owner, deleting what was written in them: only root
+   * and source-root-users= or source-root-groups= may (exit 8 otherwise).
    */
-  async #command(session: Session, locks: CommandLocks, call: Extract<RelayedCall, { verb: 'run' }>): Promise<number> {
-    if (this.#cancel.signal.aborted) {
-      locks.close();
-      throw this.#cancel.signal.reason;
-    }
+  async #source(call: Extract<RelayedCall, { verb: 'source' }>, onWait: (i: WaitInfo) => void): Promise<number> {
+    const spec = this.#authorize(call.chroot, (who) => accessToSource(who, call));
+    return this.#command(async (terminal) => {
+      const entry = await enterSource({
+        stateDir: this.#host.stateDir,
+        chroot: spec.chroot,
+        recoverStale: call.recoverStale,
+        signal: this.#cancel.signal,
+        timeout: call.timeout === undefined ? undefined : call.timeout * 1000,
+        wait: call.wait,
+        onWait,
+        command: { ...this.#commandOptions(call), terminal },
+      });
+      for (const id of entry.recovered) send(this.#c, 'e', `warden: ended stale session ${id} before entering the source\n`);
+      return { cmd: fromChildProcess(entry.child!), locks: entry };
+    });
+  }
+
+  /**
+   * Starts the command through `start` with the client's fds (and a pty of
+   * its own when any of them is a terminal, whose master goes to the
+   * client once the command is started), forwards the client's signals,
+   * and resolves to its status; the locks `start` hands over are closed
+   * once it has exited. A client that goes away gets its command hung up,
+   * then killed.
+   */
+  async #command(start: CommandStart): Promise<number> {
     const [i, o, e] = this.#req.fds;
     const tty = { stdin: isTerminal(i), stdout: isTerminal(o), stderr: isTerminal(e) };
     let pty: Pty | undefined;
     let cmd: Command;
+    let locks: CommandLocks;
     try {
       if (tty.stdin || tty.stdout || tty.stderr) pty = Pty.open(tty.stdin ? i : tty.stdout ? o : e, tty);
-      cmd = spawnInSession(session, locks, {
-        command: call.command,
-        user: call.user,
-        directory: call.directory,
-        preserveEnvironment: call.preserveEnvironment,
-        env: environment(this.#req.env),
-        cwd: this.#req.cwd,
-        caller: this.#caller(),
-        stdio: this.#req.fds,
-        terminal: pty?.slave,
-      });
+      ({ cmd, locks } = await start(pty?.slave));
     } catch (err) {
-      locks.close();
       pty?.close();
       throw err;
     }
@@ -396,6 +459,13 @@ class Call {
     }
   }
 }
+
+/**
+ * Starts a client's command with `terminal` (the slave of its pty, if it
+ * gets one) and hands over the locks it runs under. Until it resolves it
+ * owns what it took: on failure it has released it.
+ */
+type CommandStart = (terminal: PtySlave | undefined) => Promise<{ cmd: Command; locks: CommandLocks }>;
 
 /** `KEY=VALUE` strings as an environment (a string without '=' is dropped, as getenv would never see it). */
 function environment(strings: readonly string[]): Record<string, string> {

@@ -1,11 +1,11 @@
-// users=, groups=, root-users=, root-groups=, source-users= and
-// source-groups= as the CLI enforces them on its own caller: the real
-// bundle run as nobody through setpriv(1). A refused call exits 8 naming
-// the user, the chroot, the rule and where the chroot is defined, before it
-// touches anything; an admitted one gets past the check: its command is
-// then the supervisor's to start (the CLI becomes the relay; none runs
-// here, which it says, exit 125), and a source entry needs root (exit 8,
-// with that reason: the lock files and mounts are root's). Root is always let in.
+// users=, groups=, root-users=, root-groups=, source-users=,
+// source-groups=, source-root-users= and source-root-groups= as the CLI
+// enforces them on its own caller: the real bundle run as nobody through
+// setpriv(1). A refused call exits 8 naming the user, the chroot, the rule
+// and where the chroot is defined, before it touches anything; an admitted
+// one (a run or a source entry) gets past the check: its command is then
+// the supervisor's to start (the CLI becomes the relay; none runs here,
+// which it says, exit 125). Root is always let in.
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
@@ -40,6 +40,7 @@ test.before(async () => {
       chroot('bygroup', `groups=${GROUP}`),
       chroot('rooted', `root-users=${NOBODY}`),
       chroot('src', `source-groups=${GROUP}`),
+      chroot('srcroot', `source-root-users=${NOBODY}`),
     ].join('\n'),
   );
   // Present and root's, as on a real host: what an admitted call trips over
@@ -77,6 +78,8 @@ const ACTIONS = {
   session: 'begin or run in sessions of',
   root: 'run commands as root or as another user in sessions of',
   source: 'enter the source of',
+  'source-root': 'run commands as root or as another user in the source of',
+  'recover-stale': 'end the stale sessions (--recover-stale) of',
 };
 
 interface Refusal {
@@ -105,15 +108,9 @@ const admitted = test.macro({
   exec(t: ExecutionContext, args: string[], privs?: string[]) {
     const r = asNobody(args, privs);
     t.notRegex(r.stderr, /may not/);
-    if (args[0] === 'run') {
-      // Past the check, the command is for the supervisor to start (the CLI becomes the relay), and none runs here.
-      t.is(r.status, 125, r.stderr);
-      t.regex(r.stderr, new RegExp(`^warden: no supervisor runs for ${env.stateDir} .*systemctl start warden.socket`));
-    } else {
-      // Past the check, the call is refused for want of privileges, and says so.
-      t.is(r.status, 8, r.stderr);
-      t.regex(r.stderr, /from the command line needs root: the lock files and mounts are root's/);
-    }
+    // Past the check, the command is for the supervisor to start (the CLI becomes the relay), and none runs here.
+    t.is(r.status, 125, r.stderr);
+    t.regex(r.stderr, new RegExp(`^warden: no supervisor runs for ${env.stateDir} .*systemctl start warden.socket`));
   },
   title: (provided = '') => `admits ${provided}${NEEDS_ROOT}`,
 });
@@ -121,8 +118,9 @@ const admitted = test.macro({
 const NO_SESSION = 'users=, groups=, root-users= and root-groups= are empty, so only root may';
 const NOT_SESSION = 'not in users=, groups=, root-users= or root-groups=';
 const NO_ROOT = 'root-users= and root-groups= are empty, so only root may';
-const NO_SOURCE = 'source-users= and source-groups= are empty, so only root may';
-const NOT_SOURCE = 'not in source-users= or source-groups=';
+const NO_SOURCE = 'source-users=, source-groups=, source-root-users= and source-root-groups= are empty, so only root may';
+const NOT_SOURCE = 'not in source-users=, source-groups=, source-root-users= or source-root-groups=';
+const NO_SOURCE_ROOT = 'source-root-users= and source-root-groups= are empty, so only root may';
 
 rootSerial('an automatic session of a chroot with no lists', refused, { args: ['run', '-c', 'closed', '--', 'true'], chroot: 'closed', access: 'session', rule: NO_SESSION });
 rootSerial('an automatic session of a chroot whose lists name others', refused, { args: ['run', '-c', 'others', '--', 'true'], chroot: 'others', access: 'session', rule: NOT_SESSION });
@@ -132,12 +130,38 @@ rootSerial('-u 0 to a user only in users=', refused, { args: ['run', '-c', 'open
 rootSerial('-u another user to a user only in users=', refused, { args: ['run', '-c', 'open', '-u', 'daemon', '--', 'true'], chroot: 'open', access: 'root', rule: NO_ROOT });
 rootSerial('a source entry to a user only in users=', refused, { args: ['source', '-c', 'open', '--', 'true'], chroot: 'open', access: 'source', rule: NO_SOURCE });
 rootSerial('a source entry when source-users= names others', refused, { args: ['source', '-c', 'others', '--', 'true'], chroot: 'others', access: 'source', rule: NOT_SOURCE });
+rootSerial('a source entry as root to a member of source-groups=', refused, {
+  args: ['source', '-c', 'src', '-u', 'root', '--', 'true'],
+  privs: ['--groups', `${GROUP}`],
+  chroot: 'src',
+  access: 'source-root',
+  rule: NO_SOURCE_ROOT,
+});
+rootSerial('a source entry as another user to a member of source-groups=', refused, {
+  args: ['source', '-c', 'src', '-u', 'daemon', '--', 'true'],
+  privs: ['--groups', `${GROUP}`],
+  chroot: 'src',
+  access: 'source-root',
+  rule: NO_SOURCE_ROOT,
+});
+
+rootSerial('a source entry with --recover-stale to a member of source-groups=', refused, {
+  args: ['source', '-c', 'src', '--recover-stale', '--', 'true'],
+  privs: ['--groups', `${GROUP}`],
+  chroot: 'src',
+  access: 'recover-stale',
+  rule: NO_SOURCE_ROOT,
+});
 
 rootSerial('an automatic session to a user in users=', admitted, ['run', '-c', 'open', '--', 'true']);
 rootSerial('-u nobody to nobody in users=', admitted, ['run', '-c', 'open', '-u', 'nobody', '--', 'true']);
 rootSerial('an automatic session by a supplementary group in groups=', admitted, ['run', '-c', 'bygroup', '--', 'true'], ['--groups', `${GROUP}`]);
 rootSerial('sessions and root to a user in root-users=', admitted, ['run', '-c', 'rooted', '-u', 'root', '--', 'true']);
 rootSerial('a source entry by a group in source-groups=', admitted, ['source', '-c', 'src', '--', 'true'], ['--groups', `${GROUP}`]);
+rootSerial('-u nobody in the source to a member of source-groups=', admitted, ['source', '-c', 'src', '-u', 'nobody', '--', 'true'], ['--groups', `${GROUP}`]);
+rootSerial('a source entry to a user only in source-root-users=', admitted, ['source', '-c', 'srcroot', '--', 'true']);
+rootSerial('a source entry as root to a user in source-root-users=', admitted, ['source', '-c', 'srcroot', '-u', 'root', '--', 'true']);
+rootSerial('a source entry with --recover-stale to a user in source-root-users=', admitted, ['source', '-c', 'srcroot', '--recover-stale', '--', 'true']);
 
 /** A session begun by this process (as root), ended when the test is done. */
 async function session(t: ExecutionContext, chroot: string, owner?: { uid: number; gid: number }): Promise<Session> {

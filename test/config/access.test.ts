@@ -8,6 +8,7 @@ import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   accessToRun,
+  accessToSource,
   authorize,
   loadConfig,
   PermissionDeniedError,
@@ -94,8 +95,10 @@ const NOT_SESSION = 'not in users=, groups=, root-users= or root-groups=';
 const NO_SESSION = 'users=, groups=, root-users= and root-groups= are empty, so only root may';
 const NOT_ROOT = 'not in root-users= or root-groups=';
 const NO_ROOT = 'root-users= and root-groups= are empty, so only root may';
-const NOT_SOURCE = 'not in source-users= or source-groups=';
-const NO_SOURCE = 'source-users= and source-groups= are empty, so only root may';
+const NOT_SOURCE = 'not in source-users=, source-groups=, source-root-users= or source-root-groups=';
+const NO_SOURCE = 'source-users=, source-groups=, source-root-users= and source-root-groups= are empty, so only root may';
+const NOT_SOURCE_ROOT = 'not in source-root-users= or source-root-groups=';
+const NO_SOURCE_ROOT = 'source-root-users= and source-root-groups= are empty, so only root may';
 
 // users= and groups=
 test('a user named in users=', allows, { keys: ['users=bob, alice'], who: alice, access: 'session' });
@@ -140,9 +143,39 @@ test('the source for a user in users= and root-users=', refuses, {
   user: 'alice',
 });
 test('the source for a user not in source-users=', refuses, { keys: ['source-users=bob'], who: alice, access: 'source', rule: NOT_SOURCE, user: 'alice' });
+test('the source for a user only in source-root-users=', allows, { keys: ['source-root-users=alice'], who: alice, access: 'source' });
+test('the source for a member of source-root-groups=', allows, { keys: ['source-root-groups=devs'], who: bob, access: 'source' });
+test('the source for a user in root-users= of the sessions', refuses, { keys: ['root-users=alice'], who: alice, access: 'source', rule: NO_SOURCE, user: 'alice' });
+
+// source-root-users= and source-root-groups=
+test('root in the source for a user in source-root-users=', allows, { keys: ['source-root-users=alice'], who: alice, access: 'source-root' });
+test('root in the source for a uid in source-root-users=', allows, { keys: ['source-root-users=1000'], who: alice, access: 'source-root' });
+test('root in the source for a member of source-root-groups=', allows, { keys: ['source-root-groups=devs'], who: bob, access: 'source-root' });
+test('root in the source for a supplementary group in source-root-groups=', allows, { keys: ['source-root-groups=2001'], who: aliceAdmin, access: 'source-root' });
+test('root in the source for a user only in source-users=', refuses, {
+  keys: ['source-users=alice'],
+  who: alice,
+  access: 'source-root',
+  rule: NO_SOURCE_ROOT,
+  user: 'alice',
+});
+test('root in the source for a user only in source-groups=', refuses, {
+  keys: ['source-groups=devs', 'source-root-users=carol'],
+  who: bob,
+  access: 'source-root',
+  rule: NOT_SOURCE_ROOT,
+  user: 'bob',
+});
+test('root in the source for a user in root-users= and root-groups= of the sessions', refuses, {
+  keys: ['source-users=alice', 'root-users=alice', 'root-groups=alice'],
+  who: alice,
+  access: 'source-root',
+  rule: NO_SOURCE_ROOT,
+  user: 'alice',
+});
 
 // root
-for (const access of ['session', 'root', 'source'] as const) {
+for (const access of ['session', 'root', 'source', 'source-root', 'recover-stale'] as const) {
   test(`root, ${access} access with every list empty`, allows, { keys: [], who: root, access });
   test(`root, ${access} access with lists that do not name it`, allows, {
     keys: ['users=alice', 'root-users=alice', 'source-groups=devs'],
@@ -162,6 +195,9 @@ test('the message names the user, the chroot, the rule and the place', (t) => {
   });
   t.throws(() => authorize(def, alice, 'root', files), {
     message: `user "alice" (uid 1000) may not run commands as root or as another user in sessions of chroot "demo": ${NO_ROOT} (${conf}:3)`,
+  });
+  t.throws(() => authorize(def, alice, 'source-root', files), {
+    message: `user "alice" (uid 1000) may not run commands as root or as another user in the source of chroot "demo": ${NO_SOURCE_ROOT} (${conf}:3)`,
   });
 });
 
@@ -205,3 +241,43 @@ test('as root by uid', runs, alice, '0', ['session', 'root']);
 test('as root by another name', runs, alice, 'toor', ['session', 'root']);
 test('as another user', runs, alice, 'bob', ['session', 'root']);
 test('as a user with no passwd entry', runs, alice, 'nosuchuser', ['session', 'root']);
+
+const sources = test.macro({
+  exec(t: ExecutionContext, who: Credentials, o: { user?: string; recoverStale?: boolean }, expected: Access[]) {
+    const { files } = setup(t, []);
+    t.deepEqual(accessToSource(who, o, files), expected);
+  },
+  title: (provided = '', _who, o: { user?: string; recoverStale?: boolean }, expected: Access[]) =>
+    `source -u ${o.user ?? '(none)'}${o.recoverStale ? ' --recover-stale' : ''} ${provided} needs ${expected.join(' and ')}`,
+});
+
+test('as the caller', sources, alice, {}, ['source']);
+test('by name, as the caller', sources, alice, { user: 'alice' }, ['source']);
+test('by uid, as the caller', sources, alice, { user: '1000' }, ['source']);
+test('by uid, with no passwd entry', sources, ghost, { user: '4242' }, ['source']);
+test('as root', sources, alice, { user: 'root' }, ['source', 'source-root']);
+test('as root by uid', sources, alice, { user: '0' }, ['source', 'source-root']);
+test('as root by another name', sources, alice, { user: 'toor' }, ['source', 'source-root']);
+test('as another user', sources, alice, { user: 'bob' }, ['source', 'source-root']);
+test('as a user with no passwd entry', sources, alice, { user: 'nosuchuser' }, ['source', 'source-root']);
+test('as the caller', sources, alice, { recoverStale: true }, ['source', 'recover-stale']);
+test('as root', sources, alice, { user: 'root', recoverStale: true }, ['source', 'source-root', 'recover-stale']);
+
+// --recover-stale ends other users' sessions: source-root-users= and source-root-groups= only
+const NO_RECOVER = NO_SOURCE_ROOT;
+test('ending stale sessions for a user in source-root-users=', allows, { keys: ['source-root-users=alice'], who: alice, access: 'recover-stale' });
+test('ending stale sessions for a member of source-root-groups=', allows, { keys: ['source-root-groups=devs'], who: bob, access: 'recover-stale' });
+test('ending stale sessions for a user only in source-users=', refuses, { keys: ['source-users=alice'], who: alice, access: 'recover-stale', rule: NO_RECOVER, user: 'alice' });
+test('ending stale sessions for a user in root-users=', refuses, {
+  keys: ['root-users=alice', 'source-root-users=bob'],
+  who: alice,
+  access: 'recover-stale',
+  rule: NOT_SOURCE_ROOT,
+  user: 'alice',
+});
+test('the --recover-stale refusal names it', (t) => {
+  const { def, files, conf } = setup(t, ['source-users=alice']);
+  t.throws(() => authorize(def, alice, 'recover-stale', files), {
+    message: `user "alice" (uid 1000) may not end the stale sessions (--recover-stale) of chroot "demo": ${NO_SOURCE_ROOT} (${conf}:3)`,
+  });
+});

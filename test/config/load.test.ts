@@ -292,6 +292,8 @@ test('a full chroot definition', (t) => {
       'root-groups=root, sudo',
       'source-users=carol',
       'source-groups=admin',
+      'source-root-users=dave',
+      'source-root-groups=wheel',
       'hook-timeout=90',
       `hooks=${ROOT}/hooks-sid`,
     ),
@@ -316,6 +318,8 @@ test('a full chroot definition', (t) => {
     rootGroups: ['root', 'sudo'],
     sourceUsers: ['carol'],
     sourceGroups: ['admin'],
+    sourceRootUsers: ['dave'],
+    sourceRootGroups: ['wheel'],
     hookTimeout: 90,
     hooks: `${root}/hooks-sid`,
   };

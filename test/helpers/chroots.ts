@@ -59,6 +59,8 @@ export function chrootDef(source: string, name = 'fx', unionType: UnionType = 'o
     rootGroups: [],
     sourceUsers: [],
     sourceGroups: [],
+    sourceRootUsers: [],
+    sourceRootGroups: [],
     hookTimeout: undefined,
     hooks: undefined,
   };

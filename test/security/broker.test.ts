@@ -8,17 +8,20 @@
 // reach the command; an interactive shell gets a pty of its own; SIGKILL of
 // the client hangs its command up and ends its automatic session; 20
 // automatic sessions of one user at once; the supervisor killed while a
-// command runs; malformed requests. Nothing is left behind.
+// command runs; malformed requests; source entries (source-users=,
+// source-root-users=, --recover-stale; busy, timed out, interrupted while
+// waiting). Nothing is left behind.
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { shutdownWaitPool } from '../../src/locks/index.js';
+import { lockHolders, shutdownWaitPool } from '../../src/locks/index.js';
+import { manageLockPath, sourceLockPath } from '../../src/sessions/index.js';
 import { SUPERVISOR_SOCKET } from '../../src/supervisor/index.js';
 import { assertNothingLeftUnder, destroyFixture, isRoot, makeFixture, REPO, stateEntries, type Fixture } from '../helpers/chroots.js';
 import { untilOutput, warden, wardenAsync, writeConfig, type CliEnv, type Result, type Running } from '../helpers/cli.js';
-import { childrenOf } from '../helpers/leaks.js';
+import { childrenOf, untilBlocked } from '../helpers/leaks.js';
 import { TestTerminal } from '../helpers/terminal.js';
 import { makeUser, type TestUser } from '../helpers/users.js';
 import { until } from '../helpers/wait.js';
@@ -108,9 +111,9 @@ function running(child: ChildProcess): Running {
 
 const userEnv = (extra: NodeJS.ProcessEnv = {}) => ({ PATH: '/usr/bin:/bin', WARDEN_STATE_DIR: env.stateDir, ...extra });
 
-/** The relay as `user`, to the end. */
-function relay(user: TestUser, args: string[], o: { input?: string; cwd?: string; env?: NodeJS.ProcessEnv } = {}): Result {
-  const r = spawnSync(RELAY, args, { uid: user.uid, gid: user.gid, env: userEnv(o.env), cwd: o.cwd ?? '/', input: o.input ?? '', encoding: 'utf8', timeout: 60_000 });
+/** The relay as `user` (with group `gid`: default theirs), to the end. */
+function relay(user: TestUser, args: string[], o: { input?: string; cwd?: string; env?: NodeJS.ProcessEnv; gid?: number } = {}): Result {
+  const r = spawnSync(RELAY, args, { uid: user.uid, gid: o.gid ?? user.gid, env: userEnv(o.env), cwd: o.cwd ?? '/', input: o.input ?? '', encoding: 'utf8', timeout: 60_000 });
   if (r.error) throw r.error;
   return { status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }
@@ -320,4 +323,149 @@ asRoot(`POSIX lock mode: run -c and run -s through the broker, and SIGKILL of th
   k.kill('SIGKILL');
   await until(() => sessions().length === 1, 'the automatic session ended', 10_000);
   t.is(relay(user, ['end', '-s', id]).status, 0);
+});
+
+/** A file the test writes into the source (through a command in it), removed when the test ends. */
+function inSource(t: ExecutionContext, path: string): string {
+  const file = join(fx.source, path);
+  t.teardown(() => rmSync(file, { force: true }));
+  return file;
+}
+
+/** Nobody holds or waits for the manage lock of fx, and nobody but `holders` (pids) holds its source lock. */
+function nothingHeld(t: ExecutionContext, holders: number[] = []): void {
+  t.deepEqual(lockHolders(manageLockPath(env.stateDir, 'fx')), [], 'nobody holds or waits for the manage lock');
+  const ref = lockHolders(sourceLockPath(fx.source));
+  t.deepEqual(ref.filter((h) => h.waiting || h.kind !== 'shared' || !holders.includes(h.pid)), [], 'nobody else holds or waits for the source lock');
+}
+
+asRoot(`source through the broker: a user in source-users= enters as themselves; stdio and the exit status pass through; -u root needs source-root-users=, which alone admits; others are refused with exit 8${NEEDS_ROOT}`, async (t) => {
+  const user = makeUser(t);
+  const rooter = makeUser(t);
+  const outsider = makeUser(t);
+  configure(user.name, [], [], [`source-users=${user.name}`]);
+  await supervise(t);
+  const written = inSource(t, 'tmp/from-user');
+  const r = relay(user, ['source', '-c', 'fx', '--', '/bin/sh', '-c', 'cat; echo "uid=$(id -u) pwd=$(pwd) session=${WARDEN_SESSION_ID-none}"; echo mine > /tmp/from-user; echo to-stderr >&2; exit 3'], {
+    input: 'from stdin\n',
+    cwd: '/tmp',
+  });
+  t.is(r.status, 3, r.stderr);
+  t.is(r.stdout, `from stdin\nuid=${user.uid} pwd=/tmp session=none\n`);
+  t.is(r.stderr, 'to-stderr\n');
+  // Written into the source directory itself, as the user.
+  t.is(readFileSync(written, 'utf8'), 'mine\n');
+  t.is(statSync(written).uid, user.uid);
+  t.is(relay(user, ['source', '-c', 'fx', '--', '/no/such/command']).status, 127);
+  // The CLI's own checks, as from the CLI.
+  const usage = relay(user, ['source', '-c', 'fx']);
+  t.is(usage.status, 2, usage.stderr);
+  t.regex(usage.stderr, /no command given/);
+  // Root in the source is root in every later session: source-root-users= only.
+  const root = relay(user, ['source', '-c', 'fx', '-u', 'root', '--', '/bin/sh', '-c', 'echo owned > /etc/owned']);
+  t.is(root.status, 8, root.stderr);
+  t.is(
+    root.stderr,
+    `warden: source -c fx: user "${user.name}" (uid ${user.uid}) may not run commands as root or as another user in the source of chroot "fx": source-root-users= and source-root-groups= are empty, so only root may (${env.config}:5)\n`,
+  );
+  const other = relay(user, ['source', '-c', 'fx', '-u', outsider.name, '--', '/bin/true']);
+  t.is(other.status, 8, other.stderr);
+  t.regex(other.stderr, /may not run commands as root or as another user in the source of chroot "fx"/);
+  const stranger = relay(outsider, ['source', '-c', 'fx', '--', '/bin/true'], { gid: user.gid });
+  t.is(stranger.status, 8, stranger.stderr);
+  t.regex(stranger.stderr, new RegExp(`user "${outsider.name}" \\(uid ${outsider.uid}\\) may not enter the source of chroot "fx": not in source-users=, source-groups=, source-root-users= or source-root-groups=`));
+  t.false(existsSync(join(fx.source, 'etc', 'owned')), 'nothing ran for the refused calls');
+  // A user in source-root-users= alone enters, as themselves or as root.
+  configure(user.name, [], [], [`source-users=${user.name}`, `source-root-users=${rooter.name}`]);
+  const owned = inSource(t, 'etc/owned');
+  const rooted = relay(rooter, ['source', '-c', 'fx', '-u', 'root', '--', '/bin/sh', '-c', 'id -u; echo owned > /etc/owned'], { gid: user.gid });
+  t.is(rooted.status, 0, rooted.stderr);
+  t.is(rooted.stdout, '0\n');
+  t.is(statSync(owned).uid, 0);
+  const self = relay(rooter, ['source', '-c', 'fx', '--', '/bin/sh', '-c', 'id -u'], { gid: user.gid });
+  t.is(self.stdout, `${rooter.uid}\n`, self.stderr);
+  // The user of source-users= still may not.
+  t.is(relay(user, ['source', '-c', 'fx', '-u', 'root', '--', '/bin/true']).status, 8);
+  nothingHeld(t);
+  t.is(spawnSync('pgrep', ['-u', String(user.uid)]).status, 1, 'nothing of the user runs');
+});
+
+asRoot(`source --recover-stale through the broker: refused (exit 8, naming it) unless the caller is in source-root-users=${NEEDS_ROOT}`, async (t) => {
+  const user = makeUser(t);
+  const rooter = makeUser(t);
+  configure(user.name, [], [], [`source-users=${user.name}`, `source-root-users=${rooter.name}`]);
+  await supervise(t);
+  const r = relay(user, ['source', '-c', 'fx', '--recover-stale', '--', '/bin/echo', 'in']);
+  t.is(r.status, 8, r.stderr);
+  t.is(
+    r.stderr,
+    `warden: source -c fx: user "${user.name}" (uid ${user.uid}) may not end the stale sessions (--recover-stale) of chroot "fx": not in source-root-users= or source-root-groups= (${env.config}:5)\n`,
+  );
+  t.is(r.stdout, '');
+  const ok = relay(rooter, ['source', '-c', 'fx', '--recover-stale', '--', '/bin/echo', 'in'], { gid: user.gid });
+  t.is(ok.status, 0, ok.stderr);
+  t.is(ok.stdout, 'in\n');
+  nothingHeld(t);
+});
+
+asRoot(`source through the broker while root holds a session: --no-wait and --timeout exit 5, SIGINT while waiting exits 130; nothing is left held or waiting${NEEDS_ROOT}`, async (t) => {
+  const user = makeUser(t);
+  configure(user.name, [], [], [`source-users=${user.name}`]);
+  const sup = await supervise(t);
+  const b = warden(env, ['begin', '-c', 'fx']);
+  t.is(b.status, 0, b.stderr);
+  const id = b.stdout.trim();
+  const written = inSource(t, 'tmp/entered');
+  const busy = relay(user, ['source', '-c', 'fx', '--no-wait', '--', '/bin/sh', '-c', 'echo > /tmp/entered']);
+  t.is(busy.status, 5, busy.stderr);
+  t.regex(busy.stderr, new RegExp(`^warden: source -c fx: source of chroot fx is in use: held by .*${id}`));
+  nothingHeld(t, [sup.pid!]);
+  const started = Date.now();
+  const late = relay(user, ['source', '-c', 'fx', '--timeout', '1', '--', '/bin/sh', '-c', 'echo > /tmp/entered']);
+  t.is(late.status, 5, late.stderr);
+  t.regex(late.stderr, /stayed in use for 1000 ms \(timed out\)/);
+  t.true(Date.now() - started < 10_000, `gave up after about a second (${Date.now() - started} ms)`);
+  nothingHeld(t, [sup.pid!]);
+  // Interrupted while it waits for the source lock: the entry is cancelled, its command never runs.
+  const waiting = relayAsync(user, ['source', '-c', 'fx', '--', '/bin/sh', '-c', 'echo > /tmp/entered']);
+  await untilBlocked([sourceLockPath(fx.source)], 1);
+  waiting.kill('SIGINT');
+  const res = await waiting.result;
+  t.is(res.status, 130, res.stderr);
+  t.is(res.stdout, '');
+  t.false(existsSync(written), 'the command never ran');
+  nothingHeld(t, [sup.pid!]);
+  // The manage lock is free at once: a begin does not wait.
+  const again = warden(env, ['begin', '-c', 'fx', '--no-wait']);
+  t.is(again.status, 0, again.stderr);
+  for (const s of [id, again.stdout.trim()]) t.is(warden(env, ['end', '-s', s]).status, 0);
+  // With the sessions gone, the user gets in.
+  const entered = relay(user, ['source', '-c', 'fx', '--no-wait', '--', '/bin/sh', '-c', 'echo in > /tmp/entered']);
+  t.is(entered.status, 0, entered.stderr);
+  t.is(readFileSync(written, 'utf8'), 'in\n');
+  t.is(spawnSync('pgrep', ['-u', String(user.uid)]).status, 1, 'nothing of the user runs');
+});
+
+asRoot(`source through the broker from a terminal: the command gets a pty of its own once the entry is made${NEEDS_ROOT}`, async (t) => {
+  const user = makeUser(t);
+  configure(user.name, [], [], [`source-users=${user.name}`]);
+  await supervise(t);
+  const term = new TestTerminal();
+  t.teardown(() => term.close());
+  const before = term.modes();
+  const shell = term.start(['setpriv', `--reuid=${user.uid}`, `--regid=${user.gid}`, '--clear-groups', RELAY, 'source', '-c', 'fx', '--', '/bin/sh', '-c', 'test -t 0 && echo on-a-tty; read line; echo "read $line"; exit 4'], {
+    env: userEnv({ TERM: 'dumb' }),
+  });
+  await term.until(/on-a-tty/);
+  // The source has no /proc: look from the host.
+  let sh = '';
+  await until(() => (sh = spawnSync('pgrep', ['-u', String(user.uid), '-x', 'sh'], { encoding: 'utf8' }).stdout.trim()) !== '', 'the command running');
+  const tty = readlinkSync(`/proc/${sh}/fd/0`);
+  t.regex(tty, /^\/dev\/pts\/\d+$/);
+  t.not(tty, term.path, 'a pty of its own, not the caller terminal');
+  term.type('typed\n');
+  await term.until(/read typed/);
+  t.is(await shell.status, 4);
+  t.is(term.modes(), before, 'the terminal is restored');
+  nothingHeld(t);
 });

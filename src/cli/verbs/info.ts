@@ -37,9 +37,11 @@ export default async function info(p: Parsed): Promise<number> {
       ['root-groups', def.rootGroups.join(', ') || '-'],
       ['source-users', def.sourceUsers.join(', ') || '-'],
       ['source-groups', def.sourceGroups.join(', ') || '-'],
+      ['source-root-users', def.sourceRootUsers.join(', ') || '-'],
+      ['source-root-groups', def.sourceRootGroups.join(', ') || '-'],
       ['sessions', sessions.length ? sessions.map((s) => `${s.id} (${s.status})`).join(', ') : '-'],
     ];
-    const text = `${fields.map(([k, v]) => `${`${k}:`.padEnd(15)}${v}`).join('\n')}\n${locks.length ? `\n${table(['LOCK', 'NAME', 'KIND', 'PID', 'COMMAND', 'TYPE', 'PATH'], holderRows(locks))}` : 'locks:         none held\n'}`;
+    const text = `${fields.map(([k, v]) => `${`${k}:`.padEnd(20)}${v}`).join('\n')}\n${locks.length ? `\n${table(['LOCK', 'NAME', 'KIND', 'PID', 'COMMAND', 'TYPE', 'PATH'], holderRows(locks))}` : `${'locks:'.padEnd(20)}none held\n`}`;
     out({ kind: 'chroot', ...def, hooksDir: hooksDirOf(ctx, def), sessions: sessions.map((s) => ({ id: s.id, status: s.status })), locks }, text);
     return EXIT.ok;
   }

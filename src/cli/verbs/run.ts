@@ -12,9 +12,9 @@ import {
 } from '../../sessions/index.js';
 import { describeHolders } from '../../locks/index.js';
 import type { Parsed } from '../args.js';
-import { authorizeCaller } from '../authorize.js';
+import { authorizeCaller, viaSupervisor } from '../authorize.js';
 import { chrootOf, hookTimeoutMsOf, hooksDirOf, loadContext } from '../context.js';
-import { RootRequiredError, UsageError, exitCodeOf, formatError } from '../errors.js';
+import { UsageError, exitCodeOf, formatError } from '../errors.js';
 import { runCommand } from '../command.js';
 import { waitReporter } from '../wait-line.js';
 
@@ -30,7 +30,7 @@ export default async function run(p: Parsed): Promise<number> {
   if (o.session) {
     // Which chroot the session is of comes from its state.json, read before any lock is taken.
     const state = () => openSession(ctx.stateDir, o.session as string).state;
-    await viaSupervisor(p, ctx.stateDir, () => authorizeCaller(() => chrootOf(ctx, state().chroot), 'run', cmd.user, state));
+    await viaSupervisor(p, ctx.stateDir, () => authorizeCaller(() => chrootOf(ctx, state().chroot), 'run', { user: cmd.user, session: state }));
     const locks = await openSession(ctx.stateDir, o.session as string).commandLocks();
     let session: Session;
     try {
@@ -46,7 +46,7 @@ export default async function run(p: Parsed): Promise<number> {
   }
 
   const def = chrootOf(ctx, o.chroot as string);
-  await viaSupervisor(p, ctx.stateDir, () => authorizeCaller(() => def, 'run', cmd.user));
+  await viaSupervisor(p, ctx.stateDir, () => authorizeCaller(() => def, 'run', { user: cmd.user }));
   const abort = new AbortController();
   const onSignal = (sig: NodeJS.Signals) => abort.abort(new Error(`interrupted by ${sig}`));
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
@@ -79,22 +79,6 @@ export default async function run(p: Parsed): Promise<number> {
     status = 125;
   }
   return finish(session, status);
-}
-
-/**
- * Checks the caller (exit 8 naming the rule when refused). A caller who is
- * admitted but not root cannot start the command from this process (the
- * locks and mounts are root's): the supervisor starts it, through the
- * relay this process then becomes.
- */
-async function viaSupervisor(p: Parsed, stateDir: string, check: () => Promise<void>): Promise<void> {
-  try {
-    await check();
-  } catch (e) {
-    if (!(e instanceof RootRequiredError) || p.argv === undefined) throw e;
-    const { execRelay } = await import('../relay-exec.js');
-    throw execRelay(stateDir, p.argv);
-  }
 }
 
 /** Ends the automatic session once its command is done; holders left behind keep it alive. */

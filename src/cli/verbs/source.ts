@@ -5,7 +5,7 @@
 // killed warden does not open the source to sessions while it still runs.
 import { enterSource, fromChildProcess, type SourceEntry } from '../../sessions/index.js';
 import type { Parsed } from '../args.js';
-import { authorizeCaller } from '../authorize.js';
+import { authorizeCaller, viaSupervisor } from '../authorize.js';
 import { runCommand, terminalForCommand } from '../command.js';
 import { chrootOf, loadContext } from '../context.js';
 import { UsageError } from '../errors.js';
@@ -18,7 +18,7 @@ export default async function source(p: Parsed): Promise<number> {
   const ctx = loadContext({ config: o.config as string, stateDir: o['state-dir'] as string });
   const def = chrootOf(ctx, o.chroot as string);
   const cmd = { command: p.command, user: o.user as string | undefined, directory: o.directory as string | undefined, preserveEnvironment: o['preserve-environment'] === true };
-  await authorizeCaller(() => def, 'source', cmd.user);
+  await viaSupervisor(p, ctx.stateDir, () => authorizeCaller(() => def, 'source', { user: cmd.user, recoverStale: o['recover-stale'] === true }));
   const abort = new AbortController();
   const onSignal = (sig: NodeJS.Signals) => abort.abort(new Error(`interrupted by ${sig}`));
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
