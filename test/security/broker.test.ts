@@ -123,6 +123,11 @@ function relayAsync(user: TestUser, args: string[]): Running {
   return running(spawn(RELAY, args, { uid: user.uid, gid: user.gid, env: userEnv(), cwd: '/', stdio: ['pipe', 'pipe', 'pipe'] }));
 }
 
+/** Resolves once no process of `user` is left (a command just reaped may still be exiting); fails after 5 s. */
+async function nothingOf(user: TestUser): Promise<void> {
+  await until(() => spawnSync('pgrep', ['-u', String(user.uid)]).status === 1, `no process of ${user.name} left`, 5000);
+}
+
 /** Session dirs in the state dir now. */
 const sessions = () => stateEntries(env.stateDir).filter((n) => !n.startsWith('supervisor.') && !n.startsWith('.'));
 
@@ -199,7 +204,7 @@ asRoot(`SIGINT and SIGTERM sent to the client reach the command; SIGKILL of the 
   await k.result;
   await until(() => sessions().length === 0, 'the automatic session ended', 10_000);
   t.true(Date.now() - started < 5000, `ended within 5 s (${Date.now() - started} ms)`);
-  t.is(spawnSync('pgrep', ['-u', String(user.uid)]).status, 1, 'nothing of the user runs');
+  await nothingOf(user);
 });
 
 asRoot(`an interactive shell gets a pty of its own; Ctrl-C in it interrupts the foreground command, not the shell${NEEDS_ROOT}`, async (t) => {
@@ -387,7 +392,7 @@ asRoot(`source through the broker: a user in source-users= enters as themselves;
   // The user of source-users= still may not.
   t.is(relay(user, ['source', '-c', 'fx', '-u', 'root', '--', '/bin/true']).status, 8);
   nothingHeld(t);
-  t.is(spawnSync('pgrep', ['-u', String(user.uid)]).status, 1, 'nothing of the user runs');
+  await nothingOf(user);
 });
 
 asRoot(`source --recover-stale through the broker: refused (exit 8, naming it) unless the caller is in source-root-users=${NEEDS_ROOT}`, async (t) => {
@@ -443,7 +448,7 @@ asRoot(`source through the broker while root holds a session: --no-wait and --ti
   const entered = relay(user, ['source', '-c', 'fx', '--no-wait', '--', '/bin/sh', '-c', 'echo in > /tmp/entered']);
   t.is(entered.status, 0, entered.stderr);
   t.is(readFileSync(written, 'utf8'), 'in\n');
-  t.is(spawnSync('pgrep', ['-u', String(user.uid)]).status, 1, 'nothing of the user runs');
+  await nothingOf(user);
 });
 
 asRoot(`source through the broker from a terminal: the command gets a pty of its own once the entry is made${NEEDS_ROOT}`, async (t) => {
