@@ -15,7 +15,7 @@
 //
 // Needs root and schroot (installed with apt-get when missing). Not part of
 // `npm test`. Run with `npm run bench:percall`.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,7 +23,7 @@ import { bootstrapChroot } from '../src/bootstrap/index.js';
 import { shutdownWaitPool } from '../src/locks/index.js';
 import { mountsUnder } from '../src/union/index.js';
 import { ROOT, evaluate, machine, printTable, summarize, writeResults, type Row } from './lib.js';
-import { msSince, request, startSupervisor, stopSupervisor, timed, wallOf } from './procs.js';
+import { background, msSince, request, startSupervisor, stopSupervisor, timed, wallOf } from './procs.js';
 import * as schroot from './schroot.js';
 
 const CALLS = Number(process.env.BENCH_CALLS ?? 40);
@@ -48,18 +48,6 @@ function timedAs(user: User | undefined, cmd: string, args: readonly string[], e
   if (r.error) throw r.error;
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr.trim()}`);
   return ms;
-}
-
-/** `cmd ARGS` in the background; resolves once it exits 0. */
-function bg(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const c = spawn(cmd, args, { env, cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    c.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    c.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-    c.once('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${err.trim()}`))));
-  });
 }
 
 function makeUser(): User {
@@ -103,7 +91,7 @@ async function main(): Promise<void> {
     sup = await startSupervisor(supEnv, join(tmp, 'supervisor.log'));
     const started = Date.now();
 
-    const wid = (await bg(RELAY, ['begin', '-c', NAME], env)).trim();
+    const wid = (await background(RELAY, ['begin', '-c', NAME], env)).trim();
     const sid = `${s.prefix}pc`;
     schroot.begin(s, sid);
     const calls: [string, () => number][] = [
@@ -133,8 +121,8 @@ async function main(): Promise<void> {
       const order = r % 2 === 0 ? ['warden', 'schroot'] : ['schroot', 'warden'];
       for (const tool of order) {
         if (tool === 'warden') {
-          push(series, 'warden begin 50', await wallOf(ids.map((id) => () => bg(RELAY, ['begin', '-c', NAME, '--id', id], env))));
-          push(series, 'warden end 50', await wallOf(ids.map((id) => () => bg(RELAY, ['end', '-s', id], env))));
+          push(series, 'warden begin 50', await wallOf(ids.map((id) => () => background(RELAY, ['begin', '-c', NAME, '--id', id], env))));
+          push(series, 'warden end 50', await wallOf(ids.map((id) => () => background(RELAY, ['end', '-s', id], env))));
         } else {
           push(series, 'schroot begin 50', await wallOf(sids.map((id) => () => schroot.beginAsync(s!, id))));
           push(series, 'schroot end 50', await wallOf(sids.map((id) => () => schroot.endAsync(id))));
@@ -143,14 +131,14 @@ async function main(): Promise<void> {
     }
 
     // 50 clients calling run -s in a loop for a few seconds; the supervisor's loop delay meanwhile.
-    const loopId = (await bg(RELAY, ['begin', '-c', NAME], env)).trim();
+    const loopId = (await background(RELAY, ['begin', '-c', NAME], env)).trim();
     await request(stateDir, { op: 'status' }); // resets the delay histogram
     const until = Date.now() + 5000;
     let done = 0;
     await Promise.all(
       Array.from({ length: MANY }, async () => {
         while (Date.now() < until) {
-          await bg(RELAY, ['run', '-s', loopId, '-d', '/', '--', '/bin/true'], env);
+          await background(RELAY, ['run', '-s', loopId, '-d', '/', '--', '/bin/true'], env);
           done++;
         }
       }),

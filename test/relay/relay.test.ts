@@ -158,6 +158,25 @@ function relay(dir: string, args: string[], env: Record<string, string> = {}, st
   return Object.assign(child, { result });
 }
 
+/** Runs `body` with a fake supervisor in `dir`, closed afterwards whatever happens. */
+async function withFake(dir: string, body: (sup: FakeSupervisor, dir: string) => Promise<void>): Promise<void> {
+  const sup = await FakeSupervisor.start(dir);
+  try {
+    await body(sup, dir);
+  } finally {
+    await sup.close();
+  }
+}
+
+/** The relay running `args` against `sup`, and its connection once its request has been read (its fds closed). */
+async function relayed(sup: FakeSupervisor, dir: string, args: string[]): Promise<{ child: ReturnType<typeof relay>; s: Socket }> {
+  const child = relay(dir, args);
+  const s = await sup.accept();
+  closeAll((await readRequest(s)).fds);
+  return { child, s };
+}
+
+
 /** Resolves once /proc says process `pid` is (or is no longer) stopped; the kernel's state is the event. */
 async function untilStopped(pid: number, stopped: boolean): Promise<void> {
   const deadline = Date.now() + 10_000;
@@ -226,12 +245,8 @@ const exitStatus = test.macro({
 for (const status of [0, 3, 130, 255]) test.serial(exitStatus, status);
 
 test.serial('SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded as S frames and do not kill the relay', async (t) => {
-  const { dir } = t.context;
-  const sup = await FakeSupervisor.start(dir);
-  try {
-    const child = relay(dir, ['run', '-c', 'x', '--', 'true']);
-    const s = await sup.accept();
-    closeAll((await readRequest(s)).fds);
+  await withFake(t.context.dir, async (sup, dir) => {
+    const { child, s } = await relayed(sup, dir, ['run', '-c', 'x', '--', 'true']);
     const got = signals(s);
     // The relay blocks these before it sends its request: it has them in hand now.
     for (const [name, signo] of [['SIGINT', 2], ['SIGTERM', 15], ['SIGHUP', 1], ['SIGQUIT', 3]] as const) {
@@ -240,18 +255,12 @@ test.serial('SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded as S frames and d
     }
     s.write(exitFrame(0));
     t.like(await child.result, { status: 0, signal: null, stderr: '' });
-  } finally {
-    await sup.close();
-  }
+  });
 });
 
 test.serial('SIGTSTP is forwarded and stops the relay; SIGCONT continues it and is forwarded', async (t) => {
-  const { dir } = t.context;
-  const sup = await FakeSupervisor.start(dir);
-  try {
-    const child = relay(dir, ['run', '-c', 'x', '--', 'true']);
-    const s = await sup.accept();
-    closeAll((await readRequest(s)).fds);
+  await withFake(t.context.dir, async (sup, dir) => {
+    const { child, s } = await relayed(sup, dir, ['run', '-c', 'x', '--', 'true']);
     const got = signals(s);
     child.kill('SIGTSTP');
     t.is(await got.next(), 20);
@@ -261,23 +270,15 @@ test.serial('SIGTSTP is forwarded and stops the relay; SIGCONT continues it and 
     await untilStopped(child.pid!, false);
     s.write(exitFrame(0));
     t.like(await child.result, { status: 0, signal: null });
-  } finally {
-    await sup.close();
-  }
+  });
 });
 
 test.serial('the supervisor closing the connection without an X frame: exit 125 and one line', async (t) => {
-  const { dir } = t.context;
-  const sup = await FakeSupervisor.start(dir);
-  try {
-    const child = relay(dir, ['run', '-c', 'x', '--', 'true']);
-    const s = await sup.accept();
-    closeAll((await readRequest(s)).fds);
+  await withFake(t.context.dir, async (sup, dir) => {
+    const { child, s } = await relayed(sup, dir, ['run', '-c', 'x', '--', 'true']);
     s.end(outputFrame(1, 'partial'));
     t.deepEqual(await child.result, { status: 125, signal: null, stdout: 'partial', stderr: 'warden: the supervisor went away before the command finished\n' });
-  } finally {
-    await sup.close();
-  }
+  });
 });
 
 const malformedReply = test.macro({
@@ -303,19 +304,13 @@ test.serial('F after another frame', malformedReply, Buffer.concat([outputFrame(
 test.serial('T without an fd', malformedReply, Buffer.from('T\x03\0\0\0\0\x01\0'));
 
 test.serial('an F frame: the relay becomes the Node CLI with the same argv', async (t) => {
-  const { dir } = t.context;
-  const sup = await FakeSupervisor.start(dir);
-  try {
-    const child = relay(dir, ['end']);
-    const s = await sup.accept();
-    closeAll((await readRequest(s)).fds);
+  await withFake(t.context.dir, async (sup, dir) => {
+    const { child, s } = await relayed(sup, dir, ['end']);
     s.write(fallbackFrame());
     // Node's argument check, which the relay does not have.
     t.like(await child.result, { status: 2, stdout: '', stderr: "warden: end: which session? (-s ID, or --all)\nTry 'warden end --help'.\n" });
     t.is(sup.connections, 1, 'the Node CLI did not connect');
-  } finally {
-    await sup.close();
-  }
+  });
 });
 
 const fallsBack = test.macro({

@@ -16,14 +16,15 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { lockHolders, shutdownWaitPool } from '../../src/locks/index.js';
+import { lockHolders } from '../../src/locks/index.js';
 import { manageLockPath, sourceLockPath } from '../../src/sessions/index.js';
 import { SUPERVISOR_SOCKET } from '../../src/supervisor/index.js';
-import { assertNothingLeftUnder, destroyFixture, isRoot, makeFixture, REPO, stateEntries, type Fixture } from '../helpers/chroots.js';
+import { isRoot, REPO, stateEntries, type Fixture } from '../helpers/chroots.js';
 import { untilOutput, warden, wardenAsync, writeConfig, type CliEnv, type Result, type Running } from '../helpers/cli.js';
-import { childrenOf, untilBlocked } from '../helpers/leaks.js';
+import { untilBlocked } from '../helpers/leaks.js';
 import { TestTerminal } from '../helpers/terminal.js';
 import { makeUser, type TestUser } from '../helpers/users.js';
+import { supervisedFixture } from '../helpers/supervised.js';
 import { until } from '../helpers/wait.js';
 
 const test = anyTest as TestFn;
@@ -34,25 +35,9 @@ const RELAY = join(REPO, 'dist', 'bin', 'warden');
 let fx: Fixture;
 let env: CliEnv;
 
-test.before(async () => {
-  if (!isRoot) return;
-  fx = await makeFixture('warden-security-broker-');
-  env = writeConfig(fx.tmp, '');
-});
-test.after.always(async () => {
-  if (fx) destroyFixture(fx.tmp);
-  await shutdownWaitPool();
-});
-let children: number[] = [];
-test.beforeEach(() => {
-  children = childrenOf();
-});
-test.afterEach.always((t) => {
-  if (!fx) return;
-  t.deepEqual(stateEntries(env.stateDir).filter((n) => !n.startsWith('supervisor.')), [], 'no session left');
-  assertNothingLeftUnder(t, fx.tmp);
-  t.false(existsSync(join(env.stateDir, SUPERVISOR_SOCKET)), 'the socket is removed with its supervisor');
-  t.deepEqual(childrenOf(), children, 'no child left');
+supervisedFixture(test, 'warden-security-broker-', (f, e) => {
+  fx = f;
+  env = e;
 });
 
 /** chroot fx open to `users` (root-users: `rootUsers`), the socket to `group`. */

@@ -10,17 +10,16 @@
 // Each test leaves no process, session, mount, socket or user behind.
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { shutdownWaitPool } from '../../src/locks/index.js';
 import { readState } from '../../src/sessions/index.js';
 import { connectSupervisor, SUPERVISOR_SOCKET } from '../../src/supervisor/index.js';
-import { assertNothingLeftUnder, destroyFixture, isRoot, makeFixture, stateEntries, type Fixture } from '../helpers/chroots.js';
+import { isRoot, stateEntries, type Fixture } from '../helpers/chroots.js';
 import { untilOutput, WARDEN, warden, wardenAsync, writeConfig, type CliEnv, type Result, type Running } from '../helpers/cli.js';
-import { childrenOf } from '../helpers/leaks.js';
 import { makeGroup, makeUser, type TestUser } from '../helpers/users.js';
+import { supervisedFixture } from '../helpers/supervised.js';
 import { until } from '../helpers/wait.js';
 
 const test = anyTest as TestFn;
@@ -31,25 +30,9 @@ const NEEDS_ROOT = isRoot ? '' : ' (skipped: needs root to create users and moun
 let fx: Fixture;
 let env: CliEnv;
 
-test.before(async () => {
-  if (!isRoot) return;
-  fx = await makeFixture('warden-security-supervisor-');
-  env = writeConfig(fx.tmp, '');
-});
-test.after.always(async () => {
-  if (fx) destroyFixture(fx.tmp);
-  await shutdownWaitPool();
-});
-let children: number[] = [];
-test.beforeEach(() => {
-  children = childrenOf();
-});
-test.afterEach.always((t) => {
-  if (!fx) return;
-  t.deepEqual(stateEntries(env.stateDir).filter((n) => !n.startsWith('supervisor.')), [], 'no session left');
-  assertNothingLeftUnder(t, fx.tmp);
-  t.false(existsSync(join(env.stateDir, SUPERVISOR_SOCKET)), 'the socket is removed with its supervisor');
-  t.deepEqual(childrenOf(), children, 'no child left');
+supervisedFixture(test, 'warden-security-supervisor-', (f, e) => {
+  fx = f;
+  env = e;
 });
 
 /** The config: socket-group, the given [warden] lines, and chroot fx open to `users`. */

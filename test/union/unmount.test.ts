@@ -95,12 +95,21 @@ rootTest('offThread: nested mounts go deepest first, the loop turning meanwhile;
   t.true(e!.holders.some((h) => h.pid === child.pid && h.how === 'cwd'));
   t.is(mountsUnder(tmp).length, 4, 'nothing else was unmounted');
   await stop(child);
+  // Turns of the event loop while it unmounts (a check-phase callback each
+  // turn; a timer would need a whole millisecond to pass, and four umounts
+  // can take less).
   let ticks = 0;
-  const timer = setInterval(() => ticks++, 0);
+  let turning = true;
+  const turn = () => {
+    if (!turning) return;
+    ticks++;
+    setImmediate(turn);
+  };
+  setImmediate(turn);
   try {
     await unmountSettled(l.root, { offThread: true, confirm: false });
   } finally {
-    clearInterval(timer);
+    turning = false;
   }
   t.deepEqual(mountsUnder(tmp), []);
   t.true(ticks > 0, 'each umount2 was awaited, not made in place');
