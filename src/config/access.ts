@@ -116,6 +116,18 @@ export function findAccount(user: string, files: AccountFiles = {}): Account | u
  * whoever may be root in a session can become anyone there. A name with
  * no passwd entry counts as someone else.
  */
+/**
+ * The groups a command run as `account` gets: its primary group, then
+ * every group /etc/group lists it in (initgroups(3)'s list, from the
+ * host's file, as `-u` is resolved from the host's passwd: a group line
+ * written inside a session grants nothing).
+ */
+export function groupsOfAccount(account: Pick<Account, 'name' | 'gid'>, files: AccountFiles = {}): number[] {
+  const out = [account.gid];
+  for (const [gid, members] of groupsOf(files).membersByGid) if (members.has(account.name) && !out.includes(gid)) out.push(gid);
+  return out;
+}
+
 export function accessToRun(who: Credentials, user: string | undefined, files: AccountFiles = {}): Access[] {
   return isCaller(who, user, files) ? ['session'] : ['session', 'root'];
 }

@@ -15,7 +15,7 @@ import type { ChildProcess } from 'node:child_process';
 import { childProcess } from '../child-process.js';
 import { existsSync, fchownSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { findAccount, type Account } from '../config/index.js';
+import { findAccount, groupsOfAccount, type Account } from '../config/index.js';
 import { RunError, SessionNeedsRecoveryError } from './errors.js';
 import { startCommand, viaSetsid, type Command } from './spawn.js';
 import { commandEnvironment } from './environment.js';
@@ -26,6 +26,10 @@ import type { CommandLocks, Session } from './session.js';
 import { isMountPoint } from '../union/index.js';
 
 const UNSHARE = ['/usr/bin/unshare', '/bin/unshare'].find((p) => existsSync(p)) ?? 'unshare';
+// coreutils chroot(8): chroot, chdir("/"), setgroups, setgid, setuid, exec,
+// in that order and with the same exit codes (125 its own failure, 126,
+// 127). unshare(1) cannot set supplementary groups (its --setgid drops them).
+const CHROOT = ['/usr/sbin/chroot', '/sbin/chroot', '/usr/bin/chroot'].find((p) => existsSync(p)) ?? 'chroot';
 
 export interface CommandOptions {
   command: string[];
@@ -105,8 +109,8 @@ export function spawnInSession(session: Session, locks: CommandLocks, o: Command
  * named in WARDEN_LOCK_FDS.
  */
 export function spawnChrooted(target: ChrootTarget, lockFds: readonly number[], o: CommandOptions): Command {
-  const { args, env } = chrootCommand(target, lockFds, o);
-  return startCommand(UNSHARE, args, env, lockFds, { terminal: o.terminal, stdio: o.stdio });
+  const { file, args, env } = chrootCommand(target, lockFds, o);
+  return startCommand(file, args, env, lockFds, { terminal: o.terminal, stdio: o.stdio });
 }
 
 /** A command started ahead of time, held back before it chroots until open(). */
@@ -133,7 +137,7 @@ const GATE_SCRIPT = (fd: number) => `read -r go <&${fd} && [ "$go" = go ] || exi
  * before closing its copies.
  */
 export function spawnGated(target: ChrootTarget, lockFds: readonly number[], o: CommandOptions): GatedChild {
-  const { args, env } = chrootCommand(target, lockFds, o);
+  const { file, args, env } = chrootCommand(target, lockFds, o);
   const gateFd = 3 + lockFds.length;
   // A session of its own, as startCommand gives: with a pty setsid(1)
   // makes it the controlling terminal once the gate opens; without one the
@@ -141,7 +145,7 @@ export function spawnGated(target: ChrootTarget, lockFds: readonly number[], o: 
   const t = o.terminal;
   const fds: (number | 'pipe')[] = [...lockFds, 'pipe'];
   const own = o.stdio ?? (['inherit', 'inherit', 'inherit'] as const);
-  const { argv: chain, stdio } = t ? viaSetsid(t, [UNSHARE, ...args], fds, o.stdio) : { argv: [UNSHARE, ...args], stdio: [...own, ...fds] };
+  const { argv: chain, stdio } = t ? viaSetsid(t, [file, ...args], fds, o.stdio) : { argv: [file, ...args], stdio: [...own, ...fds] };
   const child = childProcess().spawn('/bin/sh', ['-c', GATE_SCRIPT(gateFd), 'warden-gate', ...chain], {
     stdio: stdio as (number | 'inherit' | 'pipe')[],
     env,
@@ -185,8 +189,12 @@ function selfAccount(): Account {
 // directory hides. The shell is the chroot's own.
 const CD_SCRIPT = 'cd -- "$1" || exit 125; shift; exec "$@"';
 
-/** unshare's arguments and the command's environment; gives the pty's slave to the user the command runs as. */
-function chrootCommand(target: ChrootTarget, lockFds: readonly number[], o: CommandOptions): { args: string[]; env: NodeJS.ProcessEnv } {
+/**
+ * The program that chroots and execs the command (unshare for root, chroot
+ * for another user), its arguments and the command's environment; gives
+ * the pty's slave to the user the command runs as.
+ */
+function chrootCommand(target: ChrootTarget, lockFds: readonly number[], o: CommandOptions): { file: string; args: string[]; env: NodeJS.ProcessEnv } {
   if (o.command.length === 0) throw new RunError('no command given');
   const root = target.root;
   const caller = o.caller ?? selfAccount();
@@ -200,12 +208,18 @@ function chrootCommand(target: ChrootTarget, lockFds: readonly number[], o: Comm
     const cwd = o.cwd ?? process.cwd();
     dir = isDirIn(root, cwd) ? cwd : '/';
   }
-  const dropCd = runAs.uid !== 0 && dir !== '/';
-  const args = ['--root', root, '--wd', dropCd ? '/' : dir];
-  if (runAs.uid !== process.getuid!()) args.push('--setgid', String(runAs.gid), '--setuid', String(runAs.uid));
-  args.push('--');
-  if (dropCd) args.push('/bin/sh', '-c', CD_SCRIPT, 'warden', dir);
-  args.push(...o.command);
+  let file: string;
+  let args: string[];
+  if (runAs.uid === process.getuid!()) {
+    file = UNSHARE;
+    args = ['--root', root, '--wd', dir, '--', ...o.command];
+  } else {
+    // As the user: their groups (the host's /etc/group), then the directory once they are them.
+    file = CHROOT;
+    args = [`--userspec=${runAs.uid}:${runAs.gid}`, `--groups=${groupsOfAccount(runAs).join(',')}`, root];
+    if (dir !== '/') args.push('/bin/sh', '-c', CD_SCRIPT, 'warden', dir);
+    args.push(...o.command);
+  }
   const firstFd = 3;
   const env = commandEnvironment({
     caller: o.env ?? process.env,
@@ -216,5 +230,5 @@ function chrootCommand(target: ChrootTarget, lockFds: readonly number[], o: Comm
   });
   // The user's own terminal, as login(1) makes it (group tty and mode 0620 stay).
   if (runAs.uid !== process.getuid!() && o.terminal) fchownSync(o.terminal.fd, runAs.uid, -1);
-  return { args, env };
+  return { file, args, env };
 }

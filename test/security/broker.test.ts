@@ -23,7 +23,7 @@ import { isRoot, REPO, stateEntries, type Fixture } from '../helpers/chroots.js'
 import { untilOutput, warden, wardenAsync, writeConfig, type CliEnv, type Result, type Running } from '../helpers/cli.js';
 import { untilBlocked } from '../helpers/leaks.js';
 import { TestTerminal } from '../helpers/terminal.js';
-import { makeUser, type TestUser } from '../helpers/users.js';
+import { makeGroup, makeUser, type TestUser } from '../helpers/users.js';
 import { supervisedFixture } from '../helpers/supervised.js';
 import { until } from '../helpers/wait.js';
 
@@ -116,8 +116,9 @@ async function nothingOf(user: TestUser): Promise<void> {
 /** Session dirs in the state dir now. */
 const sessions = () => stateEntries(env.stateDir).filter((n) => !n.startsWith('supervisor.') && !n.startsWith('.'));
 
-asRoot(`stdio, the exit status, the caller's uid, cwd and a clean environment pass through the broker${NEEDS_ROOT}`, async (t) => {
-  const user = makeUser(t);
+asRoot(`stdio, the exit status, the caller's uid, groups, cwd and a clean environment pass through the broker${NEEDS_ROOT}`, async (t) => {
+  const extra = makeGroup(t);
+  const user = makeUser(t, { groups: [extra.name] });
   configure(user.name, [user]);
   await supervise(t);
   const r = relay(user, ['run', '-c', 'fx', '--', '/bin/sh', '-c', 'cat; echo "uid=$(id -u) pwd=$(pwd) home=$HOME secret=${SECRET-unset}" ; echo to-stderr >&2; exit 3'], {
@@ -128,6 +129,9 @@ asRoot(`stdio, the exit status, the caller's uid, cwd and a clean environment pa
   t.is(r.status, 3, r.stderr);
   t.is(r.stdout, `from stdin\nuid=${user.uid} pwd=/tmp home=/nonexistent secret=unset\n`);
   t.is(r.stderr, 'to-stderr\n');
+  // Its primary group and its groups in the host's /etc/group, as initgroups(3) gives them.
+  const groups = relay(user, ['run', '-c', 'fx', '--', '/bin/sh', '-c', 'id -g; id -G']);
+  t.is(groups.stdout, `${user.gid}\n${user.gid} ${extra.gid}\n`, groups.stderr);
   // -p keeps the caller's environment.
   const p = relay(user, ['run', '-c', 'fx', '-p', '--', '/bin/sh', '-c', 'echo "$SECRET"'], { env: { SECRET: 'hunter2' } });
   t.is(p.stdout, 'hunter2\n', p.stderr);
