@@ -3,10 +3,13 @@
 // directory there, optionally switch user, with the session's lock fds
 // inherited (fd 3 and up, named in WARDEN_LOCK_FDS).
 //
-// The chroot+chdir+setuid step is util-linux unshare(1) with no namespace
-// flags (`--root`, `--wd`, `--setuid`, `--setgid`): Node cannot run code
-// between fork and exec, and unshare does exactly these steps in that order
-// with the exit codes we document (126 not executable, 127 not found).
+// Node cannot run code between fork and exec, so a small program does the
+// chroot: util-linux unshare(1) with no namespace flags (`--root`, `--wd`)
+// for a command that runs as warden's own user, coreutils chroot(8)
+// (`--userspec`, `--groups`) for one that runs as another user, followed by
+// the chroot's sh to change directory once that user. Both take these
+// steps in that order with the exit codes we document (126 not executable,
+// 127 not found).
 //
 // Whoever it runs as, the command gets a session of its own, a pty of its
 // own when the caller hands one (any of its stdio is a terminal), and a minimal
