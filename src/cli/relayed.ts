@@ -9,6 +9,7 @@ import type { WaitInfo } from '../sessions/index.js';
 import { parseArgs } from './args.js';
 import { exitCodeOf, formatError, UsageError } from './errors.js';
 import { waitReporter } from './wait-line.js';
+import { recoveredLine } from './verbs/recover.js';
 
 /**
  * The calls a supervisor of `stateDir` (configured from `configFile`)
@@ -29,6 +30,7 @@ export function relayCalls(stateDir: string, configFile: string | undefined): Re
       waitReporter(sink).onWait(info);
       return text;
     },
+    recoveredLine,
   };
 }
 
@@ -78,6 +80,24 @@ function parseCall(args: string[], cwd: string, stateDir: string, configFile: st
       preserveEnvironment: o['preserve-environment'] === true,
       command: p.command,
       recoverStale: o['recover-stale'] === true,
+      timeout,
+      wait,
+    };
+  }
+  if (verb === 'recover' && o.all !== true && o.session !== undefined) {
+    if (p.command.length > 0 && o.end) throw new UsageError('a command runs in one re-adopted session: use it with -s ID, without --end', 'recover');
+    if ((o.user !== undefined || o.directory !== undefined || o['preserve-environment'] !== undefined) && p.command.length === 0) {
+      throw new UsageError('-u, -d and -p apply to a command (-- CMD...)', 'recover');
+    }
+    return {
+      verb: 'recover',
+      describe: `recover -s ${o.session as string}`,
+      id: o.session as string,
+      end: o.end === true,
+      command: p.command,
+      user: o.user as string | undefined,
+      directory: o.directory as string | undefined,
+      preserveEnvironment: o['preserve-environment'] === true,
       timeout,
       wait,
     };

@@ -27,6 +27,7 @@ import {
   type CommandLocks,
   type CommandOptions,
   type PtySlave,
+  type Recovered,
   type Session,
   type WaitInfo,
 } from '../sessions/index.js';
@@ -71,6 +72,20 @@ export type RelayedCall =
       timeout?: number | undefined;
       wait?: boolean | undefined;
     }
+  | {
+      verb: 'recover';
+      describe: string;
+      id: string;
+      /** End it instead of re-adopting it. */
+      end: boolean;
+      /** Empty: recover only (the supervisor holds it then). */
+      command: string[];
+      user?: string | undefined;
+      directory?: string | undefined;
+      preserveEnvironment: boolean;
+      timeout?: number | undefined;
+      wait?: boolean | undefined;
+    }
   | { verb: 'begin'; describe: string; chroot: string; id?: string | undefined; timeout?: number | undefined; wait?: boolean | undefined }
   | { verb: 'end'; describe: string; id: string; wait?: boolean | undefined; force?: boolean | undefined; timeout?: number | undefined };
 
@@ -82,6 +97,8 @@ export interface RelayCalls {
   failure(describe: string, e: unknown, own: number): { text: string; code: number };
   /** One line saying what a lock wait waits for. */
   waitLine(info: WaitInfo): string;
+  /** What `warden recover -s` prints for a recovered session. */
+  recoveredLine(r: Recovered): string;
 }
 
 /** What the broker needs of the supervisor that runs it. */
@@ -94,6 +111,8 @@ export interface BrokerHost {
   end(call: Extract<RelayedCall, { verb: 'end' }>, who: Credentials, signal: AbortSignal, onWait: (i: WaitInfo) => void): Promise<void>;
   /** Takes over an automatic session whose end found holders left (background processes of its command). */
   hold(session: Session): void;
+  /** Recovers stale session `id` (recover's rules); a re-adopted one is held by the supervisor from then on. */
+  recover(id: string, o: { end: boolean; signal: AbortSignal; timeout?: number | undefined; wait?: boolean | undefined; onWait: (i: WaitInfo) => void }): Promise<Recovered>;
   /** Whether the supervisor is stopping: commands are then left running, not hung up. */
   stopping(): boolean;
   log(line: string): void;
@@ -262,9 +281,11 @@ class Call {
         return this.#finish({ text: '', code: 0 });
       }
       if (call.verb === 'source') return this.#finish({ text: '', code: await this.#source(call, onWait) });
+      if (call.verb === 'recover') return this.#finish({ text: '', code: await this.#recover(call, onWait) });
       return this.#finish({ text: '', code: await this.#run(call, onWait) });
     } catch (e) {
-      return this.#finish(calls.failure(call.describe, e, call.verb === 'run' || call.verb === 'source' ? 125 : 1));
+      const own = call.verb === 'run' || call.verb === 'source' || (call.verb === 'recover' && call.command.length > 0) ? 125 : 1;
+      return this.#finish(calls.failure(call.describe, e, own));
     }
   }
 
@@ -357,8 +378,32 @@ class Call {
     return code;
   }
 
+  /**
+   * recover -s ID [--end] [-- CMD]: the owner of a stale session (or root)
+   * re-adopts it, which the supervisor then holds as it holds a begun one,
+   * or ends it; with CMD the command then runs in it as with `run -s`. A
+   * session something holds (the supervisor re-adopts stale sessions
+   * itself within a probe interval) is refused as the CLI refuses it
+   * (SessionActiveError, exit 5).
+   */
+  async #recover(call: Extract<RelayedCall, { verb: 'recover' }>, onWait: (i: WaitInfo) => void): Promise<number> {
+    const before = openSession(this.#host.stateDir, call.id);
+    this.#authorize(before.state.chroot, (who) => accessToRun(who, call.user));
+    assertSessionOwner(before.state, this.#who, 'recover');
+    const r = await this.#host.recover(
+      call.id,
+      { end: call.end, signal: this.#cancel.signal, timeout: call.timeout === undefined ? undefined : call.timeout * 1000, wait: call.wait, onWait },
+    );
+    // With a command, stdout is the command's.
+    send(this.#c, call.command.length > 0 ? 'e' : 'o', this.#host.calls.recoveredLine(r));
+    if (r.action === 'ended' || call.command.length === 0) return 0;
+    const session = r.session;
+    const locks = await session.commandLocks();
+    return this.#command(this.#inSession(session, locks, call));
+  }
+
   /** Starts the command of `call` in `session` holding `locks`: a #command start, which owns `locks` until it resolves. */
-  #inSession(session: Session, locks: CommandLocks, call: Extract<RelayedCall, { verb: 'run' }>): CommandStart {
+  #inSession(session: Session, locks: CommandLocks, call: Extract<RelayedCall, { verb: 'run' | 'recover' }>): CommandStart {
     return async (terminal) => {
       try {
         this.#cancel.signal.throwIfAborted();

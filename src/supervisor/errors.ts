@@ -51,7 +51,7 @@ export class SessionAccessError extends Error {
   readonly uid: number;
   /** The session's owner as state.json records it; undefined when it records none (then only root may). */
   readonly owner: number | undefined;
-  constructor(id: string, uid: number, owner: number | undefined, action: 'end' | 'run in' = 'end') {
+  constructor(id: string, uid: number, owner: number | undefined, action: 'end' | 'run in' | 'recover' = 'end') {
     super(
       `uid ${uid} may not ${action} session ${id}: ${owner === undefined ? 'its state.json records no owner (begun by an older warden), so only root may' : `it belongs to uid ${owner}; only its owner and root may`}`,
     );

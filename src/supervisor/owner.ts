@@ -11,7 +11,7 @@ import { SessionAccessError } from './errors.js';
  * whose state is `state`: root always may, anyone else only as its owner.
  * `run in` is for `run -s` through the supervisor.
  */
-export function assertSessionOwner(state: SessionState, who: Pick<Credentials, 'uid'>, action: 'end' | 'run in'): void {
+export function assertSessionOwner(state: SessionState, who: Pick<Credentials, 'uid'>, action: 'end' | 'run in' | 'recover'): void {
   if (who.uid === 0) return;
   if (state.owner?.uid === who.uid) return;
   throw new SessionAccessError(state.id, who.uid, state.owner?.uid, action);

@@ -501,6 +501,7 @@ class Engine {
       parse: () => ({ verb: 'fallback' }),
       failure: (describe, e, own) => ({ text: `warden: ${describe}: ${(e as Error).message}\n`, code: own }),
       waitLine: (info) => `warden: waiting for the ${info.lock} lock: ${info.path}\n`,
+      recoveredLine: (r) => `${r.action === 'ended' ? 'ended' : 'recovered'} ${r.id}\n`,
     };
     return (this.#broker ??= {
       stateDir: this.#stateDir,
@@ -516,6 +517,22 @@ class Engine {
       hold: (session) => {
         this.#held.set(session.id, session);
         this.#log(`holding ${session.id}: its automatic session's command left processes holding it`);
+      },
+      recover: async (id, o) => {
+        if (this.#busy.has(id)) throw new SessionBusyError(id, 'another request of the supervisor is working on it', []);
+        this.#busy.add(id);
+        try {
+          const r = await recoverSession({ stateDir: this.#stateDir, id, ...o });
+          if (r.action === 'readopted') {
+            this.#held.set(id, r.session);
+            this.#log(readopted(id, r.remounted, r.killedHooks.length));
+          } else {
+            this.#log(endedStale(id));
+          }
+          return r;
+        } finally {
+          this.#busy.delete(id);
+        }
       },
       stopping: () => this.#stopping,
       log: (line) => this.#log(line),

@@ -107,11 +107,13 @@ int main(int argc, char **argv) {
     sigprocmask(SIG_BLOCK, &block, &old);
     signal(SIGUSR1, on_usr1);
     if (fgets(line, sizeof line, stdin)) printf("read=%s", line);
+    /* Ignored before the fork: a child not yet scheduled when the hangup
+       comes (a loaded machine) would otherwise die of it. */
+    signal(SIGHUP, SIG_IGN);
     pid_t bg = fork();
     if (bg < 0) return 1;
     if (bg == 0) {
       /* What an attacker's leftover would do: survive the hangup, then snoop. */
-      signal(SIGHUP, SIG_IGN);
       wait_usr1(&old);
       try_read("fd0", 0);
       try_read("fd1", 1);
@@ -122,6 +124,7 @@ int main(int argc, char **argv) {
       dprintf(2, "done\n");
       return 0;
     }
+    signal(SIGHUP, SIG_DFL);
     printf("pid=%d bg=%d\nready\n", (int)getpid(), (int)bg);
     wait_usr1(&old);
     return 0;

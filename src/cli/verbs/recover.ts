@@ -17,6 +17,11 @@ export default async function recover(p: Parsed): Promise<number> {
     throw new UsageError('-u, -d and -p apply to a command (-- CMD...)', 'recover');
   }
   const ctx = loadContext({ config: o.config as string, stateDir: o['state-dir'] as string });
+  // Not root: the owner of a session recovers it through the supervisor (the relay this process becomes).
+  if (o.session && process.getuid!() !== 0 && p.argv !== undefined) {
+    const { execRelay } = await import('../relay-exec.js');
+    throw execRelay(ctx.stateDir, p.argv);
+  }
   const abort = new AbortController();
   const onSignal = (sig: NodeJS.Signals) => abort.abort(new Error(`interrupted by ${sig}`));
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
@@ -53,6 +58,11 @@ export default async function recover(p: Parsed): Promise<number> {
   } finally {
     session.release();
   }
+}
+
+/** The line `recover -s` prints for `r` (the broker sends the same to its clients). */
+export function recoveredLine(r: Recovered): string {
+  return describe(toReport(r));
 }
 
 function toReport(r: Recovered): RecoverReport {
