@@ -171,7 +171,7 @@ asRoot(`begin, run -s and end as a user; another user's session, -u root and a u
   // recover goes through the supervisor too: its owner only, and a session it holds is not stale (exit 5, as from the CLI).
   const rec = relay(user, ['recover', '-s', id, '--', '/bin/true']);
   t.is(rec.status, 5, rec.stderr);
-  t.regex(rec.stderr, new RegExp(`session ${id} is active`));
+  t.regex(rec.stderr, new RegExp(`session ${id}: it is active, not stale`));
   const recOther = spawnSync(RELAY, ['recover', '-s', id, '--end'], { uid: other.uid, gid: user.gid, env: userEnv(), encoding: 'utf8' });
   t.is(recOther.status, 8, recOther.stderr);
   t.regex(recOther.stderr, new RegExp(`uid ${other.uid} may not recover session ${id}`));
