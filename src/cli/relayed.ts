@@ -5,7 +5,6 @@
 // the CLI.
 import { isAbsolute, resolve } from 'node:path';
 import type { RelayCalls, RelayedCall } from '../supervisor/index.js';
-import type { WaitInfo } from '../sessions/index.js';
 import { parseArgs } from './args.js';
 import { exitCodeOf, formatError, UsageError } from './errors.js';
 import { waitReporter } from './wait-line.js';
@@ -24,12 +23,7 @@ export function relayCalls(stateDir: string, configFile: string | undefined): Re
       if (e instanceof UsageError) return { text: formatError(e.verb ?? 'usage', e), code: 2 };
       return { text: formatError(describe, e), code: exitCodeOf(e, own) };
     },
-    waitLine(info: WaitInfo) {
-      let text = '';
-      const sink = { isTTY: false, write: (s: string) => ((text += s), true) } as unknown as NodeJS.WriteStream;
-      waitReporter(sink).onWait(info);
-      return text;
-    },
+    waitReporter: (write) => waitReporter({ write }),
     recoveredLine,
   };
 }

@@ -1,68 +1,121 @@
 // "What am I waiting for": while a lock wait blocks, say which lock and who
-// holds it. On a terminal one live line (elapsed time, holders refreshed);
-// otherwise a single line per wait, so logs stay readable.
-import { describeHolders, lockHolders } from '../locks/index.js';
+// holds it. Nothing for a wait that ends within DELAY_MS: begins of one
+// chroot take its manage lock in turn for milliseconds each, and a line
+// about every such moment would be noise (and, read as "a source entry is
+// pending", wrong). A wait that lasts is named by what really holds it,
+// looked up when it is shown. On a terminal one live line (elapsed time,
+// holders refreshed); otherwise a single line per wait, so logs stay
+// readable.
+import { describeHolders, lockHolders, type LockHolder } from '../locks/index.js';
 import { describeSessionHolders } from '../sessions/errors.js';
 import type { WaitInfo } from '../sessions/locks.js';
 
-const WHAT: Record<WaitInfo['lock'], string> = {
-  manage: 'the manage lock (a source entry of this chroot is pending or running)',
+/** How long a wait goes unreported. */
+export const DELAY_MS = 1000;
+
+const WHAT: Record<'source' | 'liveness', string> = {
   source: 'the source lock (the source chroot is entered exclusively)',
   liveness: 'the other holders of the session to exit',
 };
 
 export interface WaitReporter {
   onWait: (info: WaitInfo) => void;
-  /** Ends the live line, if any. Idempotent. */
+  /** The wait is over: cancels a line not shown yet, ends the live line, if any. Idempotent. */
   done(): void;
 }
 
-export function waitReporter(to?: NodeJS.WriteStream): WaitReporter {
+/** Where the lines go: a terminal gets one live line, anything else whole lines. */
+export interface WaitSink {
+  write(text: string): unknown;
+  isTTY?: boolean;
+  columns?: number;
+}
+
+/**
+ * The line for a wait, from the holders as they are now. A manage wait is
+ * told apart by the chroot's `.ref`: a source entry holds it, or waits for
+ * it, exclusively for as long as it holds the manage lock; begins take the
+ * manage lock only for moments and never `.ref` exclusively.
+ */
+export function waitLine(info: WaitInfo, holders: readonly LockHolder[] = info.holders): string {
+  if (info.sessions) {
+    // A source entry: name the sessions behind the pids, and how old they are.
+    const pids = new Set(info.sessions.flatMap((s) => s.pids));
+    const others = holders.filter((h) => !pids.has(h.pid));
+    return `warden: waiting for the sessions using the source to end: ${info.path}: held by ${describeSessionHolders(info.sessions, others)}`;
+  }
+  if (info.lock === 'manage') {
+    const entry = info.source === undefined ? undefined : lockHolders(info.source).find((h) => h.kind === 'exclusive');
+    if (entry) {
+      const who = entry.pid > 0 ? `pid ${entry.pid}${entry.comm ? ` (${entry.comm})` : ''}` : 'an unknown process';
+      const state = entry.waiting ? 'pending: it waits for the sessions using the source' : 'running';
+      return `warden: waiting for a source entry of this chroot to finish (${who}, ${state}): ${info.path}`;
+    }
+    return `warden: waiting for other begins of this chroot: ${info.path}: held ${describeHolders(holders)}`;
+  }
+  return `warden: waiting for ${WHAT[info.lock]}: ${info.path}: held ${describeHolders(holders)}`;
+}
+
+export function waitReporter(to?: WaitSink, o: { delayMs?: number } = {}): WaitReporter {
+  const delay = o.delayMs ?? DELAY_MS;
   // process.stderr is made on first use, and on a terminal or a pipe that
   // loads net and stream (~3 ms): only a wait that is reported pays for it.
-  let stream: NodeJS.WriteStream | undefined = to;
-  let timer: NodeJS.Timeout | undefined;
+  let stream: WaitSink | undefined = to;
+  let refresh: NodeJS.Timeout | undefined;
+  let pending: NodeJS.Timeout | undefined;
   let live = false;
   // A wait re-reported (a source entry's sessions ending) keeps its start time.
-  let current: { what: string; since: number } | undefined;
-  const stop = () => {
-    if (timer) clearInterval(timer);
-    timer = undefined;
+  let current: { what: string; since: number; info: WaitInfo; shown: boolean } | undefined;
+  const stopLive = () => {
+    if (refresh) clearInterval(refresh);
+    refresh = undefined;
     if (live) stream?.write('\r\x1b[K');
     live = false;
   };
+  const show = () => {
+    pending = undefined;
+    const c = current;
+    if (!c) return;
+    c.shown = true;
+    stopLive();
+    stream ??= process.stderr;
+    const out = stream;
+    const info = c.info;
+    // Holders as they are now: those at the start of the wait may have let go.
+    const holdersNow = () => (info.sessions ? info.holders : lockHolders(info.path).filter((h) => !h.waiting));
+    if (!out.isTTY) {
+      out.write(`${waitLine(info, holdersNow())}\n`);
+      return;
+    }
+    live = true;
+    const draw = () => {
+      const s = Math.floor((Date.now() - c.since) / 1000);
+      const text = `${waitLine(info, holdersNow())} (${s} s, Ctrl-C to give up)`;
+      out.write(`\r\x1b[K${text.slice(0, (out.columns ?? 200) - 1)}`);
+    };
+    draw();
+    refresh = setInterval(draw, 1000);
+    refresh.unref();
+  };
   return {
     onWait(info) {
-      stop();
-      stream ??= process.stderr;
-      const out = stream;
       const what = `${info.lock} ${info.path}`;
-      if (current?.what !== what) current = { what, since: Date.now() };
-      const started = current.since;
-      const line = (holders = info.holders) => {
-        if (!info.sessions) return `warden: waiting for ${WHAT[info.lock]}: ${info.path}: held ${describeHolders(holders)}`;
-        // A source entry: name the sessions behind the pids, and how old they are.
-        const pids = new Set(info.sessions.flatMap((s) => s.pids));
-        const others = holders.filter((h) => !pids.has(h.pid));
-        return `warden: waiting for the sessions using the source to end: ${info.path}: held by ${describeSessionHolders(info.sessions, others)}`;
-      };
-      if (!out.isTTY) {
-        out.write(`${line()}\n`);
+      if (current?.what === what) {
+        current.info = info;
+        // Shown already: a re-report (the sessions of a source entry) is shown at once.
+        if (current.shown) show();
         return;
       }
-      live = true;
-      const draw = (holders = info.holders) => {
-        const s = Math.floor((Date.now() - started) / 1000);
-        const text = `${line(holders)} (${s} s, Ctrl-C to give up)`;
-        out.write(`\r\x1b[K${text.slice(0, (out.columns ?? 200) - 1)}`);
-      };
-      draw();
-      // A source entry's library re-reports its sessions itself; plain waits refresh the pids here.
-      timer = setInterval(() => (info.sessions ? draw() : draw(lockHolders(info.path).filter((h) => !h.waiting))), 1000);
-      timer.unref();
+      if (pending) clearTimeout(pending);
+      stopLive();
+      current = { what, since: Date.now(), info, shown: false };
+      pending = setTimeout(show, delay);
+      pending.unref();
     },
     done() {
-      stop();
+      if (pending) clearTimeout(pending);
+      pending = undefined;
+      stopLive();
       current = undefined;
     },
   };

@@ -37,7 +37,7 @@ export async function beginSession(o: BeginOptions): Promise<Session> {
   markStateDir(stateDir);
   const undo = new Undo();
   try {
-    const manage = await takeManageLock(stateDir, o.chroot.name, o);
+    const manage = await takeManageLock(stateDir, o.chroot.name, { ...o, source: o.chroot.directory });
     undo.push('release manage lock', () => manage.close());
     crashPoint('begin:manage');
     const source = await takeSourceShared(o.chroot.directory, o);

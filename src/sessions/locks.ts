@@ -22,6 +22,11 @@ export interface WaitInfo {
   holders: LockHolder[];
   /** Source waits of a source entry: the sessions behind `holders` (re-reported as they end). */
   sessions?: SessionHolder[];
+  /**
+   * Manage waits: the chroot's `.ref`, where a pending or running source
+   * entry shows (it holds or waits for it exclusively) and begins do not.
+   */
+  source?: string;
 }
 
 export interface LockWaitOptions {
@@ -32,13 +37,13 @@ export interface LockWaitOptions {
   onWait?: (info: WaitInfo) => void;
 }
 
-function waitOpts(lock: WaitInfo['lock'], path: string, o: LockWaitOptions): WaitOptions {
+function waitOpts(lock: WaitInfo['lock'], path: string, o: LockWaitOptions, source?: string): WaitOptions {
   const { onWait } = o;
   return {
     timeout: o.timeout,
     signal: o.signal,
     wait: o.wait,
-    onWait: onWait ? (holders) => onWait({ lock, path, holders }) : undefined,
+    onWait: onWait ? (holders) => onWait(source === undefined ? { lock, path, holders } : { lock, path, holders, source }) : undefined,
   };
 }
 
@@ -51,7 +56,7 @@ export function sourceLockPath(source: string): string {
 }
 
 /** manage EX: taken by begin while it claims the source and the id, and by a source entry for its whole run. */
-export async function takeManageLock(stateDir: string, chroot: string, o: LockWaitOptions = {}): Promise<FileLock> {
+export async function takeManageLock(stateDir: string, chroot: string, o: LockWaitOptions & { source?: string } = {}): Promise<FileLock> {
   const dir = join(stateDir, MANAGE_DIR);
   try {
     mkdirSync(dir, { mode: 0o700 });
@@ -59,7 +64,7 @@ export async function takeManageLock(stateDir: string, chroot: string, o: LockWa
     if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new StateDirError(stateDir, `cannot create ${MANAGE_DIR}: ${(e as Error).message}`, e);
   }
   const path = manageLockPath(stateDir, chroot);
-  return lockPath(path, 'exclusive', { ...waitOpts('manage', path, o), fileMode: 0o600 });
+  return lockPath(path, 'exclusive', { ...waitOpts('manage', path, o, o.source === undefined ? undefined : sourceLockPath(o.source)), fileMode: 0o600 });
 }
 
 /** source SH: held by every holder of a session over `source` for as long as it holds it. */

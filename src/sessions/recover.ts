@@ -70,7 +70,7 @@ export async function recoverSession(o: RecoverOptions): Promise<Recovered> {
   let manage: FileLock | undefined;
   let liveness: FileLock | undefined;
   try {
-    manage = ending ? undefined : await takeManageLock(stateDir, probe.state.chroot, o);
+    manage = ending ? undefined : await takeManageLock(stateDir, probe.state.chroot, { ...o, source: probe.state.source });
     if (manage) crashPoint('recover:manage');
     liveness = await takeLivenessExclusive(probe);
     crashPoint('recover:exclusive');

@@ -120,7 +120,7 @@ export async function enterSource(o: SourceOptions): Promise<SourceEntry> {
   const left = () => (deadline === undefined ? undefined : Math.max(0, deadline - Date.now()));
   const undo = new Undo();
   try {
-    const manage = await takeManageLock(stateDir, o.chroot.name, { ...o, timeout: left() });
+    const manage = await takeManageLock(stateDir, o.chroot.name, { ...o, timeout: left(), source: o.chroot.directory });
     undo.push('release manage lock', () => manage.close());
     crashPoint('source:manage');
     const recovered: string[] = [];

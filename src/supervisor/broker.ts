@@ -95,8 +95,8 @@ export interface RelayCalls {
   parse(args: string[], cwd: string): RelayedCall;
   /** The error line (with its newline) and exit code the CLI would give for `e`; `own` is the call's own-failure code. */
   failure(describe: string, e: unknown, own: number): { text: string; code: number };
-  /** One line saying what a lock wait waits for. */
-  waitLine(info: WaitInfo): string;
+  /** Reports lock waits that last (the CLI's rule: nothing for a wait under a second) as text for the client's stderr. */
+  waitReporter(write: (text: string) => void): { onWait(info: WaitInfo): void; done(): void };
   /** What `warden recover -s` prints for a recovered session. */
   recoveredLine(r: Recovered): string;
 }
@@ -221,6 +221,8 @@ class Call {
   /** The command, once started: the client's signals go to it from then on. */
   #cmd: Command | undefined;
   readonly #parser = new RelayFrameParser();
+  /** The call's lock-wait lines: ended when its waits are (the command starts, or the call finishes). */
+  #waits: { onWait(info: WaitInfo): void; done(): void } | undefined;
 
   constructor(c: Socket, req: RelayRequest, who: Credentials, host: BrokerHost, gone: AbortSignal) {
     this.#c = c;
@@ -268,7 +270,9 @@ class Call {
       this.#c.end();
       return;
     }
-    const onWait = (info: WaitInfo) => send(this.#c, 'e', calls.waitLine(info));
+    const waits = calls.waitReporter((text) => send(this.#c, 'e', text));
+    this.#waits = waits;
+    const onWait = (info: WaitInfo) => waits.onWait(info);
     const hungUp = () => peerHungUp(this.#c);
     try {
       if (call.verb === 'begin') {
@@ -290,6 +294,7 @@ class Call {
   }
 
   #finish(r: { text: string; code: number }): void {
+    this.#waits?.done();
     if (r.text) send(this.#c, 'e', r.text);
     send(this.#c, 'X', r.code);
     this.#c.end();
@@ -459,6 +464,8 @@ class Call {
     try {
       if (tty.stdin || tty.stdout || tty.stderr) pty = Pty.open(tty.stdin ? i : tty.stdout ? o : e, tty);
       ({ cmd, locks } = await start(pty?.slave));
+      // Its waits are over: a wait line not shown yet is not shown over the command's output.
+      this.#waits?.done();
     } catch (err) {
       pty?.close();
       throw err;

@@ -500,7 +500,7 @@ class Engine {
     const fallback: RelayCalls = {
       parse: () => ({ verb: 'fallback' }),
       failure: (describe, e, own) => ({ text: `warden: ${describe}: ${(e as Error).message}\n`, code: own }),
-      waitLine: (info) => `warden: waiting for the ${info.lock} lock: ${info.path}\n`,
+      waitReporter: (write) => ({ onWait: (info) => write(`warden: waiting for the ${info.lock} lock: ${info.path}\n`), done: () => {} }),
       recoveredLine: (r) => `${r.action === 'ended' ? 'ended' : 'recovered'} ${r.id}\n`,
     };
     return (this.#broker ??= {

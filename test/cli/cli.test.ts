@@ -194,7 +194,8 @@ rootSerial('Ctrl-C while waiting for a lock cancels the wait cleanly: exit 130, 
   t.is(await h.lock('ofd', 'w'), 'ok');
   const w = wardenAsync(env, ['run', '-c', 'fx', '--', 'true']);
   await untilBlocked([manage], 1);
-  await untilOutput(w, /waiting for the manage lock/, 'stderr');
+  // A lock nobody's source entry holds (no .ref taken): other begins, by their pids.
+  await untilOutput(w, /waiting for other begins of this chroot: .*held exclusive by pid \d+/, 'stderr');
   w.kill('SIGINT');
   const r = await w.result;
   t.is(r.status, 130, r.stderr);

@@ -286,7 +286,8 @@ rootSerial('Ctrl-C of a begin waiting behind a source entry cancels it: exit 130
   const hold = wardenAsync(env, ['source', '-c', 'fx', '--', 'sh', '-c', 'echo entered; read x']);
   await untilOutput(hold, /entered/);
   const b = wardenAsync(env, ['begin', '-c', 'fx', '--id', 'cancelled']);
-  await untilOutput(b, /waiting for the manage lock/, 'stderr');
+  // After a second, named for what it is.
+  await untilOutput(b, /waiting for a source entry of this chroot to finish \(pid \d+ \([\w-]+\), running\)/, 'stderr');
   b.kill('SIGINT');
   const r = await b.result;
   t.is(r.status, 130, r.stderr);
