@@ -1,10 +1,11 @@
 // One chroot group → a validated ChrootDef, or an entry in the "unsupported"
 // list for schroot types warden does not run.
-import { ConfigError, quote, type ConfigWarning } from './errors.js';
+import { ConfigError, configWarning, quote, type ConfigWarning } from './errors.js';
 import { ignoredKeyWarning } from './ignored.js';
 import { GLOBAL_GROUP, nameProblem } from './names.js';
 import type { KeyfileEntry, KeyfileGroup } from './parser.js';
-import type { ChrootDef, UnionType, UnsupportedChroot } from './types.js';
+import { join } from 'node:path';
+import type { ChrootDef, ProfileFiles, UnionType, UnsupportedChroot } from './types.js';
 import { absolutePath, checkDirectory, list, seconds } from './values.js';
 
 // schroot.conf(5) types. `plain` is a directory chroot without setup scripts;
@@ -31,7 +32,13 @@ export type ChrootGroup =
 
 export interface ReadChrootOptions {
   checkDirectories: boolean;
+  /** Where profiles live: the main configuration file's directory. */
+  profileBase: string;
 }
+
+// The profile files warden applies; setup.config (a shell fragment for
+// schroot's setup scripts) stays an ignored key.
+const PROFILE_PARTS = ['fstab', 'copyfiles', 'nssdatabases'] as const;
 
 /**
  * Validates the keys of one chroot group in line order, so the first bad line
@@ -78,8 +85,11 @@ export function readChroot(group: KeyfileGroup, file: string, opts: ReadChrootOp
     sourceRootGroups: [],
     hookTimeout: undefined,
     hooks: undefined,
+    profile: undefined,
+    profileFiles: undefined,
   };
   let hasDirectory = false;
+  const setup = new Map<string, string>();
 
   for (const entry of group.entries) {
     switch (entry.key) {
@@ -138,13 +148,41 @@ export function readChroot(group: KeyfileGroup, file: string, opts: ReadChrootOp
       case 'hooks':
         def.hooks = absolutePath(file, entry);
         break;
+      case 'profile':
+        if (entry.value !== '' && (entry.value.includes('/') || entry.value === '.' || entry.value === '..')) {
+          throw new ConfigError(file, entry.line, `profile ${quote(entry.value)} of [${group.name}] must be a name (a directory in ${opts.profileBase})`);
+        }
+        def.profile = entry.value === '' ? undefined : entry.value;
+        break;
+      case 'setup.fstab':
+      case 'setup.copyfiles':
+      case 'setup.nssdatabases':
+        if (entry.value.split('/').includes('..')) throw new ConfigError(file, entry.line, `${entry.key} ${quote(entry.value)} of [${group.name}] may not contain '..'`);
+        setup.set(entry.key.slice('setup.'.length), entry.value);
+        break;
       default:
         warnings.push(ignoredKeyWarning(file, group.name, entry));
     }
   }
 
   if (!hasDirectory) throw new ConfigError(file, group.line, `chroot [${group.name}] has no directory= (required)`);
+  def.profileFiles = profileFiles(def.profile, setup, opts.profileBase);
+  // Read and checked, but sessions do not apply them yet: said, not hidden.
+  if (def.profileFiles !== undefined) {
+    const what = def.profile !== undefined ? `profile ${quote(def.profile)}` : 'setup.* files';
+    warnings.push(configWarning({ file, line: group.line }, `[${group.name}]: the ${what} (fstab, copyfiles, nssdatabases) is not applied to sessions yet; its mounts and copies are not made`));
+  }
   return { kind: 'runnable', def, aliasesLine };
+}
+
+/** schroot's setup.KEY defaults to PROFILE/KEY; both are relative to the base (common-config: "${SYSCONF_DIR}/${SETUP_FSTAB}"). An empty setup.KEY= turns that part off. */
+function profileFiles(profile: string | undefined, setup: ReadonlyMap<string, string>, base: string): ProfileFiles | undefined {
+  if (profile === undefined && setup.size === 0) return undefined;
+  const part = (k: (typeof PROFILE_PARTS)[number]) => {
+    const v = setup.get(k) ?? (profile === undefined ? '' : `${profile}/${k}`);
+    return v === '' ? undefined : join(base, v);
+  };
+  return { fstab: part('fstab'), copyfiles: part('copyfiles'), nssdatabases: part('nssdatabases') };
 }
 
 function readAliases(file: string, chroot: string, entry: KeyfileEntry): string[] {

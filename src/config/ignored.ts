@@ -9,7 +9,6 @@ import type { KeyfileEntry } from './parser.js';
 // '.' (setup.*, unshare.*, user data) and localised keys (`description[de]`)
 // are schroot's too.
 const SCHROOT_ONLY_KEYS = new Set([
-  'profile',
   'script-config',
   'personality',
   'preserve-environment',

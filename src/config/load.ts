@@ -4,7 +4,7 @@
 // the result before it can do anything else, and nothing runs concurrently at
 // start-up, so async reads would only add ticks and make "first error wins,
 // in file order" harder to see in the code.
-import { closeSync, constants as fsc, fstatSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, constants as fsc, fstatSync, openSync, readFileSync, statSync } from 'node:fs';
 import { untrusted } from '../trust.js';
 import { dirname, join } from 'node:path';
 import { readChroot } from './chroot.js';
@@ -68,7 +68,8 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       }
 
       claim(claims, group.name, { chroot: group.name, alias: false, place });
-      const read = readChroot(group, file, { checkDirectories }, warnings);
+      const read = readChroot(group, file, { checkDirectories, profileBase: dirname(location.file) }, warnings);
+      if (read.kind === 'runnable') checkProfileFiles(file, group.line, read.def);
       const aliases = read.kind === 'runnable' ? read.def.aliases : read.aliases;
       const aliasPlace = { file, line: read.aliasesLine };
       for (const alias of aliases) claim(claims, alias, { chroot: group.name, alias: true, place: aliasPlace });
@@ -113,6 +114,27 @@ function readConfigFile(file: string, missingOk = false): string | undefined {
     throw new ConfigError(file, undefined, why, { cause: e });
   } finally {
     if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/**
+ * The profile files root will read: each that exists must be root's and
+ * writable by nobody else (schroot's rule for its configuration), else
+ * exit 3 naming it. A missing one fails the session start instead, as in
+ * schroot's setup scripts. The hooks layer checks again through the fd it reads.
+ */
+function checkProfileFiles(file: string, line: number, def: ChrootDef): void {
+  for (const path of Object.values(def.profileFiles ?? {})) {
+    if (path === undefined) continue;
+    let st;
+    try {
+      st = statSync(path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw new ConfigError(file, line, `cannot check profile file ${path} of [${def.name}] (${(e as NodeJS.ErrnoException).code ?? String(e)})`, { cause: e });
+    }
+    const reason = untrusted(st, 'it is');
+    if (reason !== undefined) throw new ConfigError(file, line, `refusing profile file ${path} of [${def.name}]: ${reason}`);
   }
 }
 

@@ -31,6 +31,23 @@ export interface ChrootDef {
   hookTimeout: number | undefined;
   /** This chroot's own hooks directory (absolute); when undefined, Config.hooksDir applies. */
   hooks: string | undefined;
+  /** schroot's profile= (undefined: none set; warden then applies no profile, see ProfileFiles). */
+  profile: string | undefined;
+  /** The profile's declarative files (profile= and setup.fstab=, setup.copyfiles=, setup.nssdatabases=), or undefined for none. */
+  profileFiles: ProfileFiles | undefined;
+}
+
+/**
+ * A schroot profile's files, absolute: `<dir>/PROFILE/fstab` and so on, where
+ * `<dir>` is the main configuration file's directory (/etc/schroot for
+ * schroot.conf, as schroot's SYSCONF_DIR). A setup.*= key names its file
+ * relative to `<dir>`, as schroot's common-config does (even a value with a
+ * leading '/'). Applied in post-mount, before the hooks directory's hooks.
+ */
+export interface ProfileFiles {
+  fstab: string | undefined;
+  copyfiles: string | undefined;
+  nssdatabases: string | undefined;
 }
 
 /** A chroot of a type warden does not run (lvm-snapshot, file, ...): listed, never loaded. */

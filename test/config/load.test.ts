@@ -1,7 +1,7 @@
 // loadConfig on real files in temp dirs: every refusal names FILE:LINE and
 // echoes the bad value; warnings, aliases, unsupported types, chroot.d/.
 import test, { type ExecutionContext } from 'ava';
-import { symlinkSync } from 'node:fs';
+import { chmodSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, loadConfig, type ChrootDef } from '../../src/config/index.js';
 import { lines, ROOT, tree } from './tree.js';
@@ -322,10 +322,33 @@ test('a full chroot definition', (t) => {
     sourceRootGroups: ['wheel'],
     hookTimeout: 90,
     hooks: `${root}/hooks-sid`,
+    profile: undefined,
+    profileFiles: undefined,
   };
   t.deepEqual([...config.chroots.values()], [want]);
   t.deepEqual(config.warnings, []);
   t.deepEqual(config.unsupported, []);
+});
+
+test('profile= and setup.*= name files beside the main file; a profile that is not a name is refused', (t) => {
+  const root = tree(t, {
+    'warden.conf': lines('[a]', `directory=${ROOT}`, 'profile=sbuild', 'setup.copyfiles=', '[b]', `directory=${ROOT}`, 'setup.fstab=/mine/fstab', '[c]', `directory=${ROOT}`, 'profile=../x'),
+  });
+  t.throws(() => load(root), { instanceOf: ConfigError, message: /warden\.conf:10: profile "\.\.\/x" of \[c\] must be a name/ });
+  writeFileSync(join(root, 'warden.conf'), lines('[a]', `directory=${root}`, 'profile=sbuild', 'setup.copyfiles=', '[b]', `directory=${root}`, 'setup.fstab=/mine/fstab'));
+  const config = load(root);
+  t.deepEqual(config.lookup('a')?.profileFiles, { fstab: `${root}/sbuild/fstab`, copyfiles: undefined, nssdatabases: `${root}/sbuild/nssdatabases` });
+  // As schroot's common-config: "${SYSCONF_DIR}/${SETUP_FSTAB}", a leading '/' included.
+  t.deepEqual(config.lookup('b')?.profileFiles, { fstab: `${root}/mine/fstab`, copyfiles: undefined, nssdatabases: undefined });
+  // Not applied to sessions yet: said, not hidden.
+  t.deepEqual(config.warnings.map((w) => w.line), [1, 5]);
+  t.regex(config.warnings[1]!.message, /\[b\]: the setup\.\* files \(fstab, copyfiles, nssdatabases\) is not applied to sessions yet/);
+});
+
+test('a profile file root may not trust is exit 3 naming it', (t) => {
+  const root = tree(t, { 'warden.conf': lines('[a]', `directory=${ROOT}`, 'profile=p'), 'p/fstab': '' });
+  chmodSync(join(root, 'p/fstab'), 0o666);
+  t.throws(() => load(root), { instanceOf: ConfigError, message: new RegExp(`refusing profile file ${root}/p/fstab of \\[a\\]: it is world-writable \\(mode 0666\\)`) });
 });
 
 test('defaults of a minimal chroot', (t) => {
@@ -390,10 +413,9 @@ test('unknown and schroot-only keys are warnings with file:line', (t) => {
   const extra = join(root, 'chroot.d/extra.conf');
   t.deepEqual(load(root).warnings, [
     { file: main, line: 2, message: `${main}:2: unknown key "colour" in [warden]; ignored` },
-    { file: main, line: 5, message: `${main}:5: key "profile" in [sid] is a schroot key that warden does not use; ignored` },
     { file: main, line: 6, message: `${main}:6: unknown key "frobnicate" in [sid]; ignored` },
-    { file: main, line: 7, message: `${main}:7: key "setup.fstab" in [sid] is a schroot key that warden does not use; ignored` },
     { file: main, line: 8, message: `${main}:8: key "description[de_DE]" in [sid] is a schroot key that warden does not use; ignored` },
+    { file: main, line: 3, message: `${main}:3: [sid]: the profile "desktop" (fstab, copyfiles, nssdatabases) is not applied to sessions yet; its mounts and copies are not made` },
     { file: extra, line: 4, message: `${extra}:4: key "personality" in [extra] is a schroot key that warden does not use; ignored` },
   ]);
 });

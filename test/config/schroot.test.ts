@@ -96,6 +96,11 @@ test('an /etc/schroot layout loads; lvm-snapshot is reported unsupported, the re
   t.is(config.lookup('default')?.name, 'bookworm');
   t.like(config.lookup('jammy'), { type: 'directory', unionType: 'none', users: ['carol'] });
   t.like(config.lookup('sid-amd64-sbuild'), { file: dropIn, line: 1, unionType: 'overlay', groups: ['root', 'sbuild'] });
+  // profile= names a directory beside the main file, as /etc/schroot/PROFILE for schroot.
+  const etc = join(root, 'etc/schroot');
+  t.deepEqual(config.lookup('sid-amd64-sbuild')?.profileFiles, { fstab: `${etc}/sbuild/fstab`, copyfiles: `${etc}/sbuild/copyfiles`, nssdatabases: `${etc}/sbuild/nssdatabases` });
+  t.deepEqual(config.lookup('bookworm')?.profileFiles, { fstab: `${etc}/default/fstab`, copyfiles: `${etc}/default/copyfiles`, nssdatabases: `${etc}/default/nssdatabases` });
+  t.is(config.lookup('jammy')?.profileFiles, undefined);
 
   t.deepEqual(config.unsupported, [
     { name: 'sid-snap', file, line: 24, reason: 'type=lvm-snapshot is not supported by warden (only directory and plain are)' },
@@ -107,15 +112,20 @@ test('an /etc/schroot layout loads; lvm-snapshot is reported unsupported, the re
     line,
     message: `${f}:${line}: key "${key}" in [${group}] is a schroot key that warden does not use; ignored`,
   });
+  const notApplied = (f: string, line: number, group: string, profile: string) => ({
+    file: f,
+    line,
+    message: `${f}:${line}: [${group}]: the profile "${profile}" (fstab, copyfiles, nssdatabases) is not applied to sessions yet; its mounts and copies are not made`,
+  });
   t.deepEqual(config.warnings, [
-    schrootOnly(file, 14, 'profile', 'bookworm'),
     schrootOnly(file, 18, 'union-overlay-directory', 'bookworm'),
     schrootOnly(file, 19, 'personality', 'bookworm'),
     schrootOnly(file, 20, 'preserve-environment', 'bookworm'),
+    notApplied(file, 8, 'bookworm', 'default'),
     schrootOnly(file, 36, 'personality', 'jammy'),
     schrootOnly(file, 38, 'command-prefix', 'jammy'),
     schrootOnly(file, 39, 'message-verbosity', 'jammy'),
-    schrootOnly(dropIn, 5, 'profile', 'sid-amd64-sbuild'),
+    notApplied(dropIn, 1, 'sid-amd64-sbuild', 'sbuild'),
   ]);
 });
 

@@ -63,6 +63,8 @@ export function chrootDef(source: string, name = 'fx', unionType: UnionType = 'o
     sourceRootGroups: [],
     hookTimeout: undefined,
     hooks: undefined,
+    profile: undefined,
+    profileFiles: undefined,
   };
 }
 
