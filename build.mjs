@@ -10,7 +10,7 @@
 // (crash points read WARDEN_CRASH_AT; only the crash-injection tests use it).
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { Script } from 'node:vm';
@@ -85,3 +85,6 @@ dropGroupWrite('hooks');
 // start-up. -Werror: a warning in code that handles fds for root is a bug.
 mkdirSync('dist/bin', { recursive: true });
 execFileSync('cc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', 'dist/bin/warden', 'src/relay/warden.c'], { stdio: 'inherit' });
+// The same binary as warden-schroot: it speaks schroot's command line when called by that name.
+rmSync('dist/bin/warden-schroot', { force: true });
+symlinkSync('warden', 'dist/bin/warden-schroot');

@@ -46,6 +46,16 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write("warden: usage: no verb given (list, info, locks, begin, run, end, source, recover, watch, supervise, bootstrap)\nTry 'warden --help'.\n");
     return EXIT.usage;
   }
+  if (first === 'schroot') {
+    // schroot's command line, not warden's: parsed by src/schroot, not here.
+    try {
+      const { default: schroot } = await import('./verbs/schroot.js');
+      return await schroot(argv.slice(1));
+    } catch (e) {
+      process.stderr.write(`E: ${(e as Error).message}\n`);
+      return 1;
+    }
+  }
   if (first === '--help' || first === '-h' || first === 'help') {
     await help(first === 'help' ? argv[1] : undefined);
     return EXIT.ok;

@@ -1,5 +1,5 @@
 // "What am I waiting for": while a lock wait blocks, say which lock and who
-// holds it. Nothing for a wait that ends within DELAY_MS: begins of one
+// holds it. Nothing for a wait that ends within a second (quietMs): begins of one
 // chroot take its manage lock in turn for milliseconds each, and a line
 // about every such moment would be noise (and, read as "a source entry is
 // pending", wrong). A wait that lasts is named by what really holds it,
@@ -10,8 +10,11 @@ import { describeHolders, lockHolders, type LockHolder } from '../locks/index.js
 import { describeSessionHolders } from '../sessions/errors.js';
 import type { WaitInfo } from '../sessions/locks.js';
 
-/** How long a wait goes unreported. */
-export const DELAY_MS = 1000;
+/** How long a wait goes unreported: 1 s, or WARDEN_WAIT_QUIET_MS (0: every wait, at once). */
+export function quietMs(env: NodeJS.ProcessEnv = process.env): number {
+  const v = Number(env.WARDEN_WAIT_QUIET_MS);
+  return env.WARDEN_WAIT_QUIET_MS !== undefined && Number.isFinite(v) && v >= 0 ? v : 1000;
+}
 
 const WHAT: Record<'source' | 'liveness', string> = {
   source: 'the source lock (the source chroot is entered exclusively)',
@@ -57,7 +60,7 @@ export function waitLine(info: WaitInfo, holders: readonly LockHolder[] = info.h
 }
 
 export function waitReporter(to?: WaitSink, o: { delayMs?: number } = {}): WaitReporter {
-  const delay = o.delayMs ?? DELAY_MS;
+  const delay = o.delayMs ?? quietMs();
   // process.stderr is made on first use, and on a terminal or a pipe that
   // loads net and stream (~3 ms): only a wait that is reported pays for it.
   let stream: WaitSink | undefined = to;

@@ -1,4 +1,7 @@
-/* warden relay: the `warden` users call for run/begin/end/source/recover.
+/* warden relay: the `warden` users call for run/begin/end/source/recover,
+ * and `warden-schroot` (or `schroot`, by its name: argv[0]) for schroot's
+ * command line, which it sends whole, as `schroot ARGS...`; state dir
+ * from the environment or the default only (schroot has no --state-dir).
  *
  * It starts in ~1 ms where Node takes 60-125 ms. It decides nothing: it
  * hands its stdin/stdout/stderr, cwd, argv and environment to the root
@@ -62,6 +65,10 @@
 extern char **environ;
 
 static char **args;                 /* our argv, for the Node CLI */
+/* Called as `schroot` or `warden-schroot`: schroot's command line, all of
+ * it for the supervisor (its own --config, --help, -l ... included), sent
+ * and handed to the Node CLI as the verb `schroot` followed by our argv. */
+static int schrootMode;
 static int noFallback;              /* WARDEN_RELAY_NO_FALLBACK */
 static struct termios saved;        /* fd 0's modes before raw */
 static volatile sig_atomic_t rawOn; /* read by the fatal-signal handler */
@@ -123,6 +130,17 @@ static _Noreturn void fallBack(void) {
   /* Signal mask and SIGPIPE survive execve: give Node what we got. */
   sigprocmask(SIG_SETMASK, &oldMask, NULL);
   sigaction(SIGPIPE, &oldPipe, NULL);
+  if (schrootMode) {
+    /* warden schroot ARGS...: argv[0] stays, the verb goes in front of the rest. */
+    int n = 0;
+    while (args[n]) n++;
+    char **v = calloc((size_t)n + 2, sizeof *v);
+    if (!v) die(125, "out of memory");
+    v[0] = args[0];
+    v[1] = "schroot";
+    for (int k = 1; k < n; k++) v[k + 1] = args[k];
+    execv(cli, v);
+  }
   execv(cli, args);
   die(125, "cannot run the Node CLI %s: %s", cli, strerror(errno));
 }
@@ -261,11 +279,14 @@ int main(int argc, char **argv) {
   noFallback = v && *v && strcmp(v, "0") != 0;
   sigprocmask(SIG_SETMASK, NULL, &oldMask);
   sigaction(SIGPIPE, NULL, &oldPipe);
+  const char *base = strrchr(argv[0], '/');
+  base = base ? base + 1 : argv[0];
+  schrootMode = strcmp(base, "schroot") == 0 || strcmp(base, "warden-schroot") == 0;
 
   /* Leading --state-dir options, then the verb. */
   const char *stateDir = NULL;
   int i = 1;
-  for (;;) {
+  for (; !schrootMode;) {
     if (i + 1 < argc && strcmp(argv[i], "--state-dir") == 0) {
       stateDir = argv[i + 1];
       i += 2;
@@ -279,8 +300,12 @@ int main(int argc, char **argv) {
   if (!stateDir || !*stateDir) stateDir = getenv("WARDEN_STATE_DIR");
   int stateDirGiven = stateDir && *stateDir;
   if (!stateDirGiven) stateDir = SYSTEM_STATE_DIR;
-  const char *verb = i < argc ? argv[i] : NULL;
-  if (!noFallback && needsNode(i, argc, argv, stateDirGiven)) fallBack();
+  const char *verb = schrootMode ? "schroot" : i < argc ? argv[i] : NULL;
+  if (schrootMode) {
+    if (!noFallback && (v = getenv("WARDEN_NO_SUPERVISOR")) && *v) fallBack();
+  } else if (!noFallback && needsNode(i, argc, argv, stateDirGiven)) {
+    fallBack();
+  }
   /* Only reachable with no fallback: a request needs a verb (argc >= 1). */
   if (!verb) die(1, "no verb given");
 
@@ -289,6 +314,7 @@ int main(int argc, char **argv) {
   if (!getcwd(cwd, sizeof cwd)) strcpy(cwd, "/");
   size_t envc = 0, payload = strlen(cwd) + 1;
   for (int a = 1; a < argc; a++) payload += strlen(argv[a]) + 1;
+  if (schrootMode) payload += sizeof "schroot";
   for (char **e = environ; *e; e++, envc++) payload += strlen(*e) + 1;
   if (payload > MAX_PAYLOAD) die(125, "argument list and environment too long (%zu bytes, at most %u)", payload, MAX_PAYLOAD);
   char *req = malloc(20 + payload), *p = req + 20;
@@ -296,9 +322,10 @@ int main(int argc, char **argv) {
   memcpy(req, "WRLY", 4);
   put32((unsigned char *)req + 4, 1);
   put32((unsigned char *)req + 8, payload);
-  put32((unsigned char *)req + 12, argc - 1);
+  put32((unsigned char *)req + 12, argc - 1 + schrootMode);
   put32((unsigned char *)req + 16, envc);
   p = stpcpy(p, cwd) + 1;
+  if (schrootMode) p = stpcpy(p, "schroot") + 1;
   for (int a = 1; a < argc; a++) p = stpcpy(p, argv[a]) + 1;
   for (char **e = environ; *e; e++) p = stpcpy(p, *e) + 1;
 
@@ -309,7 +336,7 @@ int main(int argc, char **argv) {
   if (sock < 0 || connect(sock, (struct sockaddr *)&addr, sizeof addr) != 0) {
     int err = errno;
     if (!noFallback && (err == ENOENT || err == ECONNREFUSED || err == EACCES || err == ENOTDIR)) fallBack();
-    int status = verb && (!strcmp(verb, "run") || !strcmp(verb, "source") || !strcmp(verb, "recover")) ? 125 : 1;
+    int status = !schrootMode && verb && (!strcmp(verb, "run") || !strcmp(verb, "source") || !strcmp(verb, "recover")) ? 125 : 1;
     die(status, "no supervisor runs for %s (%s: %s); start it with `systemctl start warden.socket`, or as root `warden supervise`",
         stateDir, addr.sun_path, strerror(err));
   }

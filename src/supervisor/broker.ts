@@ -39,9 +39,24 @@ import type { ReadableWaiter } from './readable.js';
 import { exitFrame, fallbackFrame, outputFrame, RelayFrameParser, RelayRequestReader, sendTerminalFrame, type RelayRequest } from './relay-wire.js';
 import type { BeginSpec } from './server.js';
 
+/**
+ * How a call was made: warden's command line (errors `warden: what: why`,
+ * warden's exit codes) or schroot's through warden-schroot (errors `E: why`,
+ * exit 1, as schroot reports its own failures); `notices` are lines the
+ * parser had for stderr before anything ran (schroot's `W:`/`I:`).
+ */
+interface Style {
+  style?: 'schroot' | undefined;
+  notices?: string | undefined;
+}
+
 /** A call of the relay, as the CLI's parser (injected: the supervisor does not depend on the CLI) makes it. */
-export type RelayedCall =
+export type RelayedCall = (
   | { verb: 'fallback' }
+  /** Output decided by the parser alone (help, version, a refused command line). */
+  | { verb: 'text'; out: string; err: string; code: number }
+  /** schroot's -l, -i, --config, --location: answered by the CLI's formatter (RelayCalls.schrootQuery). */
+  | { verb: 'schroot-query'; call: unknown }
   | {
       verb: 'run';
       /** "run -s ID", "run -c NAME": what failed, for error lines. */
@@ -87,14 +102,18 @@ export type RelayedCall =
       wait?: boolean | undefined;
     }
   | { verb: 'begin'; describe: string; chroot: string; id?: string | undefined; timeout?: number | undefined; wait?: boolean | undefined }
-  | { verb: 'end'; describe: string; id: string; wait?: boolean | undefined; force?: boolean | undefined; timeout?: number | undefined };
+  | { verb: 'end'; describe: string; id: string; wait?: boolean | undefined; force?: boolean | undefined; timeout?: number | undefined }
+) &
+  Style;
 
 /** What the CLI layer lends the broker: its argument parser, its error lines and exit codes, its wait lines. */
 export interface RelayCalls {
   /** Throws (a usage error) for argv the CLI would refuse; `cwd` is the client's (relative paths in argv). */
   parse(args: string[], cwd: string): RelayedCall;
   /** The error line (with its newline) and exit code the CLI would give for `e`; `own` is the call's own-failure code. */
-  failure(describe: string, e: unknown, own: number): { text: string; code: number };
+  failure(describe: string, e: unknown, own: number, style?: 'schroot'): { text: string; code: number };
+  /** What a schroot query prints (`call` is the parser's own), from the configuration and the state dir. */
+  schrootQuery(call: unknown, notices: string): { out: string; err: string; code: number };
   /** Reports lock waits that last (the CLI's rule: nothing for a wait under a second) as text for the client's stderr. */
   waitReporter(write: (text: string) => void): { onWait(info: WaitInfo): void; done(): void };
   /** What `warden recover -s` prints for a recovered session. */
@@ -221,6 +240,8 @@ class Call {
   /** The command, once started: the client's signals go to it from then on. */
   #cmd: Command | undefined;
   readonly #parser = new RelayFrameParser();
+  /** schroot's way of reporting failures, for a call of warden-schroot. */
+  #style: 'schroot' | undefined;
   /** The call's lock-wait lines: ended when its waits are (the command starts, or the call finishes). */
   #waits: { onWait(info: WaitInfo): void; done(): void } | undefined;
 
@@ -270,6 +291,18 @@ class Call {
       this.#c.end();
       return;
     }
+    if (call.verb === 'text' || call.verb === 'schroot-query') {
+      let r: { out: string; err: string; code: number };
+      try {
+        r = call.verb === 'text' ? call : calls.schrootQuery(call.call, call.notices ?? '');
+      } catch (e) {
+        r = { out: '', err: calls.failure('', e, 1, 'schroot').text, code: 1 };
+      }
+      if (r.out) send(this.#c, 'o', r.out);
+      return this.#finish({ text: r.err, code: r.code });
+    }
+    if (call.notices) send(this.#c, 'e', call.notices);
+    this.#style = call.style;
     const waits = calls.waitReporter((text) => send(this.#c, 'e', text));
     this.#waits = waits;
     const onWait = (info: WaitInfo) => waits.onWait(info);
@@ -289,7 +322,7 @@ class Call {
       return this.#finish({ text: '', code: await this.#run(call, onWait) });
     } catch (e) {
       const own = call.verb === 'run' || call.verb === 'source' || (call.verb === 'recover' && call.command.length > 0) ? 125 : 1;
-      return this.#finish(calls.failure(call.describe, e, own));
+      return this.#finish(calls.failure(call.describe, e, own, call.style));
     }
   }
 
@@ -363,7 +396,7 @@ class Call {
       code = await this.#command(this.#inSession(session, await session.commandLocks(), call));
     } catch (e) {
       // The command never ran: say so, then still end the session.
-      const f = this.#host.calls.failure(call.describe, e, 125);
+      const f = this.#host.calls.failure(call.describe, e, 125, this.#style);
       send(this.#c, 'e', f.text);
       code = f.code;
     }
@@ -376,7 +409,7 @@ class Call {
         send(this.#c, 'e', `warden: session ${session.id} is still held (${describeHolders(e.holders)}); it was left for \`warden end -s ${session.id}\`\n`);
       } else {
         session.release();
-        send(this.#c, 'e', this.#host.calls.failure(`end of session ${session.id}`, e, 125).text);
+        send(this.#c, 'e', this.#host.calls.failure(`end of session ${session.id}`, e, 125, this.#style).text);
         if (code === 0) code = 125;
       }
     }

@@ -500,6 +500,7 @@ class Engine {
     const fallback: RelayCalls = {
       parse: () => ({ verb: 'fallback' }),
       failure: (describe, e, own) => ({ text: `warden: ${describe}: ${(e as Error).message}\n`, code: own }),
+      schrootQuery: () => ({ out: '', err: 'E: this supervisor was started without the CLI and cannot answer schroot queries\n', code: 1 }),
       waitReporter: (write) => ({ onWait: (info) => write(`warden: waiting for the ${info.lock} lock: ${info.path}\n`), done: () => {} }),
       recoveredLine: (r) => `${r.action === 'ended' ? 'ended' : 'recovered'} ${r.id}\n`,
     };

@@ -175,14 +175,10 @@ rootSerial('writer preference: with sessions starting in a loop from 3 processes
   // Right after a session's command started: it holds the source longer than warden takes to start.
   await untilCount('in', count('in') + 1);
   const requested = Date.now();
-  const entry = start(['source', '-c', 'fx', '--', '/bin/sh', '-c', 'echo entered']);
-  // The entry waits for .ref exclusively (in the kernel's queue) once it holds the manage lock.
-  // Watched, not printed: warden says nothing of a wait shorter than a second.
-  const ref = sourceLockPath(fx.source);
-  const watch = setInterval(() => {
-    if (count('waiting') === 0 && lockHolders(ref).some((h) => h.waiting && h.kind === 'exclusive')) note('waiting');
-  }, 2);
-  await untilOutput(entry, /entered/).finally(() => clearInterval(watch));
+  // Every wait reported at once (warden says nothing of a wait under a second unless told).
+  const entry = start(['source', '-c', 'fx', '--', '/bin/sh', '-c', 'echo entered'], { WARDEN_WAIT_QUIET_MS: '0' });
+  entry.stderr!.on('data', (d: string) => d.includes('waiting for the sessions') && note('waiting'));
+  await untilOutput(entry, /entered/);
   note('entered');
   const r = await entry.result;
   note('left');
