@@ -30,7 +30,7 @@ export function relayCalls(stateDir: string, configFile: string | undefined): Re
       if (e instanceof UsageError) return { text: formatError(e.verb ?? 'usage', e), code: 2 };
       return { text: formatError(describe, e), code: exitCodeOf(e, own) };
     },
-    schrootQuery: (call, notices) => schrootQuery(call as Parameters<typeof schrootQuery>[0], loadContext({ config: configFile, stateDir }), version, notices),
+    schrootQuery: (call, notices, sources) => schrootQuery(call as Parameters<typeof schrootQuery>[0], loadContext({ config: configFile, stateDir }), version, notices, sources),
     waitReporter: (write) => waitReporter({ write }),
     recoveredLine,
   };

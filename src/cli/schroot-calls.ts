@@ -23,7 +23,7 @@ import {
   type SessionInfo,
 } from '../schroot/index.js';
 import { listSessions } from '../sessions/index.js';
-import type { RelayedCall } from '../supervisor/index.js';
+import type { RelayedCall, SourceSessionFacts } from '../supervisor/index.js';
 import type { Context } from './context.js';
 
 /** What a query prints, and its exit status. */
@@ -70,7 +70,7 @@ export function schrootCall(argv: readonly string[], version: string): RelayedCa
     case 'begin-session': {
       const ref = c.chroot;
       if (ref.namespace === 'session') return refuse(`${ref.given}: a session cannot begin a session`);
-      if (ref.namespace === 'source') return refuse(`${ref.given}: persistent source sessions (-b of source:NAME) are not supported yet; use an automatic one (-c source:NAME -- CMD)`);
+      if (ref.namespace === 'source') return { verb: 'source-begin', describe: `-b -c ${ref.given}`, chroot: ref.name, id: c.sessionName, style: 'schroot', notices };
       return { verb: 'begin', describe: `-b -c ${ref.given}`, chroot: ref.name, id: c.sessionName, style: 'schroot', notices };
     }
     case 'run-session':
@@ -111,10 +111,16 @@ export function schrootCall(argv: readonly string[], version: string): RelayedCa
 }
 
 /** -l, -i, --config, --location from the configuration and the state dir, as schroot 1.6 prints them. */
-export function schrootQuery(call: Extract<SchrootCall, { action: 'list' | 'info' | 'config' | 'location' }>, ctx: Context, version: string, notices = ''): SchrootOutput {
+export function schrootQuery(
+  call: Extract<SchrootCall, { action: 'list' | 'info' | 'config' | 'location' }>,
+  ctx: Context,
+  version: string,
+  notices = '',
+  sourceSessions: readonly SourceSessionFacts[] = [],
+): SchrootOutput {
   const defs = [...new Set(ctx.config.chroots.values())].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const infos = new Map<string, ChrootInfo>(defs.map((d) => [d.name, chrootInfo(d, ctx.stateDir)]));
-  const sessions = sessionInfos(ctx, infos);
+  const sessions = [...sessionInfos(ctx, infos), ...sourceSessionInfos(ctx, infos, sourceSessions)].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   const byName = (name: string): ChrootDef | undefined => ctx.config.lookup(name);
   const records: Record[] = [];
   const sel = call.selection;
@@ -151,6 +157,18 @@ function recordOf(ref: ChrootRef, byName: (n: string) => ChrootDef | undefined, 
   const info = def ? infos.get(def.name) : undefined;
   if (!info || (ref.namespace === 'source' && !hasSource(info))) throw new Error(`${ref.given}: Chroot not found`);
   return ref.namespace === 'source' ? { kind: 'source', chroot: info } : { kind: 'chroot', chroot: info };
+}
+
+/** The supervisor's persistent source sessions: commands run in the source directory itself. */
+function sourceSessionInfos(ctx: Context, infos: Map<string, ChrootInfo>, facts: readonly SourceSessionFacts[]): SessionInfo[] {
+  const out: SessionInfo[] = [];
+  for (const f of facts) {
+    const info = infos.get(f.chroot);
+    if (!info) continue;
+    const owner = findAccount(String(f.ownerUid))?.name ?? String(f.ownerUid);
+    out.push(sessionInfo(info, { id: f.id, stateDir: ctx.stateDir, source: true, selectedName: `source:${f.chroot}`, owner }));
+  }
+  return out;
 }
 
 /** The state dir's sessions whose chroot is configured, with their owners by name. */

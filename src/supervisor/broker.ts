@@ -23,6 +23,8 @@ import {
   Pty,
   SessionBusyError,
   spawnInSession,
+  spawnInSource,
+  type SourceEntry,
   type Command,
   type CommandLocks,
   type CommandOptions,
@@ -32,7 +34,7 @@ import {
   type WaitInfo,
 } from '../sessions/index.js';
 import { describeHolders } from '../locks/index.js';
-import { RequestAbortedError } from './errors.js';
+import { RequestAbortedError, SessionAccessError } from './errors.js';
 import { assertSessionOwner } from './owner.js';
 import { peerHungUp } from './peercred.js';
 import type { ReadableWaiter } from './readable.js';
@@ -102,6 +104,8 @@ export type RelayedCall = (
       wait?: boolean | undefined;
     }
   | { verb: 'begin'; describe: string; chroot: string; id?: string | undefined; timeout?: number | undefined; wait?: boolean | undefined }
+  /** A persistent source session (schroot's `-b -c source:NAME`): the source entered, held until its end. */
+  | { verb: 'source-begin'; describe: string; chroot: string; id?: string | undefined; timeout?: number | undefined; wait?: boolean | undefined }
   | { verb: 'end'; describe: string; id: string; wait?: boolean | undefined; force?: boolean | undefined; timeout?: number | undefined }
 ) &
   Style;
@@ -112,12 +116,26 @@ export interface RelayCalls {
   parse(args: string[], cwd: string): RelayedCall;
   /** The error line (with its newline) and exit code the CLI would give for `e`; `own` is the call's own-failure code. */
   failure(describe: string, e: unknown, own: number, style?: 'schroot'): { text: string; code: number };
-  /** What a schroot query prints (`call` is the parser's own), from the configuration and the state dir. */
-  schrootQuery(call: unknown, notices: string): { out: string; err: string; code: number };
+  /** What a schroot query prints (`call` is the parser's own), from the configuration, the state dir and the held source sessions. */
+  schrootQuery(call: unknown, notices: string, sourceSessions: readonly SourceSessionFacts[]): { out: string; err: string; code: number };
   /** Reports lock waits that last (the CLI's rule: nothing for a wait under a second) as text for the client's stderr. */
   waitReporter(write: (text: string) => void): { onWait(info: WaitInfo): void; done(): void };
   /** What `warden recover -s` prints for a recovered session. */
   recoveredLine(r: Recovered): string;
+}
+
+/** A persistent source session as a query shows it. */
+export interface SourceSessionFacts {
+  id: string;
+  chroot: string;
+  ownerUid: number;
+}
+
+/** A persistent source session the supervisor holds: the entry (manage and source locks) and who began it. */
+export interface SourceSession {
+  id: string;
+  entry: SourceEntry;
+  owner: Credentials;
 }
 
 /** What the broker needs of the supervisor that runs it. */
@@ -130,6 +148,13 @@ export interface BrokerHost {
   end(call: Extract<RelayedCall, { verb: 'end' }>, who: Credentials, signal: AbortSignal, onWait: (i: WaitInfo) => void): Promise<void>;
   /** Takes over an automatic session whose end found holders left (background processes of its command). */
   hold(session: Session): void;
+  /** Enters the source of `call.chroot` and holds it as a session until endSource (authorized by the host). */
+  beginSource(call: Extract<RelayedCall, { verb: 'source-begin' }>, who: Credentials, signal: AbortSignal, onWait: (i: WaitInfo) => void): Promise<{ id: string }>;
+  /** The persistent source session `id`, if the supervisor holds one. */
+  sourceSession(id: string): SourceSession | undefined;
+  /** Ends persistent source session `id` (its owner or root): the source is let go. */
+  endSource(id: string, who: Credentials): void;
+  sourceSessions(): SourceSessionFacts[];
   /** Recovers stale session `id` (recover's rules); a re-adopted one is held by the supervisor from then on. */
   recover(id: string, o: { end: boolean; signal: AbortSignal; timeout?: number | undefined; wait?: boolean | undefined; onWait: (i: WaitInfo) => void }): Promise<Recovered>;
   /** Whether the supervisor is stopping: commands are then left running, not hung up. */
@@ -294,7 +319,7 @@ class Call {
     if (call.verb === 'text' || call.verb === 'schroot-query') {
       let r: { out: string; err: string; code: number };
       try {
-        r = call.verb === 'text' ? call : calls.schrootQuery(call.call, call.notices ?? '');
+        r = call.verb === 'text' ? call : calls.schrootQuery(call.call, call.notices ?? '', this.#host.sourceSessions());
       } catch (e) {
         r = { out: '', err: calls.failure('', e, 1, 'schroot').text, code: 1 };
       }
@@ -313,8 +338,14 @@ class Call {
         send(this.#c, 'o', `${id}\n`);
         return this.#finish({ text: '', code: 0 });
       }
+      if (call.verb === 'source-begin') {
+        const { id } = await this.#host.beginSource(call, this.#who, this.#cancel.signal, onWait);
+        send(this.#c, 'o', `${id}\n`);
+        return this.#finish({ text: '', code: 0 });
+      }
       if (call.verb === 'end') {
-        await this.#host.end(call, this.#who, this.#cancel.signal, onWait);
+        if (this.#host.sourceSession(call.id)) this.#host.endSource(call.id, this.#who);
+        else await this.#host.end(call, this.#who, this.#cancel.signal, onWait);
         return this.#finish({ text: '', code: 0 });
       }
       if (call.verb === 'source') return this.#finish({ text: '', code: await this.#source(call, onWait) });
@@ -361,6 +392,7 @@ class Call {
   }
 
   async #run(call: Extract<RelayedCall, { verb: 'run' }>, onWait: (i: WaitInfo) => void): Promise<number> {
+    if (call.session !== undefined && this.#host.sourceSession(call.session)) return this.#inSourceSession(this.#host.sourceSession(call.session)!, call);
     if (call.session !== undefined) {
       const id = call.session;
       const before = openSession(this.#host.stateDir, id);
@@ -438,6 +470,23 @@ class Call {
     const session = r.session;
     const locks = await session.commandLocks();
     return this.#command(this.#inSession(session, locks, call));
+  }
+
+  /**
+   * `-r` in a persistent source session: the command runs chrooted in the
+   * source itself, with the entry's lock fds (in OFD mode it keeps the
+   * source entered while it runs, even past the session's end). Its owner
+   * or root; as another user only with source-root-users=/-groups=.
+   */
+  async #inSourceSession(src: SourceSession, call: Extract<RelayedCall, { verb: 'run' }>): Promise<number> {
+    if (this.#who.uid !== 0 && this.#who.uid !== src.owner.uid) throw new SessionAccessError(src.id, this.#who.uid, src.owner.uid, 'run in');
+    this.#authorize(src.entry.chroot, (who) => accessToSource(who, { user: call.user }));
+    // The entry stays the supervisor's: the command gets copies of its fds, ours stay open until the session ends.
+    const keep: CommandLocks = { fds: [], inherited: true, close() {} };
+    return this.#command(async (terminal) => {
+      this.#cancel.signal.throwIfAborted();
+      return { cmd: spawnInSource(src.entry, { ...this.#commandOptions(call), terminal }), locks: keep };
+    });
   }
 
   /** Starts the command of `call` in `session` holding `locks`: a #command start, which owns `locks` until it resolves. */

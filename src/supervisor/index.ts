@@ -8,4 +8,4 @@ export { peerCredentials, selfCredentials, PeerCredentialsError } from './peercr
 export { assertSessionOwner } from './owner.js';
 export { DEFAULT_LIMITS, limitsFromSettings, resolveLimits, type SupervisorLimits } from './limits.js';
 export { RequestAbortedError, SessionAccessError, SupervisorAccessError, SupervisorLimitError, SupervisorConnectionError, SupervisorRunningError, SupervisorStoppingError, SupervisorUnavailableError } from './errors.js';
-export { HANGUP_GRACE_MS, type RelayCalls, type RelayedCall } from './broker.js';
+export { HANGUP_GRACE_MS, type RelayCalls, type RelayedCall, type SourceSessionFacts } from './broker.js';

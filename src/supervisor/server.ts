@@ -9,16 +9,21 @@
 // lock. On start it re-adopts every stale session (a previous supervisor's,
 // or any crashed holder's), and while it runs it watches the state dir and
 // re-adopts sessions that go stale, so nothing is silently lost.
-import { chmodSync, chownSync, readdirSync, readlinkSync, unlinkSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, readdirSync, readlinkSync, unlinkSync } from 'node:fs';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { authorize, type ChrootDef, type Credentials } from '../config/index.js';
+import { accessToSource, authorize, type ChrootDef, type Credentials } from '../config/index.js';
 import { FileLock } from '../locks/index.js';
 import {
   beginSession,
   endSession,
   ensureStateDir,
+  enterSource,
+  newId,
+  SessionExistsError,
+  SessionNotFoundError,
+  validateId,
   openSession,
   recoverAll,
   recoverSession,
@@ -30,9 +35,9 @@ import {
   type SessionWatch,
   type WaitInfo,
 } from '../sessions/index.js';
-import { refuseRelay, serveRelay, type BrokerHost, type RelayCalls } from './broker.js';
+import { refuseRelay, serveRelay, type BrokerHost, type RelayCalls, type RelayedCall, type SourceSession } from './broker.js';
 import { refuse, serveConnection, type ConnectionOptions } from './connection.js';
-import { SupervisorLimitError, SupervisorRunningError, SupervisorStoppingError } from './errors.js';
+import { SessionAccessError, SupervisorLimitError, SupervisorRunningError, SupervisorStoppingError } from './errors.js';
 import { QuietLog, resolveLimits, type SupervisorLimits } from './limits.js';
 import { assertSessionOwner } from './owner.js';
 import { SUPERVISOR_LOCK, SUPERVISOR_SOCKET } from './paths.js';
@@ -140,6 +145,8 @@ class Engine {
   /** Relay calls being served (their commands running, most of them). */
   #relayed = 0;
   #broker: BrokerHost | undefined;
+  /** Persistent source sessions (schroot's `-b -c source:NAME`), by id. */
+  readonly #sourceSessions = new Map<string, SourceSession>();
   /** Listening on a socket systemd passed (LISTEN_FDS). */
   #activated = false;
   #watch: SessionWatch | undefined;
@@ -226,6 +233,11 @@ class Engine {
     await listening;
     await this.#watch?.close();
     this.#lag.disable();
+    for (const [id, src] of this.#sourceSessions) {
+      src.entry.close();
+      this.#log(`let go of source session ${id} on exit`);
+    }
+    this.#sourceSessions.clear();
     for (const [id, session] of [...this.#held]) {
       if (this.#o.endSessionsOnExit) {
         try {
@@ -496,6 +508,41 @@ class Engine {
     }
   }
 
+  /**
+   * A persistent source session: the source entry of DESIGN.md (manage EX,
+   * then source EX once the chroot's sessions have ended; begins queue
+   * behind it) held by the supervisor under a session id until it is
+   * ended. Its locks are this process's: a supervisor that stops lets the
+   * source go (OFD locks a running command inherited stay with it).
+   */
+  async #beginSource(call: Extract<RelayedCall, { verb: 'source-begin' }>, who: Credentials, signal: AbortSignal, onWait: (info: WaitInfo) => void): Promise<{ id: string }> {
+    const spec = this.#o.resolveChroot(call.chroot);
+    if (who.uid !== 0) for (const access of accessToSource(who, {})) authorize(spec.chroot, who, access);
+    const id = call.id === undefined ? newId(spec.chroot.name) : validateId(call.id);
+    const taken = () => this.#sourceSessions.has(id) || this.#busy.has(id) || existsSync(join(this.#stateDir, id));
+    if (taken()) throw new SessionExistsError(id);
+    this.#busy.add(id);
+    try {
+      const entry = await enterSource({
+        stateDir: this.#stateDir,
+        chroot: spec.chroot,
+        signal,
+        timeout: call.timeout === undefined ? undefined : call.timeout * 1000,
+        wait: call.wait,
+        onWait,
+      });
+      if (signal.aborted || this.#stopping) {
+        entry.close();
+        throw signal.reason ?? new SupervisorStoppingError();
+      }
+      this.#sourceSessions.set(id, { id, entry, owner: who });
+      this.#log(`began source session ${id} (chroot ${spec.chroot.name}) for uid ${who.uid}: new sessions of it wait until it ends`);
+      return { id };
+    } finally {
+      this.#busy.delete(id);
+    }
+  }
+
   #brokerHost(): BrokerHost {
     const fallback: RelayCalls = {
       parse: () => ({ verb: 'fallback' }),
@@ -535,6 +582,17 @@ class Engine {
           this.#busy.delete(id);
         }
       },
+      beginSource: (call, who, signal, onWait) => this.#beginSource(call, who, signal, onWait),
+      sourceSession: (id) => this.#sourceSessions.get(id),
+      endSource: (id, who) => {
+        const src = this.#sourceSessions.get(id);
+        if (!src) throw new SessionNotFoundError(id, this.#stateDir);
+        if (who.uid !== 0 && who.uid !== src.owner.uid) throw new SessionAccessError(id, who.uid, src.owner.uid, 'end');
+        this.#sourceSessions.delete(id);
+        src.entry.close();
+        this.#log(`ended source session ${id} (chroot ${src.entry.chroot}): its source is let go`);
+      },
+      sourceSessions: () => [...this.#sourceSessions.values()].map((x) => ({ id: x.id, chroot: x.entry.chroot, ownerUid: x.owner.uid })),
       stopping: () => this.#stopping,
       log: (line) => this.#log(line),
     });

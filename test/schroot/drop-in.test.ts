@@ -7,12 +7,15 @@
 // session; schroot's own errors (E: ..., exit 1); and nothing left behind.
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { spawnSync } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { isRoot, REPO, stateEntries, type Fixture } from '../helpers/chroots.js';
 import { untilOutput, wardenAsync, warden, writeConfig, type CliEnv, type Result, type Running } from '../helpers/cli.js';
 import { supervisedFixture } from '../helpers/supervised.js';
 import { makeUser, type TestUser } from '../helpers/users.js';
+import { untilBlocked } from '../helpers/leaks.js';
+import { manageLockPath, sourceLockPath } from '../../src/sessions/index.js';
 
 const test = anyTest as TestFn;
 const asRoot = isRoot ? test.serial : test.serial.skip;
@@ -41,6 +44,7 @@ function configure(user: TestUser): void {
       'union-type=overlay',
       `groups=${user.name}`,
       `root-groups=${user.name}`,
+      `source-root-groups=${user.name}`,
       'aliases=bookworm-sbuild',
       '',
     ].join('\n'),
@@ -122,4 +126,47 @@ asRoot(`an automatic session, an alias, schroot's errors (E: ..., exit 1)${NEEDS
   const v = schroot(user, ['--version']);
   t.is(v.status, 0);
   t.regex(v.stdout, /^warden-schroot \(warden\) \d+\.\d+\.\d+\n$/);
+});
+
+/** warden-schroot as `user`, running. */
+function schrootAsync(user: TestUser, args: string[]): Promise<Result> {
+  const c = spawn(SCHROOT, args, { uid: user.uid, gid: user.gid, env: { WARDEN_STATE_DIR: env.stateDir }, cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  c.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  c.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  return new Promise((resolve) => c.once('close', (status, signal) => resolve({ status, signal, stdout, stderr })));
+}
+
+asRoot(`sbuild-update's calls: -b of source:NAME waits for the running session, holds the source (new sessions wait), -r runs in the source itself, -e lets go${NEEDS_ROOT}`, async (t) => {
+  const user = makeUser(t);
+  configure(user);
+  await supervise(t);
+  const marker = join(fx.source, 'etc', 'upgraded');
+  t.teardown(() => rmSync(marker, { force: true }));
+  const running = schroot(user, ['-c', 'bookworm-amd64-sbuild', '-b']).stdout.trim();
+  // The upgrade waits for the running session (kernel lock queue of .ref), as a source entry does.
+  const ref = sourceLockPath(fx.source);
+  const upgrade = schrootAsync(user, ['-c', 'source:bookworm-amd64-sbuild', '--begin-session']);
+  await untilBlocked([ref], 1);
+  t.is(schroot(user, ['-c', running, '-e']).status, 0);
+  const begun = await upgrade;
+  t.is(begun.status, 0, begun.stderr);
+  const src = begun.stdout.trim();
+  t.regex(src, /^bookworm-amd64-sbuild-/);
+  // New sessions queue behind it (the manage lock).
+  const queued = schrootAsync(user, ['-c', 'bookworm-amd64-sbuild', '-b']);
+  await untilBlocked([manageLockPath(env.stateDir, 'bookworm-amd64-sbuild')], 1);
+  // Its Path is the source directory; commands run there, as root with source-root-groups=.
+  const info = schroot(user, ['--info', '--chroot', `session:${src}`]);
+  t.is(/ {2}Path {2,}(\S+)\n/.exec(info.stdout)?.[1], fx.source, info.stdout);
+  const r = schroot(user, ['-d', '/', '-c', src, '--run-session', '-q', '-u', 'root', '-p', '--', '/bin/sh', '-c', 'echo upgraded > /etc/upgraded; id -u']);
+  t.is(r.status, 0, r.stderr);
+  t.is(r.stdout, '0\n');
+  t.is(readFileSync(marker, 'utf8'), 'upgraded\n', 'written in the source itself');
+  t.is(schroot(user, ['-c', src, '--end-session']).status, 0);
+  const after = await queued;
+  t.is(after.status, 0, after.stderr);
+  t.is(schroot(user, ['-c', after.stdout.trim(), '-e']).status, 0);
+  t.false(existsSync(join(env.stateDir, src)), 'a source session has no session dir');
 });
