@@ -70,8 +70,8 @@ export function schrootCall(argv: readonly string[], version: string): RelayedCa
     case 'begin-session': {
       const ref = c.chroot;
       if (ref.namespace === 'session') return refuse(`${ref.given}: a session cannot begin a session`);
-      if (ref.namespace === 'source') return { verb: 'source-begin', describe: `-b -c ${ref.given}`, chroot: ref.name, id: c.sessionName, style: 'schroot', notices };
-      return { verb: 'begin', describe: `-b -c ${ref.given}`, chroot: ref.name, id: c.sessionName, style: 'schroot', notices };
+      if (ref.namespace === 'source') return { verb: 'source-begin', describe: `-b -c ${ref.given}`, chroot: ref.name, id: c.sessionName, style: 'schroot', notices, quiet: c.quiet };
+      return { verb: 'begin', describe: `-b -c ${ref.given}`, chroot: ref.name, id: c.sessionName, style: 'schroot', notices, quiet: c.quiet };
     }
     case 'run-session':
     case 'automatic-session':
@@ -84,11 +84,11 @@ export function schrootCall(argv: readonly string[], version: string): RelayedCa
       const ref: ChrootRef = refs[0] ?? { given: 'default', namespace: undefined, name: 'default' };
       if (c.action === 'end-session') {
         if (ref.namespace !== undefined && ref.namespace !== 'session') return refuse(`${ref.given}: not a session`);
-        return { verb: 'end', describe: `-e -c ${ref.given}`, id: ref.name, force: c.force, style: 'schroot', notices };
+        return { verb: 'end', describe: `-e -c ${ref.given}`, id: ref.name, force: c.force, style: 'schroot', notices, quiet: c.quiet };
       }
       if (c.action === 'recover-session') {
         if (ref.namespace !== undefined && ref.namespace !== 'session') return refuse(`${ref.given}: not a session`);
-        return { verb: 'recover', describe: `--recover-session -c ${ref.given}`, id: ref.name, end: false, command: [], preserveEnvironment: false, style: 'schroot', notices };
+        return { verb: 'recover', describe: `--recover-session -c ${ref.given}`, id: ref.name, end: false, command: [], preserveEnvironment: false, style: 'schroot', notices, quiet: c.quiet };
       }
       const r = c as Extract<SchrootCall, { action: 'run-session' | 'automatic-session' }>;
       const run = {
@@ -98,6 +98,7 @@ export function schrootCall(argv: readonly string[], version: string): RelayedCa
         command: r.command.length > 0 ? r.command : LOGIN_SHELL,
         style: 'schroot' as const,
         notices,
+        quiet: c.quiet,
       };
       if (c.action === 'run-session') {
         if (ref.namespace !== undefined && ref.namespace !== 'session') return refuse(`${ref.given}: not a session (-r runs in a session; without -r, an automatic one)`);

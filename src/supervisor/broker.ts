@@ -50,6 +50,8 @@ import type { BeginSpec } from './server.js';
 interface Style {
   style?: 'schroot' | undefined;
   notices?: string | undefined;
+  /** schroot's -q: no lock-wait lines at all. */
+  quiet?: boolean | undefined;
 }
 
 /** A call of the relay, as the CLI's parser (injected: the supervisor does not depend on the CLI) makes it. */
@@ -328,7 +330,7 @@ class Call {
     }
     if (call.notices) send(this.#c, 'e', call.notices);
     this.#style = call.style;
-    const waits = calls.waitReporter((text) => send(this.#c, 'e', text));
+    const waits = call.quiet ? { onWait() {}, done() {} } : calls.waitReporter((text) => send(this.#c, 'e', text));
     this.#waits = waits;
     const onWait = (info: WaitInfo) => waits.onWait(info);
     const hungUp = () => peerHungUp(this.#c);
