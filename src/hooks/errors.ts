@@ -39,7 +39,7 @@ export function hookFailure(base: Pick<HookFailure, 'hook' | 'phase' | 'timeoutM
 
 export class HookFailedError extends HookError {
   override name = 'HookFailedError';
-  /** `<phase>.d/<name>` */
+  /** `<phase>.d/<name>`, or a profile file's path */
   readonly hook: string;
   readonly phase: HookPhase;
   readonly status: number | null;

@@ -9,10 +9,11 @@ import { join } from 'node:path';
 import { loadConfig, ConfigError, type ChrootDef } from '../../src/config/index.js';
 import { HookPermissionError } from '../../src/hooks/index.js';
 import { beginSession, endSession, openSession, recoverAll, recoverSession, spawnInSession, type Session } from '../../src/sessions/index.js';
+import { profileHookOptions, sessionProfile } from '../../src/sessions/profile.js';
 import { mountsUnder, shutdownRemovalPool, unmountAll } from '../../src/union/index.js';
 import { fileFds, ourLocks } from '../helpers/leaks.js';
 import { makeUser } from '../helpers/users.js';
-import { DEFAULT_HOOKS, destroyFixture, isRoot, makeFixture, processesUnder, stateEntries, treeDigest, type Fixture } from '../helpers/chroots.js';
+import { chrootDef, DEFAULT_HOOKS, destroyFixture, isRoot, makeFixture, processesUnder, stateEntries, treeDigest, type Fixture } from '../helpers/chroots.js';
 
 const test = anyTest as TestFn<{ fds: string[] }>;
 // Overlay and bind mounts, and a user made with useradd: root only, skipped visibly otherwise.
@@ -85,6 +86,29 @@ async function runIn(session: Session, command: string[]): Promise<number | null
   locks.close();
   return code;
 }
+
+const profiled = test.macro({
+  exec(t, over: Partial<ChrootDef>, expected: { profile: unknown; options: unknown }) {
+    const profile = sessionProfile({ ...chrootDef('/srv/x'), ...over });
+    t.deepEqual(profile, expected.profile);
+    t.deepEqual(profileHookOptions({ profile } as Parameters<typeof profileHookOptions>[0]), expected.options);
+  },
+  title: (provided) => `what a session gets: ${provided}`,
+});
+const FILES = { fstab: '/etc/schroot/sbuild/fstab', copyfiles: '/etc/schroot/sbuild/copyfiles', nssdatabases: '/etc/schroot/sbuild/nssdatabases' };
+test('no profile: the hooks dir as it is', profiled, {}, { profile: undefined, options: {} });
+test('profile=, no hooks=: the profile instead of the declarative hooks', profiled, { profile: 'sbuild', profileFiles: FILES }, {
+  profile: { ...FILES, replacesDeclarativeHooks: true },
+  options: { profile: FILES, declarative: false },
+});
+test('profile= and hooks=: the profile, then all of that dir', profiled, { profile: 'sbuild', profileFiles: FILES, hooks: '/srv/hooks' }, {
+  profile: { ...FILES, replacesDeclarativeHooks: false },
+  options: { profile: FILES, declarative: true },
+});
+test('setup.fstab= alone (setup.copyfiles= empty): only that file', profiled, { profileFiles: { fstab: '/etc/mine', copyfiles: undefined, nssdatabases: undefined } }, {
+  profile: { fstab: '/etc/mine', replacesDeclarativeHooks: true },
+  options: { profile: { fstab: '/etc/mine', copyfiles: undefined, nssdatabases: undefined }, declarative: false },
+});
 
 rootSerial("a profile= chroot's session gets the profile's mounts, copies and databases instead of the default hooks; end takes them away (needs root)", async (t) => {
   const user = makeUser(t);
