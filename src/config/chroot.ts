@@ -1,6 +1,6 @@
 // One chroot group → a validated ChrootDef, or an entry in the "unsupported"
 // list for schroot types warden does not run.
-import { ConfigError, configWarning, quote, type ConfigWarning } from './errors.js';
+import { ConfigError, quote, type ConfigWarning } from './errors.js';
 import { ignoredKeyWarning } from './ignored.js';
 import { GLOBAL_GROUP, nameProblem } from './names.js';
 import type { KeyfileEntry, KeyfileGroup } from './parser.js';
@@ -167,11 +167,6 @@ export function readChroot(group: KeyfileGroup, file: string, opts: ReadChrootOp
 
   if (!hasDirectory) throw new ConfigError(file, group.line, `chroot [${group.name}] has no directory= (required)`);
   def.profileFiles = profileFiles(def.profile, setup, opts.profileBase);
-  // Read and checked, but sessions do not apply them yet: said, not hidden.
-  if (def.profileFiles !== undefined) {
-    const what = def.profile !== undefined ? `profile ${quote(def.profile)}` : 'setup.* files';
-    warnings.push(configWarning({ file, line: group.line }, `[${group.name}]: the ${what} (fstab, copyfiles, nssdatabases) is not applied to sessions yet; its mounts and copies are not made`));
-  }
   return { kind: 'runnable', def, aliasesLine };
 }
 

@@ -95,7 +95,7 @@ function copyOne(e: CopyEntry, root: string, below: ReadonlyMap<string, boolean>
 }
 
 /** Does the regular file at `path` hold exactly `content`? (Read without following a link.) */
-function sameBytes(path: string, content: Buffer): boolean {
+export function sameBytes(path: string, content: Buffer): boolean {
   let fd: number;
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);

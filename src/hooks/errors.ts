@@ -39,7 +39,7 @@ export function hookFailure(base: Pick<HookFailure, 'hook' | 'phase' | 'timeoutM
 
 export class HookFailedError extends HookError {
   override name = 'HookFailedError';
-  /** `<phase>.d/<name>` */
+  /** `<phase>.d/<name>`, or a profile file's path */
   readonly hook: string;
   readonly phase: HookPhase;
   readonly status: number | null;
@@ -135,6 +135,16 @@ export class DeclarativeError extends HookError {
   }
 }
 
+/** getent failed (not "cannot list", exit 3): how, with the flags the phase needs (an interrupt stops it). */
+export class GetentFailedError extends DeclarativeError {
+  override name = 'GetentFailedError';
+  readonly failure: HookFailure;
+  constructor(db: string, failure: HookFailure) {
+    super(refuse.getent(db, failure), undefined, { cause: failure.spawnError });
+    this.failure = failure;
+  }
+}
+
 /** What one .fstab line mounts, as messages name it: "bind /sys on /x/root/sys", "tmpfs tmpfs on /x/root/tmp". */
 export function mountWhat(e: { bind: boolean; rec: boolean; vfstype: string; spec: string }, target: string): string {
   return `${e.rec ? 'rbind' : e.bind ? 'bind' : e.vfstype} ${P(e.spec)} on ${P(target)}`;
@@ -191,7 +201,24 @@ export const refuse = {
   hostNotFile: (host: string) => `${P(host)} on the host is not a regular file`,
   destNotFile: (dest: string) => `${P(dest)} is not a regular file; refusing to replace it`,
   copy: (host: string, dest: string, e: Error) => `cannot copy ${P(host)} to ${P(dest)}: ${e.message}`,
+  // nssdatabases
+  nssName: (name: string, known: readonly string[]) => `${JSON.stringify(name)} is not a database warden copies (known: ${known.join(', ')})`,
+  getent: (db: string, f: HookFailure) => `getent ${db} ${getentHow(f)}`,
+  nssWrite: (db: string, dest: string, e: Error) => `cannot write the host's ${db} database to ${P(dest)}: ${e.message}`,
+  // profile files
+  profileMissing: (path: string) => `profile file ${P(path)} does not exist`,
 };
+
+/** How getent ended badly, for refuse.getent: what failureMessage says of a hook, without the hook's name. */
+function getentHow(f: HookFailure): string {
+  const last = f.stderrTail.at(-1);
+  const tail = last === undefined ? '' : `: ${last}`;
+  if (f.spawnError) return `could not be started: ${f.spawnError.message}`;
+  if (f.timedOut) return `timed out after ${seconds(f.timeoutMs)} and was killed${tail}`;
+  if (f.interrupted) return `was interrupted${f.notStarted ? ' before it started' : ' and killed'}${tail}`;
+  if (f.signal !== null) return `was killed by ${f.signal}${tail}`;
+  return `failed with exit status ${f.status}${tail}`;
+}
 
 /** hooks.log lines of a declarative hook: one per action. */
 export const logLine = {
@@ -207,5 +234,11 @@ export const logLine = {
   alreadyCopied: (line: number, host: string, dest: string) => `skipped: line ${line}: ${P(dest)} is already a copy of ${P(host)}\n`,
   noHostFile: (line: number, host: string) => `skipped: line ${line}: ${P(host)} does not exist on the host\n`,
   copyNone: () => 'skipped: union type none: the source chroot is not modified; nothing copied\n',
+  nssWritten: (db: string, dest: string, replacedLink: boolean) => `written: the host's ${db} database (getent ${db}) to ${P(dest)}${replacedLink ? ', replacing a symbolic link' : ''}\n`,
+  nssSame: (line: number, db: string, dest: string) => `skipped: line ${line}: ${P(dest)} already holds the host's ${db} database\n`,
+  nssSameFile: (line: number, db: string, dest: string) => `skipped: line ${line}: ${P(dest)} is the host's /etc/${db} itself\n`,
+  nssNoEnumeration: (line: number, db: string, dest: string) =>
+    `skipped: line ${line}: getent cannot list the ${db} database on this host (exit status 3); ${P(dest)} left as it is\n`,
+  nssNone: () => 'skipped: union type none: the source chroot is not modified; no database written\n',
   failed: (f: { reason?: string; line?: number }) => `failed: ${declarativeReason(f)}\n`,
 };

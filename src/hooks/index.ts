@@ -1,19 +1,22 @@
 // Hooks: run-parts style executables in <hooksDir>/<phase>.d/, run as root
 // around a session's mount and unmount, and among them in post-mount the
-// declarative NAME.fstab and NAME.copyfiles that warden applies itself
-// (DESIGN.md, "Hooks"; hooks/README.md).
+// declarative NAME.fstab and NAME.copyfiles that warden applies itself,
+// preceded there by the chroot's schroot profile (DESIGN.md, "Hooks";
+// hooks/README.md).
 import { closeSync, constants, fstatSync, openSync, writeSync } from 'node:fs';
-import { runDeclarative } from './declarative.js';
+import { runDeclarative, runNssDatabases } from './declarative.js';
 import { HookFailedError, HookPermissionError, trailer } from './errors.js';
 import { listHooks } from './list.js';
+import { getent, readProfile, type ProfileStep } from './profile.js';
 import { runOne } from './spawn.js';
-import type { HookPhase, HookRun, HookVars, RunHooksOptions } from './types.js';
+import type { HookEntry, HookPhase, HookRun, HookVars, RunHooksOptions } from './types.js';
 import type { MountView } from './within.js';
 
-export type { HookEntry, HookKind, HookPhase, HookRun, HookVars, RunHooksOptions } from './types.js';
+export type { HookEntry, HookKind, HookPhase, HookRun, HookVars, ProfileSetup, RunHooksOptions } from './types.js';
 export { START_PHASES, STOP_PHASES } from './types.js';
 export { HookError, HookFailedError, HookPermissionError } from './errors.js';
 export { listHooks } from './list.js';
+export { NSS_DATABASES } from './nssdatabases.js';
 export { strayHooks, killStrayHooks, type StrayHook } from './stray.js';
 
 const PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -66,17 +69,21 @@ function interruptedBefore(phase: HookPhase, hook: string, timeoutMs: number, re
 }
 
 /**
- * Runs the hooks of one phase, one after the other: executables each in its
- * own process group, declarative files in-process. Resolves with what ran;
- * rejects with HookPermissionError before anything ran, or with the (first)
- * HookFailedError. hooks.log is opened only when there is a hook, and closed
- * before this settles.
+ * Runs the hooks of one phase, one after the other: in post-mount first the
+ * profile's files (opts.profile), then the hooks dir's executables, each in
+ * its own process group, and declarative files, in-process (all but the
+ * executables skipped when opts.declarative is false). Resolves with what
+ * ran; rejects with HookPermissionError before anything ran, or with the
+ * (first) HookFailedError. hooks.log is opened only when there is a hook,
+ * and closed before this settles.
  */
 export async function runHooks(opts: RunHooksOptions): Promise<HookRun[]> {
   const { phase, signal, timeoutMs } = opts;
   if (!(timeoutMs > 0)) throw new RangeError(`hook timeout must be a positive number of ms, not ${timeoutMs}`);
   if (signal?.aborted) throw interruptedBefore(phase, `${phase}.d`, timeoutMs, signal.reason);
-  const hooks = listHooks(opts.hooksDir, phase);
+  const profile = phase === 'post-mount' && opts.profile !== undefined ? readProfile(opts.profile) : [];
+  const listed = listHooks(opts.hooksDir, phase);
+  const hooks: (HookEntry | ProfileStep)[] = [...profile, ...(opts.declarative === false ? listed.filter((h) => h.kind === 'exec') : listed)];
   if (hooks.length === 0) return [];
   const env = hookEnv(phase, opts.vars);
   const logFd = openLog(opts.logPath);
@@ -86,7 +93,9 @@ export async function runHooks(opts: RunHooksOptions): Promise<HookRun[]> {
     const view: MountView = {};
     for (const entry of hooks) {
       const { name, path } = entry;
-      const hook = `${phase}.d/${name}`;
+      const text = 'text' in entry ? entry.text : undefined;
+      // A profile file is named by its path: it is no file of the phase's dir.
+      const hook = 'text' in entry ? path : `${phase}.d/${name}`;
       if (signal?.aborted) {
         failures.push(interruptedBefore(phase, hook, timeoutMs, signal.reason));
         break;
@@ -96,9 +105,11 @@ export async function runHooks(opts: RunHooksOptions): Promise<HookRun[]> {
       // loads perf_hooks (~1 ms) on first use, in every session start.
       const t0 = process.hrtime.bigint();
       const declarative = entry.kind !== 'exec';
-      const f = declarative
-        ? runDeclarative({ entry, hook, phase, vars: opts.vars, logFd, timeoutMs, view })
-        : await runOne({ path, hook, phase, env, logFd, logPath: opts.logPath, timeoutMs, killGraceMs: opts.killGraceMs ?? DEFAULT_KILL_GRACE_MS, signal });
+      const spawned = { hook, phase, env, logFd, logPath: opts.logPath, timeoutMs, killGraceMs: opts.killGraceMs ?? DEFAULT_KILL_GRACE_MS, signal };
+      const f =
+        entry.kind === 'exec' ? await runOne({ ...spawned, path })
+        : entry.kind === 'nssdatabases' ? await runNssDatabases({ entry, hook, phase, vars: opts.vars, logFd, timeoutMs, view, text, getent: (db) => getent(db, spawned) })
+        : runDeclarative({ entry, hook, phase, vars: opts.vars, logFd, timeoutMs, view, text });
       // An executable may have mounted anything.
       if (!declarative) view.below = undefined;
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;

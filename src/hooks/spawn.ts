@@ -29,6 +29,10 @@ export interface OneHook {
   timeoutMs: number;
   killGraceMs: number;
   signal: AbortSignal | undefined;
+  /** Its arguments; default `[phase]`, as every hook gets. */
+  args?: readonly string[];
+  /** Where its stdout goes; default logFd. getent's goes to a scratchFile. */
+  stdoutFd?: number;
 }
 
 /** How long to wait for SIGKILLed members to die (only a process in D state takes long). */
@@ -60,11 +64,11 @@ export async function runOne(o: OneHook): Promise<HookFailure | undefined> {
   const tail = new Tail();
   const failure = (f: Partial<HookFailure>): HookFailure => hookFailure(o, { stderrTail: tail.lines(), ...f });
 
-  const errFd = stderrFile(o.logPath);
+  const errFd = scratchFile(o.logPath);
   let child: ChildProcess;
   try {
     // detached: setsid(2), so the hook leads a new process group (and session) of its own.
-    child = childProcess().spawn(o.path, [o.phase], { cwd: '/', env: o.env, stdio: ['ignore', o.logFd, errFd], detached: true });
+    child = childProcess().spawn(o.path, o.args ?? [o.phase], { cwd: '/', env: o.env, stdio: ['ignore', o.stdoutFd ?? o.logFd, errFd], detached: true });
   } catch (e) {
     closeSync(errFd);
     return failure({ spawnError: e as Error });
@@ -139,11 +143,11 @@ export async function runOne(o: OneHook): Promise<HookFailure | undefined> {
 /**
  * A new file next to hooks.log, unlinked at once: only this fd (and the
  * hook, and whatever the hook leaves running) can reach it, and nothing is
- * left behind.
+ * left behind. A hook's stderr, or getent's output.
  */
 let serial = 0;
-function stderrFile(logPath: string): number {
-  const path = `${logPath}.stderr-${process.pid}-${++serial}`;
+export function scratchFile(logPath: string, what = 'stderr'): number {
+  const path = `${logPath}.${what}-${process.pid}-${++serial}`;
   const fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
   try {
     unlinkSync(path);
@@ -155,7 +159,7 @@ function stderrFile(logPath: string): number {
 }
 
 /** The file from its start, in chunks of at most 64 KiB (the hook's own offset is its business). */
-function* chunks(fd: number): Generator<Buffer> {
+export function* chunks(fd: number): Generator<Buffer> {
   const size = fstatSync(fd).size;
   for (let at = 0; at < size; ) {
     const buf = Buffer.alloc(Math.min(65536, size - at));

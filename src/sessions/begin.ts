@@ -12,6 +12,7 @@ import { newId, validateId } from './ids.js';
 import { openLiveness, takeManageLock, takeSourceShared, withMetadataLock, type LockWaitOptions } from './locks.js';
 import { renameNoReplace } from './native.js';
 import { BUILD_PREFIX, UNPUBLISHED_PREFIX, discardSessionDir } from './discard.js';
+import { profileHookOptions, sessionProfile } from './profile.js';
 import { makeSessionDirs, MODES, Session } from './session.js';
 import { SESSION_LAYOUT, STATE_VERSION, syncDir, writeStateLocked, type SessionOwner, type SessionState } from './state.js';
 import { ensureStateDir, markStateDir } from './store.js';
@@ -106,6 +107,8 @@ async function claimIdLocked(
     layout: SESSION_LAYOUT,
     owner: o.owner ?? { uid: process.getuid!(), gid: process.getgid!() },
   };
+  const profile = sessionProfile(o.chroot);
+  if (profile !== undefined) state.profile = profile;
   await withMetadataLock(tmp, () => writeStateLocked(tmp, state));
   const dir = join(stateDir, id);
   try {
@@ -149,6 +152,7 @@ async function setUpLocked(session: Session, o: BeginOptions, undo: Undo): Promi
       timeoutMs: state.hookTimeoutMs,
       keepGoing,
       signal: o.signal,
+      ...profileHookOptions(state),
     });
   // Stop hooks during rollback run without the caller's signal: a Ctrl-C
   // that cancelled begin must not also cancel the clean-up.

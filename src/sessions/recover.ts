@@ -21,6 +21,7 @@ import { endSession } from './end.js';
 import { RollbackError, SessionActiveError, SessionNotFoundError } from './errors.js';
 import { LIVENESS, SESSION_LOCK_FILE, livenessHeld, openLiveness, takeManageLock, tryAcquireSettled, takeSourceShared, withMetadataLock, type LockWaitOptions } from './locks.js';
 import { openSession } from './open.js';
+import { profileHookOptions } from './profile.js';
 import { makeSessionDirs, MODES, type Session } from './session.js';
 import { writeStateLocked, type SessionState } from './state.js';
 import { ensureStateDir, listSessions } from './store.js';
@@ -167,7 +168,7 @@ async function restoreViewLocked(session: Session, o: LockWaitOptions, undo: Und
   const { state, paths } = session;
   const phases: HookPhase[] = [];
   const hook = async (phase: HookPhase) => {
-    await runHooks({ hooksDir: state.hooksDir, phase, vars: session.hookVars(true), logPath: paths.hooksLog, timeoutMs: state.hookTimeoutMs, signal: o.signal });
+    await runHooks({ hooksDir: state.hooksDir, phase, vars: session.hookVars(true), logPath: paths.hooksLog, timeoutMs: state.hookTimeoutMs, signal: o.signal, ...profileHookOptions(state) });
     phases.push(phase);
   };
   // Undo hooks run without the caller's signal: a Ctrl-C that stopped the

@@ -47,6 +47,21 @@ export interface SessionState {
    * written before it was recorded; read as root's (sessionOwner).
    */
   owner?: SessionOwner;
+  /**
+   * The chroot's schroot profile when the session began (profile.ts): its
+   * files, applied first in post-mount (again on recover), and whether they
+   * replace the hooks dir's declarative hooks. Absent: none.
+   */
+  profile?: SessionProfile;
+}
+
+/** A session's profile: absolute paths of its files (any absent), and whether the hooks dir's .fstab and .copyfiles still apply. */
+export interface SessionProfile {
+  fstab?: string;
+  copyfiles?: string;
+  nssdatabases?: string;
+  /** True: the hooks dir's declarative hooks are skipped (its executables still run). */
+  replacesDeclarativeHooks: boolean;
 }
 
 /** The uid and gid a session belongs to. */
@@ -142,7 +157,23 @@ function validateState(raw: unknown): SessionState {
     layout: o.layout === undefined ? 1 : layoutOf(o.layout),
   };
   if (o.owner !== undefined) state.owner = validOwner(o.owner);
+  if (o.profile !== undefined) state.profile = validProfile(o.profile);
   return state;
+}
+
+function validProfile(raw: unknown): SessionProfile {
+  const o = raw as Record<string, unknown> | null;
+  const bad = (why: string) => new Error(`state.json: field "profile" ${why}`);
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw bad('must be an object');
+  if (typeof o.replacesDeclarativeHooks !== 'boolean') throw bad('must say replacesDeclarativeHooks (true or false)');
+  const p: SessionProfile = { replacesDeclarativeHooks: o.replacesDeclarativeHooks };
+  for (const k of ['fstab', 'copyfiles', 'nssdatabases'] as const) {
+    const v = o[k];
+    if (v === undefined) continue;
+    if (typeof v !== 'string' || !v.startsWith('/')) throw bad(`has a ${k} that is not an absolute path`);
+    p[k] = v;
+  }
+  return p;
 }
 
 const isId = (x: unknown): x is number => typeof x === 'number' && Number.isInteger(x) && x >= 0 && x <= 0xfffffffe;

@@ -340,9 +340,8 @@ test('profile= and setup.*= name files beside the main file; a profile that is n
   t.deepEqual(config.lookup('a')?.profileFiles, { fstab: `${root}/sbuild/fstab`, copyfiles: undefined, nssdatabases: `${root}/sbuild/nssdatabases` });
   // As schroot's common-config: "${SYSCONF_DIR}/${SETUP_FSTAB}", a leading '/' included.
   t.deepEqual(config.lookup('b')?.profileFiles, { fstab: `${root}/mine/fstab`, copyfiles: undefined, nssdatabases: undefined });
-  // Not applied to sessions yet: said, not hidden.
-  t.deepEqual(config.warnings.map((w) => w.line), [1, 5]);
-  t.regex(config.warnings[1]!.message, /\[b\]: the setup\.\* files \(fstab, copyfiles, nssdatabases\) is not applied to sessions yet/);
+  // Applied to sessions (src/hooks/profile.ts): nothing to warn about.
+  t.deepEqual(config.warnings, []);
 });
 
 test('a profile file root may not trust is exit 3 naming it', (t) => {
@@ -415,7 +414,6 @@ test('unknown and schroot-only keys are warnings with file:line', (t) => {
     { file: main, line: 2, message: `${main}:2: unknown key "colour" in [warden]; ignored` },
     { file: main, line: 6, message: `${main}:6: unknown key "frobnicate" in [sid]; ignored` },
     { file: main, line: 8, message: `${main}:8: key "description[de_DE]" in [sid] is a schroot key that warden does not use; ignored` },
-    { file: main, line: 3, message: `${main}:3: [sid]: the profile "desktop" (fstab, copyfiles, nssdatabases) is not applied to sessions yet; its mounts and copies are not made` },
     { file: extra, line: 4, message: `${extra}:4: key "personality" in [extra] is a schroot key that warden does not use; ignored` },
   ]);
 });
