@@ -16,6 +16,7 @@ import type { ReadableCommand, ReadableReport } from './readable-worker.js';
 const EFD_CLOEXEC = 0o2000000;
 const F_DUPFD_CLOEXEC = 1030;
 const EFD_NONBLOCK = 0o4000;
+let fcntl: ((fd: number, cmd: number, arg: number) => number) | undefined;
 
 export class ReadableWaiter {
   #worker: Worker | undefined;
@@ -34,7 +35,8 @@ export class ReadableWaiter {
     if (this.#closed || signal?.aborted) return Promise.resolve(false);
     const send = this.#start();
     const id = this.#nextId++;
-    const dup = (libc().func('int fcntl(int fd, int cmd, int arg)') as (fd: number, cmd: number, arg: number) => number)(fd, F_DUPFD_CLOEXEC, 0);
+    fcntl ??= libc().func('int fcntl(int fd, int cmd, int arg)') as (fd: number, cmd: number, arg: number) => number;
+    const dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (dup < 0) return Promise.resolve(false);
     return new Promise<boolean>((resolve) => {
       const onAbort = () => {
