@@ -189,8 +189,12 @@ function selfAccount(): Account {
 // Changes directory once the command runs as its user, then execs it: a
 // chdir done as root (unshare --wd) would put a user's process in a
 // directory it may not search, from where it could open what that
-// directory hides. The shell is the chroot's own.
-const CD_SCRIPT = 'cd -- "$1" || exit 125; shift; exec "$@"';
+// directory hides. The shell is the chroot's own; the OLDPWD its cd sets
+// is not the command's.
+const CD_SCRIPT = 'cd -- "$1" || exit 125; unset OLDPWD; shift; exec "$@"';
+// The same for the default directory (the caller's cwd), which falls back
+// to / where it does not exist in the session, as for root's commands.
+const CD_OR_ROOT_SCRIPT = 'cd -- "$1" 2>/dev/null || cd /; unset OLDPWD; shift; exec "$@"';
 
 /**
  * The program that chroots and execs the command (unshare for root, chroot
@@ -203,24 +207,27 @@ function chrootCommand(target: ChrootTarget, lockFds: readonly number[], o: Comm
   const caller = o.caller ?? selfAccount();
   const pw = o.user === undefined ? undefined : lookupUser(o.user);
   const runAs = pw ?? caller;
-  let dir = o.directory;
-  if (dir !== undefined) {
-    if (!dir.startsWith('/')) throw new RunError(`directory ${JSON.stringify(dir)} must be absolute`);
-    if (!isDirIn(root, dir)) throw new RunError(`directory ${dir} does not exist in ${target.what}`);
-  } else {
-    const cwd = o.cwd ?? process.cwd();
-    dir = isDirIn(root, cwd) ? cwd : '/';
-  }
+  if (o.directory !== undefined && !o.directory.startsWith('/')) throw new RunError(`directory ${JSON.stringify(o.directory)} must be absolute`);
   let file: string;
   let args: string[];
   if (runAs.uid === process.getuid!()) {
+    let dir = o.directory;
+    if (dir !== undefined) {
+      if (!isDirIn(root, dir)) throw new RunError(`directory ${dir} does not exist in ${target.what}`);
+    } else {
+      const cwd = o.cwd ?? process.cwd();
+      dir = isDirIn(root, cwd) ? cwd : '/';
+    }
     file = UNSHARE;
     args = ['--root', root, '--wd', dir, '--', ...o.command];
   } else {
-    // As the user: their groups (the host's /etc/group), then the directory once they are them.
+    // As the user: their groups (the host's /etc/group), then the directory once they are them,
+    // looked up inside the chroot only: a stat from here would follow a symlink the session
+    // holds out to the host, and tell its owner whether a host directory exists.
     file = CHROOT;
     args = [`--userspec=${runAs.uid}:${runAs.gid}`, `--groups=${groupsOfAccount(runAs).join(',')}`, root];
-    if (dir !== '/') args.push('/bin/sh', '-c', CD_SCRIPT, 'warden', dir);
+    const dir = o.directory ?? o.cwd ?? process.cwd();
+    if (dir !== '/') args.push('/bin/sh', '-c', o.directory === undefined ? CD_OR_ROOT_SCRIPT : CD_SCRIPT, 'warden', dir);
     args.push(...o.command);
   }
   const firstFd = 3;
