@@ -1,17 +1,18 @@
 // The supervisor: one long-running process per state dir that holds
 // persistent sessions between runs (their liveness and source locks, through
-// the same Session objects `warden run` uses) and serves begin/end requests
-// on a unix socket. Lock waits run in worker threads, so while one client's
-// begin waits behind a source entry every other client is served at once.
+// the same Session objects `warden run` uses), serves begin/end requests on
+// a unix socket (JSON lines) and brokers the calls of the relay (broker.ts);
+// acceptor.ts is its front door. Lock waits run in worker threads, so while
+// one client's begin waits behind a source entry every other client is
+// served at once.
 //
 // One supervisor per state dir: it holds `supervisor.lock` exclusively for
 // its whole life; the socket is unlinked and re-created only under that
 // lock. On start it re-adopts every stale session (a previous supervisor's,
 // or any crashed holder's), and while it runs it watches the state dir and
 // re-adopts sessions that go stale, so nothing is silently lost.
-import { chmodSync, chownSync, existsSync, readdirSync, readlinkSync, unlinkSync } from 'node:fs';
+import { existsSync, readdirSync, readlinkSync } from 'node:fs';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
-import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { accessToSource, authorize, type ChrootDef, type Credentials } from '../config/index.js';
 import { FileLock } from '../locks/index.js';
@@ -35,15 +36,13 @@ import {
   type SessionWatch,
   type WaitInfo,
 } from '../sessions/index.js';
-import { refuseRelay, serveRelay, type BrokerHost, type RelayCalls, type RelayedCall, type SourceSession } from './broker.js';
-import { refuse, serveConnection, type ConnectionOptions } from './connection.js';
-import { SessionAccessError, SupervisorLimitError, SupervisorRunningError, SupervisorStoppingError } from './errors.js';
+import { Acceptor, unlinkQuiet } from './acceptor.js';
+import { serveRelay, type BrokerHost, type RelayCalls, type RelayedCall, type SourceSession } from './broker.js';
+import { serveConnection, type ConnectionOptions } from './connection.js';
+import { SessionAccessError, SupervisorRunningError, SupervisorStoppingError } from './errors.js';
 import { QuietLog, resolveLimits, type SupervisorLimits } from './limits.js';
 import { assertSessionOwner } from './owner.js';
 import { SUPERVISOR_LOCK, SUPERVISOR_SOCKET } from './paths.js';
-import { peerCredentials, socketFd } from './peercred.js';
-import { ReadableWaiter } from './readable.js';
-import { peekKind } from './relay-wire.js';
 import { parseRequest, ProtocolError, PROTOCOL_VERSION, wireError, type Reply, type Request } from './protocol.js';
 
 
@@ -123,12 +122,7 @@ class Engine {
   /** Ids some request or adoption is working on: a second one is refused, not interleaved. */
   readonly #busy = new Set<string>();
   readonly #inFlight = new Set<InFlight>();
-  readonly #clients = new Set<Socket>();
   readonly #limits: SupervisorLimits;
-  /** Open connections of each non-root uid ('?' for a peer whose credentials could not be read). */
-  readonly #perUser = new Map<number | '?', number>();
-  /** Open non-root connections. */
-  #nonRoot = 0;
   /** Refusals, accept failures and repeated watch errors: one line per kind per minute. */
   readonly #quiet: QuietLog;
   #connOpts: ConnectionOptions | undefined;
@@ -139,16 +133,11 @@ class Engine {
   #lock: FileLock | undefined;
   /** Event-loop delay, reported (and reset) by `status`: the proof that lock waits never block the loop. */
   readonly #lag: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
-  #server: Server | undefined;
-  /** Waits for connections whose first message has not come yet (readable.ts). */
-  readonly #waiter = new ReadableWaiter();
-  /** Relay calls being served (their commands running, most of them). */
-  #relayed = 0;
+  /** The socket and the connections until they are served. */
+  #acceptor: Acceptor | undefined;
   #broker: BrokerHost | undefined;
   /** Persistent source sessions (schroot's `-b -c source:NAME`), by id. */
   readonly #sourceSessions = new Map<string, SourceSession>();
-  /** Listening on a socket systemd passed (LISTEN_FDS). */
-  #activated = false;
   #watch: SessionWatch | undefined;
   /** Adoptions of sessions seen going stale, one at a time. */
   #adopting: Promise<void> = Promise.resolve();
@@ -191,7 +180,18 @@ class Engine {
     this.#lag.enable();
     try {
       await this.#adoptAll();
-      await this.#listen();
+      this.#acceptor = new Acceptor({
+        socketPath: this.#socketPath,
+        listenFd: this.#o.listenFd,
+        socketGid: this.#o.socketGid,
+        limits: this.#limits,
+        nofile: this.#nofile,
+        quiet: this.#quiet,
+        stopping: () => this.#stopping,
+        serveJson: (c, who) => serveConnection(c, who, this.#connectionOptions(), () => {}),
+        serveRelay: (c, fd, who, waiter) => serveRelay(c, fd, who, this.#brokerHost(), waiter, this.#limits.idleMs),
+      });
+      await this.#acceptor.listen();
       this.#watch = watchSessions(this.#stateDir, {
         probeMs: this.#o.probeMs,
         heldByCaller: (id) => this.#held.has(id),
@@ -220,17 +220,15 @@ class Engine {
   async #close(): Promise<void> {
     this.#stopping = true;
     this.#stop.abort(new SupervisorStoppingError());
-    const server = this.#server;
-    this.#server = undefined;
-    const listening = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
+    const acceptor = this.#acceptor;
+    const listening = acceptor ? acceptor.stopListening() : Promise.resolve(false);
     // Waits are cancelled; work past its waits (hooks, mounts) completes.
     for (const f of this.#inFlight) f.abort.abort(new SupervisorStoppingError());
     await Promise.allSettled([...this.#inFlight].map((f) => f.done));
     await this.#adopting;
     await this.#sweeping;
-    for (const c of this.#clients) c.destroy();
-    await this.#waiter.close();
-    await listening;
+    await acceptor?.destroyClients();
+    const listened = await listening;
     await this.#watch?.close();
     this.#lag.disable();
     for (const [id, src] of this.#sourceSessions) {
@@ -254,7 +252,7 @@ class Engine {
     }
     if (this.#lock) {
       // Only the holder of supervisor.lock removes the socket; systemd's stays for the next activation.
-      if (server && !this.#activated) unlinkQuiet(this.#socketPath);
+      if (listened && !acceptor!.activated) unlinkQuiet(this.#socketPath);
       this.#lock.close();
       this.#lock = undefined;
     }
@@ -358,156 +356,6 @@ class Engine {
 
   // --- the socket ------------------------------------------------------------------
 
-  async #listen(): Promise<void> {
-    // Paused: a relay's first message carries fds, which only recvmsg(2) receives (#classify).
-    const server = createServer({ allowHalfOpen: false, pauseOnConnect: true }, (c) => this.#onConnection(c));
-    const passed = this.#o.listenFd;
-    if (passed !== undefined) {
-      // Socket activation: systemd made the socket (its path, SocketMode=, SocketGroup=) and keeps it.
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen({ fd: passed }, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
-      this.#activated = true;
-    } else {
-      // A socket file left by a supervisor that died: ours to replace, since we hold supervisor.lock.
-      unlinkQuiet(this.#socketPath);
-      // 0600 from the first moment: the umask covers the window between bind and chmod.
-      const umask = process.umask(0o177);
-      try {
-        await new Promise<void>((resolve, reject) => {
-          server.once('error', reject);
-          server.listen(this.#socketPath, () => {
-            server.off('error', reject);
-            resolve();
-          });
-        });
-      } finally {
-        process.umask(umask);
-      }
-      if (this.#o.socketGid !== undefined) {
-        chownSync(this.#socketPath, 0, this.#o.socketGid);
-        chmodSync(this.#socketPath, 0o660);
-      } else {
-        chmodSync(this.#socketPath, 0o600);
-      }
-    }
-    // accept(2) failing with EMFILE or ENFILE is handled inside libuv (uv__emfile_trick): it frees
-    // a reserve fd, accepts and closes the backlog, and reports nothing, so the loop does not spin
-    // on a readable listening socket and accepting resumes by itself once fds are free. The few
-    // accept errors it does report (no reserve fd, ENOMEM) come here: logged, never fatal.
-    // #onConnection warns before the limit, since at it nothing is reported.
-    server.on('error', (e) => {
-      const code = (e as NodeJS.ErrnoException).code ?? 'error';
-      const why = code === 'EMFILE' || code === 'ENFILE' ? ' (out of file descriptors: connections are dropped until some are closed)' : '';
-      this.#quiet.note(`accept:${code}`, `socket: ${e.message}${why}`);
-    });
-    this.#server = server;
-  }
-
-  #onConnection(c: Socket): void {
-    if (this.#stopping) {
-      c.destroy();
-      return;
-    }
-    this.#clients.add(c);
-    c.once('close', () => this.#clients.delete(c));
-    if (this.#clients.size + FD_HEADROOM >= this.#nofile) {
-      this.#quiet.note(
-        'fds',
-        `${this.#clients.size} connections open, near the open-file limit (${this.#nofile}): at the limit new connections are closed as soon as they are accepted, and lock files cannot be opened`,
-      );
-    }
-    // Who is asking, as the kernel recorded it at connect (SO_PEERCRED): never what a message claims.
-    let who: Credentials | Error;
-    try {
-      who = peerCredentials(c);
-    } catch (e) {
-      who = e as Error;
-    }
-    const key = who instanceof Error ? '?' : who.uid;
-    c.on('error', () => {}); // a client that vanished: 'close' follows
-    if (key !== 0) {
-      const refusal = this.#admit(key);
-      if (refusal) {
-        this.#quiet.note(`refused:${key}`, `refused a connection of ${key === '?' ? 'a peer of unknown uid' : `uid ${key}`}: ${refusal.message}`);
-        // A relay (its request is there by now, as a rule) is told in its own frames, anyone else in a JSON line.
-        if (peekQuiet(c) === 'relay') refuseRelay(c, refusal.message, 5);
-        else {
-          c.resume();
-          refuse(c, refusal);
-        }
-        return;
-      }
-      this.#nonRoot++;
-      this.#perUser.set(key, (this.#perUser.get(key) ?? 0) + 1);
-      c.once('close', () => {
-        this.#nonRoot--;
-        const n = (this.#perUser.get(key) ?? 1) - 1;
-        if (n > 0) this.#perUser.set(key, n);
-        else this.#perUser.delete(key);
-      });
-    }
-    void this.#classify(c, who);
-  }
-
-  /**
-   * Tells a relay (its first byte 'W', with fds) from a JSON-lines client
-   * ('{') by peeking, before Node reads anything: JSON clients are then
-   * served by node:net as before, relay calls by the broker. A connection
-   * that sends nothing within the idle timeout is closed.
-   */
-  async #classify(c: Socket, who: Credentials | Error): Promise<void> {
-    try {
-      const fd = socketFd(c);
-      // A client writes right after connect, often a moment after we accepted:
-      // a turn of the loop or two finds it there, with no thread and no fd spent.
-      let turns = 2;
-      for (;;) {
-        if (c.destroyed) return;
-        const kind = peekKind(fd);
-        if (kind === 'json') {
-          serveConnection(c, who, this.#connectionOptions(), () => {});
-          c.resume();
-          return;
-        }
-        if (kind === 'relay') {
-          if (who instanceof Error) {
-            c.destroy();
-            return;
-          }
-          this.#relayed++;
-          try {
-            await serveRelay(c, fd, who, this.#brokerHost(), this.#waiter, this.#limits.idleMs);
-          } finally {
-            this.#relayed--;
-          }
-          return;
-        }
-        if (kind === 'closed') {
-          c.destroy();
-          return;
-        }
-        if (turns-- > 0) {
-          await new Promise((resolve) => setImmediate(resolve));
-          continue;
-        }
-        if (!(await this.#waiter.wait(fd, this.#limits.idleMs))) {
-          if (c.destroyed) return;
-          c.resume();
-          refuse(c, new SupervisorLimitError('idle-timeout', `closed after ${this.#limits.idleMs / 1000} s without a request (idle-timeout=${this.#limits.idleMs / 1000})`));
-          return;
-        }
-      }
-    } catch (e) {
-      this.#quiet.note('classify', `could not read a new connection: ${(e as Error).message}`);
-      c.destroy();
-    }
-  }
-
   /**
    * A persistent source session: the source entry of DESIGN.md (manage EX,
    * then source EX once the chroot's sessions have ended; begins queue
@@ -596,19 +444,6 @@ class Engine {
       stopping: () => this.#stopping,
       log: (line) => this.#log(line),
     });
-  }
-
-  /** Why a new connection of non-root `key` is refused, if it is. */
-  #admit(key: number | '?'): SupervisorLimitError | undefined {
-    const l = this.#limits;
-    const who = key === '?' ? 'a peer of unknown uid' : `uid ${key}`;
-    if ((this.#perUser.get(key) ?? 0) >= l.connectionsPerUser) {
-      return new SupervisorLimitError('max-connections-per-user', `too many connections: ${who} has ${l.connectionsPerUser} open (max-connections-per-user=${l.connectionsPerUser})`);
-    }
-    if (this.#nonRoot >= l.connections) {
-      return new SupervisorLimitError('max-connections', `too many connections: ${l.connections} are open (max-connections=${l.connections}); try again later`);
-    }
-    return undefined;
   }
 
   #connectionOptions(): ConnectionOptions {
@@ -700,9 +535,9 @@ class Engine {
       stateDir: this.#stateDir,
       held: [...this.#held.keys()].sort(),
       inFlight: this.#inFlight.size - 1,
-      relayed: this.#relayed,
-      clients: this.#clients.size,
-      nonRootClients: this.#nonRoot,
+      relayed: this.#acceptor?.relayed ?? 0,
+      clients: this.#acceptor?.clients.size ?? 0,
+      nonRootClients: this.#acceptor?.nonRoot ?? 0,
       limits: this.#limits,
       fds: fdCounts(),
       rssBytes: process.memoryUsage.rss(),
@@ -768,9 +603,6 @@ class Engine {
   }
 }
 
-/** fds kept for what is not a connection (locks of held sessions, hooks' pipes, workers, the watch): closer to the limit, it is logged. */
-const FD_HEADROOM = 64;
-
 /**
  * This process's fds by kind: files (locks, logs) and sockets (clients)
  * are what a leak would grow; the rest are pipes of hooks in flight and the
@@ -803,20 +635,3 @@ function readopted(id: string, remounted: boolean, killedHooks: number): string 
 const endedStale = (id: string) => `ended stale session ${id} (it was being ended when its holder died)`;
 
 const round = (x: number) => (Number.isFinite(x) ? Math.round(x * 100) / 100 : 0);
-
-/** peekKind of a new connection, or 'empty' when its fd cannot be had. */
-function peekQuiet(c: Socket): ReturnType<typeof peekKind> {
-  try {
-    return peekKind(socketFd(c));
-  } catch {
-    return 'empty';
-  }
-}
-
-function unlinkQuiet(path: string): void {
-  try {
-    unlinkSync(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-  }
-}
