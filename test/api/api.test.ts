@@ -22,7 +22,6 @@ const test = anyTest as TestFn<{ fds: string[]; warden?: Warden }>;
 const posixMode = process.env.WARDEN_LOCK_MODE === 'posix';
 const rootSerial = ((title: string, fn: Implementation<[], { fds: string[]; warden?: Warden }>) =>
   isRoot ? test.serial(title, fn) : test.serial.skip(`${title} [skipped: needs root (mounts)]`, fn)) as typeof test.serial;
-const ENTRY = join(REPO, 'dist', 'src', 'index.js');
 let fx: Fixture;
 let cli: CliEnv;
 
@@ -141,39 +140,60 @@ rootSerial('watch: begun and ended events, ready and close', async (t) => {
   t.deepEqual(stateEntries(fx.stateDir), []);
 });
 
-rootSerial('close() releases held sessions (stale, recoverable) and the process exits on its own', async (t) => {
-  // A separate process: it must exit without process.exit once close() resolves.
-  const script = `
-    import { openWarden } from ${JSON.stringify(ENTRY)};
-    const warden = await openWarden({ config: ${JSON.stringify(cli.config)}, stateDir: ${JSON.stringify(fx.stateDir)} });
-    const w = warden.watch(() => {});
-    await w.ready;
-    const r = await warden.run('fx', ['/bin/sh', '-c', 'echo ran'], { stdio: 'pipe' });
-    const s = await warden.begin('fx', { id: 'kept' });
-    const p = warden.close();
-    if (p !== warden.close()) throw new Error('close() is not idempotent');
-    await p;
-    console.log(JSON.stringify({ stdout: r.stdout, state: s.state }));
-  `;
-  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  child.stdout.on('data', (b: Buffer) => (out += b));
-  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-  const [code, signal] = await new Promise<[number | null, string | null]>((r) => child.once('exit', (c, s) => r([c, s])));
-  clearTimeout(timer);
-  t.deepEqual([code, signal], [0, null], 'exited on its own');
-  t.deepEqual(JSON.parse(out), { stdout: 'ran\n', state: 'released' });
+/** A directory where `import 'warden'` resolves to this checkout (node_modules/warden -> the repository), as for a user. */
+function userDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'warden-user-'));
+  mkdirSync(join(dir, 'node_modules'));
+  symlinkSync(REPO, join(dir, 'node_modules', 'warden'));
+  writeFileSync(join(dir, 'package.json'), '{"type":"module"}\n');
+  return dir;
+}
+
+// README.md, "Use from Node": this script is its example.
+const README_EXAMPLE = `
+import { openWarden } from 'warden';
+
+const warden = await openWarden();            // the CLI's config and state dir
+const s = await warden.begin('fx');           // a session, held by this process
+const { status, stdout } = await s.run(['/bin/sh', '-c', 'echo hello from $WARDEN_SESSION_ID'], { stdio: 'pipe' });
+await s.end();
+const auto = await warden.run('fx', ['/bin/sh', '-c', 'exit 3']);   // begin, run, end
+const kept = await warden.begin('fx', { id: 'kept' });
+await warden.close();                         // kept is released (stale), the process exits
+console.log(JSON.stringify({ status, stdout: stdout.startsWith('hello from fx-'), auto: auto.status, kept: kept.state }));
+`;
+
+rootSerial('the README example: close() releases held sessions (stale, recoverable) and the process exits on its own', async (t) => {
+  // A separate process, importing 'warden' as a user does: it must exit without process.exit once close() resolves.
+  const dir = userDir();
+  try {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', README_EXAMPLE], {
+      cwd: dir,
+      env: { ...process.env, WARDEN_CONFIG: cli.config, WARDEN_STATE_DIR: fx.stateDir },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => (out += b));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    const [code, signal] = await new Promise<[number | null, string | null]>((r) => child.once('exit', (c, s) => r([c, s])));
+    clearTimeout(timer);
+    t.deepEqual([code, signal], [0, null], 'exited on its own');
+    t.deepEqual(JSON.parse(out), { status: 0, stdout: true, auto: 3, kept: 'released' });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
   const warden = await open(t);
   t.like((await warden.list()).sessions[0], { id: 'kept', status: 'stale', mounted: true });
   t.like((await warden.recover({ id: 'kept', end: true }))[0], { id: 'kept', outcome: 'ended' });
+  const p = warden.close();
+  t.is(warden.close(), p, 'close() is idempotent: the same promise');
+  await p;
+  await t.throwsAsync(warden.list(), { name: 'WardenClosedError' });
 });
 
 test('the package resolves as `warden` through its exports, with nothing but the API', (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'warden-exports-'));
+  const dir = userDir();
   try {
-    mkdirSync(join(dir, 'node_modules'));
-    symlinkSync(REPO, join(dir, 'node_modules', 'warden'));
-    writeFileSync(join(dir, 'package.json'), '{"type":"module"}\n');
     const r = spawnSync(
       process.execPath,
       ['--input-type=module', '-e', `import('warden').then((m) => console.log(JSON.stringify({ open: typeof m.openWarden, code: new m.NoSuchChrootError('x', []).exitCode, keys: Object.keys(m) })))`],
