@@ -18,15 +18,19 @@ export class WardenClosedError extends Error {
 
 /**
  * An automatic session (`warden.run`) whose command is done but which
- * other processes (its command's background children) still hold: it was
- * left for `end` (`warden end -s ID`), as `warden run -c` leaves it. The
- * command's result is in `result`; `exitCode` is its status, as the CLI's.
+ * processes the command left behind still use: it was left for end, as
+ * `warden run -c` leaves it. `cause` says how they hold it: SessionBusyError
+ * (they hold its lock: it stays active) or, in POSIX lock mode, where a
+ * lock is not inherited, UnmountBusyError or TreeInUseError (they use its
+ * files: it is left stale, intact). The command's result is in `result`;
+ * `exitCode` is its status, as the CLI exits with it.
  */
 export class SessionLeftError extends SessionBusyError {
   override name = 'SessionLeftError';
   readonly result: CommandResult;
-  constructor(busy: SessionBusyError, result: CommandResult) {
-    super(busy.id, `its command exited with ${result.status}, but the session is still held; it was left for end`, busy.holders, busy);
+  constructor(id: string, result: CommandResult, cause: Error & { holders?: readonly unknown[] }) {
+    const holders = cause instanceof SessionBusyError ? cause.holders : [];
+    super(id, `its command exited with ${result.status}, but processes it left still use the session (${cause.message}); it was left for end`, holders, cause);
     this.result = result;
   }
 

@@ -23,7 +23,7 @@ import {
   type SessionWatch,
   type SourceEntry,
 } from '../sessions/index.js';
-import { shutdownRemovalPool } from '../union/index.js';
+import { shutdownRemovalPool, TreeInUseError, UnmountBusyError } from '../union/index.js';
 import { CommandStdio, runToEnd, type CommandResult, type StdioMode } from './command.js';
 import { SessionLeftError, WardenClosedError } from './errors.js';
 import { commandOf, runIn, Session, type RunOptions, type SessionOwnerHooks } from './session.js';
@@ -214,7 +214,7 @@ export class Warden {
           await endSession(held);
         } catch (err) {
           held.release();
-          if (err instanceof SessionBusyError) throw new SessionLeftError(err, result);
+          if (err instanceof SessionBusyError || err instanceof UnmountBusyError || err instanceof TreeInUseError) throw new SessionLeftError(held.id, result, err);
           throw err;
         }
         return result;
