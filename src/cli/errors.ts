@@ -1,5 +1,5 @@
-// How the CLI reports failures: one table from error type to exit code
-// (DESIGN.md, "Commands"), and one line `warden: <what>: <why>` per error.
+// How the CLI reports failures: the exit code of each error type
+// (src/exit-codes.ts), and one line `warden: <what>: <why>` per error.
 
 export class UsageError extends Error {
   override name = 'UsageError';
@@ -7,14 +7,6 @@ export class UsageError extends Error {
   constructor(message: string, verb?: string) {
     super(message);
     this.verb = verb;
-  }
-}
-
-/** No chroot of that name or alias (exit 4). */
-export class NoSuchChrootError extends Error {
-  override name = 'NoSuchChrootError';
-  constructor(name: string, known: string[]) {
-    super(`no such chroot ${JSON.stringify(name)}${known.length ? ` (configured: ${known.join(', ')})` : ' (none configured)'}`);
   }
 }
 
@@ -26,49 +18,9 @@ export class RootRequiredError extends Error {
   }
 }
 
-export const EXIT = { ok: 0, failure: 1, usage: 2, config: 3, notFound: 4, busy: 5, hook: 6, stale: 7, denied: 8, interrupted: 130 } as const;
-
-// By constructor name, so this table needs no import of the layers (and
-// the CLI loads none of them just to report an error).
-const CODES: Record<string, number> = {
-  UsageError: EXIT.usage,
-  SessionIdError: EXIT.usage,
-  ConfigError: EXIT.config,
-  StateDirUntrustedError: EXIT.config,
-  NoSuchChrootError: EXIT.notFound,
-  SessionNotFoundError: EXIT.notFound,
-  LockBusyError: EXIT.busy,
-  LockTimeoutError: EXIT.busy,
-  SessionBusyError: EXIT.busy,
-  TreeInUseError: EXIT.busy,
-  SessionActiveError: EXIT.busy,
-  HookFailedError: EXIT.hook,
-  HookPermissionError: EXIT.hook,
-  StaleSessionsError: EXIT.stale,
-  SourceBusyError: EXIT.busy,
-  SessionNeedsRecoveryError: EXIT.stale,
-  PermissionDeniedError: EXIT.denied,
-  RootRequiredError: EXIT.denied,
-  StateDirAccessError: EXIT.denied,
-  SessionAccessError: EXIT.denied,
-  SupervisorAccessError: EXIT.denied,
-  SupervisorLimitError: EXIT.busy,
-  SupervisorRunningError: EXIT.busy,
-  ProtocolError: EXIT.usage,
-  RequestAbortedError: EXIT.interrupted,
-  LockAbortedError: EXIT.interrupted,
-  CopyInterruptedError: EXIT.interrupted,
-};
-
-/** The exit code for `e`; `fallback` for anything not in the table (1, or 125 for run). */
-export function exitCodeOf(e: unknown, fallback: number = EXIT.failure): number {
-  let err: unknown = e;
-  // A failed rollback keeps the first failure as its cause: that decides.
-  while (err instanceof Error && err.name === 'RollbackError' && err.cause) err = err.cause;
-  // A hook killed because the user pressed Ctrl-C did not fail: the user stopped it.
-  if (err instanceof Error && err.name === 'HookFailedError' && (err as Error & { interrupted?: boolean }).interrupted) return EXIT.interrupted;
-  return (err instanceof Error && CODES[err.name]) || fallback;
-}
+// The table lives below the CLI: the library's errors carry their code too.
+export { EXIT, exitCodeOf } from '../exit-codes.js';
+export { NoSuchChrootError } from '../config/errors.js';
 
 const HINTS: Record<string, string> = {
   SessionBusyError: 'hint: `warden info ID` shows the holders; `warden end -s ID --wait` waits for them, `--force` kills them',

@@ -1,6 +1,7 @@
 // Typed outcomes of reading the configuration. Every message is built here,
 // in one shape, `FILE:LINE: reason`, so terminals and editors can jump to it;
 // callers read the fields rather than parse the text.
+import { exitCodeOf } from '../exit-codes.js';
 
 /** A spot in a configuration file; `line` is 1-based. */
 export interface Place {
@@ -24,6 +25,11 @@ export class ConfigError extends Error {
   readonly line: number | undefined;
   /** The message without its `FILE:LINE: ` prefix. */
   readonly reason: string;
+
+  /** The CLI's exit code for this outcome (src/exit-codes.ts). */
+  get exitCode(): number {
+    return exitCodeOf(this);
+  }
 
   constructor(file: string, line: number | undefined, reason: string, opts: { cause?: unknown } = {}) {
     super(`${line === undefined ? file : describePlace({ file, line })}: ${reason}`, opts.cause === undefined ? undefined : { cause: opts.cause });
@@ -83,6 +89,11 @@ export class PermissionDeniedError extends Error {
   readonly rule: string;
   readonly place: Place;
 
+  /** The CLI's exit code for this outcome (src/exit-codes.ts). */
+  get exitCode(): number {
+    return exitCodeOf(this);
+  }
+
   constructor(o: { chroot: string; uid: number; user: string | undefined; access: Access; rule: string; place: Place }) {
     const who = o.user === undefined ? `uid ${o.uid}` : `user ${quote(o.user)} (uid ${o.uid})`;
     super(`${who} may not ${ACTIONS[o.access]} chroot ${quote(o.chroot)}: ${o.rule} (${describePlace(o.place)})`);
@@ -92,5 +103,22 @@ export class PermissionDeniedError extends Error {
     this.access = o.access;
     this.rule = o.rule;
     this.place = o.place;
+  }
+}
+
+/** No chroot of that name or alias (exit 4). `known`: the configured names. */
+export class NoSuchChrootError extends Error {
+  override name = 'NoSuchChrootError';
+  readonly chroot: string;
+  readonly known: readonly string[];
+  constructor(name: string, known: string[]) {
+    super(`no such chroot ${JSON.stringify(name)}${known.length ? ` (configured: ${known.join(', ')})` : ' (none configured)'}`);
+    this.chroot = name;
+    this.known = known;
+  }
+
+  /** The CLI's exit code for this outcome (src/exit-codes.ts). */
+  get exitCode(): number {
+    return exitCodeOf(this);
   }
 }

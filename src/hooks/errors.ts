@@ -5,9 +5,14 @@
 import { showPath } from '../union/errors.js';
 import { describeErrno } from '../union/native.js';
 import type { HookPhase } from './types.js';
+import { exitCodeOf } from '../exit-codes.js';
 
 export class HookError extends Error {
   override name = 'HookError';
+  /** The CLI's exit code for this outcome (src/exit-codes.ts); 1 for one it has no code for. */
+  get exitCode(): number {
+    return exitCodeOf(this);
+  }
 }
 
 /** How a hook ended badly; the data the caller needs to report it. */

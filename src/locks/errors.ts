@@ -1,5 +1,6 @@
 // Typed outcomes of lock operations. Messages are built here, in one place;
 // callers read the fields (holders, path, range) rather than parse text.
+import { exitCodeOf } from '../exit-codes.js';
 
 export type LockKind = 'shared' | 'exclusive';
 
@@ -45,6 +46,11 @@ export class LockError extends Error {
   readonly path: string;
   readonly range: LockRange | undefined;
   readonly holders: readonly LockHolder[];
+
+  /** The CLI's exit code for this outcome (src/exit-codes.ts); 1 for one it has no code for. */
+  get exitCode(): number {
+    return exitCodeOf(this);
+  }
 
   constructor(message: string, opts: { path: string; range?: LockRange; holders?: readonly LockHolder[]; cause?: unknown }) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });

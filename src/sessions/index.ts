@@ -3,7 +3,7 @@ export { beginSession, type BeginOptions } from './begin.js';
 export { endSession, type EndOptions } from './end.js';
 export { openSession } from './open.js';
 export { assertRunnable, spawnInSession, RunError, type CommandOptions } from './run.js';
-export { fromChildProcess, type Command } from './spawn.js';
+export { fromChildProcess, makePipe, type Command } from './spawn.js';
 export { Pty, isTerminal, type PtySlave, type PtyStdio } from './terminal.js';
 export { commandEnvironment, ENVIRONMENT_FILTER, type EnvironmentOptions } from './environment.js';
 export { enterSource, sourceHolders, spawnInSource, SourceEntry, type SourceOptions } from './source.js';

@@ -352,6 +352,19 @@ function startWithChildProcess(file: string, args: readonly string[], env: NodeJ
   return childProcess().spawn(file, [...args], { stdio: [...stdio, ...fds], env, detached: true });
 }
 
+/**
+ * A pipe, both ends close-on-exec: [read end, write end]. For a command's
+ * stdout or stderr collected by the caller (the write end passed in
+ * `stdio`, where the spawn dup2s it, which clears close-on-exec there).
+ */
+export function makePipe(): [number, number] {
+  const c = native();
+  if (c === null) throw new RunError('cannot collect output: pipe2(2) is not available through koffi on this libc');
+  const ends = Buffer.alloc(8);
+  if (c.pipe2(ends, O_CLOEXEC) !== 0) throw new RunError('cannot collect output: pipe2(2) failed (out of file descriptors?)');
+  return [ends.readInt32LE(0), ends.readInt32LE(4)];
+}
+
 /** A ChildProcess seen as a Command (a source entry's gated command, or the fallback above). */
 export function fromChildProcess(child: ChildProcess): Command {
   const status = (code: number | null, signal: NodeJS.Signals | null) => code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0);

@@ -1,6 +1,7 @@
 // Typed outcomes of the union layer. Every message is built here: one line,
 // `<path>: <reason>`, so the CLI can print it after "warden: <what>: ".
 import { EACCES, EBUSY, EINVAL, ENODEV, ENOENT, ENOTDIR, EPERM, EROFS, describeErrno } from './native.js';
+import { exitCodeOf } from '../exit-codes.js';
 
 /** A process that keeps a mount busy, and how ('cwd', 'root', 'exe', 'fd N', 'map'). */
 export interface MountHolder {
@@ -19,6 +20,10 @@ export class UnionError extends Error {
   override name = 'UnionError';
   readonly path: string;
   readonly reason: string;
+  /** The CLI's exit code for this outcome (src/exit-codes.ts); 1 for one it has no code for. */
+  get exitCode(): number {
+    return exitCodeOf(this);
+  }
   constructor(path: string, reason: string, cause?: unknown) {
     super(`${showPath(path)}: ${reason}`, cause === undefined ? undefined : { cause });
     this.path = path;
