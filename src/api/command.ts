@@ -5,7 +5,14 @@
 // caller owns only its own fds.
 import { closeSync, openSync } from 'node:fs';
 import { Socket } from 'node:net';
-import { makePipe, type Command, type CommandLocks } from '../sessions/index.js';
+import { findAccount } from '../config/index.js';
+import { isTerminal, makePipe, RunError, type Command, type CommandLocks } from '../sessions/index.js';
+
+/** Whether `user` (a name or uid) is this process's own user. */
+function isSelf(user: string): boolean {
+  const uid = process.getuid!();
+  return user === String(uid) || findAccount(user)?.uid === uid;
+}
 
 export type StdioMode = 'inherit' | 'pipe' | 'ignore';
 
@@ -28,9 +35,21 @@ export class CommandStdio {
   #chunks: [Buffer[], Buffer[]] = [[], []];
   #drained: Promise<void>[] = [];
 
-  constructor(mode: StdioMode = 'inherit') {
+  /**
+   * `user`: the -u the command runs as (undefined: this process's user). A
+   * command run as another user never gets a terminal of this process's
+   * (it could push input into it with TIOCSTI, or read what is typed there
+   * later): the CLI gives such a command a pty of its own; the library has
+   * none to give, so it refuses, with RunError, to pass a terminal through.
+   */
+  constructor(mode: StdioMode = 'inherit', user?: string) {
     this.mode = mode;
     if (mode === 'inherit') {
+      if (user !== undefined && !isSelf(user) && [0, 1, 2].some((fd) => isTerminal(fd))) {
+        throw new RunError(
+          `stdio 'inherit' would give this process's terminal to a command run as ${JSON.stringify(user)}: use stdio 'pipe' or 'ignore', or the warden command, which gives it a pty of its own`,
+        );
+      }
       this.fds = [0, 1, 2];
       return;
     }

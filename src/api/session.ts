@@ -111,7 +111,7 @@ export async function runIn(held: Held, argv: readonly string[], o: RunOptions, 
   let stdio: CommandStdio;
   try {
     assertRunnable(held);
-    stdio = new CommandStdio(o.stdio);
+    stdio = new CommandStdio(o.stdio, o.user);
   } catch (e) {
     locks.close();
     throw e;

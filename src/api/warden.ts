@@ -227,7 +227,7 @@ export class Warden {
     const e = this.#engine;
     const signal = e.signal(`source entry of chroot ${chroot}`, o.signal);
     const def = e.chroot(chroot);
-    const stdio = new CommandStdio(o.stdio);
+    const stdio = new CommandStdio(o.stdio, o.user);
     let entry: SourceEntry;
     try {
       // The command is started (held at a gate) while the entry waits.

@@ -15,6 +15,7 @@ import { mountsUnder } from '../../src/union/index.js';
 import { fileFds, ourLocks, untilBlocked } from '../helpers/leaks.js';
 import { destroyFixture, isRoot, makeFixture, processesUnder, REPO, stateEntries, type Fixture } from '../helpers/chroots.js';
 import { writeConfig, type CliEnv } from '../helpers/cli.js';
+import { TestTerminal } from '../helpers/terminal.js';
 import { until } from '../helpers/wait.js';
 
 const test = anyTest as TestFn<{ fds: string[]; warden?: Warden }>;
@@ -195,6 +196,33 @@ rootSerial('the README example: close() releases held sessions (stale, recoverab
   t.is(warden.close(), p, 'close() is idempotent: the same promise');
   await p;
   await t.throwsAsync(warden.list(), { name: 'WardenClosedError' });
+});
+
+rootSerial("stdio 'inherit' from a terminal to a command run as another user is refused (it would get the caller's terminal); 'pipe' works", async (t) => {
+  const dir = userDir();
+  const term = new TestTerminal();
+  try {
+    const script = `
+import { openWarden } from 'warden';
+const warden = await openWarden();
+const out = {};
+try { await warden.run('fx', ['/bin/true'], { user: 'nobody' }); out.inherit = 'ran'; } catch (e) { out.inherit = e.name + ': ' + e.message; }
+out.pipe = (await warden.run('fx', ['/bin/sh', '-c', 'id -u'], { user: 'nobody', stdio: 'pipe' })).stdout;
+await warden.close();
+console.log(JSON.stringify(out));
+`;
+    const child = term.start([process.execPath, '--input-type=module', '-e', script], {
+      cwd: dir,
+      env: { ...process.env, WARDEN_CONFIG: cli.config, WARDEN_STATE_DIR: fx.stateDir },
+    });
+    t.is(await child.status, 0, term.screen);
+    const got = JSON.parse(/\{.*\}/.exec(term.screen)![0]) as { inherit: string; pipe: string };
+    t.regex(got.inherit, /^RunError: stdio 'inherit' would give this process's terminal to a command run as "nobody"/);
+    t.is(got.pipe, '65534\n');
+  } finally {
+    await term.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('the package resolves as `warden` through its exports, with nothing but the API', (t) => {
