@@ -11,8 +11,8 @@ import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { isRoot, REPO, stateEntries, type Fixture } from '../helpers/chroots.js';
-import { untilOutput, wardenAsync, warden, writeConfig, type CliEnv, type Result, type Running } from '../helpers/cli.js';
-import { supervisedFixture } from '../helpers/supervised.js';
+import { writeConfig, type CliEnv, type Result } from '../helpers/cli.js';
+import { supervise as superviseEnv, supervisedFixture } from '../helpers/supervised.js';
 import { makeUser, type TestUser } from '../helpers/users.js';
 import { untilBlocked } from '../helpers/leaks.js';
 import { manageLockPath, sourceLockPath } from '../../src/sessions/index.js';
@@ -51,16 +51,7 @@ function configure(user: TestUser): void {
   );
 }
 
-async function supervise(t: ExecutionContext): Promise<Running> {
-  const s = wardenAsync(env, ['supervise']);
-  t.teardown(async () => {
-    if (s.exitCode === null && s.signalCode === null) s.kill('SIGTERM');
-    await s.result;
-    if (stateEntries(env.stateDir).some((n) => !n.startsWith('supervisor.'))) warden(env, ['recover', '--all', '--end']);
-  });
-  await untilOutput(s, /supervising \//, 'stderr');
-  return s;
-}
+const supervise = (t: ExecutionContext) => superviseEnv(t, env);
 
 /** warden-schroot as `user`, with sbuild's stripped environment (no PATH) plus where the state dir is. */
 function schroot(user: TestUser, args: string[], input: string | Buffer = ''): Result & { stdoutBytes: Buffer } {

@@ -20,11 +20,11 @@ import { lockHolders } from '../../src/locks/index.js';
 import { manageLockPath, sourceLockPath } from '../../src/sessions/index.js';
 import { SUPERVISOR_SOCKET } from '../../src/supervisor/index.js';
 import { isRoot, REPO, stateEntries, type Fixture } from '../helpers/chroots.js';
-import { untilOutput, warden, wardenAsync, writeConfig, type CliEnv, type Result, type Running } from '../helpers/cli.js';
+import { untilOutput, warden, writeConfig, type CliEnv, type Result, type Running } from '../helpers/cli.js';
 import { untilBlocked } from '../helpers/leaks.js';
 import { TestTerminal } from '../helpers/terminal.js';
 import { makeGroup, makeUser, type TestUser } from '../helpers/users.js';
-import { supervisedFixture } from '../helpers/supervised.js';
+import { supervise as superviseEnv, supervisedFixture } from '../helpers/supervised.js';
 import { until } from '../helpers/wait.js';
 
 const test = anyTest as TestFn;
@@ -61,30 +61,7 @@ function configure(group: string, users: TestUser[], rootUsers: TestUser[] = [],
   );
 }
 
-async function supervise(t: ExecutionContext, lockMode?: 'posix'): Promise<Running> {
-  const s = lockMode ? wardenAsyncEnv(['supervise'], { WARDEN_LOCK_MODE: lockMode }) : wardenAsync(env, ['supervise']);
-  t.teardown(async () => {
-    await stop(s);
-    if (stateEntries(env.stateDir).some((n) => !n.startsWith('supervisor.'))) warden(env, ['recover', '--all', '--end']);
-  });
-  await untilOutput(s, /supervising \//, 'stderr');
-  return s;
-}
-
-function wardenAsyncEnv(args: string[], extra: NodeJS.ProcessEnv): Running {
-  return running(
-    spawn(process.execPath, [join(REPO, 'dist', 'cli', 'warden.cjs'), ...args], {
-      env: { ...process.env, WARDEN_CONFIG: env.config, WARDEN_STATE_DIR: env.stateDir, WARDEN_DEBUG: '', ...extra },
-      stdio: ['pipe', 'pipe', 'pipe'],
-      cwd: env.top,
-    }),
-  );
-}
-
-async function stop(s: Running): Promise<Result> {
-  if (s.exitCode === null && s.signalCode === null) s.kill('SIGTERM');
-  return s.result;
-}
+const supervise = (t: ExecutionContext, lockMode?: 'posix') => superviseEnv(t, env, lockMode ? { WARDEN_LOCK_MODE: lockMode } : {});
 
 function running(child: ChildProcess): Running {
   const output = { stdout: '', stderr: '' };
