@@ -452,3 +452,21 @@ rootSerial('through socket-group, non-root clients: begin allowed or refused (ex
   t.is(own.status, 0, own.stderr);
   t.deepEqual(sessions(), []);
 });
+
+rootSerial('a supervisor whose log reader went away goes on serving, without spinning on the failed writes (needs root)', async (t) => {
+  const sup = await supervise(t);
+  // The reader of its stderr goes (a closed terminal, a dead parent): every log line now fails with EPIPE.
+  sup.stderr!.destroy();
+  t.is(warden(env, ['begin', '-c', 'fx', '--id', 'unlogged']).status, 0, 'served, and its log line failed');
+  const ticks = () => {
+    const f = readFileSync(`/proc/${sup.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return Number(f[11]) + Number(f[12]); // utime + stime, in clock ticks (1/100 s)
+  };
+  const before = ticks();
+  // A window of a second of its CPU time: a loop of failed writes took a whole core.
+  await new Promise((r) => setTimeout(r, 1000));
+  const used = ticks() - before;
+  t.true(used < 30, `${used} ticks of CPU in a second`);
+  t.is(warden(env, ['end', '-s', 'unlogged']).status, 0, 'still serving');
+  t.deepEqual(sessions(), []);
+});

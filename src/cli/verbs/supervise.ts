@@ -43,7 +43,17 @@ export default async function supervise(p: Parsed): Promise<number> {
   const configArg = o.config as string | undefined;
   const ctx = loadContext({ config: configArg, stateDir: o['state-dir'] as string });
   for (const w of ctx.config.warnings) process.stderr.write(`warden: warning: ${w.message}\n`);
-  const log = (line: string) => process.stderr.write(`${new Date().toISOString()} warden-supervisor[${process.pid}]: ${line}\n`);
+  // A log whose reader went away (the terminal closed, the pipe's reader
+  // died) is dropped, not retried: its write errors would be uncaught, the
+  // handler below would log them, and that write would fail again, a loop
+  // that took a whole core of an orphaned supervisor.
+  let logGone = false;
+  process.stderr.on('error', () => {
+    logGone = true;
+  });
+  const log = (line: string) => {
+    if (!logGone) process.stderr.write(`${new Date().toISOString()} warden-supervisor[${process.pid}]: ${line}\n`);
+  };
   // The last line of defence (the supervisor catches what it expects): a user of socket-group must
   // not be able to end the supervisor, and with it the sessions of everyone, by any error it provokes.
   process.on('uncaughtException', (e) => log(`internal error, kept running: ${e.stack ?? String(e)}`));
