@@ -196,11 +196,13 @@ export function chrootOf(log: string): string | undefined {
   return m ? `/${m[1]}` : undefined;
 }
 
-/** sbuild's own Package-Time (s) from the log. */
-export function packageTime(log: string): number | undefined {
-  const m = /^Package-Time: (\d+)$/m.exec(log);
+/** A time (s) of the log's summary: Package-Time (the whole job), Install-Time (the build dependencies), Build-Time (dpkg-buildpackage). */
+export function summaryTime(log: string, field: 'Package-Time' | 'Install-Time' | 'Build-Time'): number | undefined {
+  const m = new RegExp(`^${field}: (\\d+)$`, 'm').exec(log);
   return m ? Number(m[1]) : undefined;
 }
+
+export const packageTime = (log: string): number | undefined => summaryTime(log, 'Package-Time');
 
 export function tail(text: string, lines = 150): string {
   return text.split('\n').slice(-lines).join('\n');
