@@ -38,17 +38,20 @@ function ids(name: string): { uid: number; gid: number } {
 }
 
 /**
- * A new user (and its own group) with no home directory and /bin/sh,
- * removed when the test ends. `groups`: supplementary groups to add it to.
- * Needs root.
+ * A new user (and its own group) with /bin/sh, removed when the test ends.
+ * `groups`: supplementary groups to add it to. `home`: give it a home
+ * directory /home/NAME (made by useradd, removed by userdel --remove) for
+ * tools that read their configuration there (sbuild's ~/.sbuildrc); by
+ * default it has none (/nonexistent). Needs root.
  */
-export function makeUser(t: ExecutionContext, { groups = [] as string[] } = {}): TestUser {
+export function makeUser(t: ExecutionContext, { groups = [] as string[], home = false } = {}): TestUser & { home: string } {
   const name = `wdnt${process.pid % 100000}x${made++}`;
-  const args = ['--no-create-home', '--home-dir', '/nonexistent', '--shell', '/bin/sh', '--user-group'];
+  const dir = home ? `/home/${name}` : '/nonexistent';
+  const args = [home ? '--create-home' : '--no-create-home', '--home-dir', dir, '--shell', '/bin/sh', '--user-group'];
   if (groups.length > 0) args.push('--groups', groups.join(','));
   shadow('useradd', [...args, name]);
-  t.teardown(() => removeUser(name));
-  return { name, ...ids(name) };
+  t.teardown(() => removeUser(name, { home }));
+  return { name, home: dir, ...ids(name) };
 }
 
 /** A new group removed when the test ends. */
@@ -60,8 +63,11 @@ export function makeGroup(t: ExecutionContext): { name: string; gid: number } {
   return { name, gid: Number(r.stdout.split(':')[2]) };
 }
 
-/** Removes the user and its group; its processes must be gone (the test's teardown kills them first). */
-export function removeUser(name: string): void {
+/**
+ * Removes the user and its group (and its home directory, which useradd made
+ * for it, with `home`); processes it left are killed first.
+ */
+export function removeUser(name: string, { home = false } = {}): void {
   spawnSync('pkill', ['-KILL', '-u', name]);
-  shadow('userdel', [name]);
+  shadow('userdel', home ? ['--remove', name] : [name]);
 }

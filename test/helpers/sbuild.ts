@@ -1,0 +1,214 @@
+// Debian's sbuild against warden-schroot and against the real schroot, set
+// up as test/sbuild/README.md recorded it: a bookworm buildd chroot as
+// sbuild-createchroot leaves one, schroot's `sbuild` profile (as warden
+// hooks for warden, as itself for schroot), a member of group sbuild with
+// its ~/.sbuildrc, and the build of hello run as that user. Shared by
+// test/sbuild/sbuild.test.ts and bench/sbuild.ts.
+import { spawn, spawnSync } from 'node:child_process';
+import { appendFileSync, chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { REPO } from './chroots.js';
+
+/** The name sbuild looks for first for `-d bookworm --arch=amd64`. */
+export const CHROOT = 'bookworm-amd64-sbuild';
+export const DSC = 'hello_2.10-3.dsc';
+export const DEB = 'hello_2.10-3_amd64.deb';
+/** schroot's sbuild profile binds this on /build; sbuild chowns and chmods it through the bind. */
+export const SBUILD_BUILD = '/var/lib/sbuild/build';
+
+export interface SbuildUser {
+  name: string;
+  uid: number;
+  gid: number;
+  home: string;
+}
+
+export function passwdIds(user: string): { uid: number; gid: number } {
+  const f = spawnSync('getent', ['passwd', user], { encoding: 'utf8' }).stdout.split(':');
+  if (f.length < 4) throw new Error(`no user ${user}`);
+  return { uid: Number(f[2]), gid: Number(f[3]) };
+}
+
+export function inGroupSbuild(name: string): boolean {
+  const members = spawnSync('getent', ['group', 'sbuild'], { encoding: 'utf8' }).stdout.trim().split(':')[3] ?? '';
+  return members.split(',').includes(name);
+}
+
+/** README step 3: what sbuild-createchroot does to a fresh chroot, less what needs the network. */
+export function setUpLikeSbuildCreatechroot(chroot: string): void {
+  appendFileSync(join(chroot, 'etc', 'passwd'), spawnSync('getent', ['passwd', 'sbuild'], { encoding: 'utf8' }).stdout);
+  appendFileSync(join(chroot, 'etc', 'group'), spawnSync('getent', ['group', 'sbuild'], { encoding: 'utf8' }).stdout);
+  if (!existsSync(join(chroot, 'etc', 'hosts'))) {
+    writeFileSync(join(chroot, 'etc', 'hosts'), '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\nff02::1\t\tip6-allnodes\nff02::2\t\tip6-allrouters\n', { mode: 0o644 });
+  }
+  const policy = join(chroot, 'usr', 'sbin', 'policy-rc.d');
+  writeFileSync(policy, '#!/bin/sh\necho "All runlevel operations denied by policy" >&2\nexit 101\n');
+  chmodSync(policy, 0o775);
+  appendFileSync(join(chroot, 'etc', 'apt', 'sources.list'), 'deb-src http://deb.debian.org/debian bookworm main\n');
+}
+
+/**
+ * schroot's /etc/schroot/sbuild profile as warden hooks in `<tmp>/hooks`:
+ * its fstab (with `buildDir`, owned by sbuild, on /build), its copyfiles,
+ * and its nssdatabases, which schroot's setup.d/20nssdatabases applies with
+ * `getent DB > $CHROOT_PATH/etc/DB`. Root-owned, 0755/0644: warden runs no
+ * hook of a writable dir. Returns the hooks dir.
+ */
+export function writeSbuildHooks(tmp: string, buildDir: string): string {
+  const hooks = join(tmp, 'hooks');
+  const post = join(hooks, 'post-mount.d');
+  mkdirSync(post, { recursive: true, mode: 0o755 });
+  chmodSync(hooks, 0o755);
+  chmodSync(post, 0o755);
+  const files: Record<string, { text: string; mode: number }> = {
+    '10-sbuild.fstab': {
+      mode: 0o644,
+      text: [
+        '# /etc/schroot/sbuild/fstab; /dev is the chroot\'s own (mmdebstrap made its nodes), as with schroot',
+        '/proc\t\t/proc\t\tnone\tbind\t0\t0',
+        '/sys\t\t/sys\t\tnone\tbind\t0\t0',
+        '/dev/pts\t/dev/pts\tnone\tbind\t0\t0',
+        'tmpfs\t\t/dev/shm\ttmpfs\tdefaults\t0\t0',
+        `${buildDir}\t/build\tnone\tbind\t0\t0`,
+        '',
+      ].join('\n'),
+    },
+    '20-files.copyfiles': { mode: 0o644, text: '/etc/resolv.conf\n' },
+    '30-nssdatabases': {
+      mode: 0o755,
+      text: [
+        '#!/bin/sh',
+        "# /etc/schroot/sbuild/nssdatabases, as schroot's setup.d/20nssdatabases applies it.",
+        'set -e',
+        '[ "$CHROOT_UNION_TYPE" != none ] || exit 0',
+        'for db in passwd shadow group gshadow; do',
+        '  dest="$CHROOT_PATH/etc/$db"',
+        '  if [ -L "$dest" ]; then echo "$dest is a symlink" >&2; exit 1; fi',
+        '  getent "$db" > "$dest"',
+        'done',
+        '',
+      ].join('\n'),
+    },
+  };
+  for (const [name, { text, mode }] of Object.entries(files)) {
+    writeFileSync(join(post, name), text, { mode });
+    chmodSync(join(post, name), mode);
+  }
+  return hooks;
+}
+
+/** The warden configuration: what sbuild-createchroot writes, less profile=sbuild (the hooks do its work). */
+export function wardenConfig(hooks: string, chroot: string): string {
+  return ['[warden]', 'socket-group=sbuild', `hooks-dir=${hooks}`, '', `[${CHROOT}]`, ...createchrootLines(chroot), ''].join('\n');
+}
+
+/** schroot's chroot.d file as sbuild-createchroot writes it, under another name (see the test). */
+export function schrootConfig(name: string, chroot: string): string {
+  return [`[${name}]`, ...createchrootLines(chroot), 'profile=sbuild', ''].join('\n');
+}
+
+function createchrootLines(chroot: string): string[] {
+  return ['description=Debian bookworm/amd64 autobuilder', 'groups=root,sbuild', 'root-groups=root,sbuild', 'type=directory', `directory=${chroot}`, 'union-type=overlay'];
+}
+
+/**
+ * `<dir>/schroot`, root's 0755 script that runs warden-schroot on our state
+ * dir (sbuild strips the environment of its calls, so the state dir rides in
+ * the script). Returns its path.
+ */
+export function writeSchrootScript(dir: string, stateDir: string): string {
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const path = join(dir, 'schroot');
+  writeFileSync(path, `#!/bin/sh\nWARDEN_STATE_DIR=${stateDir} exec ${join(REPO, 'dist', 'bin', 'warden-schroot')} "$@"\n`, { mode: 0o755 });
+  chmodSync(path, 0o755);
+  return path;
+}
+
+/** A build dir `work` for `user` holding the hello source files (from `dsc`'s dir), and its ~/.sbuildrc as in the README. */
+export function prepareWork(user: SbuildUser, work: string, dsc: string): void {
+  const rc = join(user.home, '.sbuildrc');
+  writeFileSync(rc, "$chroot_mode = 'schroot';\n$distribution = 'bookworm';\n$run_lintian = 0;\n$run_autopkgtest = 0;\n$run_piuparts = 0;\n1;\n");
+  chownSync(rc, user.uid, user.gid);
+  mkdirSync(work, { mode: 0o755 });
+  for (const name of readdirSync(dirname(dsc))) {
+    copyFileSync(join(dirname(dsc), name), join(work, name));
+    chownSync(join(work, name), user.uid, user.gid);
+  }
+  chownSync(work, user.uid, user.gid);
+}
+
+export interface Build {
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  ms: number;
+  /** sbuild's stdout and stderr. */
+  output: string;
+  /** The build log (the `.build` file), or why there is none. */
+  log: string;
+  /** Whether exit 0, "Status: successful" and the .deb; else what was missing. */
+  problems: string[];
+}
+
+/**
+ * Runs sbuild on hello as `user` (its groups as initgroups gives them:
+ * sbuild needs group sbuild) with a clean login-like environment, in
+ * `work`, stdin /dev/null, no terminal, as the README's recording did.
+ *
+ * `schroot`: the program to be /usr/bin/schroot for this sbuild only, or
+ * undefined for the real one. sbuild lists the chroots with `local %ENV`
+ * (Sbuild/ChrootInfoSchroot.pm): no PATH, so execvp(3) looks in /bin:/usr/bin
+ * only and a directory in front of the user's PATH is never asked. The
+ * host's /usr/bin/schroot is not ours to divert (others on this machine run
+ * schroot): sbuild runs in a mount namespace of its own (unshare(1), private
+ * propagation) where `schroot` is bound over /usr/bin/schroot. The sessions'
+ * mounts, which warden's supervisor makes on the host, are not seen there,
+ * which sbuild does not need: of a session's Location it only checks that it
+ * is a directory; files cross through schroot's stdio.
+ */
+export async function runSbuild(user: SbuildUser, work: string, schroot: string | undefined, extra: readonly string[] = [], timeoutMs = 8 * 60_000): Promise<Build> {
+  const run = ['setpriv', '--reuid', String(user.uid), '--regid', String(user.gid), '--init-groups', '--', 'sbuild', '-d', 'bookworm', '--arch=amd64', ...extra, '--no-run-lintian', '--no-run-autopkgtest', DSC];
+  const [cmd, ...args] =
+    schroot === undefined ? run : ['unshare', '--mount', '--propagation', 'private', '--', '/bin/sh', '-c', 'mount --bind "$1" /usr/bin/schroot && shift && exec "$@"', 'sh', schroot, ...run];
+  const env = { HOME: user.home, USER: user.name, LOGNAME: user.name, SHELL: '/bin/sh', PATH: '/usr/local/bin:/usr/bin:/bin' };
+  const start = performance.now();
+  const child = spawn(cmd!, args, { cwd: work, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (output += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (output += d));
+  const timer = setTimeout(() => child.kill('SIGTERM'), timeoutMs);
+  const [status, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.once('close', (c, s) => resolve([c, s])));
+  clearTimeout(timer);
+  const ms = performance.now() - start;
+  // sbuild writes hello_2.10-3_amd64-<date>.build and a symlink hello_2.10-3_amd64.build to it.
+  const logFile = join(work, 'hello_2.10-3_amd64.build');
+  const log = existsSync(logFile) ? readFileSync(logFile, 'utf8') : `(no ${logFile}; files: ${readdirSync(work).join(' ')})`;
+  const problems = [
+    status === 0 ? '' : `sbuild: exit ${status}${signal ? ` (${signal})` : ''}`,
+    /^Status: successful$/m.test(log) ? '' : 'no "Status: successful" in the build log',
+    existsSync(join(work, DEB)) ? '' : `no ${DEB} in ${work}`,
+  ].filter(Boolean);
+  return { status, signal, ms, output, log, problems };
+}
+
+/** The chroot sbuild built in, from its log: it filters the session's Location (less the leading /) out as <<CHROOT>>. */
+export function chrootOf(log: string): string | undefined {
+  const m = /^I: NOTICE: Log filtering will replace '(.+)' with '<<CHROOT>>'$/m.exec(log);
+  return m ? `/${m[1]}` : undefined;
+}
+
+/** A time (s) of the log's summary: Package-Time (the whole job), Install-Time (the build dependencies), Build-Time (dpkg-buildpackage). */
+export function summaryTime(log: string, field: 'Package-Time' | 'Install-Time' | 'Build-Time'): number | undefined {
+  const m = new RegExp(`^${field}: (\\d+)$`, 'm').exec(log);
+  return m ? Number(m[1]) : undefined;
+}
+
+export const packageTime = (log: string): number | undefined => summaryTime(log, 'Package-Time');
+
+export function tail(text: string, lines = 150): string {
+  return text.split('\n').slice(-lines).join('\n');
+}
+
+/** What a failed build says: its problems, the end of sbuild's output and of its log. */
+export function whyFailed(b: Build): string {
+  return `${b.problems.join('; ')}\n--- sbuild output (tail) ---\n${tail(b.output, 40)}\n--- build log (tail) ---\n${tail(b.log)}`;
+}
