@@ -4,18 +4,17 @@
 // real `warden supervise`. The chroot is set up as sbuild-createchroot sets
 // one up (test/sbuild/README.md, step 3); what schroot's `sbuild` profile
 // does is done by warden hooks (fstab, copyfiles, and a script for the nss
-// databases). Then the same build once with the real schroot and
-// profile=sbuild, for the wall-time comparison in t.log (bench/sbuild.ts
-// alternates several).
+// databases). The same build through the real schroot, alternating, is
+// bench/sbuild.ts.
 //
 // Root only; slow (a real package build, ~1 min each); skipped, saying why,
 // without root, sbuild, schroot, or a cached (or fetchable) bookworm
 // tarball and hello source.
 import anyTest, { type TestFn } from 'ava';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { shutdownWaitPool } from '../../src/locks/index.js';
 import { mountsUnder } from '../../src/union/index.js';
 import { destroyFixture, isRoot, processesUnder, stateEntries } from '../helpers/chroots.js';
@@ -30,7 +29,6 @@ import {
   passwdIds,
   prepareWork,
   runSbuild,
-  schrootConfig,
   setUpLikeSbuildCreatechroot,
   tail,
   wardenConfig,
@@ -118,7 +116,7 @@ const title = (s: string) => (skip ? `${s} (skipped: ${skip})` : s);
 const serial = skip ? test.serial.skip : test.serial;
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
-serial(title(`sbuild builds hello in ${CHROOT} through warden-schroot, then once through real schroot for the wall time`), async (t) => {
+serial(title(`sbuild builds hello in ${CHROOT} through warden-schroot`), async (t) => {
   const s = setup!;
   const user = makeUser(t, { home: true });
   madeUsers.push(user.name);
@@ -150,28 +148,5 @@ serial(title(`sbuild builds hello in ${CHROOT} through warden-schroot, then once
   t.deepEqual(mountsUnder(s.tmp).map((m) => m.mountPoint), [], 'nothing left mounted');
   t.deepEqual(processesUnder(s.tmp), [], 'no process left in a session');
   t.deepEqual(userProcesses(user), [], 'no process of the user left');
-  if (!built) return; // the comparison only means something for a build that worked
-
-  // The same build with the real schroot and its sbuild profile, once. Under a
-  // name of our own: a second [bookworm-amd64-sbuild] in chroot.d would break
-  // schroot for everyone on the machine; sbuild is told it with --chroot.
-  const name = `wdn${process.pid}-${CHROOT}`;
-  const conf = join('/etc/schroot/chroot.d', `${name}-${basename(s.tmp)}`);
-  writeFileSync(conf, schrootConfig(name, s.chroot), { mode: 0o644 });
-  t.teardown(() => rmSync(conf, { force: true }));
-  const work2 = join(s.tmp, 'work-schroot');
-  prepareWork(user, work2, dsc);
-  const viaSchroot = await runSbuild(user, work2, undefined, [`--chroot=${name}`]);
-  rmSync(conf, { force: true });
-  const builtToo = viaSchroot.problems.length === 0;
-  t.true(builtToo, whyFailed(viaSchroot));
-  const where2 = chrootOf(viaSchroot.log);
-  t.regex(where2 ?? '', /^\/(var\/)?run\/schroot\/mount\//, 'built in a schroot session');
-  t.log(`schroot 1.6:    sbuild ${builtToo ? 'built' : 'FAILED'} in ${seconds(viaSchroot.ms)} wall (sbuild's Package-Time ${packageTime(viaSchroot.log)} s)`);
-  t.log(`warden/schroot: ${(viaWarden.ms / viaSchroot.ms).toFixed(2)}x (one build each; bench/sbuild.ts alternates several)`);
-  t.deepEqual(userProcesses(user), [], 'no process of the user left');
-  const sessions = spawnSync('/usr/bin/schroot', ['-l', '--all-sessions'], { encoding: 'utf8' }).stdout.split('\n');
-  t.deepEqual(sessions.filter((l) => l.startsWith(`session:${name}-`)), [], 'no schroot session left');
-  const schrootMounts = existsSync('/run/schroot/mount') ? mountsUnder('/run/schroot/mount') : [];
-  t.deepEqual(schrootMounts.filter((m) => m.mountPoint.includes(`/${name}-`)).map((m) => m.mountPoint), [], 'nothing left mounted by schroot');
+  // The same build through real schroot, alternating, is bench/sbuild.ts (npm run bench:sbuild).
 });
