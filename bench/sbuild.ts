@@ -36,7 +36,7 @@ import {
   setUpLikeSbuildCreatechroot,
   wardenConfig,
   whyFailed,
-  writeSbuildHooks,
+  writeSbuildProfile,
   writeSchrootScript,
   type Build,
   type SbuildUser,
@@ -94,8 +94,10 @@ async function main(): Promise<void> {
     mkdirSync(buildDir, { mode: 0o755 });
     const sb = passwdIds('sbuild');
     chownSync(buildDir, sb.uid, sb.gid);
-    const config = join(tmp, 'warden.conf');
-    writeFileSync(config, wardenConfig(writeSbuildHooks(tmp, buildDir), chroot));
+    const config = join(tmp, 'etc', 'warden.conf');
+    // The profile goes to <tmp>/etc/sbuild, beside the config: warden resolves profile= there.
+    const hooksDir = writeSbuildProfile(tmp, buildDir);
+    writeFileSync(config, wardenConfig(hooksDir, chroot));
     const schroot = writeSchrootScript(join(tmp, 'bin'), stateDir);
     // Under a name of our own: a second [bookworm-amd64-sbuild] would break schroot for everyone.
     writeFileSync(conf, schrootConfig(name, chroot), { mode: 0o644 });

@@ -1,7 +1,7 @@
 // Debian's sbuild against warden-schroot and against the real schroot, set
 // up as test/sbuild/README.md recorded it: a bookworm buildd chroot as
-// sbuild-createchroot leaves one, schroot's `sbuild` profile (as warden
-// hooks for warden, as itself for schroot), a member of group sbuild with
+// sbuild-createchroot leaves one, schroot's `sbuild` profile (profile=sbuild
+// for both, warden reading a copy of it), a member of group sbuild with
 // its ~/.sbuildrc, and the build of hello run as that user. Shared by
 // test/sbuild/sbuild.test.ts and bench/sbuild.ts.
 import { spawn, spawnSync } from 'node:child_process';
@@ -48,58 +48,41 @@ export function setUpLikeSbuildCreatechroot(chroot: string): void {
 }
 
 /**
- * schroot's /etc/schroot/sbuild profile as warden hooks in `<tmp>/hooks`:
- * its fstab (with `buildDir`, owned by sbuild, on /build), its copyfiles,
- * and its nssdatabases, which schroot's setup.d/20nssdatabases applies with
- * `getent DB > $CHROOT_PATH/etc/DB`. Root-owned, 0755/0644: warden runs no
- * hook of a writable dir. Returns the hooks dir.
+ * schroot's sbuild profile for warden, beside the config `<tmp>/etc/warden.conf`
+ * (warden resolves `profile=NAME` in the config's directory, as schroot does
+ * in /etc/schroot): `<tmp>/etc/sbuild/` with the host profile's copyfiles and
+ * nssdatabases as they are, and its fstab with `buildDir` (owned by sbuild)
+ * on /build instead of the host's /var/lib/sbuild/build. /dev is the
+ * chroot's own (mmdebstrap made its nodes), as with schroot. Root-owned,
+ * 0755/0644: warden reads no profile another user could write. Also an empty
+ * hooks dir (the profile takes the place of the default hooks anyway).
+ * Returns the hooks dir.
  */
-export function writeSbuildHooks(tmp: string, buildDir: string): string {
-  const hooks = join(tmp, 'hooks');
-  const post = join(hooks, 'post-mount.d');
-  mkdirSync(post, { recursive: true, mode: 0o755 });
-  chmodSync(hooks, 0o755);
-  chmodSync(post, 0o755);
-  const files: Record<string, { text: string; mode: number }> = {
-    '10-sbuild.fstab': {
-      mode: 0o644,
-      text: [
-        '# /etc/schroot/sbuild/fstab; /dev is the chroot\'s own (mmdebstrap made its nodes), as with schroot',
-        '/proc\t\t/proc\t\tnone\tbind\t0\t0',
-        '/sys\t\t/sys\t\tnone\tbind\t0\t0',
-        '/dev/pts\t/dev/pts\tnone\tbind\t0\t0',
-        'tmpfs\t\t/dev/shm\ttmpfs\tdefaults\t0\t0',
-        `${buildDir}\t/build\tnone\tbind\t0\t0`,
-        '',
-      ].join('\n'),
-    },
-    '20-files.copyfiles': { mode: 0o644, text: '/etc/resolv.conf\n' },
-    '30-nssdatabases': {
-      mode: 0o755,
-      text: [
-        '#!/bin/sh',
-        "# /etc/schroot/sbuild/nssdatabases, as schroot's setup.d/20nssdatabases applies it.",
-        'set -e',
-        '[ "$CHROOT_UNION_TYPE" != none ] || exit 0',
-        'for db in passwd shadow group gshadow; do',
-        '  dest="$CHROOT_PATH/etc/$db"',
-        '  if [ -L "$dest" ]; then echo "$dest is a symlink" >&2; exit 1; fi',
-        '  getent "$db" > "$dest"',
-        'done',
-        '',
-      ].join('\n'),
-    },
-  };
-  for (const [name, { text, mode }] of Object.entries(files)) {
-    writeFileSync(join(post, name), text, { mode });
-    chmodSync(join(post, name), mode);
+export function writeSbuildProfile(tmp: string, buildDir: string): string {
+  const profile = join(tmp, 'etc', 'sbuild');
+  mkdirSync(profile, { recursive: true, mode: 0o755 });
+  chmodSync(join(tmp, 'etc'), 0o755);
+  chmodSync(profile, 0o755);
+  const host = '/etc/schroot/sbuild';
+  const fstab = readFileSync(join(host, 'fstab'), 'utf8').replace(/^\/var\/lib\/sbuild\/build(\s)/m, `${buildDir}$1`);
+  if (!fstab.includes(buildDir)) throw new Error(`${host}/fstab binds no /var/lib/sbuild/build on /build: the sbuild package changed`);
+  for (const [name, text] of [
+    ['fstab', fstab],
+    ['copyfiles', readFileSync(join(host, 'copyfiles'), 'utf8')],
+    ['nssdatabases', readFileSync(join(host, 'nssdatabases'), 'utf8')],
+  ] as const) {
+    writeFileSync(join(profile, name), text, { mode: 0o644 });
+    chmodSync(join(profile, name), 0o644);
   }
+  const hooks = join(tmp, 'hooks');
+  mkdirSync(hooks, { mode: 0o755 });
+  chmodSync(hooks, 0o755);
   return hooks;
 }
 
-/** The warden configuration: what sbuild-createchroot writes, less profile=sbuild (the hooks do its work). */
+/** The warden configuration: what sbuild-createchroot writes, profile=sbuild included (see writeSbuildProfile). */
 export function wardenConfig(hooks: string, chroot: string): string {
-  return ['[warden]', 'socket-group=sbuild', `hooks-dir=${hooks}`, '', `[${CHROOT}]`, ...createchrootLines(chroot), ''].join('\n');
+  return ['[warden]', 'socket-group=sbuild', `hooks-dir=${hooks}`, '', `[${CHROOT}]`, ...createchrootLines(chroot), 'profile=sbuild', ''].join('\n');
 }
 
 /** schroot's chroot.d file as sbuild-createchroot writes it, under another name (see the test). */

@@ -2,10 +2,11 @@
 // `hello` from source in a real bookworm buildd chroot, as an ordinary member
 // of group sbuild, with its `schroot` being warden-schroot in front of a
 // real `warden supervise`. The chroot is set up as sbuild-createchroot sets
-// one up (test/sbuild/README.md, step 3); what schroot's `sbuild` profile
-// does is done by warden hooks (fstab, copyfiles, and a script for the nss
-// databases). The same build through the real schroot, alternating, is
-// bench/sbuild.ts.
+// one up (test/sbuild/README.md, step 3), with `profile=sbuild`: warden
+// applies schroot's sbuild profile (a copy of /etc/schroot/sbuild whose
+// fstab binds a build dir of the test's own on /build) as schroot does:
+// its fstab, copyfiles and nssdatabases. The same build through the real
+// schroot, alternating, is bench/sbuild.ts.
 //
 // Root only; slow (a real package build, ~1 min each); skipped, saying why,
 // without root, sbuild, schroot, or a cached (or fetchable) bookworm
@@ -33,7 +34,7 @@ import {
   tail,
   wardenConfig,
   whyFailed,
-  writeSbuildHooks,
+  writeSbuildProfile,
   writeSchrootScript,
 } from '../helpers/sbuild.js';
 import { makeUser, type TestUser } from '../helpers/users.js';
@@ -90,7 +91,7 @@ test.before(async () => {
   mkdirSync(buildDir, { mode: 0o755 });
   const sb = passwdIds('sbuild');
   chownSync(buildDir, sb.uid, sb.gid);
-  setup.env = writeConfig(tmp, wardenConfig(writeSbuildHooks(tmp, buildDir), setup.chroot));
+  setup.env = writeConfig(tmp, wardenConfig(writeSbuildProfile(tmp, buildDir), setup.chroot));
   setup.schroot = writeSchrootScript(join(tmp, 'bin'), setup.env.stateDir);
 });
 
@@ -139,6 +140,8 @@ serial(title(`sbuild builds hello in ${CHROOT} through warden-schroot`), async (
   prepareWork(user, work, dsc);
   const viaWarden = await runSbuild(user, work, s.schroot);
   const built = viaWarden.problems.length === 0;
+  // sbuild makes /build its own (chmod 02770): through the profile's bind, that is the test's build dir.
+  t.is(statSync(join(s.tmp, 'build')).mode & 0o7777, 0o2770, "the profile's fstab bound the build dir on /build");
   t.true(built, `${whyFailed(viaWarden)}\n--- supervisor stderr ---\n${tail(sup.output.stderr, 80)}`);
   const where = chrootOf(viaWarden.log);
   t.true(where?.startsWith(`${s.env.stateDir}/${CHROOT}-`), `built in a warden session (${where})`);
