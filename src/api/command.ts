@@ -5,14 +5,9 @@
 // caller owns only its own fds.
 import { closeSync, openSync } from 'node:fs';
 import { Socket } from 'node:net';
-import { findAccount } from '../config/index.js';
+import { isCaller } from '../config/index.js';
 import { isTerminal, makePipe, RunError, type Command, type CommandLocks } from '../sessions/index.js';
 
-/** Whether `user` (a name or uid) is this process's own user. */
-function isSelf(user: string): boolean {
-  const uid = process.getuid!();
-  return user === String(uid) || findAccount(user)?.uid === uid;
-}
 
 export type StdioMode = 'inherit' | 'pipe' | 'ignore';
 
@@ -45,7 +40,7 @@ export class CommandStdio {
   constructor(mode: StdioMode = 'inherit', user?: string) {
     this.mode = mode;
     if (mode === 'inherit') {
-      if (user !== undefined && !isSelf(user) && [0, 1, 2].some((fd) => isTerminal(fd))) {
+      if (!isCaller({ uid: process.getuid!() }, user) && [0, 1, 2].some((fd) => isTerminal(fd))) {
         throw new RunError(
           `stdio 'inherit' would give this process's terminal to a command run as ${JSON.stringify(user)}: use stdio 'pipe' or 'ignore', or the warden command, which gives it a pty of its own`,
         );

@@ -2,7 +2,7 @@
 // warden's command line. Start-up is a cost users pay on every call, so
 // this file imports almost nothing: the argument table, then only the
 // module of the verb asked for (each verb is its own chunk of the bundle).
-import { readFileSync } from 'node:fs';
+import { version } from './version.js';
 import type { Parsed } from './args.js';
 import { koffiLoadedBy, libc as glibc } from '../locks/koffi.js';
 import { EXIT, exitCodeOf, formatError, UsageError } from './errors.js';
@@ -23,11 +23,6 @@ const VERB_MODULES: Record<string, () => Promise<{ default: VerbMain }>> = {
   recover: () => import('./verbs/recover.js'),
   watch: () => import('./verbs/watch.js'),
 };
-
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
-}
 
 async function help(verb: string | undefined): Promise<void> {
   const { helpText } = await import('./help.js');

@@ -3,11 +3,11 @@
 // the same lines and exit codes, as the CLI run directly would. Lent to the
 // supervisor by `warden supervise`, so the supervisor does not depend on
 // the CLI.
-import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import type { RelayCalls, RelayedCall } from '../supervisor/index.js';
 import { parseArgs } from './args.js';
 import { loadContext } from './context.js';
+import { version } from './version.js';
 import { schrootCall, schrootQuery } from './schroot-calls.js';
 import { exitCodeOf, formatError, UsageError } from './errors.js';
 import { waitReporter } from './wait-line.js';
@@ -20,17 +20,17 @@ import { recoveredLine } from './verbs/recover.js';
  * relay then executes in the client's place.
  */
 export function relayCalls(stateDir: string, configFile: string | undefined): RelayCalls {
-  const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  const v = version();
   return {
     // warden-schroot sends schroot's argv behind the verb `schroot`.
-    parse: (args, cwd) => (args[0] === 'schroot' ? schrootCall(args.slice(1), version) : parseCall(args, cwd, stateDir, configFile)),
+    parse: (args, cwd) => (args[0] === 'schroot' ? schrootCall(args.slice(1), v) : parseCall(args, cwd, stateDir, configFile)),
     failure(describe, e, own, style) {
       // schroot's report: its message alone, exit 1 for every failure of its own.
       if (style === 'schroot') return { text: `E: ${e instanceof Error ? e.message : String(e)}\n`, code: 1 };
       if (e instanceof UsageError) return { text: formatError(e.verb ?? 'usage', e), code: 2 };
       return { text: formatError(describe, e), code: exitCodeOf(e, own) };
     },
-    schrootQuery: (call, notices, sources) => schrootQuery(call as Parameters<typeof schrootQuery>[0], loadContext({ config: configFile, stateDir }), version, notices, sources),
+    schrootQuery: (call, notices, sources) => schrootQuery(call as Parameters<typeof schrootQuery>[0], loadContext({ config: configFile, stateDir }), v, notices, sources),
     waitReporter: (write) => waitReporter({ write }),
     recoveredLine,
   };

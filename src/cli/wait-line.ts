@@ -40,7 +40,7 @@ export interface WaitSink {
  * it, exclusively for as long as it holds the manage lock; begins take the
  * manage lock only for moments and never `.ref` exclusively.
  */
-export function waitLine(info: WaitInfo, holders: readonly LockHolder[] = info.holders): string {
+function waitLine(info: WaitInfo, holders: readonly LockHolder[] = info.holders): string {
   if (info.sessions) {
     // A source entry: name the sessions behind the pids, and how old they are.
     const pids = new Set(info.sessions.flatMap((s) => s.pids));

@@ -146,7 +146,7 @@ export function accessToSource(who: Credentials, o: { user?: string | undefined;
 }
 
 /** Whether `-u user` (undefined: no -u) names the caller themselves. */
-function isCaller(who: Credentials, user: string | undefined, files: AccountFiles): boolean {
+export function isCaller(who: Pick<Credentials, 'uid'>, user: string | undefined, files: AccountFiles = {}): boolean {
   if (user === undefined) return true;
   const uid = isId(user) ? Number(user) : passwdOf(files).uidByName.get(user);
   return uid === who.uid;

@@ -36,7 +36,7 @@ import {
 import { describeHolders } from '../locks/index.js';
 import { RequestAbortedError, SessionAccessError } from './errors.js';
 import { assertSessionOwner } from './owner.js';
-import { peerHungUp } from './peercred.js';
+import { peerHungUp, socketFd } from './peercred.js';
 import type { ReadableWaiter } from './readable.js';
 import { exitFrame, fallbackFrame, outputFrame, RelayFrameParser, RelayRequestReader, sendTerminalFrame, type RelayRequest } from './relay-wire.js';
 import type { BeginSpec } from './server.js';
@@ -575,7 +575,7 @@ class Call {
         if (!this.#gone.aborted) {
           const master = pty.takeMaster();
           try {
-            sendTerminalFrame(fdOf(c), master, { input, output: tty.stdout || !tty.stderr ? 1 : 2, size: tty.stdin ? 0 : tty.stdout ? 1 : 2 });
+            sendTerminalFrame(socketFd(c), master, { input, output: tty.stdout || !tty.stderr ? 1 : 2, size: tty.stdin ? 0 : tty.stdout ? 1 : 2 });
           } catch (err) {
             this.#host.log(`could not pass a pty to uid ${this.#who.uid}: ${(err as Error).message}; hanging its command up`);
             c.destroy();
@@ -611,12 +611,6 @@ function environment(strings: readonly string[]): Record<string, string> {
     if (eq > 0) env[s.slice(0, eq)] = s.slice(eq + 1);
   }
   return env;
-}
-
-function fdOf(c: Socket): number {
-  const fd = (c as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
-  if (typeof fd !== 'number' || fd < 0) throw new Error('the connection is closed');
-  return fd;
 }
 
 function closeQuiet(fd: number): void {

@@ -60,14 +60,12 @@ export class ReadableWaiter {
     const w = this.#waits.get(id);
     if (!w) return;
     this.#waits.delete(id);
-    // The thread has dropped it from its set (it reported it, or 'remove' was
-    // queued before the next poll), so closing now cannot hand it a reused number.
-    // A 'remove' may still be queued: the thread takes commands before it polls.
     if (this.#waits.size === 0) this.#worker?.unref();
-    queueMicrotask(() => {
-      // After the thread has taken the removal (it runs before the next poll).
-      closeQuiet(w.dup);
-    });
+    // The thread has dropped the id (it reported it), or drops it before its
+    // next poll ('remove' was posted first). A poll under way holds its own
+    // reference to the file; should the number be reused meanwhile, the
+    // worst is a report for an id already settled, which is ignored.
+    closeQuiet(w.dup);
     w.settle(ready);
   }
 

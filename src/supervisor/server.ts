@@ -75,11 +75,8 @@ export interface SupervisorOptions {
    * connection. Unset fields take the defaults; root is never counted.
    */
   limits?: Partial<SupervisorLimits>;
-  /**
-   * The CLI's parser and messages for the calls of the relay (broker.ts);
-   * without it relay calls are told to fall back to the Node CLI.
-   */
-  relayCalls?: RelayCalls;
+  /** The CLI's parser and messages for the calls of the relay (broker.ts). */
+  relayCalls: RelayCalls;
   /**
    * A listening socket to serve instead of creating `supervisor.sock`
    * (socket activation: sd_listen_fds(3)'s fd 3). Its path, mode and
@@ -392,16 +389,9 @@ class Engine {
   }
 
   #brokerHost(): BrokerHost {
-    const fallback: RelayCalls = {
-      parse: () => ({ verb: 'fallback' }),
-      failure: (describe, e, own) => ({ text: `warden: ${describe}: ${(e as Error).message}\n`, code: own }),
-      schrootQuery: () => ({ out: '', err: 'E: this supervisor was started without the CLI and cannot answer schroot queries\n', code: 1 }),
-      waitReporter: (write) => ({ onWait: (info) => write(`warden: waiting for the ${info.lock} lock: ${info.path}\n`), done: () => {} }),
-      recoveredLine: (r) => `${r.action === 'ended' ? 'ended' : 'recovered'} ${r.id}\n`,
-    };
     return (this.#broker ??= {
       stateDir: this.#stateDir,
-      calls: this.#o.relayCalls ?? fallback,
+      calls: this.#o.relayCalls,
       resolveChroot: (name) => this.#o.resolveChroot(name),
       begin: async (call, who, signal, hungUp, onWait) => {
         const r = await this.#begin({ v: PROTOCOL_VERSION, op: 'begin', chroot: call.chroot, id: call.id, timeout: call.timeout, wait: call.wait }, who, signal, hungUp, onWait);

@@ -3,18 +3,19 @@
 // from the configuration; session actions are the supervisor's, so root
 // starts one (as `warden begin` does) and hands the call to it through the
 // relay; anyone else is told that none runs.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { loadContext } from '../context.js';
 import { execRelay } from '../relay-exec.js';
 import { schrootCall, schrootQuery } from '../schroot-calls.js';
+import { version } from '../version.js';
 import { supervisorArgv } from './supervise.js';
 
 /** schroot's own configuration, where warden-schroot reads it by default (DESIGN.md). */
 export const SCHROOT_CONFIG = '/etc/schroot/schroot.conf';
 
 export default async function schroot(argv: string[]): Promise<number> {
-  const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
-  const call = schrootCall(argv, version);
+  const v = version();
+  const call = schrootCall(argv, v);
   if (call.verb === 'text') {
     process.stdout.write(call.out);
     process.stderr.write(call.err);
@@ -23,7 +24,7 @@ export default async function schroot(argv: string[]): Promise<number> {
   const config = process.env.WARDEN_CONFIG || (existsSync(SCHROOT_CONFIG) ? SCHROOT_CONFIG : undefined);
   const ctx = loadContext({ config });
   if (call.verb === 'schroot-query') {
-    const r = schrootQuery(call.call as Parameters<typeof schrootQuery>[0], ctx, version, call.notices ?? '');
+    const r = schrootQuery(call.call as Parameters<typeof schrootQuery>[0], ctx, v, call.notices ?? '');
     process.stdout.write(r.out);
     process.stderr.write(r.err);
     return r.code;
