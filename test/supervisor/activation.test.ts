@@ -42,7 +42,9 @@ maybe(`the first call starts the supervisor on the socket it is passed, which se
     act.kill('SIGKILL');
     rmSync(sock, { force: true });
   });
-  await until(() => existsSync(sock), 'the socket bound');
+  // Listening, not just bound: a connect between its bind and its listen is refused (and the relay
+  // would then hand the call to the Node CLI, which reads this checkout's configuration).
+  await until(() => /Listening on /.test(log), 'the socket listening');
   t.true(statSync(sock).isSocket());
   const relayEnv = { PATH: '/usr/bin:/bin', WARDEN_STATE_DIR: env.stateDir };
   const b = spawnSync(RELAY, ['begin', '-c', 'fx'], { env: relayEnv, encoding: 'utf8', timeout: 60_000 });
