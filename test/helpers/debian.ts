@@ -180,7 +180,7 @@ export function candidateMirrors(): string[] {
 }
 
 /** The first mirror whose bookworm InRelease answers 200, or why none did. */
-async function reachableMirror(): Promise<{ url: string } | { skip: string }> {
+export async function reachableMirror(): Promise<{ url: string } | { skip: string }> {
   const failures: string[] = [];
   for (const url of candidateMirrors()) {
     const probe = `${url}/dists/${SUITE}/InRelease`;

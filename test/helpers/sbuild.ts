@@ -150,18 +150,8 @@ export interface Build {
  */
 export async function runSbuild(user: SbuildUser, work: string, schroot: string | undefined, extra: readonly string[] = [], timeoutMs = 8 * 60_000): Promise<Build> {
   const run = ['setpriv', '--reuid', String(user.uid), '--regid', String(user.gid), '--init-groups', '--', 'sbuild', '-d', 'bookworm', '--arch=amd64', ...extra, '--no-run-lintian', '--no-run-autopkgtest', DSC];
-  const [cmd, ...args] =
-    schroot === undefined ? run : ['unshare', '--mount', '--propagation', 'private', '--', '/bin/sh', '-c', 'mount --bind "$1" /usr/bin/schroot && shift && exec "$@"', 'sh', schroot, ...run];
   const env = { HOME: user.home, USER: user.name, LOGNAME: user.name, SHELL: '/bin/sh', PATH: '/usr/local/bin:/usr/bin:/bin' };
-  const start = performance.now();
-  const child = spawn(cmd!, args, { cwd: work, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (output += d));
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (output += d));
-  const timer = setTimeout(() => child.kill('SIGTERM'), timeoutMs);
-  const [status, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.once('close', (c, s) => resolve([c, s])));
-  clearTimeout(timer);
-  const ms = performance.now() - start;
+  const { status, signal, ms, output } = await runWithSchroot(run, schroot, { cwd: work, env }, timeoutMs);
   // sbuild writes hello_2.10-3_amd64-<date>.build and a symlink hello_2.10-3_amd64.build to it.
   const logFile = join(work, 'hello_2.10-3_amd64.build');
   const log = existsSync(logFile) ? readFileSync(logFile, 'utf8') : `(no ${logFile}; files: ${readdirSync(work).join(' ')})`;
@@ -171,6 +161,106 @@ export async function runSbuild(user: SbuildUser, work: string, schroot: string 
     existsSync(join(work, DEB)) ? '' : `no ${DEB} in ${work}`,
   ].filter(Boolean);
   return { status, signal, ms, output, log, problems };
+}
+
+export interface Ran {
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  ms: number;
+  /** stdout and stderr, interleaved as they came. */
+  output: string;
+}
+
+/**
+ * Runs `argv` with `schroot` bound over /usr/bin/schroot in a mount
+ * namespace of its own (see runSbuild), or with the real one when
+ * `schroot` is undefined; stdin /dev/null, SIGTERM after `timeoutMs`.
+ */
+export async function runWithSchroot(argv: readonly string[], schroot: string | undefined, opts: { cwd: string; env: NodeJS.ProcessEnv }, timeoutMs: number): Promise<Ran> {
+  const [cmd, ...args] =
+    schroot === undefined ? argv : ['unshare', '--mount', '--propagation', 'private', '--', '/bin/sh', '-c', 'mount --bind "$1" /usr/bin/schroot && shift && exec "$@"', 'sh', schroot, ...argv];
+  const start = performance.now();
+  const child = spawn(cmd!, args, { ...opts, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (output += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (output += d));
+  const timer = setTimeout(() => child.kill('SIGTERM'), timeoutMs);
+  const [status, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.once('close', (c, s) => resolve([c, s])));
+  clearTimeout(timer);
+  return { status, signal, ms: performance.now() - start, output };
+}
+
+/**
+ * `sbuild-update -ud CHROOT` as root (as its manual has it: `sudo
+ * sbuild-update`; a member of group sbuild is refused by the chroot.d entry
+ * sbuild-createchroot writes, which grants no source access), through
+ * `schroot` as runSbuild does. It begins a session of `source:CHROOT`,
+ * runs apt-get update and dist-upgrade in it, and ends it.
+ */
+export async function runSbuildUpdate(schroot: string | undefined, cwd: string, timeoutMs = 8 * 60_000): Promise<Ran> {
+  return await runWithSchroot(['sbuild-update', '-ud', CHROOT], schroot, { cwd, env: { HOME: '/root', USER: 'root', LOGNAME: 'root', SHELL: '/bin/sh', PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } }, timeoutMs);
+}
+
+/**
+ * Like writeSchrootScript, as `<dir>/<name>`, and each call appends two
+ * lines to `log` (which must be writable by the caller): `S <pid> <epoch ms>
+ * <kind> <chroot>` before and `E <pid> <epoch ms> <status>` after, where kind
+ * is begin, end or other and chroot the -c argument. Not exec'd: the shell
+ * waits for warden-schroot (signals to the script are not forwarded).
+ */
+export function writeLoggingSchrootScript(dir: string, name: string, stateDir: string, log: string): string {
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const path = join(dir, name);
+  const script = `#!/bin/sh
+kind=other c=- prev=
+for a in "$@"; do
+  case "$a" in -b|--begin-session) kind=begin ;; -e|--end-session) kind=end ;; --) break ;; esac
+  case "$prev" in -c|--chroot) c=$a ;; esac
+  prev=$a
+done
+ms() { t=$(date +%s%N); echo "\${t%??????}"; }
+echo "S $$ $(ms) $kind $c" >> '${log}'
+WARDEN_STATE_DIR=${stateDir} ${join(REPO, 'dist', 'bin', 'warden-schroot')} "$@"
+rc=$?
+echo "E $$ $(ms) $rc" >> '${log}'
+exit $rc
+`;
+  writeFileSync(path, script, { mode: 0o755 });
+  chmodSync(path, 0o755);
+  return path;
+}
+
+export interface SchrootCall {
+  pid: number;
+  kind: 'begin' | 'end' | 'other';
+  chroot: string;
+  start: number;
+  /** Epoch ms it returned, undefined while it runs. */
+  end?: number;
+  status?: number;
+}
+
+/** The calls a writeLoggingSchrootScript log records, in the order they started. */
+export function schrootCalls(log: string): SchrootCall[] {
+  if (!existsSync(log)) return [];
+  const calls: SchrootCall[] = [];
+  const open = new Map<number, SchrootCall>();
+  for (const line of readFileSync(log, 'utf8').split('\n')) {
+    const f = line.split(' ');
+    if (f[0] === 'S' && f.length === 5) {
+      const call: SchrootCall = { pid: Number(f[1]), start: Number(f[2]), kind: f[3] as SchrootCall['kind'], chroot: f[4]! };
+      calls.push(call);
+      open.set(call.pid, call);
+    } else if (f[0] === 'E' && f.length === 4) {
+      const call = open.get(Number(f[1]));
+      if (call) {
+        call.end = Number(f[2]);
+        call.status = Number(f[3]);
+        open.delete(call.pid);
+      }
+    }
+  }
+  return calls;
 }
 
 /** The chroot sbuild built in, from its log: it filters the session's Location (less the leading /) out as <<CHROOT>>. */
