@@ -10,6 +10,9 @@
 // Rows:
 //   wall time of `sbuild` (start to exit), median: warden / schroot  <= 1.0x
 //   sbuild's own Package-Time, Install-Time, Build-Time, medians       info
+//   per schroot call (begin, run-session, end, info), medians, and the
+//   time a build spends inside schroot calls: warden / schroot          info
+//   (each tool wrapped by the same logging script: +~2 ms a call to both)
 //
 // Needs root, sbuild and schroot, and the cached bookworm tarball and hello
 // source (fetched on first use, see test/helpers/debian.ts). Makes a
@@ -32,13 +35,16 @@ import {
   passwdIds,
   prepareWork,
   runSbuild,
+  schrootCalls,
   schrootConfig,
   setUpLikeSbuildCreatechroot,
   wardenConfig,
   whyFailed,
   writeSbuildProfile,
-  writeSchrootScript,
+  wardenSchrootExec,
+  writeLoggingSchrootScript,
   type Build,
+  type SchrootCall,
   type SbuildUser,
 } from '../test/helpers/sbuild.js';
 import { evaluate, machine, printTable, summarize, writeResults, type Row } from './lib.js';
@@ -84,6 +90,7 @@ async function main(): Promise<void> {
   let user: SbuildUser | undefined;
   let sup: ChildProcess | undefined;
   const builds: Record<Tool, Build[]> = { warden: [], schroot: [] };
+  const calls: Record<Tool, SchrootCall[][]> = { warden: [], schroot: [] };
   try {
     const chroot = join(tmp, CHROOT);
     await unpackChroot(tarball.path, chroot);
@@ -98,7 +105,9 @@ async function main(): Promise<void> {
     // The profile goes to <tmp>/etc/sbuild, beside the config: warden resolves profile= there.
     const hooksDir = writeSbuildProfile(tmp, buildDir);
     writeFileSync(config, wardenConfig(hooksDir, chroot));
-    const schroot = writeSchrootScript(join(tmp, 'bin'), stateDir);
+    // The real schroot, bound here in the builds' own mount namespace, for its logging wrapper.
+    const realAt = join(tmp, 'real-schroot');
+    writeFileSync(realAt, '', { mode: 0o755 });
     // Under a name of our own: a second [bookworm-amd64-sbuild] would break schroot for everyone.
     writeFileSync(conf, schrootConfig(name, chroot), { mode: 0o644 });
     user = makeUser();
@@ -110,7 +119,16 @@ async function main(): Promise<void> {
       for (const tool of order) {
         const work = join(tmp, `work-${tool}-${i}`);
         prepareWork(user, work, hello.dsc);
-        const b = tool === 'warden' ? await runSbuild(user, work, schroot) : await runSbuild(user, work, undefined, [`--chroot=${name}`]);
+        // Each build logs its schroot calls (writeLoggingSchrootScript) to a file of the user's.
+        const log = join(tmp, `calls-${tool}-${i}.log`);
+        writeFileSync(log, '', { mode: 0o644 });
+        chownSync(log, user.uid, user.gid);
+        const bin = join(tmp, `bin-${tool}-${i}`);
+        const b =
+          tool === 'warden'
+            ? await runSbuild(user, work, writeLoggingSchrootScript(bin, 'schroot', wardenSchrootExec(stateDir), log))
+            : await runSbuild(user, work, writeLoggingSchrootScript(bin, 'schroot', realAt, log), [`--chroot=${name}`], undefined, realAt);
+        calls[tool].push(schrootCalls(log));
         if (b.problems.length > 0) throw new Error(`${tool} build ${i + 1} failed: ${whyFailed(b)}`);
         const where = chrootOf(b.log) ?? '';
         if (tool === 'warden' ? !where.startsWith(`${stateDir}/`) : !/^\/(var\/)?run\/schroot\/mount\//.test(where)) throw new Error(`${tool} build ${i + 1} ran in ${where}`);
@@ -129,6 +147,17 @@ async function main(): Promise<void> {
       info('Install-Time', 'build dependencies'),
       info('Build-Time', 'dpkg-buildpackage'),
     ];
+    const callSection = 'schroot calls of one build, as sbuild makes them (medians over all builds)';
+    const kindMs = (tool: Tool, kind: SchrootCall['kind']) => calls[tool].flat().filter((c) => c.kind === kind && c.end !== undefined).map((c) => c.end! - c.start);
+    const perBuild = (tool: Tool) => calls[tool].map((cs) => cs.reduce((sum, c) => sum + (c.end ?? c.start) - c.start, 0) / 1000);
+    const callRow = (kind: SchrootCall['kind'], what: string): Row => ({ section: callSection, metric: `${what} (${kindMs('warden', kind).length / BUILDS} a build)`, unit: 'ms', measured: summarize(kindMs('warden', kind)).p50, baseline: summarize(kindMs('schroot', kind)).p50, baselineNote: 'schroot', ratio: true });
+    rows.push(
+      callRow('begin', '--begin-session'),
+      callRow('run', '--run-session'),
+      callRow('end', '--end-session'),
+      callRow('info', '--info'),
+      { section: callSection, metric: 'time inside schroot calls, per build', unit: 's', measured: summarize(perBuild('warden')).p50, baseline: summarize(perBuild('schroot')).p50, baselineNote: 'schroot', ratio: true },
+    );
     const evaluated = rows.map(evaluate);
     const load = spawnSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).stdout.trim();
     printTable(`sbuild through warden vs schroot (${((Date.now() - started) / 1000).toFixed(0)} s, ${machine().cpus} CPUs, load ${load})`, evaluated);
@@ -143,6 +172,7 @@ async function main(): Promise<void> {
       rows: evaluated,
       wallSeconds: { warden: builds.warden.map((b) => b.ms / 1000), schroot: builds.schroot.map((b) => b.ms / 1000) },
       sbuildTimes: Object.fromEntries(FIELDS.map((f) => [f, { warden: times('warden', f), schroot: times('schroot', f) }])),
+      callMs: Object.fromEntries((['begin', 'run', 'end', 'info'] as const).map((k) => [k, { warden: kindMs('warden', k), schroot: kindMs('schroot', k) }])),
     });
     console.log(`results: ${file}`);
   } finally {

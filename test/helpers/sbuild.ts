@@ -148,10 +148,10 @@ export interface Build {
  * which sbuild does not need: of a session's Location it only checks that it
  * is a directory; files cross through schroot's stdio.
  */
-export async function runSbuild(user: SbuildUser, work: string, schroot: string | undefined, extra: readonly string[] = [], timeoutMs = 8 * 60_000): Promise<Build> {
+export async function runSbuild(user: SbuildUser, work: string, schroot: string | undefined, extra: readonly string[] = [], timeoutMs = 8 * 60_000, realAt?: string): Promise<Build> {
   const run = ['setpriv', '--reuid', String(user.uid), '--regid', String(user.gid), '--init-groups', '--', 'sbuild', '-d', 'bookworm', '--arch=amd64', ...extra, '--no-run-lintian', '--no-run-autopkgtest', DSC];
   const env = { HOME: user.home, USER: user.name, LOGNAME: user.name, SHELL: '/bin/sh', PATH: '/usr/local/bin:/usr/bin:/bin' };
-  const { status, signal, ms, output } = await runWithSchroot(run, schroot, { cwd: work, env }, timeoutMs);
+  const { status, signal, ms, output } = await runWithSchroot(run, schroot, { cwd: work, env, realAt }, timeoutMs);
   // sbuild writes hello_2.10-3_amd64-<date>.build and a symlink hello_2.10-3_amd64.build to it.
   const logFile = join(work, 'hello_2.10-3_amd64.build');
   const log = existsSync(logFile) ? readFileSync(logFile, 'utf8') : `(no ${logFile}; files: ${readdirSync(work).join(' ')})`;
@@ -175,12 +175,16 @@ export interface Ran {
  * Runs `argv` with `schroot` bound over /usr/bin/schroot in a mount
  * namespace of its own (see runSbuild), or with the real one when
  * `schroot` is undefined; stdin /dev/null, SIGTERM after `timeoutMs`.
+ * `realAt`: an existing file on which the real /usr/bin/schroot is bound
+ * first, in that namespace only, for a `schroot` that wraps the real one
+ * (see writeLoggingSchrootScript).
  */
-export async function runWithSchroot(argv: readonly string[], schroot: string | undefined, opts: { cwd: string; env: NodeJS.ProcessEnv }, timeoutMs: number): Promise<Ran> {
+export async function runWithSchroot(argv: readonly string[], schroot: string | undefined, opts: { cwd: string; env: NodeJS.ProcessEnv; realAt?: string }, timeoutMs: number): Promise<Ran> {
+  const bind = opts.realAt ? 'mount --bind /usr/bin/schroot "$2" && mount --bind "$1" /usr/bin/schroot && shift 2 && exec "$@"' : 'mount --bind "$1" /usr/bin/schroot && shift && exec "$@"';
   const [cmd, ...args] =
-    schroot === undefined ? argv : ['unshare', '--mount', '--propagation', 'private', '--', '/bin/sh', '-c', 'mount --bind "$1" /usr/bin/schroot && shift && exec "$@"', 'sh', schroot, ...argv];
+    schroot === undefined ? argv : ['unshare', '--mount', '--propagation', 'private', '--', '/bin/sh', '-c', bind, 'sh', schroot, ...(opts.realAt ? [opts.realAt] : []), ...argv];
   const start = performance.now();
-  const child = spawn(cmd!, args, { ...opts, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(cmd!, args, { cwd: opts.cwd, env: opts.env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (output += d));
   child.stderr.setEncoding('utf8').on('data', (d: string) => (output += d));
@@ -202,25 +206,31 @@ export async function runSbuildUpdate(schroot: string | undefined, cwd: string, 
 }
 
 /**
- * Like writeSchrootScript, as `<dir>/<name>`, and each call appends two
- * lines to `log` (which must be writable by the caller): `S <pid> <epoch ms>
- * <kind> <chroot>` before and `E <pid> <epoch ms> <status>` after, where kind
- * is begin, end or other and chroot the -c argument. Not exec'd: the shell
- * waits for warden-schroot (signals to the script are not forwarded).
+ * `<dir>/<name>`, a 0755 script that runs `exec` (a shell command line,
+ * e.g. warden-schroot with its state dir, or the real schroot bound
+ * elsewhere: runWithSchroot's realAt) with its arguments, and logs each
+ * call as two lines appended to `log` (which must be writable by the
+ * caller): `S <pid> <epoch ms> <kind> <chroot>` before and `E <pid> <epoch
+ * ms> <status>` after, where kind is begin, run, end, info, list or other
+ * and chroot the -c argument. Not exec'd: the shell waits (signals to the
+ * script are not forwarded); its two date(1)s cost ~2 ms a call.
  */
-export function writeLoggingSchrootScript(dir: string, name: string, stateDir: string, log: string): string {
+export function writeLoggingSchrootScript(dir: string, name: string, exec: string, log: string): string {
   mkdirSync(dir, { recursive: true, mode: 0o755 });
   const path = join(dir, name);
   const script = `#!/bin/sh
 kind=other c=- prev=
 for a in "$@"; do
-  case "$a" in -b|--begin-session) kind=begin ;; -e|--end-session) kind=end ;; --) break ;; esac
+  case "$a" in
+    -b|--begin-session) kind=begin ;; -e|--end-session) kind=end ;; -r|--run-session) kind=run ;;
+    -i|--info) kind=info ;; -l|--list) kind=list ;; --) break ;;
+  esac
   case "$prev" in -c|--chroot) c=$a ;; esac
   prev=$a
 done
 ms() { t=$(date +%s%N); echo "\${t%??????}"; }
 echo "S $$ $(ms) $kind $c" >> '${log}'
-WARDEN_STATE_DIR=${stateDir} ${join(REPO, 'dist', 'bin', 'warden-schroot')} "$@"
+${exec} "$@"
 rc=$?
 echo "E $$ $(ms) $rc" >> '${log}'
 exit $rc
@@ -230,9 +240,14 @@ exit $rc
   return path;
 }
 
+/** The exec for writeLoggingSchrootScript that runs warden-schroot on `stateDir`. */
+export function wardenSchrootExec(stateDir: string): string {
+  return `WARDEN_STATE_DIR=${stateDir} ${join(REPO, 'dist', 'bin', 'warden-schroot')}`;
+}
+
 export interface SchrootCall {
   pid: number;
-  kind: 'begin' | 'end' | 'other';
+  kind: 'begin' | 'run' | 'end' | 'info' | 'list' | 'other';
   chroot: string;
   start: number;
   /** Epoch ms it returned, undefined while it runs. */

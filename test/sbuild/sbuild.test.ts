@@ -37,6 +37,7 @@ import {
   wardenConfig,
   whyFailed,
   writeSbuildProfile,
+  wardenSchrootExec,
   writeLoggingSchrootScript,
   writeSchrootScript,
   type SchrootCall,
@@ -264,9 +265,9 @@ updateSerial(
       if (who !== 'update') chownSync(log, user.uid, user.gid);
     }
     const schroot = {
-      a: writeLoggingSchrootScript(bin, 'schroot-a', s.env.stateDir, logs.a),
-      b: writeLoggingSchrootScript(bin, 'schroot-b', s.env.stateDir, logs.b),
-      update: writeLoggingSchrootScript(bin, 'schroot-update', s.env.stateDir, logs.update),
+      a: writeLoggingSchrootScript(bin, 'schroot-a', wardenSchrootExec(s.env.stateDir), logs.a),
+      b: writeLoggingSchrootScript(bin, 'schroot-b', wardenSchrootExec(s.env.stateDir), logs.b),
+      update: writeLoggingSchrootScript(bin, 'schroot-update', wardenSchrootExec(s.env.stateDir), logs.update),
     };
     const workA = join(s.tmp, 'work-a');
     const workB = join(s.tmp, 'work-b');
