@@ -34,6 +34,13 @@ export interface ReadChrootOptions {
   checkDirectories: boolean;
   /** Where profiles live: the main configuration file's directory. */
   profileBase: string;
+  /**
+   * The profile of a chroot that names none (no profile=, no setup.*):
+   * `default` for a schroot configuration, as schroot has it (see
+   * defaultProfileOf in load.ts); undefined for warden's own, whose
+   * chroots get warden's default hooks.
+   */
+  defaultProfile?: string;
 }
 
 // The profile files warden applies; setup.config (a shell fragment for
@@ -166,6 +173,9 @@ export function readChroot(group: KeyfileGroup, file: string, opts: ReadChrootOp
   }
 
   if (!hasDirectory) throw new ConfigError(file, group.line, `chroot [${group.name}] has no directory= (required)`);
+  // An empty profile= turns the default off, as it does every setup.* part;
+  // schroot runs no setup scripts (so no profile) for type=plain.
+  if (def.profile === undefined && setup.size === 0 && type !== 'plain' && !group.entries.some((e) => e.key === 'profile')) def.profile = opts.defaultProfile;
   def.profileFiles = profileFiles(def.profile, setup, opts.profileBase);
   return { kind: 'runnable', def, aliasesLine };
 }

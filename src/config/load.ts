@@ -6,7 +6,7 @@
 // in file order" harder to see in the code.
 import { closeSync, constants as fsc, fstatSync, openSync, readFileSync, statSync } from 'node:fs';
 import { untrusted } from '../trust.js';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { readChroot } from './chroot.js';
 import { ConfigError, describePlace, quote, type ConfigWarning, type Place } from './errors.js';
 import { readGlobals, type Globals } from './globals.js';
@@ -49,6 +49,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   let globals = noGlobals();
   let globalsPlace: Place | undefined;
 
+  const defaultProfile = defaultProfileOf(location.file);
   const files = [location.file, ...dropInFiles(join(dirname(location.file), 'chroot.d'))];
   for (const [index, file] of files.entries()) {
     const text = index === 0 ? mainText : readConfigFile(file);
@@ -68,7 +69,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       }
 
       claim(claims, group.name, { chroot: group.name, alias: false, place });
-      const read = readChroot(group, file, { checkDirectories, profileBase: dirname(location.file) }, warnings);
+      const read = readChroot(group, file, { checkDirectories, profileBase: dirname(location.file), defaultProfile }, warnings);
       if (read.kind === 'runnable') checkProfileFiles(file, group.line, read.def);
       const aliases = read.kind === 'runnable' ? read.def.aliases : read.aliases;
       const aliasPlace = { file, line: read.aliasesLine };
@@ -89,6 +90,24 @@ const DEV_NULL = (1 << 8) | 3;
  * root and not writable by group or others (trust.ts), so a file swapped in
  * after the check is never what is read.
  */
+/**
+ * schroot gives a chroot that names no profile the `default` one
+ * (/etc/schroot/default: its fstab binds /home and /tmp too, its
+ * nssdatabases copy the host's users in), and users of schroot's
+ * configuration rely on it. So a configuration file named schroot.conf
+ * (what warden-schroot reads, and `--config /etc/schroot/schroot.conf`)
+ * does the same when a `default` directory is beside it; warden.conf's
+ * chroots get warden's default hooks instead.
+ */
+function defaultProfileOf(file: string): string | undefined {
+  if (basename(file) !== 'schroot.conf') return undefined;
+  try {
+    return statSync(join(dirname(file), 'default')).isDirectory() ? 'default' : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function readConfigFile(file: string): string;
 function readConfigFile(file: string, missingOk: boolean): string | undefined;
 function readConfigFile(file: string, missingOk = false): string | undefined {

@@ -122,6 +122,29 @@ test('an /etc/schroot layout loads; lvm-snapshot is reported unsupported, the re
   ]);
 });
 
+// schroot gives a chroot without profile= its `default` profile; warden does too for a schroot.conf.
+test('a chroot of schroot.conf that names no profile gets schroot\'s default profile; warden.conf\'s do not', (t) => {
+  const body = (name: string, extra: string[] = []) => lines(`[${name}]`, 'type=directory', `directory=${ROOT}/srv/c`, ...extra, '');
+  const root = tree(t, {
+    'srv/c/': '',
+    'etc/schroot/schroot.conf': body('none') + body('empty', ['profile=']) + body('own', ['profile=sbuild']) + body('part', ['setup.fstab=x/fstab']) + lines('[plain]', 'type=plain', `directory=${ROOT}/srv/c`, ''),
+    'etc/schroot/default/fstab': '/proc /proc none rw,bind 0 0\n',
+    'etc/warden/warden.conf': body('none'),
+    'etc/warden/default/fstab': '/proc /proc none rw,bind 0 0\n',
+    'etc/bare/schroot.conf': body('none'),
+  });
+  const etc = join(root, 'etc/schroot');
+  const schroot = loadConfig({ config: join(etc, 'schroot.conf'), env: {} });
+  t.is(schroot.lookup('none')?.profile, 'default');
+  t.deepEqual(schroot.lookup('none')?.profileFiles, { fstab: `${etc}/default/fstab`, copyfiles: `${etc}/default/copyfiles`, nssdatabases: `${etc}/default/nssdatabases` });
+  t.is(schroot.lookup('empty')?.profileFiles, undefined, 'profile= (empty) turns it off');
+  t.is(schroot.lookup('own')?.profile, 'sbuild');
+  t.deepEqual(schroot.lookup('part')?.profileFiles, { fstab: `${root}/etc/schroot/x/fstab`, copyfiles: undefined, nssdatabases: undefined }, 'setup.* alone: only that part');
+  t.is(schroot.lookup('plain')?.profileFiles, undefined, 'type=plain runs no setup scripts in schroot');
+  t.is(loadConfig({ config: join(root, 'etc/warden/warden.conf'), env: {} }).lookup('none')?.profileFiles, undefined, "warden.conf: warden's default hooks");
+  t.is(loadConfig({ config: join(root, 'etc/bare/schroot.conf'), env: {} }).lookup('none')?.profileFiles, undefined, 'no default/ beside it: warden\'s default hooks');
+});
+
 test('schroot.conf with a duplicate across chroot.d is refused like warden.conf', (t) => {
   const root = tree(t, {
     'srv/chroot/bookworm/': '',
