@@ -14,6 +14,8 @@ import { arch } from 'node:process';
 import { join } from 'node:path';
 import { FileLock, LockBusyError, fileKeyOfPath, lockLocality, readProcLocks, shutdownWaitPool } from '../../src/locks/index.js';
 import { mountsUnder } from '../../src/union/index.js';
+import { hostOf } from '../../src/config/index.js';
+import { chrootOf, loadContext } from '../../src/config/context.js';
 import { F_GETLK, F_RDLCK, F_WRLCK, decodeFlock, encodeFlock, FLOCK_SIZE, native } from '../../src/locks/native.js';
 import { startGlusterFarm, type GlusterFarm, type Host } from '../helpers/gluster.js';
 import { Holder, killAllHolders, liveHolders, type Family } from '../helpers/holder.js';
@@ -358,6 +360,25 @@ serial(title('a lock taken through an overlay over the volume is local: it does 
     spawnSync('umount', [merged!]);
     t.deepEqual(mountsUnder(local), []);
     rmSync(local, { recursive: true, force: true });
+  }
+});
+
+serial(title('a chroot with its source and shared-dir= on the volume passes the shared-storage check'), (t) => {
+  const top = join(farm!.mounts.A, 'config-check');
+  mkdirSync(join(top, 'source'), { recursive: true });
+  mkdirSync(join(top, 'farm'));
+  const etc = mkdtempSync(join(tmpdir(), 'warden-farm-etc-'));
+  try {
+    writeFileSync(join(etc, 'warden.conf'), ['[warden]', 'host=host-a', '[sid]', 'type=directory', `directory=${top}/source`, `shared-dir=${top}/farm`, ''].join('\n'));
+    const ctx = loadContext({ config: join(etc, 'warden.conf') }, {});
+    const t0 = performance.now();
+    t.is(chrootOf(ctx, 'sid').sharedDir?.path, `${top}/farm`);
+    t.log(`first use of the shared chroot (probe included): ${ms(performance.now() - t0)}`);
+    t.is(hostOf(ctx.config), 'host-a');
+    t.deepEqual(readdirSync(join(top, 'farm')), [], 'no probe file left');
+  } finally {
+    rmSync(etc, { recursive: true, force: true });
+    rmSync(top, { recursive: true, force: true });
   }
 });
 
