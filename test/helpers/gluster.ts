@@ -23,10 +23,14 @@
 // does: empty directories under /var/lib/glusterd and /var/log/glusterfs,
 // and one line per volume command in /var/log/glusterfs/cmd_history.log.
 //
-// Cost, measured on the project's 2-core VM (Debian 12, glusterfs 10.3):
-// see test/farm/gluster.test.ts's log lines (setup ~3.5 s: glusterd answers
-// its first CLI call after ~3 s; teardown ~3 s: glusterd takes ~2 s to exit
-// on SIGTERM).
+// A test process killed before close() leaves its glusterd, brick and
+// clients running; the next startGlusterFarm() reaps them (reapOrphans).
+//
+// Cost, measured on the project's 2-core VM (Debian 12, glusterfs 10.3,
+// other test suites running beside): setup 2.1-5.0 s, of which glusterd's
+// first answer to the CLI 1.7-4.5 s, volume create + start 0.3-0.6 s, two
+// mounts 0.1-0.2 s; teardown 1.5-2.0 s, most of it glusterd's own exit
+// after SIGTERM. test/farm/*.test.ts log both on every run.
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, networkInterfaces, tmpdir } from 'node:os';
@@ -110,10 +114,16 @@ export async function startGlusterFarm(): Promise<Ensured<GlusterFarm>> {
   const cannot = cannotRunGluster();
   if (cannot) return { skip: cannot };
   const machine = await lockPath(MACHINE_LOCK, 'exclusive', { timeout: MACHINE_LOCK_TIMEOUT_MS, fileMode: 0o600 });
+  try {
+    await reapOrphans();
+  } catch (e) {
+    machine.close();
+    throw e;
+  }
   const listener = tcpListener(GLUSTERD_PORT);
   if (listener !== undefined) {
     machine.close();
-    return { skip: `another glusterd listens on port ${GLUSTERD_PORT} (${listener}); the harness needs the port to itself` };
+    return { skip: `something else listens on glusterd's port ${GLUSTERD_PORT} (${listener}); the harness needs the port to itself` };
   }
   const farm = new Farm(machine);
   try {
@@ -128,6 +138,52 @@ export async function startGlusterFarm(): Promise<Ensured<GlusterFarm>> {
 }
 
 class GlusterdStartError extends Error {}
+
+const TMP_PREFIX = join(tmpdir(), 'warden-gluster-');
+
+/**
+ * Cleans up after a test process that died without closing its farm
+ * (SIGKILL, ava's timeout): its glusterd, brick and clients keep running
+ * and would hold the port. They are ours beyond doubt: each names a
+ * `warden-gluster-*` temp dir in its command line, and no live harness
+ * exists while we hold the machine lock.
+ * Preconditions: MACHINE_LOCK is held.
+ */
+async function reapOrphans(): Promise<void> {
+  const dirs = new Set<string>();
+  const pids: number[] = [];
+  const sockets: string[] = [];
+  for (const pid of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+    let argv: string[];
+    try {
+      argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue;
+    }
+    if (!/gluster(d|fs|fsd)$/.test(argv[0] ?? '')) continue;
+    const dir = argv.map((a) => a.replace(/^--?[a-z-]+=/, '')).find((a) => a.startsWith(TMP_PREFIX))?.slice(TMP_PREFIX.length).split('/')[0];
+    if (dir === undefined) continue;
+    dirs.add(TMP_PREFIX + dir);
+    pids.push(Number(pid));
+    const socket = argv[argv.indexOf('-S') + 1];
+    if (argv.includes('-S') && socket?.match(/^\/(var\/)?run\/gluster\/[0-9a-f]+\.socket$/)) sockets.push(socket);
+  }
+  for (const dir of dirs) for (const m of mountsUnder(dir)) spawnSync('umount', ['-l', m.mountPoint]);
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  }
+  for (const pid of pids) await exited(pid, EXIT_TIMEOUT_MS);
+  for (const socket of sockets) rmSync(socket, { force: true });
+  for (const dir of dirs) {
+    const brickLog = join('/var/log/glusterfs/bricks', `${join(dir, 'brick', 'b').slice(1).replaceAll('/', '-')}.log`);
+    rmSync(brickLog, { force: true });
+    if (mountsUnder(dir).length === 0) rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 class Farm implements GlusterFarm {
   readonly volume = `warden${process.pid}`;
