@@ -12,6 +12,7 @@ import { hostname } from 'node:os';
 import { describeFilesystem, lockLocality, type LockLocality } from '../locks/locality.js';
 import { ConfigError, quote } from './errors.js';
 import { hostProblem } from './names.js';
+import { untrusted } from '../trust.js';
 import type { ChrootDef, Config } from './types.js';
 
 /**
@@ -31,7 +32,8 @@ const checked = new Set<string>();
 
 /**
  * Refuses (ConfigError, exit 3) a shared chroot whose locks would not reach
- * other hosts: a shared-dir= on a FUSE filesystem that leaves locks to the
+ * other hosts, or that root may not trust: a shared-dir= not root's or
+ * writable by group or others, on a FUSE filesystem that leaves locks to the
  * kernel, a source on another filesystem than shared-dir= (its `.ref` lock
  * must be as shared as the manage lock, and the source itself is never
  * written to for a probe), or a shared-dir= that resolves into the source.
@@ -53,6 +55,9 @@ export function checkSharedStorage(config: Pick<Config, 'host' | 'file'>, def: C
   }
   const key = `${realShared}\0${sharedDev}\0${realSource}\0${sourceDev}`;
   if (checked.has(key)) return;
+  // Root creates and deletes registrations there: whoever may write it decides what root removes.
+  const why = untrusted(statSync(realShared), 'it is');
+  if (why !== undefined) throw refuse(`refusing shared-dir=${shared.path} of [${def.name}]: ${why}`);
   if (realShared === realSource || realShared.startsWith(`${realSource}/`)) {
     throw refuse(`shared-dir=${shared.path} of [${def.name}] resolves to ${realShared}, inside its source ${realSource}: commands in the source could change it`);
   }

@@ -5,7 +5,7 @@
 // The accepted GlusterFS case is in test/farm/gluster.test.ts.
 import test, { type ExecutionContext } from 'ava';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkSharedStorage, ConfigError, hostOf, loadConfig } from '../../src/config/index.js';
@@ -133,6 +133,14 @@ test('shared storage on one local filesystem is accepted when the chroot is used
   const ctx = loadContext({ config: join(root, 'warden.conf') }, {});
   t.is(chrootOf(ctx, 'sid').name, 'sid');
   t.is(chrootOf(ctx, 'sid').name, 'sid', 'and again (cached)');
+});
+
+test('a shared-dir= writable by others is refused when the chroot is used', (t) => {
+  const root = tree(t, { ...dirs, 'warden.conf': lines(...chroot('sid', `shared-dir=${ROOT}/farm`)) });
+  chmodSync(join(root, 'farm'), 0o777);
+  const ctx = loadContext({ config: join(root, 'warden.conf') }, {});
+  const e = t.throws(() => chrootOf(ctx, 'sid'), { instanceOf: ConfigError });
+  t.is(e.message, `${join(root, 'warden.conf')}:4: refusing shared-dir=${root}/farm of [sid]: it is world-writable (mode 0777)`);
 });
 
 test('a shared-dir= that resolves into the source through a symlink is refused when the chroot is used', (t) => {
