@@ -5,7 +5,7 @@ import { ignoredKeyWarning } from './ignored.js';
 import { GLOBAL_GROUP, nameProblem } from './names.js';
 import type { KeyfileEntry, KeyfileGroup } from './parser.js';
 import { join } from 'node:path';
-import type { ChrootDef, ProfileFiles, UnionType, UnsupportedChroot } from './types.js';
+import type { ChrootDef, ProfileFiles, SharedDir, UnionType, UnsupportedChroot } from './types.js';
 import { absolutePath, checkDirectory, list, seconds } from './values.js';
 
 // schroot.conf(5) types. `plain` is a directory chroot without setup scripts;
@@ -155,6 +155,12 @@ export function readChroot(group: KeyfileGroup, file: string, opts: ReadChrootOp
       case 'hooks':
         def.hooks = absolutePath(file, entry);
         break;
+      case 'shared-dir': {
+        const path = absolutePath(file, entry);
+        if (opts.checkDirectories) checkDirectory(file, entry, path);
+        def.sharedDir = { path, line: entry.line };
+        break;
+      }
       case 'profile':
         if (entry.value !== '' && (entry.value.includes('/') || entry.value === '.' || entry.value === '..')) {
           throw new ConfigError(file, entry.line, `profile ${quote(entry.value)} of [${group.name}] must be a name (a directory in ${opts.profileBase})`);
@@ -176,8 +182,26 @@ export function readChroot(group: KeyfileGroup, file: string, opts: ReadChrootOp
   // An empty profile= turns the default off, as it does every setup.* part;
   // schroot runs no setup scripts (so no profile) for type=plain.
   if (def.profile === undefined && setup.size === 0 && type !== 'plain' && !group.entries.some((e) => e.key === 'profile')) def.profile = opts.defaultProfile;
+  if (def.sharedDir !== undefined) checkSharedDirPlace(file, def.name, def.directory, def.sharedDir);
   def.profileFiles = profileFiles(def.profile, setup, opts.profileBase);
   return { kind: 'runnable', def, aliasesLine };
+}
+
+/**
+ * shared-dir= and directory= by their paths (symlinks are checked where the
+ * chroot is first used, config/shared.ts): a source entry runs commands as
+ * root in the source, and a session's view shows it, so registrations
+ * inside it could be deleted from there; and the source inside shared-dir=
+ * would put it among warden's lock files.
+ */
+function checkSharedDirPlace(file: string, chroot: string, directory: string, shared: SharedDir): void {
+  const within = (p: string, base: string) => p === base || p.startsWith(base === '/' ? '/' : `${base}/`);
+  if (within(shared.path, directory)) {
+    throw new ConfigError(file, shared.line, `shared-dir=${shared.path} of [${chroot}] is inside its source ${directory}: commands in the source could change it`);
+  }
+  if (within(directory, shared.path)) {
+    throw new ConfigError(file, shared.line, `shared-dir=${shared.path} of [${chroot}] contains its source ${directory}: keep warden's lock files beside the source`);
+  }
 }
 
 /** schroot's setup.KEY defaults to PROFILE/KEY; both are relative to the base (common-config: "${SYSCONF_DIR}/${SETUP_FSTAB}"). An empty setup.KEY= turns that part off. */

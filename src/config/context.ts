@@ -7,6 +7,7 @@ import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, NoSuchChrootError } from './errors.js';
 import { loadConfig } from './load.js';
+import { checkSharedStorage } from './shared.js';
 import type { ChrootDef, Config } from './types.js';
 
 /**
@@ -43,10 +44,17 @@ export function loadContext(o: { config?: string; stateDir?: string }, env: Node
   return { config, stateDir: isAbsolute(chosen) ? chosen : resolve(chosen), top };
 }
 
-/** A chroot by name or alias; exit 4 when unknown, exit 3 when its type is not supported. */
+/**
+ * A chroot by name or alias; exit 4 when unknown, exit 3 when its type is
+ * not supported, or when it is shared (shared-dir=) on storage whose locks
+ * would not reach other hosts (checkSharedStorage).
+ */
 export function chrootOf(ctx: Context, name: string): ChrootDef {
   const def = ctx.config.lookup(name);
-  if (def) return def;
+  if (def) {
+    checkSharedStorage(ctx.config, def);
+    return def;
+  }
   const unsupported = ctx.config.unsupported.find((u) => u.name === name);
   if (unsupported) {
     throw new ConfigError(unsupported.file, unsupported.line, `chroot ${name}: ${unsupported.reason}`);

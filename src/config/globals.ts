@@ -1,5 +1,6 @@
 // The [warden] group: settings for the whole host rather than one chroot.
-import { ConfigError, type ConfigWarning } from './errors.js';
+import { ConfigError, quote, type ConfigWarning } from './errors.js';
+import { hostProblem } from './names.js';
 import { ignoredKeyWarning } from './ignored.js';
 import type { KeyfileGroup } from './parser.js';
 import { absolutePath, bytes, count, seconds } from './values.js';
@@ -10,6 +11,8 @@ export interface Globals {
   hookTimeout: number | undefined;
   /** `socket-group=`: a group (name or gid) whose members may connect to the supervisor's socket (0660); default root only (0600). */
   socketGroup: string | undefined;
+  /** `host=`: this host's name in a build farm's shared registrations; default the host name (see hostOf()). */
+  host: string | undefined;
   /** The supervisor's bounds on its clients; undefined fields take the supervisor's defaults. */
   supervisorLimits: SupervisorLimitSettings;
 }
@@ -29,7 +32,7 @@ export interface SupervisorLimitSettings {
 }
 
 export function readGlobals(group: KeyfileGroup, file: string, warnings: ConfigWarning[]): Globals {
-  const globals: Globals = { stateDir: undefined, hooksDir: undefined, hookTimeout: undefined, socketGroup: undefined, supervisorLimits: {} };
+  const globals: Globals = { stateDir: undefined, hooksDir: undefined, hookTimeout: undefined, socketGroup: undefined, host: undefined, supervisorLimits: {} };
   const limits = globals.supervisorLimits;
   for (const entry of group.entries) {
     switch (entry.key) {
@@ -49,6 +52,12 @@ export function readGlobals(group: KeyfileGroup, file: string, warnings: ConfigW
         }
         globals.socketGroup = entry.value;
         break;
+      case 'host': {
+        const problem = hostProblem(entry.value);
+        if (problem !== undefined) throw new ConfigError(file, entry.line, `host= ${problem}, got ${quote(entry.value)}`);
+        globals.host = entry.value;
+        break;
+      }
       case 'max-connections-per-user':
         limits.connectionsPerUser = count(file, entry);
         break;

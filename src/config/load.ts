@@ -46,6 +46,8 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   const unsupported: UnsupportedChroot[] = [];
   const chroots: ChrootDef[] = [];
   const claims = new Map<string, Claim>();
+  /** shared-dir= paths taken, by the chroot and place that took them. */
+  const sharedDirs = new Map<string, { chroot: string; place: Place }>();
   let globals = noGlobals();
   let globalsPlace: Place | undefined;
 
@@ -74,6 +76,15 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       const aliases = read.kind === 'runnable' ? read.def.aliases : read.aliases;
       const aliasPlace = { file, line: read.aliasesLine };
       for (const alias of aliases) claim(claims, alias, { chroot: group.name, alias: true, place: aliasPlace });
+      if (read.kind === 'runnable' && read.def.sharedDir !== undefined) {
+        // Its lock files have fixed names in it: two chroots there would share one manage lock.
+        const { path, line } = read.def.sharedDir;
+        const prev = sharedDirs.get(path);
+        if (prev !== undefined) {
+          throw new ConfigError(file, line, `shared-dir=${path} of [${group.name}] is already the shared-dir of [${prev.chroot}] at ${describePlace(prev.place)}`);
+        }
+        sharedDirs.set(path, { chroot: group.name, place: { file, line } });
+      }
       if (read.kind === 'runnable') chroots.push(read.def);
       else unsupported.push(read.entry);
     }
@@ -172,7 +183,7 @@ function claim(claims: Map<string, Claim>, name: string, next: Claim): void {
 }
 
 function noGlobals(): Globals {
-  return { stateDir: undefined, hooksDir: undefined, hookTimeout: undefined, socketGroup: undefined, supervisorLimits: {} };
+  return { stateDir: undefined, hooksDir: undefined, hookTimeout: undefined, socketGroup: undefined, host: undefined, supervisorLimits: {} };
 }
 
 function makeConfig(

@@ -22,3 +22,17 @@ export function nameProblem(name: string): string | undefined {
   }
   return undefined;
 }
+
+// A host name in registrations (`<host>@<id>`) and messages: RFC 1123
+// labels joined by dots, at most 64 characters so that a registration's
+// name stays far below NAME_MAX. '@' can occur in neither part.
+const HOST = /^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$/;
+export const MAX_HOST_LENGTH = 64;
+
+/** Why `name` is not usable as this host's name in a build farm, or undefined when it is. */
+export function hostProblem(name: string): string | undefined {
+  if (name === '') return 'is empty';
+  if (name.length > MAX_HOST_LENGTH) return `is longer than ${MAX_HOST_LENGTH} characters`;
+  if (!HOST.test(name)) return 'must be a host name: letters, digits and "-", in dot-separated labels that start and end with a letter or digit';
+  return undefined;
+}

@@ -35,6 +35,18 @@ export interface ChrootDef {
   profile: string | undefined;
   /** The profile's declarative files (profile= and setup.fstab=, setup.copyfiles=, setup.nssdatabases=), or undefined for none. */
   profileFiles: ProfileFiles | undefined;
+  /**
+   * `shared-dir=` (build farms): the directory on the shared filesystem,
+   * beside the source, that holds this chroot's manage lock and every
+   * host's session registrations. Undefined for a chroot of this host alone.
+   */
+  sharedDir?: SharedDir | undefined;
+}
+
+/** A chroot's `shared-dir=`: absolute and normalised, with its line for messages. */
+export interface SharedDir {
+  path: string;
+  line: number;
 }
 
 /**
@@ -70,6 +82,8 @@ export interface Config {
   hookTimeout: number | undefined;
   /** `[warden] socket-group=`: members may connect to the supervisor's socket (mode 0660); unset, only root (0600). */
   socketGroup: string | undefined;
+  /** `[warden] host=` as written: this host's name in shared registrations; hostOf() gives the default (the host name). */
+  host: string | undefined;
   /** `[warden] max-connections-per-user=`, `max-connections=`, `idle-timeout=`, `max-reply-buffer=`, `max-queued-requests=`. */
   supervisorLimits: SupervisorLimitSettings;
   /** By name, in the order they were defined (main file, then chroot.d/ in lexical order). */

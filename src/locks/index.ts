@@ -20,6 +20,7 @@ export {
 } from './errors.js';
 export { fileKey, fileKeyOfPath, holdersByKey, lockHolders, readProcLocks, rangesOverlap, type LockEntry } from './inspect.js';
 export { currentMode, requestedMode, type LockMode } from './mode.js';
+export { describeFilesystem, lockLocality, type LockLocality, type LockScope } from './locality.js';
 export { shutdownWaitPool, waitPool } from './pool.js';
 
 const MAX_REPLACED_RETRIES = 16;
