@@ -9,7 +9,7 @@ import type { FileLock } from '../locks/index.js';
 import { mountUnion, unmountSettled } from '../union/index.js';
 import { RollbackError, SessionExistsError } from './errors.js';
 import { newId, validateId } from './ids.js';
-import { openLiveness, takeManageLock, takeSourceShared, withMetadataLock, type LockWaitOptions } from './locks.js';
+import { createLiveness, takeLivenessShared, takeManageLock, takeSourceShared, withMetadataLock, type LockWaitOptions } from './locks.js';
 import { renameNoReplace } from './native.js';
 import { BUILD_PREFIX, UNPUBLISHED_PREFIX, discardSessionDir } from './discard.js';
 import { profileHookOptions, sessionProfile } from './profile.js';
@@ -84,9 +84,8 @@ async function claimIdLocked(
   let tmp = build;
   undo.push('remove unpublished session dir', () => rmSync(tmp, { recursive: true, force: true }));
   chmodSync(build, MODES.sessionDir);
-  const early = openLiveness(build, { create: true });
+  const early = createLiveness(build);
   undo.push('release liveness lock', () => early.close());
-  if (!early.tryAcquire('shared')) throw new Error(`fresh lock file in ${build} is locked by someone else`);
   const unpublished = join(stateDir, UNPUBLISHED_PREFIX + build.slice(join(stateDir, BUILD_PREFIX).length));
   renameNoReplace(build, unpublished);
   tmp = unpublished;
@@ -122,8 +121,8 @@ async function claimIdLocked(
   let liveness: FileLock | undefined;
   try {
     syncDir(stateDir);
-    liveness = openLiveness(dir);
-    if (!liveness.tryAcquire('shared')) throw new Error(`liveness lock of ${dir} was taken exclusively during begin`);
+    liveness = takeLivenessShared(dir);
+    if (!liveness) throw new Error(`liveness lock of ${dir} was taken exclusively during begin`);
   } catch (e) {
     liveness?.close();
     discardSessionDir(stateDir, id);

@@ -14,12 +14,24 @@
 import { lstatSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { killStrayHooks, runHooks, strayHooks, type HookPhase, type StrayHook } from '../hooks/index.js';
-import { lockHolders, type FileLock, type LockHolder } from '../locks/index.js';
+import { LockBusyError, type FileLock } from '../locks/index.js';
 import { isMountPoint, mountUnion, readMountInfo, removeTree, removeTreeOffThread, unmountSettled, UnionError } from '../union/index.js';
 import { canonicalPath } from '../union/mountinfo.js';
 import { endSession } from './end.js';
 import { RollbackError, SessionActiveError, SessionNotFoundError } from './errors.js';
-import { LIVENESS, SESSION_LOCK_FILE, livenessHeld, openLiveness, takeManageLock, tryAcquireSettled, takeSourceShared, withMetadataLock, type LockWaitOptions } from './locks.js';
+import {
+  downgradeLiveness,
+  errnoCode,
+  livenessHeld,
+  livenessHolders,
+  openLiveness,
+  takeLivenessExclusive,
+  takeManageLock,
+  takeSourceShared,
+  tryLivenessAbandoned,
+  withMetadataLock,
+  type LockWaitOptions,
+} from './locks.js';
 import { openSession } from './open.js';
 import { profileHookOptions } from './profile.js';
 import { makeSessionDirs, MODES, type Session } from './session.js';
@@ -73,7 +85,7 @@ export async function recoverSession(o: RecoverOptions): Promise<Recovered> {
   try {
     manage = ending ? undefined : await takeManageLock(stateDir, probe.state.chroot, { ...o, source: probe.state.source });
     if (manage) crashPoint('recover:manage');
-    liveness = await takeLivenessExclusive(probe);
+    liveness = await takeLivenessExclusiveNow(probe);
     crashPoint('recover:exclusive');
     // What the session is now, read under the lock.
     const session = openSession(stateDir, o.id);
@@ -96,16 +108,15 @@ export async function recoverSession(o: RecoverOptions): Promise<Recovered> {
   }
 }
 
-function livenessHolders(dir: string, except?: FileLock): LockHolder[] {
-  return lockHolders(join(dir, SESSION_LOCK_FILE), LIVENESS).filter((h) => !h.waiting && !(except && h.pid === process.pid && h.fd === except.fd));
-}
-
 /** liveness EX, non-blocking, on the file the session dir still names. */
-async function takeLivenessExclusive(session: Session): Promise<FileLock> {
+async function takeLivenessExclusiveNow(session: Session): Promise<FileLock> {
   const lock = openLiveness(session.paths.dir);
   try {
-    if (!(await tryAcquireSettled(lock, 'exclusive', () => livenessHolders(session.paths.dir, lock)))) {
-      throw new SessionActiveError(session.id, livenessHolders(session.paths.dir, lock));
+    try {
+      await takeLivenessExclusive(lock, { wait: false });
+    } catch (e) {
+      if (e instanceof LockBusyError) throw new SessionActiveError(session.id, e.holders);
+      throw e;
     }
     // Ended and removed since the probe: we locked a deleted file.
     if (!lock.namesSameFile()) throw new SessionNotFoundError(session.id, session.stateDir);
@@ -142,7 +153,7 @@ async function readoptLocked(session: Session, manage: FileLock, liveness: FileL
     session.setState(active);
     crashPoint('recover:active');
     // fcntl(2): converting an exclusive lock to shared never blocks.
-    if (!liveness.tryAcquire('shared')) throw new Error(`session ${session.id}: could not downgrade its liveness lock to shared`);
+    if (!downgradeLiveness(liveness)) throw new Error(`session ${session.id}: could not downgrade its liveness lock to shared`);
     crashPoint('recover:shared');
     undo.commit();
     return view;
@@ -333,8 +344,9 @@ export async function removeUnpublished(stateDir: string, o: { offThread?: boole
     try {
       const st = lstatSync(dir);
       if (!st.isDirectory()) throw new UnionError(dir, 'is not a directory: not a session being built or deleted, left alone');
-      lock = openLivenessIfAny(dir);
-      if (lock && !lock.tryAcquire('exclusive')) continue; // its owner is alive
+      const abandoned = tryLivenessAbandoned(dir);
+      if (!abandoned) continue; // its owner is alive
+      lock = abandoned.lock;
       // Even with its lock free: its begin may have made the file and not yet locked it.
       if (name.startsWith(BUILD_PREFIX) && Date.now() - st.mtimeMs < BUILD_GRACE_MS) continue;
       if (o.offThread) {
@@ -352,17 +364,4 @@ export async function removeUnpublished(stateDir: string, o: { offThread?: boole
     }
   }
   return out;
-}
-
-/** The errno code of `e`, or of the error it wraps (FileLock wraps the open's). */
-const errnoCode = (e: unknown): string | undefined => (e as NodeJS.ErrnoException).code ?? ((e as Error).cause as NodeJS.ErrnoException | undefined)?.code;
-
-/** The liveness byte of `dir`'s lock file; undefined when there is no lock file. */
-function openLivenessIfAny(dir: string): FileLock | undefined {
-  try {
-    return openLiveness(dir);
-  } catch (e) {
-    if (errnoCode(e) === 'ENOENT') return undefined;
-    throw e;
-  }
 }

@@ -18,7 +18,7 @@ import { SessionBusyError, SessionNotFoundError, SourceBusyError, StaleSessionsE
 import {
   LIVENESS,
   SESSION_LOCK_FILE,
-  openLiveness,
+  waitLivenessFree,
   sourceLockPath,
   takeManageLock,
   takeSourceExclusiveLocked,
@@ -267,22 +267,7 @@ async function waitForSourceLocked(
  * Preconditions: the chroot's manage lock is held, the source lock is not.
  */
 async function waitUnheldLocked(e: SessionEntry, o: SourceOptions, timeout: number | undefined): Promise<void> {
-  let lock: FileLock;
-  try {
-    lock = openLiveness(e.dir);
-  } catch {
-    return; // ended meanwhile
-  }
-  try {
-    await lock.acquire('exclusive', {
-      timeout,
-      signal: o.signal,
-      wait: o.wait,
-      onWait: o.onWait ? (holders) => o.onWait!({ lock: 'liveness', path: lock.path, holders }) : undefined,
-    });
-  } finally {
-    lock.close();
-  }
+  await waitLivenessFree(e.dir, { timeout, signal: o.signal, wait: o.wait, onWait: o.onWait });
 }
 
 /** Sessions (active or stale) whose view is over this chroot's source directory. */

@@ -15,7 +15,7 @@ import { existsSync, readdirSync, readlinkSync } from 'node:fs';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { join } from 'node:path';
 import { accessToSource, authorize, type ChrootDef, type Credentials } from '../config/index.js';
-import { FileLock } from '../locks/index.js';
+import { LockBusyError, type FileLock } from '../locks/index.js';
 import {
   beginSession,
   endSession,
@@ -30,6 +30,7 @@ import {
   recoverSession,
   removeUnpublished,
   SessionBusyError,
+  takeSupervisorLock,
   watchSessions,
   type Session,
   type SessionEvent,
@@ -42,7 +43,7 @@ import { serveConnection, type ConnectionOptions } from './connection.js';
 import { SessionAccessError, SupervisorRunningError, SupervisorStoppingError } from './errors.js';
 import { QuietLog, resolveLimits, type SupervisorLimits } from './limits.js';
 import { assertSessionOwner } from './owner.js';
-import { SUPERVISOR_LOCK, SUPERVISOR_SOCKET } from './paths.js';
+import { SUPERVISOR_SOCKET } from './paths.js';
 import { parseRequest, ProtocolError, PROTOCOL_VERSION, wireError, type Reply, type Request } from './protocol.js';
 
 
@@ -166,14 +167,12 @@ class Engine {
   }
 
   async start(): Promise<void> {
-    const lock = FileLock.open(join(this.#stateDir, SUPERVISOR_LOCK), { fileMode: 0o600 });
     try {
-      if (!lock.tryAcquire('exclusive')) throw new SupervisorRunningError(this.#stateDir, lock.holders()[0]?.pid);
+      this.#lock = takeSupervisorLock(this.#stateDir);
     } catch (e) {
-      lock.close();
+      if (e instanceof LockBusyError) throw new SupervisorRunningError(this.#stateDir, e.holders[0]?.pid);
       throw e;
     }
-    this.#lock = lock;
     this.#lag.enable();
     try {
       await this.#adoptAll();
