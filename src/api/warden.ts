@@ -4,7 +4,7 @@
 // the worker pools once the last handle in the process is closed, so that
 // the process exits on its own.
 import type { ChrootDef } from '../config/index.js';
-import { chrootOf, hooksDirOf, hookTimeoutMsOf, loadContext, type Context } from '../config/context.js';
+import { chrootOf, hooksDirOf, hookTimeoutMsOf, loadContext, type Context } from '../config/index.js';
 import { shutdownWaitPool } from '../locks/index.js';
 import {
   beginSession,

@@ -8,7 +8,7 @@
 import { statSync } from 'node:fs';
 import { DeclarativeError, logLine, mountWhat, refuse } from './errors.js';
 import { components, mountPointsBelow, viewBelow, walk, type MountView } from './within.js';
-import { canonicalPath, mountsUnder, readMountInfo, unescapeOctal } from '../union/mountinfo.js';
+import { canonicalPath, mountsUnder, readMountInfo, unescapeOctal } from '../sys/index.js';
 import {
   MS_BIND,
   MS_NODEV,
@@ -21,7 +21,7 @@ import {
   MS_REMOUNT,
   sysMount,
   sysUmount,
-} from '../union/native.js';
+} from '../sys/index.js';
 
 /** One line of a .fstab file. */
 export interface FstabEntry {

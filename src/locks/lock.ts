@@ -23,7 +23,7 @@ import { lockCommands, type ModeCommands } from './mode.js';
 import { EACCES, EAGAIN, EDEADLK, FLOCK_SIZE, F_RDLCK, F_UNLCK, F_WRLCK, decodeFlock, encodeFlock, errno, flockFor, native, strerror } from './native.js';
 import { waitPool, type KernelWait } from './pool.js';
 import * as posix from './posix-registry.js';
-import { setLongTimeout } from '../timer.js';
+import { setLongTimeout } from '../sys/index.js';
 
 export const WHOLE_FILE: LockRange = Object.freeze({ start: 0, len: 0 });
 

@@ -17,7 +17,7 @@ import { makeSessionDirs, MODES, Session } from './session.js';
 import { SESSION_LAYOUT, STATE_VERSION, syncDir, writeStateLocked, type SessionOwner, type SessionState } from './state.js';
 import { ensureStateDir, markStateDir } from './store.js';
 import { Undo } from './undo.js';
-import { crashPoint } from '../crash.js';
+import { crashPoint } from '../sys/index.js';
 
 export interface BeginOptions extends LockWaitOptions {
   stateDir: string;

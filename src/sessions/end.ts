@@ -11,7 +11,7 @@ import { SessionBusyError } from './errors.js';
 import { downgradeLiveness, livenessHolders, openLiveness, takeLivenessExclusive, withMetadataLock, type LivenessExclusiveOptions } from './locks.js';
 import type { Session } from './session.js';
 import { writeStateLocked, type SessionStatus } from './state.js';
-import { crashPoint } from '../crash.js';
+import { crashPoint } from '../sys/index.js';
 
 export interface EndOptions extends LivenessExclusiveOptions {
   /** Wait for the other holders to let go. */

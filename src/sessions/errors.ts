@@ -189,7 +189,5 @@ export class SourceBusyError extends SessionError {
   }
 }
 
-/** A command could not be started in a session or source: bad -u, -d, or the exec itself. */
-export class RunError extends SessionError {
-  override name = 'RunError';
-}
+/** A command could not be started in a session or source (sys/errors.ts: the spawn throws it). */
+export { RunError } from '../sys/index.js';

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { killStrayHooks, runHooks, strayHooks, type HookPhase, type StrayHook } from '../hooks/index.js';
 import { LockBusyError, type FileLock } from '../locks/index.js';
 import { isMountPoint, mountUnion, readMountInfo, removeTree, removeTreeOffThread, unmountSettled, UnionError } from '../union/index.js';
-import { canonicalPath } from '../union/mountinfo.js';
+import { canonicalPath } from '../sys/index.js';
 import { endSession } from './end.js';
 import { RollbackError, SessionActiveError, SessionNotFoundError } from './errors.js';
 import {
@@ -38,7 +38,7 @@ import { makeSessionDirs, MODES, type Session } from './session.js';
 import { writeStateLocked, type SessionState } from './state.js';
 import { ensureStateDir, listSessions } from './store.js';
 import { Undo } from './undo.js';
-import { crashPoint } from '../crash.js';
+import { crashPoint } from '../sys/index.js';
 import { BUILD_PREFIX, GONE_PREFIX, UNPUBLISHED_PREFIX } from './discard.js';
 
 export interface RecoverOptions extends LockWaitOptions {

@@ -12,7 +12,7 @@ import type { ChildProcess } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import type { ChrootDef } from '../config/index.js';
 import { fileKeyOfPath, holdersByKey, LockBusyError, LockTimeoutError, rangesOverlap, type FileLock, type LockHolder } from '../locks/index.js';
-import { crashPoint } from '../crash.js';
+import { crashPoint } from '../sys/index.js';
 import { endSession } from './end.js';
 import { SessionBusyError, SessionNotFoundError, SourceBusyError, StaleSessionsError, type SessionHolder } from './errors.js';
 import {
@@ -26,7 +26,7 @@ import {
   type WaitInfo,
 } from './locks.js';
 import { openSession } from './open.js';
-import type { Command } from './spawn.js';
+import type { Command } from '../sys/index.js';
 import { RunError, spawnChrooted, spawnGated, type ChrootTarget, type CommandOptions, type GatedChild } from './run.js';
 import type { CommandLocks } from './session.js';
 import { ensureStateDir, listSessions, type SessionEntry } from './store.js';

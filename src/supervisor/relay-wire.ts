@@ -34,7 +34,7 @@ import { closeSync } from 'node:fs';
 import { isUtf8 } from 'node:buffer';
 import { arch, platform } from 'node:process';
 import { getSystemErrorName } from 'node:util';
-import { koffi, libc as glibc } from '../locks/koffi.js';
+import { koffi, libc as glibc } from '../sys/index.js';
 
 export const RELAY_MAGIC = 'WRLY';
 export const RELAY_VERSION = 1;

@@ -8,7 +8,7 @@
 import { basename, dirname, join, resolve } from 'node:path';
 import { realpathSync } from 'node:fs';
 import { UnionError, showPath } from './errors.js';
-import { mountsUnder } from './mountinfo.js';
+import { mountsUnder } from '../sys/index.js';
 import {
   AT_REMOVEDIR,
   DIRENT_NAME,
@@ -32,7 +32,7 @@ import {
   sysStatAt,
   sysUnlinkAt,
   type DirStat,
-} from './native.js';
+} from '../sys/index.js';
 
 /** Bytes a directory entry takes at least, on the filesystems sessions live on. */
 const DIRENT_BYTES = 16;

@@ -11,9 +11,9 @@ import { chmodSync, closeSync, copyFileSync, chownSync, fstatSync, mkdtempSync, 
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { koffi, libc } from '../../src/locks/koffi.js';
-import { Pty } from '../../src/sessions/terminal.js';
-import { POLLIN, pollOne } from '../../src/supervisor/poll.js';
+import { koffi, libc } from '../../src/sys/koffi.js';
+import { Pty } from '../../src/sys/pty.js';
+import { POLLIN, pollOne } from '../../src/sys/poll.js';
 import {
   exitFrame,
   fallbackFrame,

@@ -12,7 +12,7 @@
 // not for warden's. Otherwise only the output is relayed.
 import { closeSync, createWriteStream, openSync, readSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { koffi, libc } from '../locks/koffi.js';
+import { koffi, libc } from './koffi.js';
 import { RunError } from './errors.js';
 
 // <fcntl.h>, <asm-generic/ioctls.h>: the same on x86_64, aarch64 and riscv64.
