@@ -44,5 +44,7 @@ export {
 } from './errors.js';
 export { describeSessionHolders, SourceBusyError, StaleSessionsError, type SessionHolder } from './errors.js';
 export { lockCensus, type CensusOptions, type LockRow } from './census.js';
-export { recoverAll, recoverSession, removeUnpublished, type RecoverAllOptions, type RecoverOptions, type RecoverReport, type Recovered } from './recover.js';
+export { recoverSession, type RecoverOptions, type Recovered } from './recover.js';
+export { recoverAll, type RecoverAllOptions, type RecoverReport } from './recover-all.js';
+export { removeUnpublished } from './sweep.js';
 export { watchSessions, DEFAULT_PROBE_MS, type SessionEvent, type SessionEventName, type SessionWatch, type WatchOptions } from './watch.js';
