@@ -10,89 +10,14 @@
 // in raw mode and relays bytes both ways; the pty's line discipline then
 // turns Ctrl-C into SIGINT for the command's foreground process group,
 // not for warden's. Otherwise only the output is relayed.
-import { closeSync, createWriteStream, openSync, readSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { koffi, libc } from './koffi.js';
+import { closeSync, openSync } from 'node:fs';
+import { koffi } from './koffi.js';
 import { RunError } from './errors.js';
+import { relayPty, type RelayOptions } from './pty-relay.js';
+import { calls, copyWindowSize, C_OFLAG, O_CLOEXEC, O_NOCTTY, O_RDWR, OPOST, TCSANOW, TERMIOS_BYTES } from './tty.js';
 
-// <fcntl.h>, <asm-generic/ioctls.h>: the same on x86_64, aarch64 and riscv64.
-const O_RDWR = 0o2;
-const O_NOCTTY = 0o400;
-const O_CLOEXEC = 0o2000000;
-const TIOCGWINSZ = 0x5413;
-const TIOCSWINSZ = 0x5414;
-const TCSANOW = 0;
-const TCSADRAIN = 1;
-// struct termios { tcflag_t c_iflag, c_oflag; ... }: tcflag_t is 32 bits.
-const C_OFLAG = 4;
-const OPOST = 0o1;
-// struct termios is 60 bytes in glibc, struct winsize 8: room to spare.
-const TERMIOS_BYTES = 256;
-const WINSIZE_BYTES = 8;
-
-interface Calls {
-  posix_openpt: (flags: number) => number;
-  grantpt: (fd: number) => number;
-  unlockpt: (fd: number) => number;
-  ptsname_r: (fd: number, buf: Buffer, len: number) => number;
-  ioctl: (fd: number, request: number, arg: Buffer) => number;
-  tcgetattr: (fd: number, termios: Buffer) => number;
-  tcsetattr: (fd: number, action: number, termios: Buffer) => number;
-  cfmakeraw: (termios: Buffer) => void;
-  strerror: (errnum: number) => string;
-}
-
-let bound: Calls | undefined;
-
-function calls(): Calls {
-  if (bound) return bound;
-  const lib = libc();
-  bound = {
-    posix_openpt: lib.func('int posix_openpt(int flags)'),
-    grantpt: lib.func('int grantpt(int fd)'),
-    unlockpt: lib.func('int unlockpt(int fd)'),
-    ptsname_r: lib.func('int ptsname_r(int fd, void *buf, size_t len)'),
-    // fd, request, pointer: the same registers as the variadic ioctl on these ABIs.
-    ioctl: lib.func('int ioctl(int fd, unsigned long request, void *arg)'),
-    tcgetattr: lib.func('int tcgetattr(int fd, void *termios)'),
-    tcsetattr: lib.func('int tcsetattr(int fd, int action, const void *termios)'),
-    cfmakeraw: lib.func('void cfmakeraw(void *termios)'),
-    strerror: lib.func('const char *strerror(int errnum)'),
-  } as unknown as Calls;
-  return bound;
-}
-
-let isatty: ((fd: number) => number) | undefined;
-
-/** Whether `fd` is a terminal (isatty(3)); false for pipes, files, /dev/null. Bound alone: every `run` asks. */
-export function isTerminal(fd: number): boolean {
-  isatty ??= libc().func('int isatty(int fd)') as unknown as (fd: number) => number;
-  return isatty(fd) === 1;
-}
-
-/** Copies the window size of terminal `from` to `to` (a pty master: the size is its slave's). False when `from` has none. */
-export function copyWindowSize(from: number, to: number): boolean {
-  const c = calls();
-  const ws = Buffer.alloc(WINSIZE_BYTES);
-  return c.ioctl(from, TIOCGWINSZ, ws) === 0 && c.ioctl(to, TIOCSWINSZ, ws) === 0;
-}
-
-/**
- * Puts terminal `fd` in raw mode as cfmakeraw(3) defines it (no echo, no
- * signals, no output processing: the command's pty does all that, and
- * libuv's raw mode keeps ONLCR, which would double every CR) and returns
- * the function that restores it. Null when `fd` is not a terminal.
- */
-function makeRaw(fd: number): (() => void) | null {
-  const c = calls();
-  const saved = Buffer.alloc(TERMIOS_BYTES);
-  if (c.tcgetattr(fd, saved) !== 0) return null;
-  const raw = Buffer.from(saved);
-  c.cfmakeraw(raw);
-  if (c.tcsetattr(fd, TCSANOW, raw) !== 0) return null;
-  // Output already queued is written with the modes it was written under.
-  return () => void c.tcsetattr(fd, TCSADRAIN, saved);
-}
+export { copyWindowSize, isTerminal } from './tty.js';
+export type { RelayOptions } from './pty-relay.js';
 
 /** Which of the command's stdin, stdout and stderr are the slave (see PtySlave). */
 export interface PtyStdio {
@@ -112,28 +37,6 @@ export interface PtyStdio {
 export interface PtySlave extends Readonly<PtyStdio> {
   readonly path: string;
   readonly fd: number;
-}
-
-export interface RelayOptions {
-  /**
-   * The caller's terminal, read in raw mode and relayed to the command.
-   * Undefined when stdin is not a terminal: nothing is read then and no
-   * mode changed (the command reads the caller's stdin itself).
-   */
-  input?: number | undefined;
-  /** Where what the command writes to the pty goes (the caller's terminal, or a pipe or file). */
-  output: number;
-  /** The caller's terminal whose window size the pty follows (SIGWINCH). Default: `input`. */
-  size?: number | undefined;
-  /** Settles once the command has exited. */
-  exited: Promise<unknown>;
-  /**
-   * How long the pty may stay silent after the command exited before the
-   * relay ends without the master's EIO: a background process that keeps
-   * the slave open then gets the hangup (SIGHUP), as when a terminal
-   * window closes. Default 100 ms.
-   */
-  lingerMs?: number;
 }
 
 /**
@@ -212,59 +115,8 @@ export class Pty {
    */
   relay(o: RelayOptions): Promise<void> {
     if (this.#relaying) throw new RunError('the pty is relayed already');
-    this.#relaying = this.#relay(o);
+    this.#relaying = relayPty(this, o);
     return this.#relaying;
-  }
-
-  async #relay(o: RelayOptions): Promise<void> {
-    // Our slave fd stays open while the command runs: the master then reads
-    // neither EIO nor a hangup's EOF early, and once it is closed only the
-    // command's background processes can keep the pty open.
-    const exited = o.exited.then(
-      () => this.closeSlave(),
-      () => this.closeSlave(),
-    );
-    // node:tty loads net: paid only by commands that get a pty.
-    const tty = createRequire(import.meta.url)('node:tty') as typeof import('node:tty');
-    // The stream closes the master from now on.
-    const masterFd = this.takeMaster();
-    let master: import('node:tty').ReadStream;
-    try {
-      // Not destroyed at EOF (read 0): what follows may still be drained.
-      master = new tty.ReadStream(masterFd, { allowHalfOpen: true });
-    } catch (e) {
-      closeSync(masterFd);
-      throw e;
-    }
-    let outer: import('node:tty').ReadStream | undefined;
-    let restore: (() => void) | null = null;
-    const out = createWriteStream('', { fd: o.output, autoClose: false });
-    const size = o.size ?? o.input;
-    const winch = () => size !== undefined && copyWindowSize(size, masterFd);
-    try {
-      if (o.input !== undefined) {
-        outer = new tty.ReadStream(o.input);
-        restore = makeRaw(o.input);
-      }
-      process.on('SIGWINCH', winch);
-      // The size may have changed since the pty was opened.
-      winch();
-      const end = await pump(master, outer, out, { ...o, exited });
-      // read(2) on the master can return 0 instead of EIO as the last slave
-      // fd closes (n_tty_read's hang-up checks), and on Linux 6.18 did so
-      // before the last output was read (2 in 60 runs): read again now
-      // (EAGAIN or EIO when there is nothing more).
-      if (end === 'eof') drain(masterFd, out);
-      // Whatever the command wrote reaches the output before we return.
-      await new Promise<void>((resolve) => out.write('', () => resolve()));
-    } finally {
-      process.off('SIGWINCH', winch);
-      // A terminal that hung up ignores this; nothing is left to restore then.
-      restore?.();
-      outer?.destroy();
-      master.destroy();
-      out.destroy();
-    }
   }
 
   /** Hands the master's fd over: the caller closes it from now on (relay() takes it this way). */
@@ -282,79 +134,4 @@ export class Pty {
       closeSync(this.#master);
     }
   }
-}
-
-/** Reads what is left on the master (non-blocking: libuv made it so), up to 1 MiB. */
-function drain(fd: number, out: NodeJS.WritableStream): void {
-  const buf = Buffer.alloc(65536);
-  for (let total = 0; total < 1 << 20; ) {
-    let n: number;
-    try {
-      n = readSync(fd, buf);
-    } catch {
-      return; // EAGAIN: nothing more now; EIO: nothing more ever
-    }
-    if (n === 0) return;
-    out.write(Buffer.from(buf.subarray(0, n)));
-    total += n;
-  }
-}
-
-/** Why the relay stopped: EIO, EOF, silence after the exit, the caller's terminal or the output gone. */
-type End = 'eio' | 'eof' | 'linger' | 'hangup' | 'output';
-
-/** Moves bytes both ways (only out without `outer`) until the pty is done (EIO, or silent for lingerMs after the exit) or the caller's terminal hangs up. */
-function pump(
-  master: import('node:tty').ReadStream,
-  outer: import('node:tty').ReadStream | undefined,
-  out: NodeJS.WritableStream,
-  o: RelayOptions,
-): Promise<End> {
-  const lingerMs = o.lingerMs ?? 100;
-  return new Promise<End>((resolve) => {
-    let exited = false;
-    let paused = false;
-    let linger: NodeJS.Timeout | undefined;
-    let done = false;
-    const finish = (why: End) => () => {
-      if (done) return;
-      done = true;
-      clearTimeout(linger);
-      master.off('data', fromCommand);
-      outer?.off('data', toCommand);
-      resolve(why);
-    };
-    // Counted from the last byte read, and only while reading (not while the output is full).
-    const arm = () => {
-      clearTimeout(linger);
-      if (exited && !paused && !done) linger = setTimeout(finish('linger'), lingerMs);
-    };
-    const fromCommand = (d: Buffer) => {
-      if (!out.write(d)) {
-        paused = true;
-        master.pause();
-        out.once('drain', () => {
-          paused = false;
-          master.resume();
-          arm();
-        });
-      }
-      arm();
-    };
-    const toCommand = (d: Buffer) => master.write(d);
-    master.on('data', fromCommand);
-    // EIO: every slave fd is closed and all that was written has been read.
-    master.on('error', finish('eio'));
-    master.on('end', finish('eof'));
-    // The caller's terminal hung up: closing the master hangs up the command's.
-    outer?.on('data', toCommand);
-    outer?.on('error', finish('hangup'));
-    outer?.on('end', finish('hangup'));
-    out.on('error', finish('output'));
-    const onExit = () => {
-      exited = true;
-      arm();
-    };
-    o.exited.then(onExit, onExit);
-  });
 }
