@@ -10,7 +10,6 @@ import {
   LockAbortedError,
   LockBusyError,
   LockError,
-  LockFileError,
   LockStateError,
   LockTimeoutError,
   type LockHolder,

@@ -1,6 +1,6 @@
 // What the broker (broker.ts, relay-call.ts) needs of the supervisor, and
 // the calls of the relay as the CLI's parser hands them over.
-import type { Access, Credentials } from '../config/index.js';
+import type { Credentials } from '../config/index.js';
 import type { Recovered, Session, SourceEntry, WaitInfo } from '../sessions/index.js';
 import type { BeginSpec } from './state.js';
 

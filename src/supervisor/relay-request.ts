@@ -3,7 +3,7 @@
 import { closeSync } from 'node:fs';
 import { isUtf8 } from 'node:buffer';
 import { koffi } from '../sys/index.js';
-import { calls, CMSG_HDR, CONTROL, EAGAIN, ECONNRESET, EINTR, errnoName, msghdr, MSG_CMSG_CLOEXEC, MSG_CTRUNC, MSG_DONTWAIT, MSG_PEEK, SCM_RIGHTS, SOL_SOCKET } from './relay-socket.js';
+import { calls, CMSG_HDR, CONTROL, EAGAIN, ECONNRESET, EINTR, errnoName, msghdr, MSG_CMSG_CLOEXEC, MSG_CTRUNC, MSG_DONTWAIT, SCM_RIGHTS, SOL_SOCKET } from './relay-socket.js';
 import { HEADER, MAX_RELAY_PAYLOAD, RELAY_MAGIC, RELAY_VERSION, RelayProtocolError, RelaySocketError, type RelayRequest } from './relay-wire.js';
 
 /**

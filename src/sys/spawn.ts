@@ -15,7 +15,7 @@ import { fromChildProcess, startWithChildProcess, type Command } from './child.j
 import { RunError } from './errors.js';
 import { libc as glibc } from './koffi.js';
 import type { PtySlave } from './pty.js';
-import { reaped, type SpawnLibc } from './reaper.js';
+import { reaped } from './reaper.js';
 
 export type { Command } from './child.js';
 
