@@ -9,10 +9,12 @@
 //   metadata  withMetadataLock
 //   supervisor.lock  takeSupervisorLock
 import { mkdirSync } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { dirname, join } from 'node:path';
-import { FileLock, LockBusyError, LockFileError, LockTimeoutError, lockHolders, lockPath, type LockHolder, type LockKind, type WaitOptions } from '../locks/index.js';
-import { StateDirError, type SessionHolder } from './errors.js';
+import { FileLock, LockBusyError, LockFileError, LockTimeoutError, lockHolders, lockPath, type LockHolder, type LockKind } from '../locks/index.js';
+import { StateDirError } from './errors.js';
+import { errnoCode, tryAcquireSettled, waitOpts, type LockWaitOptions } from './lock-waits.js';
+
+export { errnoCode, tryAcquireSettled, type LockWaitOptions, type WaitInfo } from './lock-waits.js';
 
 export const SESSION_LOCK_FILE = 'lock';
 /** `<source>/.ref`: the source lock (the flatpak / pressure-vessel convention). */
@@ -24,38 +26,6 @@ export const SUPERVISOR_LOCK_FILE = 'supervisor.lock';
 export const LIVENESS = Object.freeze({ start: 0, len: 1 });
 /** Byte 1 of `<id>/lock`: exclusive while state.json is rewritten. */
 export const METADATA = Object.freeze({ start: 1, len: 1 });
-
-/** Which lock a wait is for, and who holds it: what the CLI shows while waiting. */
-export interface WaitInfo {
-  lock: 'manage' | 'source' | 'liveness';
-  path: string;
-  holders: LockHolder[];
-  /** Source waits of a source entry: the sessions behind `holders` (re-reported as they end). */
-  sessions?: SessionHolder[];
-  /**
-   * Manage waits: the chroot's `.ref`, where a pending or running source
-   * entry shows (it holds or waits for it exclusively) and begins do not.
-   */
-  source?: string;
-}
-
-export interface LockWaitOptions {
-  timeout?: number;
-  signal?: AbortSignal;
-  /** false: fail at once with LockBusyError instead of waiting. */
-  wait?: boolean;
-  onWait?: (info: WaitInfo) => void;
-}
-
-function waitOpts(lock: WaitInfo['lock'], path: string, o: LockWaitOptions, source?: string): WaitOptions {
-  const { onWait } = o;
-  return {
-    timeout: o.timeout,
-    signal: o.signal,
-    wait: o.wait,
-    onWait: onWait ? (holders) => onWait(source === undefined ? { lock, path, holders } : { lock, path, holders, source }) : undefined,
-  };
-}
 
 export function manageLockPath(stateDir: string, chroot: string): string {
   return join(stateDir, MANAGE_DIR, `${chroot}.lock`);
@@ -144,27 +114,6 @@ export function takeSupervisorLock(stateDir: string): FileLock {
 /** A handle on the liveness byte of an existing session lock file (no lock taken yet). */
 export function openLiveness(sessionDir: string, opts: { create?: boolean; readOnly?: boolean } = {}): FileLock {
   return FileLock.open(join(sessionDir, SESSION_LOCK_FILE), { range: LIVENESS, create: opts.create ?? false, readOnly: opts.readOnly, fileMode: 0o600 });
-}
-
-/**
- * A non-blocking attempt that looks again, briefly, at a conflict no
- * process can be named for. Whenever anything in this process forks
- * (child_process, posix_spawn, an embedding program's own children), the
- * child holds a copy of every fd of ours, close-on-exec ones included,
- * until its exec closes them: for that moment each of our open file
- * descriptions has a second holder, and a lock that only we hold (a
- * command's lock fds just closed, say) still conflicts. glibc's posix_spawn
- * even returns before the child's exec has closed them: exec releases the
- * vfork parent first. `named` lists the real other holders; while it is
- * empty, tries again after 1, 2, 4 and 8 ms. A real holder ends the retries
- * at once.
- */
-export async function tryAcquireSettled(lock: FileLock, kind: LockKind, named: () => LockHolder[]): Promise<boolean> {
-  for (let delay = 1; ; delay *= 2) {
-    if (lock.tryAcquire(kind)) return true;
-    if (delay > 8 || named().length > 0) return false;
-    await sleep(delay);
-  }
 }
 
 /** A handle on the metadata byte of a session lock file. */
@@ -294,8 +243,6 @@ export function tryLivenessAbandoned(dir: string): { lock?: FileLock } | undefin
   return undefined;
 }
 
-/** The errno code of `e`, or of the error it wraps (FileLock wraps the open's). */
-export const errnoCode = (e: unknown): string | undefined => (e as NodeJS.ErrnoException).code ?? ((e as Error).cause as NodeJS.ErrnoException | undefined)?.code;
 
 /** liveness EX -> SH, once the session is set up again (recover). fcntl(2): converting an exclusive lock to shared never blocks. */
 export function downgradeLiveness(lock: FileLock): boolean {

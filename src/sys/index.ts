@@ -7,7 +7,7 @@
 export { childProcess } from './child-process.js';
 export { fromChildProcess, viaSetsid, SETSID, type Command } from './child.js';
 export { crashPoint } from './crash.js';
-export { RunError } from './errors.js';
+export { RunError, SessionError } from './errors.js';
 export { koffi, koffiLoadedBy, libc } from './koffi.js';
 export { canonicalPath, isMountPoint, mountsUnder, readMountInfo, unescapeOctal, type MountEntry } from './mountinfo.js';
 export * from './native.js';
