@@ -2,7 +2,7 @@
 // `warden list --sessions --json`, as plain objects.
 import type { ChrootDef, UnionType } from '../config/index.js';
 import type { SessionEntry, SessionStatus } from '../sessions/index.js';
-import { canonicalPath, readMountInfo } from '../union/mountinfo.js';
+import { canonicalPath, readMountInfo } from '../sys/index.js';
 
 export interface ChrootInfo {
   name: string;

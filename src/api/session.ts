@@ -2,7 +2,7 @@
 // liveness and source locks) until end() or release(), or the handle's
 // close(), which releases it: it then goes stale, and `recover` (or
 // `end`) deals with it as with the session of a process that died.
-import { assertRunnable, endSession, spawnInSession, type Session as Held, type SessionState } from '../sessions/index.js';
+import { assertRunnable, endSession, spawnInSession, type Session as Held } from '../sessions/index.js';
 import { CommandStdio, runToEnd, type CommandResult, type StdioMode } from './command.js';
 import { WardenClosedError } from './errors.js';
 

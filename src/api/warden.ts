@@ -4,7 +4,7 @@
 // the worker pools once the last handle in the process is closed, so that
 // the process exits on its own.
 import type { ChrootDef } from '../config/index.js';
-import { chrootOf, hooksDirOf, hookTimeoutMsOf, loadContext, type Context } from '../config/context.js';
+import { chrootOf, hooksDirOf, hookTimeoutMsOf, loadContext, type Context } from '../config/index.js';
 import { shutdownWaitPool } from '../locks/index.js';
 import {
   beginSession,
@@ -24,72 +24,13 @@ import {
   type SourceEntry,
 } from '../sessions/index.js';
 import { shutdownRemovalPool, TreeInUseError, UnmountBusyError } from '../union/index.js';
-import { CommandStdio, runToEnd, type CommandResult, type StdioMode } from './command.js';
+import { CommandStdio, runToEnd, type CommandResult } from './command.js';
 import { SessionLeftError, WardenClosedError } from './errors.js';
-import { commandOf, runIn, Session, type RunOptions, type SessionOwnerHooks } from './session.js';
+import { commandOf, runIn, Session, type SessionOwnerHooks } from './session.js';
 import { describeChroot, describeSessions, type ChrootInfo, type SessionInfo } from './describe.js';
+import type { AutoRunOptions, BeginOptions, OpenOptions, RecoverOptions, SourceOptions, SourceResult, Watch, WatchOptions } from './options.js';
 
-export interface OpenOptions {
-  /** The configuration file (as `--config`); default: $WARDEN_CONFIG, then the system one. */
-  config?: string;
-  /** The state dir (as `--state-dir`); default: $WARDEN_STATE_DIR, `[warden] state-dir=`, `<top>/sessions`, /var/lib/warden/sessions. */
-  stateDir?: string;
-}
-
-/** Every wait: cancelled by `signal`, given up after `timeout` ms, or (wait: false) not waited at all. */
-export interface WaitOptions {
-  signal?: AbortSignal;
-  /** ms. */
-  timeout?: number;
-  /** false: fail at once (LockBusyError) instead of waiting for a lock. */
-  wait?: boolean;
-}
-
-export interface BeginOptions extends WaitOptions {
-  /** Default: `<chroot>-<uuid>`. */
-  id?: string;
-}
-
-export interface AutoRunOptions extends RunOptions {
-  id?: string;
-  /** ms, for the begin's lock waits. */
-  timeout?: number;
-  wait?: boolean;
-}
-
-export interface SourceOptions extends WaitOptions {
-  /** End the chroot's stale sessions (deleting what was written in them) instead of failing with StaleSessionsError. */
-  recoverStale?: boolean;
-  user?: string;
-  directory?: string;
-  env?: NodeJS.ProcessEnv;
-  stdio?: StdioMode;
-}
-
-export interface SourceResult extends CommandResult {
-  /** Stale sessions ended before entering (recoverStale). */
-  recovered: readonly string[];
-}
-
-export interface RecoverOptions extends WaitOptions {
-  /** One stale session; or `all`. */
-  id?: string;
-  all?: boolean;
-  /** End the sessions instead of re-adopting them (re-adopted ones are left stale but consistent: mounted, runnable). */
-  end?: boolean;
-}
-
-export interface WatchOptions {
-  /** Errors of the watcher; the watch goes on. Default: ignored. */
-  onError?: (error: Error) => void;
-}
-
-export interface Watch {
-  /** Resolves once changes are being watched. */
-  readonly ready: Promise<void>;
-  /** Stops watching; idempotent (the same promise). */
-  close(): Promise<void>;
-}
+export type { AutoRunOptions, BeginOptions, OpenOptions, RecoverOptions, SourceOptions, SourceResult, WaitOptions, Watch, WatchOptions } from './options.js';
 
 /** Handles open in this process: the worker pools are shared and go when the last one closes. */
 let openHandles = 0;

@@ -5,7 +5,8 @@
 // per ELF file, then copies (reflinks where the filesystem can) in parallel.
 import { fchmodSync, ftruncateSync, lstatSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { FileLock, LockBusyError, describeHolders } from '../locks/index.js';
+import { LockBusyError, describeHolders, type FileLock } from '../locks/index.js';
+import { sourceLockPath, takeSourceForDestroy } from '../sessions/index.js';
 import { BootstrapError, ioError } from './errors.js';
 import { LD_SO_CACHE } from './libraries.js';
 import { planHost, type HostPlan, type PlanOptions } from './plan.js';
@@ -103,23 +104,15 @@ export async function bootstrapChroot(dir: string, opts: BootstrapOptions = {}):
  * A `.ref` that is not a regular file is no lock anyone holds: replaced.
  */
 async function lockSource(dir: string): Promise<FileLock> {
-  const ref = join(dir, SOURCE_LOCK);
+  const ref = sourceLockPath(dir);
   const st = lstatSync(ref, { throwIfNoEntry: false });
   if (st && !st.isFile()) removeEntry(ref, lstatSync(dir).dev);
-  let lock: FileLock;
   try {
-    lock = FileLock.open(ref, { create: true, fileMode: 0o644 });
+    return await takeSourceForDestroy(dir);
   } catch (e) {
-    throw ioError(ref, e);
-  }
-  try {
-    await lock.acquire('exclusive', { wait: false });
-  } catch (e) {
-    lock.close();
     if (e instanceof LockBusyError) throw new BootstrapError('in-use', ref, describeHolders(e.holders), { cause: e });
     throw ioError(ref, e);
   }
-  return lock;
 }
 
 /**

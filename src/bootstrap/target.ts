@@ -7,8 +7,10 @@ import { BootstrapError, ioError } from './errors.js';
 
 /** Top-level marker of a bootstrap tree: a JSON stamp (see index.ts). */
 export const MARKER = '.warden-bootstrap';
-/** The source lock file (DESIGN.md, "Locks"; the flatpak/pressure-vessel convention). */
-export const SOURCE_LOCK = '.ref';
+/** The source lock file (DESIGN.md, "Locks"): its name is sessions/locks.ts's. */
+import { SOURCE_LOCK_FILE as SOURCE_LOCK } from '../sessions/index.js';
+
+export { SOURCE_LOCK };
 
 export type TargetState = 'missing' | 'empty' | 'ours' | 'foreign';
 

@@ -7,4 +7,6 @@ export { ConfigError, NoSuchChrootError, PermissionDeniedError, type ConfigWarni
 export { accessToRun, accessToSource, authorize, findAccount, groupId, groupsOfAccount, isCaller, type Account, GROUP_FILE, PASSWD_FILE, type Access, type AccountFiles, type Credentials } from './access.js';
 export type { ChrootDef, Config, ProfileFiles, SharedDir, UnionType, UnsupportedChroot } from './types.js';
 export { checkSharedStorage, hostOf } from './shared.js';
+export { hostProblem } from './names.js';
 export type { SupervisorLimitSettings } from './globals.js';
+export { chrootOf, DEFAULT_HOOK_TIMEOUT_S, hooksDirOf, hookTimeoutMsOf, loadContext, PACKAGE_HOOKS, SYSTEM_STATE_DIR, type Context } from './context.js';

@@ -5,7 +5,7 @@
 // start-up, so async reads would only add ticks and make "first error wins,
 // in file order" harder to see in the code.
 import { closeSync, constants as fsc, fstatSync, openSync, readFileSync, statSync } from 'node:fs';
-import { untrusted } from '../trust.js';
+import { untrusted } from '../sys/index.js';
 import { basename, dirname, join } from 'node:path';
 import { readChroot } from './chroot.js';
 import { ConfigError, describePlace, quote, type ConfigWarning, type Place } from './errors.js';

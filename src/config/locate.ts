@@ -2,7 +2,7 @@
 // and the drop-ins in chroot.d/ beside it.
 import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { untrusted } from '../trust.js';
+import { untrusted } from '../sys/index.js';
 import { ConfigError } from './errors.js';
 
 export const SYSTEM_CONFIG = '/etc/warden/warden.conf';

@@ -9,10 +9,10 @@
 // of the whole file.
 import { realpathSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { describeFilesystem, lockLocality, type LockLocality } from '../locks/locality.js';
+import { describeFilesystem, lockLocality, type LockLocality } from '../locks/index.js';
 import { ConfigError, quote } from './errors.js';
 import { hostProblem } from './names.js';
-import { untrusted } from '../trust.js';
+import { untrusted } from '../sys/index.js';
 import type { ChrootDef, Config } from './types.js';
 
 /**

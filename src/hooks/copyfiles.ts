@@ -3,7 +3,7 @@
 import { closeSync, constants, fchmodSync, fstatSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { DeclarativeError, logLine, refuse } from './errors.js';
 import { components, lstatOrNone, viewBelow, walk, type MountView } from './within.js';
-import { canonicalPath } from '../union/mountinfo.js';
+import { canonicalPath } from '../sys/index.js';
 
 export interface CopyEntry {
   line: number;

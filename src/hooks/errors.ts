@@ -2,8 +2,8 @@
 // so the CLI and the logs say the same thing (execa's lib/return/message.js):
 // those of failed hooks, and the reasons and hooks.log lines of the
 // declarative ones (.fstab, .copyfiles).
-import { showPath } from '../union/errors.js';
-import { describeErrno } from '../union/native.js';
+import { showPath } from '../sys/index.js';
+import { describeErrno } from '../sys/index.js';
 import type { HookPhase } from './types.js';
 import { exitCodeOf } from '../exit-codes.js';
 

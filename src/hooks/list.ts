@@ -2,7 +2,7 @@
 // must pass before any of them runs (they run as root).
 import { lstatSync, readdirSync, statSync, type Stats } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { untrusted } from '../trust.js';
+import { untrusted } from '../sys/index.js';
 import { HookPermissionError } from './errors.js';
 import type { HookEntry, HookKind, HookPhase } from './types.js';
 

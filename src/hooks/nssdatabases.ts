@@ -9,7 +9,7 @@ import { closeSync, constants, fchmodSync, fstatSync, openSync, statSync, unlink
 import { sameBytes } from './copyfiles.js';
 import { DeclarativeError, logLine, refuse } from './errors.js';
 import { lstatOrNone, viewBelow, walk, type MountView } from './within.js';
-import { canonicalPath } from '../union/mountinfo.js';
+import { canonicalPath } from '../sys/index.js';
 
 /**
  * The databases getent(1) lists that have an /etc file of that name (glibc's

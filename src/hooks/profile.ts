@@ -3,7 +3,7 @@
 // (10mount, 20copyfiles, 20nssdatabases), before the hooks dir's hooks, so a
 // hook can rely on what they mount and copy (hooks/README.md, "Profiles").
 import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
-import { untrusted } from '../trust.js';
+import { untrusted } from '../sys/index.js';
 import { DeclarativeError, GetentFailedError, HookPermissionError, hookFailure, refuse } from './errors.js';
 import { chunks, runOne, scratchFile, type OneHook } from './spawn.js';
 import type { HookEntry, ProfileSetup } from './types.js';

@@ -10,12 +10,12 @@
 // A hook that exits by itself settles the run; whatever it left in its group
 // is a deliberate daemon of the hook and is not killed (hooks/README.md).
 import type { ChildProcess } from 'node:child_process';
-import { childProcess } from '../child-process.js';
+import { childProcess } from '../sys/index.js';
 import { closeSync, constants, fstatSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import { hookFailure, type HookFailure } from './errors.js';
 import { killGroup, liveMembers, untilGroupDead } from './group.js';
 import type { HookPhase } from './types.js';
-import { setLongTimeout } from '../timer.js';
+import { setLongTimeout } from '../sys/index.js';
 
 export interface OneHook {
   path: string;

@@ -4,7 +4,7 @@
 // could aim a mount or a write anywhere on the host, so none is followed.
 import { closeSync, constants, fchmodSync, lstatSync, mkdirSync, openSync, type Stats } from 'node:fs';
 import { DeclarativeError, refuse } from './errors.js';
-import { readMountInfo } from '../union/mountinfo.js';
+import { readMountInfo } from '../sys/index.js';
 
 /** Mount points strictly below `root` (canonical), each with whether its top mount is shared, from one read of mountinfo. */
 export function mountPointsBelow(root: string): Map<string, boolean> {

@@ -2,84 +2,34 @@
 // own open file description.
 //
 // Acquisition tries F_SETLK on the calling thread first (a couple of
-// microseconds). Only a contended request waits, and then in-process first:
-// waiters for the same (file, range) queue here behind a single kernel wait
-// in a worker thread (pool.ts), so threads grow with distinct contended locks,
-// not with waiters. When the pool is full a waiter polls instead.
-import { closeSync, constants as fsc, fchmodSync, fstatSync, lstatSync, openSync } from 'node:fs';
+// microseconds). Only a contended request waits, and then in-process first,
+// in wait-queue.ts: waiters for the same (file, range) queue behind a single
+// kernel wait in a worker thread (pool.ts).
+import { closeSync, fstatSync, lstatSync } from 'node:fs';
 import {
   LockAbortedError,
   LockBusyError,
   LockError,
-  LockFileError,
   LockStateError,
   LockTimeoutError,
   type LockHolder,
   type LockKind,
   type LockRange,
 } from './errors.js';
-import { fileKey, lockHolders } from './inspect.js';
+import { lockHolders } from './inspect.js';
+import { openLockFile, WHOLE_FILE, type OpenOptions, type WaitOptions } from './lock-file.js';
 import { lockCommands, type ModeCommands } from './mode.js';
 import { EACCES, EAGAIN, EDEADLK, FLOCK_SIZE, F_RDLCK, F_UNLCK, F_WRLCK, decodeFlock, encodeFlock, errno, flockFor, native, strerror } from './native.js';
-import { waitPool, type KernelWait } from './pool.js';
 import * as posix from './posix-registry.js';
-import { setLongTimeout } from '../timer.js';
+import { abandon, enqueue, type TryResult, type Waitable, type Waiter } from './wait-queue.js';
+import { setLongTimeout } from '../sys/index.js';
 
-export const WHOLE_FILE: LockRange = Object.freeze({ start: 0, len: 0 });
-
-export interface OpenOptions {
-  /** Byte range this lock covers (default: the whole file). */
-  range?: LockRange;
-  /** Create the file if missing (default true). */
-  create?: boolean;
-  /**
-   * The file's mode (default 0o644) when created here, and at most: an
-   * existing file of ours that allows more is narrowed to it (lock files
-   * made by older versions were 0644; a user who can open one for reading
-   * can hold a read lock on it).
-   */
-  fileMode?: number;
-  /** Open read-only: shared locks only (fcntl needs write access for F_WRLCK). */
-  readOnly?: boolean;
-}
-
-export interface WaitOptions {
-  /** Give up after this many milliseconds (default: wait forever). */
-  timeout?: number;
-  /** Cancels the wait; an already-aborted signal rejects at once. */
-  signal?: AbortSignal;
-  /** false: do not wait, throw LockBusyError at once. Default true. */
-  wait?: boolean;
-  /** Called once when the request has to wait, with who holds the lock. */
-  onWait?: (holders: LockHolder[]) => void;
-}
+export { WHOLE_FILE, type OpenOptions, type WaitOptions } from './lock-file.js';
 
 // Scratch struct flock for the rare calls on other ranges (POSIX-mode partial unlocks).
 const flock = Buffer.alloc(FLOCK_SIZE);
 const kindType = (k: LockKind) => (k === 'shared' ? F_RDLCK : F_WRLCK);
 
-type TryResult = 'ok' | 'busy' | 'busy-local';
-
-interface Waiter {
-  lock: FileLock;
-  kind: LockKind;
-  resolve: () => void;
-  reject: (e: unknown) => void;
-  /** Set when the waiter gave up; the error it will be rejected with. */
-  failure?: LockError;
-  /** Poll rounds so far (only when the wait pool is full). */
-  polls: number;
-  cleanup: () => void;
-}
-
-/** In-process queue of waiters for one (file, range): at most one of them waits in the kernel. */
-class WaitQueue {
-  readonly waiters: Waiter[] = [];
-  /** The head's kernel wait, poll timer or local-release subscription. */
-  active: { waiter: Waiter; kernel?: KernelWait; stop: () => void } | undefined;
-}
-
-const queues = new Map<string, WaitQueue>();
 /** Wait reports' holders, per (file, range), for the current turn of the event loop (see #holdersThisTurn). */
 const turnHolders = new Map<string, LockHolder[]>();
 
@@ -98,26 +48,9 @@ export class FileLock {
 
   /** Opens `path` (never following a symlink) and returns an unlocked handle. */
   static open(path: string, opts: OpenOptions = {}): FileLock {
-    // libuv adds O_CLOEXEC to every open: a lock fd reaches a child only when
-    // it is handed over explicitly (spawn stdio), never by accident.
-    const flags =
-      (opts.readOnly ? fsc.O_RDONLY : fsc.O_RDWR) | fsc.O_NOFOLLOW | fsc.O_NOCTTY | (opts.create === false ? 0 : fsc.O_CREAT);
-    let fd: number;
+    const { fd, key } = openLockFile(path, opts);
     try {
-      fd = openSync(path, flags, opts.fileMode ?? 0o644);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      const why = code === 'ELOOP' ? 'is a symbolic link (refused)' : code === 'ENOENT' ? 'does not exist' : (e as Error).message;
-      throw new LockFileError(`cannot open lock file ${path}: ${why}`, { path, cause: e });
-    }
-    try {
-      const st = fstatSync(fd, { bigint: true });
-      if (!st.isFile()) throw new LockFileError(`lock file ${path} is not a regular file`, { path });
-      const mode = Number(st.mode & 0o777n);
-      if (opts.fileMode !== undefined && (mode & ~opts.fileMode) !== 0 && Number(st.uid) === process.geteuid?.()) {
-        fchmodSync(fd, mode & opts.fileMode);
-      }
-      return new FileLock(path, fd, fileKey(st), opts.range ?? WHOLE_FILE);
+      return new FileLock(path, fd, key, opts.range ?? WHOLE_FILE);
     } catch (e) {
       closeSync(fd);
       throw e;
@@ -358,15 +291,17 @@ export class FileLock {
       let cancelTimer: (() => void) | undefined;
       const onAbort = () => this.#abandon(new LockAbortedError(this.path, this.range, kind, opts.signal?.reason));
       const waiter: Waiter = {
-        lock: this,
+        lock: this.#waitable(),
         kind,
         polls: 0,
         resolve: () => {
+          this.#waiter = undefined;
           waiter.cleanup();
           this.#busy = false;
           resolve();
         },
         reject: (e) => {
+          this.#waiter = undefined;
           waiter.cleanup();
           this.#busy = false;
           if (this.#held !== before) this.#restore(before);
@@ -391,136 +326,32 @@ export class FileLock {
           // a reporting callback must not break the wait
         }
       }
-      let q = queues.get(this.#queueKey);
-      if (!q) queues.set(this.#queueKey, (q = new WaitQueue()));
-      q.waiters.push(waiter);
-      FileLock.#pump(this.#queueKey);
+      enqueue(this.#queueKey, waiter);
     });
   }
 
   #waiter: Waiter | undefined;
+  #waitableView: Waitable | undefined;
+
+  /** This handle as the wait queue sees it: its private calls, nothing else. */
+  #waitable(): Waitable {
+    return (this.#waitableView ??= {
+      owner: this,
+      fileKey: this.#key,
+      range: this.range,
+      posixMode: this.#cmds.mode === 'posix',
+      try: (kind) => this.#try(kind),
+      kernelRequest: (kind) => ({ fd: this.#fd, cmd: this.#cmds.setlkw, type: kindType(kind), start: this.range.start, len: this.range.len }),
+      setHeld: (kind) => this.#setHeld(kind),
+      syscallError: (what, e) => this.#syscallError(what, e),
+    });
+  }
 
   /** Gives up the wait in flight with `failure` (the first reason wins). */
   #abandon(failure: LockError): void {
     const w = this.#waiter;
     if (!w || w.failure) return;
     w.failure = failure;
-    const q = queues.get(this.#queueKey);
-    if (!q) return;
-    if (q.active?.waiter === w) {
-      // Reject only once the worker is out of the kernel, so that a rejected
-      // wait is guaranteed to hold nothing (see settle()).
-      if (q.active.kernel) q.active.kernel.cancel();
-      else {
-        q.active.stop();
-        q.active = undefined;
-        FileLock.#settleFailed(q, w);
-        FileLock.#pump(this.#queueKey);
-      }
-      return;
-    }
-    const i = q.waiters.indexOf(w);
-    if (i >= 0) q.waiters.splice(i, 1);
-    this.#waiter = undefined;
-    w.reject(failure);
-    if (q.waiters.length === 0 && !q.active) queues.delete(this.#queueKey);
-  }
-
-  // --- the per-(file, range) queue ------------------------------------------
-
-  static #settleFailed(q: WaitQueue, w: Waiter): void {
-    const i = q.waiters.indexOf(w);
-    if (i >= 0) q.waiters.splice(i, 1);
-    w.lock.#waiter = undefined;
-    w.reject(w.failure);
-  }
-
-  static #grant(q: WaitQueue, w: Waiter): void {
-    q.waiters.shift();
-    w.lock.#waiter = undefined;
-    w.resolve();
-  }
-
-  static #fail(q: WaitQueue, w: Waiter, err: unknown): void {
-    q.waiters.shift();
-    w.lock.#waiter = undefined;
-    w.reject(err);
-  }
-
-  /** Grants what can be granted at the head of the queue, then parks the next waiter in a wait. */
-  static #pump(key: string): void {
-    const q = queues.get(key);
-    if (!q || q.active) return;
-    while (q.waiters.length > 0) {
-      const w = q.waiters[0];
-      const lock = w.lock;
-      let r: TryResult;
-      try {
-        r = lock.#try(w.kind);
-      } catch (e) {
-        FileLock.#fail(q, w, e);
-        continue;
-      }
-      if (r === 'ok') {
-        FileLock.#grant(q, w);
-        continue;
-      }
-      if (r === 'busy-local') {
-        // Another handle of this process is in the way (POSIX mode): the
-        // kernel would not make us wait for ourselves, so wait for our own
-        // handle to let go.
-        const unsubscribe = posix.onLocalRelease(lock.#key, () => {
-          unsubscribe();
-          q.active = undefined;
-          if (w.failure) FileLock.#settleFailed(q, w);
-          FileLock.#pump(key);
-        });
-        q.active = { waiter: w, stop: unsubscribe };
-        return;
-      }
-      const pool = waitPool();
-      if (!pool.hasCapacity()) {
-        // Every wait thread is taken: poll with backoff rather than queue this
-        // wait behind blocked ones.
-        const delay = Math.min(50, 2 ** Math.min(6, ++w.polls));
-        const t = setTimeout(() => {
-          q.active = undefined;
-          FileLock.#pump(key);
-        }, delay);
-        q.active = { waiter: w, stop: () => clearTimeout(t) };
-        return;
-      }
-      const posixMode = lock.#cmds.mode === 'posix';
-      if (posixMode) posix.notePending(lock.#key, lock, { kind: w.kind, range: lock.range });
-      const kernel = pool.start({ fd: lock.#fd, cmd: lock.#cmds.setlkw, type: kindType(w.kind), start: lock.range.start, len: lock.range.len });
-      q.active = { waiter: w, kernel, stop: () => kernel.cancel() };
-      kernel.result.then(
-        (res) => {
-          // Record the grant before dropping the pending claim: a local
-          // waiter woken by the latter must already see the lock as held.
-          if (res.granted) lock.#setHeld(w.kind);
-          if (posixMode) posix.notePending(lock.#key, lock, undefined);
-          q.active = undefined;
-          if (w.failure) {
-            // Cancelled: reject() puts back what the handle held before,
-            // releasing a lock the kernel granted after the caller gave up.
-            FileLock.#settleFailed(q, w);
-          } else if (res.granted) {
-            FileLock.#grant(q, w);
-          } else if (!res.cancelled) {
-            FileLock.#fail(q, w, lock.#syscallError('F_SETLKW', res.errno));
-          }
-          FileLock.#pump(key);
-        },
-        (err) => {
-          if (posixMode) posix.notePending(lock.#key, lock, undefined);
-          q.active = undefined;
-          FileLock.#fail(q, w, err);
-          FileLock.#pump(key);
-        },
-      );
-      return;
-    }
-    queues.delete(key);
+    abandon(this.#queueKey, w);
   }
 }

@@ -3,7 +3,7 @@
 //
 // koffi is used directly (no compiled addon of our own) so that `npm ci` works
 // on machines where npm skips install scripts: koffi ships prebuilt binaries.
-import { koffi, libc as glibc } from './koffi.js';
+import { koffi, libc as glibc } from '../sys/index.js';
 import { arch, platform } from 'node:process';
 import { LockUnsupportedError } from './errors.js';
 

@@ -4,20 +4,20 @@
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChrootDef } from '../config/index.js';
-import { runHooks } from '../hooks/index.js';
 import type { FileLock } from '../locks/index.js';
-import { mountUnion, unmountSettled } from '../union/index.js';
+import { mountUnion } from '../union/index.js';
 import { RollbackError, SessionExistsError } from './errors.js';
 import { newId, validateId } from './ids.js';
-import { openLiveness, takeManageLock, takeSourceShared, withMetadataLock, type LockWaitOptions } from './locks.js';
+import { createLiveness, takeLivenessShared, takeManageLock, takeSourceShared, withMetadataLock, type LockWaitOptions } from './locks.js';
 import { renameNoReplace } from './native.js';
 import { BUILD_PREFIX, UNPUBLISHED_PREFIX, discardSessionDir } from './discard.js';
-import { profileHookOptions, sessionProfile } from './profile.js';
+import { sessionProfile } from './profile.js';
 import { makeSessionDirs, MODES, Session } from './session.js';
 import { SESSION_LAYOUT, STATE_VERSION, syncDir, writeStateLocked, type SessionOwner, type SessionState } from './state.js';
 import { ensureStateDir, markStateDir } from './store.js';
 import { Undo } from './undo.js';
-import { crashPoint } from '../crash.js';
+import { mountViewLocked } from './view.js';
+import { crashPoint } from '../sys/index.js';
 
 export interface BeginOptions extends LockWaitOptions {
   stateDir: string;
@@ -84,9 +84,8 @@ async function claimIdLocked(
   let tmp = build;
   undo.push('remove unpublished session dir', () => rmSync(tmp, { recursive: true, force: true }));
   chmodSync(build, MODES.sessionDir);
-  const early = openLiveness(build, { create: true });
+  const early = createLiveness(build);
   undo.push('release liveness lock', () => early.close());
-  if (!early.tryAcquire('shared')) throw new Error(`fresh lock file in ${build} is locked by someone else`);
   const unpublished = join(stateDir, UNPUBLISHED_PREFIX + build.slice(join(stateDir, BUILD_PREFIX).length));
   renameNoReplace(build, unpublished);
   tmp = unpublished;
@@ -122,8 +121,8 @@ async function claimIdLocked(
   let liveness: FileLock | undefined;
   try {
     syncDir(stateDir);
-    liveness = openLiveness(dir);
-    if (!liveness.tryAcquire('shared')) throw new Error(`liveness lock of ${dir} was taken exclusively during begin`);
+    liveness = takeLivenessShared(dir);
+    if (!liveness) throw new Error(`liveness lock of ${dir} was taken exclusively during begin`);
   } catch (e) {
     liveness?.close();
     discardSessionDir(stateDir, id);
@@ -135,43 +134,16 @@ async function claimIdLocked(
 }
 
 /**
- * Hooks and mount, each registering its undo: a failed pre-mount hook runs
- * post-unmount; a failed mount runs post-unmount; a failed post-mount hook
- * runs pre-unmount, unmounts, then post-unmount.
+ * The session's dirs, then its view (view.ts: hooks and mount, each
+ * registering its undo), then state active.
  * Preconditions: the session's liveness SH and source SH are held.
  */
 async function setUpLocked(session: Session, o: BeginOptions, undo: Undo): Promise<void> {
   const { state, paths } = session;
   makeSessionDirs(paths, state.unionType, state.layout);
-  const hook = (phase: 'pre-mount' | 'post-mount' | 'pre-unmount' | 'post-unmount', keepGoing = false) =>
-    runHooks({
-      hooksDir: state.hooksDir,
-      phase,
-      vars: session.hookVars(),
-      logPath: paths.hooksLog,
-      timeoutMs: state.hookTimeoutMs,
-      keepGoing,
-      signal: o.signal,
-      ...profileHookOptions(state),
-    });
-  // Stop hooks during rollback run without the caller's signal: a Ctrl-C
-  // that cancelled begin must not also cancel the clean-up.
-  const stopHook = (phase: 'pre-unmount' | 'post-unmount') => async () => {
-    await runHooks({ hooksDir: state.hooksDir, phase, vars: session.hookVars(), logPath: paths.hooksLog, timeoutMs: state.hookTimeoutMs, keepGoing: true });
-  };
   crashPoint('begin:dirs');
-  undo.push('post-unmount hooks', stopHook('post-unmount'));
-  await hook('pre-mount');
-  crashPoint('begin:pre-mount');
-  await mountUnion({ type: state.unionType, source: state.source, upper: paths.upper, work: paths.work, root: paths.root }, { signal: o.signal });
-  crashPoint('begin:mounted');
-  // Registered before post-mount runs: it also takes away whatever a failed
-  // post-mount hook mounted before it failed (a .fstab hook leaves the
-  // mounts it made; hooks/README.md), deepest first.
-  undo.push('unmount', () => unmountSettled(paths.root));
-  undo.push('pre-unmount hooks', stopHook('pre-unmount'));
-  await hook('post-mount');
-  crashPoint('begin:post-mount');
+  const mount = () => mountUnion({ type: state.unionType, source: state.source, upper: paths.upper, work: paths.work, root: paths.root }, { signal: o.signal });
+  await mountViewLocked(session, { recover: false, signal: o.signal, protocol: 'begin', mount }, undo);
   const active: SessionState = { ...state, status: 'active', updatedAt: new Date().toISOString() };
   await withMetadataLock(paths.dir, () => writeStateLocked(paths.dir, active));
   session.setState(active);

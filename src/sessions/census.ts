@@ -3,7 +3,7 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileKeyOfPath, holdersByKey, rangesOverlap, type LockHolder } from '../locks/index.js';
-import { LIVENESS, MANAGE_DIR, METADATA, SESSION_LOCK_FILE, manageLockPath, sourceLockPath } from './locks.js';
+import { LIVENESS, MANAGE_DIR, METADATA, SESSION_LOCK_FILE, SUPERVISOR_LOCK_FILE, manageLockPath, sourceLockPath } from './locks.js';
 import { listSessions } from './store.js';
 
 export interface LockRow {
@@ -45,7 +45,7 @@ export function lockCensus(o: CensusOptions): LockRow[] {
     wanted.push({ row: { lock: 'liveness', name: s.id, path }, range: LIVENESS });
     wanted.push({ row: { lock: 'metadata', name: s.id, path }, range: METADATA });
   }
-  wanted.push({ row: { lock: 'supervisor', name: '-', path: join(o.stateDir, 'supervisor.lock') } });
+  wanted.push({ row: { lock: 'supervisor', name: '-', path: join(o.stateDir, SUPERVISOR_LOCK_FILE) } });
   const keyOf = new Map<string, string>();
   for (const w of wanted) {
     try {

@@ -4,7 +4,7 @@
 // `recover --all` (removeUnpublished in recover.ts) when their owner is dead.
 import { join } from 'node:path';
 import { mountsUnder, removeTree, removeTreeOffThread, UnionError } from '../union/index.js';
-import { crashPoint } from '../crash.js';
+import { crashPoint } from '../sys/index.js';
 import { renameNoReplace } from './native.js';
 import { syncDir } from './state.js';
 

@@ -4,21 +4,18 @@
 // A failure before the unmount completes leaves the session intact, active
 // and endable again.
 import { HookFailedError, runHooks, type HookPhase } from '../hooks/index.js';
-import { LockBusyError, lockHolders, type FileLock, type LockHolder } from '../locks/index.js';
+import { LockBusyError, type FileLock } from '../locks/index.js';
 import { refuseWhileInUse, unmountSettled } from '../union/index.js';
 import { discardSessionDir, discardSessionDirOffThread } from './discard.js';
 import { SessionBusyError } from './errors.js';
-import { LIVENESS, openLiveness, tryAcquireSettled, withMetadataLock, type LockWaitOptions } from './locks.js';
+import { downgradeLiveness, livenessHolders, openLiveness, takeLivenessExclusive, withMetadataLock, type LivenessExclusiveOptions } from './locks.js';
 import type { Session } from './session.js';
 import { writeStateLocked, type SessionStatus } from './state.js';
-import { crashPoint } from '../crash.js';
+import { crashPoint } from '../sys/index.js';
 
-export interface EndOptions extends LockWaitOptions {
+export interface EndOptions extends LivenessExclusiveOptions {
   /** Wait for the other holders to let go. */
   wait?: boolean;
-  /** Kill the other holders (SIGTERM, then SIGKILL after `forceGraceMs`). */
-  force?: boolean;
-  forceGraceMs?: number;
   /**
    * Hooks see WARDEN_RECOVER=1. Default: when the session was stale (no
    * holder at all when end came): its begin or end may have been cut short.
@@ -56,7 +53,7 @@ export async function endSession(session: Session, o: EndOptions = {}): Promise<
     // its setting-up or ending for recover to finish).
     await setStatusLocked(session, status).catch(() => {});
     if (before === 'shared') {
-      lock.tryAcquire('shared');
+      downgradeLiveness(lock);
     } else {
       lock.close();
     }
@@ -68,52 +65,18 @@ export async function endSession(session: Session, o: EndOptions = {}): Promise<
   if (late !== undefined) throw late;
 }
 
-/** Holders of the liveness byte other than `lock` itself. */
-function otherHolders(lock: FileLock): LockHolder[] {
-  return lockHolders(lock.path, LIVENESS).filter((h) => !h.waiting && !(h.pid === process.pid && h.fd === lock.fd));
-}
-
-/** Converts `lock` to EX; true when it was granted at once (no other holder). */
+/**
+ * Converts `lock` to EX (locks.ts's takeLivenessExclusive); true when it was
+ * granted at once (no other holder). Other holders left: SessionBusyError.
+ */
 async function takeExclusive(session: Session, lock: FileLock, o: EndOptions): Promise<boolean> {
-  if (await tryAcquireSettled(lock, 'exclusive', () => otherHolders(lock))) return true;
-  if (!o.wait && !o.force) {
-    throw new SessionBusyError(session.id, 'other processes still hold it (use --wait or --force)', otherHolders(lock));
-  }
-  if (o.force) {
-    const grace = o.forceGraceMs ?? 5000;
-    for (const sig of ['SIGTERM', 'SIGKILL'] as const) {
-      for (const h of otherHolders(lock)) {
-        if (h.pid > 0 && h.pid !== process.pid) {
-          try {
-            process.kill(h.pid, sig);
-          } catch {
-            // already gone
-          }
-        }
-      }
-      try {
-        await lock.acquire('exclusive', { timeout: grace, signal: o.signal });
-        return false;
-      } catch (e) {
-        if (sig === 'SIGKILL' || (e as Error).name !== 'LockTimeoutError') throw wrapBusy(session, lock, e);
-      }
-    }
-  }
   try {
-    await lock.acquire('exclusive', {
-      timeout: o.timeout,
-      signal: o.signal,
-      onWait: o.onWait ? (holders) => o.onWait!({ lock: 'liveness', path: lock.path, holders }) : undefined,
-    });
+    return await takeLivenessExclusive(lock, o);
   } catch (e) {
-    throw wrapBusy(session, lock, e);
+    if (!(e instanceof LockBusyError)) throw e;
+    if (!o.wait && !o.force) throw new SessionBusyError(session.id, 'other processes still hold it (use --wait or --force)', e.holders);
+    throw new SessionBusyError(session.id, 'other processes still hold it', livenessHolders(session.paths.dir, lock), e);
   }
-  return false;
-}
-
-function wrapBusy(session: Session, lock: FileLock, e: unknown): unknown {
-  if (e instanceof LockBusyError) return new SessionBusyError(session.id, 'other processes still hold it', otherHolders(lock), e);
-  return e;
 }
 
 /**

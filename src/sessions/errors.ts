@@ -2,15 +2,10 @@
 // names the session (or entry) and the reason; callers read the fields.
 import type { LockHolder } from '../locks/index.js';
 import { describeHolders } from '../locks/index.js';
-import { exitCodeOf } from '../exit-codes.js';
+import { SessionError } from '../sys/index.js';
 
-export class SessionError extends Error {
-  override name = 'SessionError';
-  /** The CLI's exit code for this outcome (src/exit-codes.ts); 1 for one it has no code for. */
-  get exitCode(): number {
-    return exitCodeOf(this);
-  }
-}
+/** The base of this layer's errors (defined in sys/errors.ts, where RunError is). */
+export { SessionError };
 
 /** A session id that DESIGN.md's pattern refuses; nothing was touched. */
 export class SessionIdError extends SessionError {
@@ -189,7 +184,5 @@ export class SourceBusyError extends SessionError {
   }
 }
 
-/** A command could not be started in a session or source: bad -u, -d, or the exec itself. */
-export class RunError extends SessionError {
-  override name = 'RunError';
-}
+/** A command could not be started in a session or source (sys/errors.ts: the spawn throws it). */
+export { RunError } from '../sys/index.js';

@@ -3,8 +3,8 @@ export { beginSession, type BeginOptions } from './begin.js';
 export { endSession, type EndOptions } from './end.js';
 export { openSession } from './open.js';
 export { assertRunnable, spawnInSession, RunError, type CommandOptions } from './run.js';
-export { fromChildProcess, makePipe, type Command } from './spawn.js';
-export { Pty, isTerminal, type PtySlave, type PtyStdio } from './terminal.js';
+export { fromChildProcess, makePipe, type Command } from '../sys/index.js';
+export { Pty, isTerminal, type PtySlave, type PtyStdio } from '../sys/index.js';
 export { commandEnvironment, ENVIRONMENT_FILTER, type EnvironmentOptions } from './environment.js';
 export { enterSource, sourceHolders, spawnInSource, SourceEntry, type SourceOptions } from './source.js';
 export { Session, sessionPaths, type CommandLocks, type SessionPaths } from './session.js';
@@ -15,11 +15,15 @@ export {
   manageLockPath,
   sourceLockPath,
   takeManageLock,
+  takeSourceForDestroy,
   takeSourceShared,
+  takeSupervisorLock,
   LIVENESS,
   METADATA,
   MANAGE_DIR,
   SESSION_LOCK_FILE,
+  SOURCE_LOCK_FILE,
+  SUPERVISOR_LOCK_FILE,
   type LockWaitOptions,
   type WaitInfo,
 } from './locks.js';
@@ -40,5 +44,7 @@ export {
 } from './errors.js';
 export { describeSessionHolders, SourceBusyError, StaleSessionsError, type SessionHolder } from './errors.js';
 export { lockCensus, type CensusOptions, type LockRow } from './census.js';
-export { recoverAll, recoverSession, removeUnpublished, type RecoverAllOptions, type RecoverOptions, type RecoverReport, type Recovered } from './recover.js';
+export { recoverSession, type RecoverOptions, type Recovered } from './recover.js';
+export { recoverAll, type RecoverAllOptions, type RecoverReport } from './recover-all.js';
+export { removeUnpublished } from './sweep.js';
 export { watchSessions, DEFAULT_PROBE_MS, type SessionEvent, type SessionEventName, type SessionWatch, type WatchOptions } from './watch.js';

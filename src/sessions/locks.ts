@@ -1,51 +1,31 @@
 // One named function per row of DESIGN.md's lock table. Everything that
 // takes a warden lock goes through here, so "where is the manage lock
-// taken" has one answer.
+// taken" has one answer:
+//   source    takeSourceShared, takeSourceExclusiveLocked (entry), takeSourceForDestroy (bootstrap)
+//   manage    takeManageLock
+//   liveness  createLiveness, takeLivenessShared, takeLivenessExclusive (end, recover:
+//             wait / force), waitLivenessFree (source entry), tryLivenessAbandoned (sweep),
+//             downgradeLiveness; probes livenessHeld, livenessHolderKind, livenessHolders
+//   metadata  withMetadataLock
+//   supervisor.lock  takeSupervisorLock
 import { mkdirSync } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { join } from 'node:path';
-import { FileLock, LockFileError, lockPath, type LockHolder, type LockKind, type WaitOptions } from '../locks/index.js';
-import { StateDirError, type SessionHolder } from './errors.js';
+import { dirname, join } from 'node:path';
+import { FileLock, LockBusyError, LockFileError, LockTimeoutError, lockHolders, lockPath, type LockHolder, type LockKind } from '../locks/index.js';
+import { StateDirError } from './errors.js';
+import { errnoCode, tryAcquireSettled, waitOpts, type LockWaitOptions } from './lock-waits.js';
+
+export { errnoCode, tryAcquireSettled, type LockWaitOptions, type WaitInfo } from './lock-waits.js';
 
 export const SESSION_LOCK_FILE = 'lock';
+/** `<source>/.ref`: the source lock (the flatpak / pressure-vessel convention). */
 export const SOURCE_LOCK_FILE = '.ref';
 export const MANAGE_DIR = '.manage';
+/** `<state-dir>/supervisor.lock`: one supervisor per state dir. */
+export const SUPERVISOR_LOCK_FILE = 'supervisor.lock';
 /** Byte 0 of `<id>/lock`: shared by every holder of the session. */
 export const LIVENESS = Object.freeze({ start: 0, len: 1 });
 /** Byte 1 of `<id>/lock`: exclusive while state.json is rewritten. */
 export const METADATA = Object.freeze({ start: 1, len: 1 });
-
-/** Which lock a wait is for, and who holds it: what the CLI shows while waiting. */
-export interface WaitInfo {
-  lock: 'manage' | 'source' | 'liveness';
-  path: string;
-  holders: LockHolder[];
-  /** Source waits of a source entry: the sessions behind `holders` (re-reported as they end). */
-  sessions?: SessionHolder[];
-  /**
-   * Manage waits: the chroot's `.ref`, where a pending or running source
-   * entry shows (it holds or waits for it exclusively) and begins do not.
-   */
-  source?: string;
-}
-
-export interface LockWaitOptions {
-  timeout?: number;
-  signal?: AbortSignal;
-  /** false: fail at once with LockBusyError instead of waiting. */
-  wait?: boolean;
-  onWait?: (info: WaitInfo) => void;
-}
-
-function waitOpts(lock: WaitInfo['lock'], path: string, o: LockWaitOptions, source?: string): WaitOptions {
-  const { onWait } = o;
-  return {
-    timeout: o.timeout,
-    signal: o.signal,
-    wait: o.wait,
-    onWait: onWait ? (holders) => onWait(source === undefined ? { lock, path, holders } : { lock, path, holders, source }) : undefined,
-  };
-}
 
 export function manageLockPath(stateDir: string, chroot: string): string {
   return join(stateDir, MANAGE_DIR, `${chroot}.lock`);
@@ -100,30 +80,40 @@ export async function takeSourceExclusiveLocked(source: string, o: LockWaitOptio
   }
 }
 
-/** A handle on the liveness byte of an existing session lock file (no lock taken yet). */
-export function openLiveness(sessionDir: string, opts: { create?: boolean; readOnly?: boolean } = {}): FileLock {
-  return FileLock.open(join(sessionDir, SESSION_LOCK_FILE), { range: LIVENESS, create: opts.create ?? false, readOnly: opts.readOnly, fileMode: 0o600 });
+/**
+ * source EX for destroying (or rebuilding) a chroot: without waiting, on a
+ * `.ref` created when missing. LockBusyError (with the holders) while a
+ * session, a source entry or an outside tool holds it.
+ */
+export async function takeSourceForDestroy(source: string): Promise<FileLock> {
+  const lock = FileLock.open(sourceLockPath(source), { create: true, fileMode: 0o644 });
+  try {
+    await lock.acquire('exclusive', { wait: false });
+  } catch (e) {
+    lock.close();
+    throw e;
+  }
+  return lock;
 }
 
 /**
- * A non-blocking attempt that looks again, briefly, at a conflict no
- * process can be named for. Whenever anything in this process forks
- * (child_process, posix_spawn, an embedding program's own children), the
- * child holds a copy of every fd of ours, close-on-exec ones included,
- * until its exec closes them: for that moment each of our open file
- * descriptions has a second holder, and a lock that only we hold (a
- * command's lock fds just closed, say) still conflicts. glibc's posix_spawn
- * even returns before the child's exec has closed them: exec releases the
- * vfork parent first. `named` lists the real other holders; while it is
- * empty, tries again after 1, 2, 4 and 8 ms. A real holder ends the retries
- * at once.
+ * `<state-dir>/supervisor.lock` EX, non-blocking: held for the supervisor's
+ * whole life. LockBusyError (with the holders) when another supervisor runs.
  */
-export async function tryAcquireSettled(lock: FileLock, kind: LockKind, named: () => LockHolder[]): Promise<boolean> {
-  for (let delay = 1; ; delay *= 2) {
-    if (lock.tryAcquire(kind)) return true;
-    if (delay > 8 || named().length > 0) return false;
-    await sleep(delay);
+export function takeSupervisorLock(stateDir: string): FileLock {
+  const lock = FileLock.open(join(stateDir, SUPERVISOR_LOCK_FILE), { fileMode: 0o600 });
+  try {
+    if (!lock.tryAcquire('exclusive')) throw new LockBusyError(lock.path, lock.range, 'exclusive', lock.holders());
+  } catch (e) {
+    lock.close();
+    throw e;
   }
+  return lock;
+}
+
+/** A handle on the liveness byte of an existing session lock file (no lock taken yet). */
+export function openLiveness(sessionDir: string, opts: { create?: boolean; readOnly?: boolean } = {}): FileLock {
+  return FileLock.open(join(sessionDir, SESSION_LOCK_FILE), { range: LIVENESS, create: opts.create ?? false, readOnly: opts.readOnly, fileMode: 0o600 });
 }
 
 /** A handle on the metadata byte of a session lock file. */
@@ -146,6 +136,127 @@ export function takeLivenessShared(sessionDir: string): FileLock | undefined {
   }
   lock.close();
   return undefined;
+}
+
+/**
+ * liveness SH on a lock file created here, in a session dir still being
+ * built (begin): nobody else can hold it yet, so a conflict is a bug.
+ */
+export function createLiveness(buildDir: string): FileLock {
+  const lock = openLiveness(buildDir, { create: true });
+  try {
+    if (!lock.tryAcquire('shared')) throw new Error(`fresh lock file in ${buildDir} is locked by someone else`);
+  } catch (e) {
+    lock.close();
+    throw e;
+  }
+  return lock;
+}
+
+/** Holders of the liveness byte of `sessionDir`, other than the handle `except` of this process. */
+export function livenessHolders(sessionDir: string, except?: FileLock): LockHolder[] {
+  return lockHolders(join(sessionDir, SESSION_LOCK_FILE), LIVENESS).filter((h) => !h.waiting && !(except && h.pid === process.pid && h.fd === except.fd));
+}
+
+export interface LivenessExclusiveOptions extends LockWaitOptions {
+  /** Kill the other holders (SIGTERM, then SIGKILL after `forceGraceMs`). */
+  force?: boolean;
+  forceGraceMs?: number;
+}
+
+/**
+ * liveness EX (end and recover, while they work), on `lock`: a handle of
+ * our own, which may hold SH already (end converts it). Granted at once
+ * when no other holder remains (true); otherwise, unless `wait` or
+ * `force`, LockBusyError naming the other holders; with `force` they are
+ * killed first; with `wait` (or after the kill) it waits (`timeout`,
+ * `signal`, `onWait`).
+ */
+export async function takeLivenessExclusive(lock: FileLock, o: LivenessExclusiveOptions = {}): Promise<boolean> {
+  const sessionDir = dirname(lock.path);
+  const others = () => livenessHolders(sessionDir, lock);
+  if (await tryAcquireSettled(lock, 'exclusive', others)) return true;
+  if (!o.wait && !o.force) throw new LockBusyError(lock.path, LIVENESS, 'exclusive', others());
+  if (o.force) {
+    const grace = o.forceGraceMs ?? 5000;
+    for (const sig of ['SIGTERM', 'SIGKILL'] as const) {
+      for (const h of others()) {
+        if (h.pid > 0 && h.pid !== process.pid) {
+          try {
+            process.kill(h.pid, sig);
+          } catch {
+            // already gone
+          }
+        }
+      }
+      try {
+        await lock.acquire('exclusive', { timeout: grace, signal: o.signal });
+        return false;
+      } catch (e) {
+        if (sig === 'SIGKILL' || !(e instanceof LockTimeoutError)) throw e;
+      }
+    }
+  }
+  await lock.acquire('exclusive', waitOpts('liveness', lock.path, { timeout: o.timeout, signal: o.signal, onWait: o.onWait }));
+  return false;
+}
+
+/**
+ * Waits until nothing holds session `sessionDir` (its ender or recoverer
+ * is done): liveness EX, released at once. Returns at once when the
+ * session's lock file is gone (ended meanwhile).
+ */
+export async function waitLivenessFree(sessionDir: string, o: LockWaitOptions = {}): Promise<void> {
+  let lock: FileLock;
+  try {
+    lock = openLiveness(sessionDir);
+  } catch {
+    return; // ended meanwhile
+  }
+  try {
+    await lock.acquire('exclusive', waitOpts('liveness', lock.path, o));
+  } finally {
+    lock.close();
+  }
+}
+
+/**
+ * The sweep's test for a hidden dir of a dead process (recover: build dirs,
+ * `.gone-*` dirs): liveness EX, non-blocking. undefined while its owner
+ * lives; `{ lock }` to keep while deleting; `{}` when it has no lock file.
+ */
+export function tryLivenessAbandoned(dir: string): { lock?: FileLock } | undefined {
+  let lock: FileLock;
+  try {
+    lock = openLiveness(dir);
+  } catch (e) {
+    if (errnoCode(e) === 'ENOENT') return {};
+    throw e;
+  }
+  try {
+    if (lock.tryAcquire('exclusive')) return { lock };
+  } catch (e) {
+    lock.close();
+    throw e;
+  }
+  lock.close();
+  return undefined;
+}
+
+
+/** liveness EX -> SH, once the session is set up again (recover). fcntl(2): converting an exclusive lock to shared never blocks. */
+export function downgradeLiveness(lock: FileLock): boolean {
+  return lock.tryAcquire('shared');
+}
+
+/** The kind of lock a holder has on the liveness byte (F_GETLK: never takes it), undefined when none. */
+export function livenessHolderKind(sessionDir: string): LockKind | undefined {
+  const lock = openLiveness(sessionDir, { readOnly: true });
+  try {
+    return lock.conflict('exclusive')?.kind;
+  } finally {
+    lock.close();
+  }
 }
 
 /**

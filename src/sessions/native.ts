@@ -3,7 +3,7 @@
 // only if the id is free, and the FS_IOC_{GET,SET}FLAGS ioctls, which mark
 // the state dir as the top of directory hierarchies (chattr +T).
 import { closeSync, constants as fsc, openSync } from 'node:fs';
-import { koffi, libc as glibc } from '../locks/koffi.js';
+import { koffi, libc as glibc } from '../sys/index.js';
 
 const AT_FDCWD = -100;
 const RENAME_NOREPLACE = 1;

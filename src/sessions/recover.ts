@@ -11,23 +11,19 @@
 //
 // The upper layer is never touched: whatever a session wrote survives any
 // number of crashes and recoveries.
-import { lstatSync, mkdirSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { killStrayHooks, runHooks, strayHooks, type HookPhase, type StrayHook } from '../hooks/index.js';
-import { lockHolders, type FileLock, type LockHolder } from '../locks/index.js';
-import { isMountPoint, mountUnion, readMountInfo, removeTree, removeTreeOffThread, unmountSettled, UnionError } from '../union/index.js';
-import { canonicalPath } from '../union/mountinfo.js';
+//
+// This file: recoverSession; readopt.ts the view put back; recover-all.ts
+// recover --all; sweep.ts the leftovers of dead processes.
+import { killStrayHooks, strayHooks, type HookPhase, type StrayHook } from '../hooks/index.js';
+import { LockBusyError, type FileLock } from '../locks/index.js';
+import { crashPoint } from '../sys/index.js';
 import { endSession } from './end.js';
-import { RollbackError, SessionActiveError, SessionNotFoundError } from './errors.js';
-import { LIVENESS, SESSION_LOCK_FILE, livenessHeld, openLiveness, takeManageLock, tryAcquireSettled, takeSourceShared, withMetadataLock, type LockWaitOptions } from './locks.js';
+import { SessionActiveError, SessionNotFoundError } from './errors.js';
+import { livenessHeld, livenessHolders, openLiveness, takeLivenessExclusive, takeManageLock, type LockWaitOptions } from './locks.js';
 import { openSession } from './open.js';
-import { profileHookOptions } from './profile.js';
-import { makeSessionDirs, MODES, type Session } from './session.js';
-import { writeStateLocked, type SessionState } from './state.js';
-import { ensureStateDir, listSessions } from './store.js';
-import { Undo } from './undo.js';
-import { crashPoint } from '../crash.js';
-import { BUILD_PREFIX, GONE_PREFIX, UNPUBLISHED_PREFIX } from './discard.js';
+import { readoptLocked } from './readopt.js';
+import type { Session } from './session.js';
+import { ensureStateDir } from './store.js';
 
 export interface RecoverOptions extends LockWaitOptions {
   stateDir: string;
@@ -73,7 +69,7 @@ export async function recoverSession(o: RecoverOptions): Promise<Recovered> {
   try {
     manage = ending ? undefined : await takeManageLock(stateDir, probe.state.chroot, { ...o, source: probe.state.source });
     if (manage) crashPoint('recover:manage');
-    liveness = await takeLivenessExclusive(probe);
+    liveness = await takeLivenessExclusiveNow(probe);
     crashPoint('recover:exclusive');
     // What the session is now, read under the lock.
     const session = openSession(stateDir, o.id);
@@ -96,273 +92,21 @@ export async function recoverSession(o: RecoverOptions): Promise<Recovered> {
   }
 }
 
-function livenessHolders(dir: string, except?: FileLock): LockHolder[] {
-  return lockHolders(join(dir, SESSION_LOCK_FILE), LIVENESS).filter((h) => !h.waiting && !(except && h.pid === process.pid && h.fd === except.fd));
-}
-
 /** liveness EX, non-blocking, on the file the session dir still names. */
-async function takeLivenessExclusive(session: Session): Promise<FileLock> {
+async function takeLivenessExclusiveNow(session: Session): Promise<FileLock> {
   const lock = openLiveness(session.paths.dir);
   try {
-    if (!(await tryAcquireSettled(lock, 'exclusive', () => livenessHolders(session.paths.dir, lock)))) {
-      throw new SessionActiveError(session.id, livenessHolders(session.paths.dir, lock));
+    try {
+      await takeLivenessExclusive(lock, { wait: false });
+    } catch (e) {
+      if (e instanceof LockBusyError) throw new SessionActiveError(session.id, e.holders);
+      throw e;
     }
     // Ended and removed since the probe: we locked a deleted file.
     if (!lock.namesSameFile()) throw new SessionNotFoundError(session.id, session.stateDir);
     return lock;
   } catch (e) {
     lock.close();
-    throw e;
-  }
-}
-
-/**
- * Source SH, the view back in place, state active, liveness down to SH. On
- * failure what this did is undone (a mount it made is taken down again),
- * the state is left as it was, and every lock is released: the session is
- * stale and recoverable, as before.
- * Preconditions: manage EX of the session's chroot and liveness EX held by
- * this process; both are handed over (released on failure).
- */
-async function readoptLocked(session: Session, manage: FileLock, liveness: FileLock, o: LockWaitOptions): Promise<{ remounted: boolean; phases: HookPhase[] }> {
-  const undo = new Undo();
-  undo.push('release manage lock', () => manage.close());
-  undo.push('release liveness lock', () => liveness.close());
-  try {
-    const source = await takeSourceShared(session.state.source, o);
-    undo.push('release source lock', () => source.close());
-    crashPoint('recover:source');
-    // Holding the source now: a source entry from here on waits for us.
-    manage.close();
-    crashPoint('recover:manage-released');
-    session.setLocks({ liveness, source });
-    const view = await restoreViewLocked(session, o, undo);
-    const active: SessionState = { ...session.state, status: 'active', updatedAt: new Date().toISOString() };
-    await withMetadataLock(session.paths.dir, () => writeStateLocked(session.paths.dir, active));
-    session.setState(active);
-    crashPoint('recover:active');
-    // fcntl(2): converting an exclusive lock to shared never blocks.
-    if (!liveness.tryAcquire('shared')) throw new Error(`session ${session.id}: could not downgrade its liveness lock to shared`);
-    crashPoint('recover:shared');
-    undo.commit();
-    return view;
-  } catch (e) {
-    session.setLocks({ liveness: undefined, source: undefined });
-    const errors = await undo.run();
-    if (errors.length > 0) throw new RollbackError(session.id, e, errors);
-    throw e;
-  }
-}
-
-/**
- * Puts the session's view back. Mounted (the mount survived warden): only
- * the post-mount hooks run again, to restore what they bind (they must
- * tolerate what is still there, as a declarative .fstab hook does: it
- * skips mount points that are mounted already). Not
- * mounted (a reboot, or a begin killed before its mount): pre-mount hooks,
- * mount over the kept upper dir, post-mount hooks. A copy has no mount: a
- * finished one is kept; one whose begin died may be partial and is made again.
- * Preconditions: liveness EX and source SH held by this process.
- */
-async function restoreViewLocked(session: Session, o: LockWaitOptions, undo: Undo): Promise<{ remounted: boolean; phases: HookPhase[] }> {
-  const { state, paths } = session;
-  const phases: HookPhase[] = [];
-  const hook = async (phase: HookPhase) => {
-    await runHooks({ hooksDir: state.hooksDir, phase, vars: session.hookVars(true), logPath: paths.hooksLog, timeoutMs: state.hookTimeoutMs, signal: o.signal, ...profileHookOptions(state) });
-    phases.push(phase);
-  };
-  // Undo hooks run without the caller's signal: a Ctrl-C that stopped the
-  // recovery must not also stop its clean-up.
-  const stopHook = (phase: 'pre-unmount' | 'post-unmount') => async () => {
-    await runHooks({ hooksDir: state.hooksDir, phase, vars: session.hookVars(true), logPath: paths.hooksLog, timeoutMs: state.hookTimeoutMs, keepGoing: true });
-  };
-  const type = state.unionType;
-  const mounted = type !== 'copy' && isMountPoint(paths.root);
-  const keptCopy = type === 'copy' && state.status === 'active';
-  if (mounted || keptCopy) {
-    if (mounted) checkMountedView(session);
-    await hook('post-mount');
-    crashPoint('recover:post-mount');
-    return { remounted: false, phases };
-  }
-  // Mounts left below an unmounted root would be hidden by the new mount.
-  await unmountSettled(paths.root);
-  makeSessionDirs(paths, type, session.state.layout);
-  if (type === 'copy') {
-    removeTree(paths.root);
-    mkdirSync(paths.root, { mode: MODES.root });
-  }
-  crashPoint('recover:dirs');
-  undo.push('post-unmount hooks', stopHook('post-unmount'));
-  await hook('pre-mount');
-  crashPoint('recover:pre-mount');
-  await mountView(session, o.signal);
-  crashPoint('recover:mounted');
-  undo.push('unmount', () => unmountSettled(paths.root));
-  undo.push('pre-unmount hooks', stopHook('pre-unmount'));
-  await hook('post-mount');
-  crashPoint('recover:post-mount');
-  return { remounted: true, phases };
-}
-
-/** A mount at root that is not the session's kind (someone else's) is not adopted. */
-function checkMountedView(session: Session): void {
-  if (session.state.unionType !== 'overlay') return;
-  const root = canonicalPath(session.paths.root);
-  const top = readMountInfo(root)
-    .filter((m) => m.mountPoint === root)
-    .at(-1);
-  if (top && top.fsType !== 'overlay') {
-    throw new UnionError(root, `mounted, but as ${top.fsType}, not the session's overlay: refusing to adopt it (unmount it, then recover)`);
-  }
-}
-
-/**
- * mountUnion, once more with an emptied work dir if the first attempt fails
- * with one that is not empty. overlayfs wants an empty work dir (kernel
- * Documentation/filesystems/overlayfs.rst) and clears what it left there
- * itself at mount; anything else in it after an unclean stop is transient
- * copy-up data, never the session's files (those are in upper).
- */
-async function mountView(session: Session, signal: AbortSignal | undefined): Promise<void> {
-  const { state, paths } = session;
-  const layout = { type: state.unionType, source: state.source, upper: paths.upper, work: paths.work, root: paths.root };
-  try {
-    await mountUnion(layout, { signal });
-  } catch (e) {
-    if (state.unionType !== 'overlay' || readdirSync(paths.work).length === 0 || isMountPoint(paths.root)) throw e;
-    removeTree(paths.work);
-    mkdirSync(paths.work, { mode: MODES.work });
-    await mountUnion(layout, { signal });
-  }
-}
-
-// --- recover --all -------------------------------------------------------------
-
-export interface RecoverAllOptions extends LockWaitOptions {
-  stateDir: string;
-  end?: boolean;
-  /** Offered each re-adopted session: true keeps it held by the caller (a supervisor); otherwise it is let go. */
-  keep?: (session: Session) => boolean;
-  /**
-   * Remove the leftovers of dead processes at the end (removeUnpublished;
-   * default true). A supervisor passes false and sweeps once it serves,
-   * off its event loop: a `.gone-*` dir can hold 100,000 files.
-   */
-  sweep?: boolean;
-}
-
-export type RecoverReport =
-  | { id: string; outcome: 'readopted'; remounted: boolean; phases: HookPhase[]; killedHooks: StrayHook[] }
-  | { id: string; outcome: 'ended'; killedHooks: StrayHook[] }
-  /** Left untouched: only a person can tell what a broken entry was. */
-  | { id: string; outcome: 'corrupt'; reason: string }
-  /** Held by someone by the time recover came to it. */
-  | { id: string; outcome: 'active' }
-  | { id: string; outcome: 'failed'; error: unknown }
-  /** A build dir (`.init-*`, `.new-*`) of a begin that died before publishing its session. */
-  | { id: string; outcome: 'removed-unpublished' }
-  /** A `.gone-*` dir: an ended session that its end was deleting when it died. */
-  | { id: string; outcome: 'removed-ended' };
-
-/**
- * Every stale session re-adopted (and let go: stale but consistent) or,
- * with `end`, ended; corrupt entries reported and left alone; build dirs of
- * dead begins removed. Carries on past each failure and reports it; stops
- * early only when `signal` aborts.
- */
-export async function recoverAll(o: RecoverAllOptions): Promise<RecoverReport[]> {
-  const stateDir = ensureStateDir(o.stateDir);
-  const out: RecoverReport[] = [];
-  const strays = strayHooks(stateDir);
-  for (const entry of listSessions(stateDir)) {
-    if (o.signal?.aborted) break;
-    if (entry.status === 'corrupt') {
-      out.push({ id: entry.id, outcome: 'corrupt', reason: entry.reason ?? 'corrupt' });
-      continue;
-    }
-    if (entry.status !== 'stale') continue;
-    try {
-      const r = await recoverSession({ ...o, stateDir, id: entry.id, strays });
-      if (r.action === 'readopted') {
-        if (!o.keep?.(r.session)) r.session.release();
-        out.push({ id: r.id, outcome: 'readopted', remounted: r.remounted, phases: r.phases, killedHooks: r.killedHooks });
-      } else {
-        out.push({ id: r.id, outcome: 'ended', killedHooks: r.killedHooks });
-      }
-    } catch (e) {
-      if (e instanceof SessionActiveError) out.push({ id: entry.id, outcome: 'active' });
-      else if (e instanceof SessionNotFoundError) continue; // ended by someone else meanwhile
-      else out.push({ id: entry.id, outcome: 'failed', error: e });
-    }
-  }
-  if (!o.signal?.aborted && o.sweep !== false) out.push(...(await removeUnpublished(stateDir)));
-  return out;
-}
-
-/** A build dir younger than this is left alone even when unlocked: its begin may be between creating it and locking it. */
-const BUILD_GRACE_MS = 60_000;
-
-/**
- * Removes the hidden leftovers of dead processes (see discard.ts): build
- * dirs of begins (`.init-*`, `.new-*`) and session dirs that an end took
- * out of the namespace and was deleting (`.gone-*`). Their owner holds the
- * liveness byte of the lock file inside while alive, so a dir whose lock we
- * get exclusively is abandoned; we keep that lock while deleting. The lock
- * file is never created here: a `.new-*` dir always has one (its begin
- * renames it to that name only once locked), a `.gone-*` dir loses it to
- * the deletion (deleting alongside a live end is harmless), and an
- * `.init-*` dir is left alone while young, locked or not. Nothing in these
- * dirs is mounted, nor is it a session anyone can reach by its id.
- * `offThread`: big dirs are deleted in a worker (removeTreeOffThread), for a
- * server; `signal` stops the sweep between dirs.
- */
-export async function removeUnpublished(stateDir: string, o: { offThread?: boolean; signal?: AbortSignal } = {}): Promise<RecoverReport[]> {
-  const out: RecoverReport[] = [];
-  let names: string[];
-  try {
-    names = readdirSync(stateDir).filter((n) => [BUILD_PREFIX, UNPUBLISHED_PREFIX, GONE_PREFIX].some((p) => n.startsWith(p)));
-  } catch {
-    return out;
-  }
-  for (const name of names.sort()) {
-    // Stops between dirs (a supervisor that stops); the rest waits for the next sweep.
-    if (o.signal?.aborted) break;
-    const dir = join(stateDir, name);
-    let lock: FileLock | undefined;
-    try {
-      const st = lstatSync(dir);
-      if (!st.isDirectory()) throw new UnionError(dir, 'is not a directory: not a session being built or deleted, left alone');
-      lock = openLivenessIfAny(dir);
-      if (lock && !lock.tryAcquire('exclusive')) continue; // its owner is alive
-      // Even with its lock free: its begin may have made the file and not yet locked it.
-      if (name.startsWith(BUILD_PREFIX) && Date.now() - st.mtimeMs < BUILD_GRACE_MS) continue;
-      if (o.offThread) {
-        await removeTreeOffThread(dir);
-      } else {
-        removeTree(dir);
-      }
-      crashPoint('recover:unpublished-removed');
-      out.push({ id: name, outcome: name.startsWith(GONE_PREFIX) ? 'removed-ended' : 'removed-unpublished' });
-    } catch (e) {
-      if (errnoCode(e) === 'ENOENT') continue; // published or removed meanwhile
-      out.push({ id: name, outcome: 'failed', error: e });
-    } finally {
-      lock?.close();
-    }
-  }
-  return out;
-}
-
-/** The errno code of `e`, or of the error it wraps (FileLock wraps the open's). */
-const errnoCode = (e: unknown): string | undefined => (e as NodeJS.ErrnoException).code ?? ((e as Error).cause as NodeJS.ErrnoException | undefined)?.code;
-
-/** The liveness byte of `dir`'s lock file; undefined when there is no lock file. */
-function openLivenessIfAny(dir: string): FileLock | undefined {
-  try {
-    return openLiveness(dir);
-  } catch (e) {
-    if (errnoCode(e) === 'ENOENT') return undefined;
     throw e;
   }
 }

@@ -26,9 +26,9 @@
 import { closeSync, constants as fsc, fsyncSync, ftruncateSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { hostProblem } from '../config/names.js';
+import { hostProblem } from '../config/index.js';
 import { FileLock } from '../locks/index.js';
-import { untrusted } from '../trust.js';
+import { untrusted } from '../sys/index.js';
 import { ID_PATTERN } from './ids.js';
 
 const LIVENESS = Object.freeze({ start: 0, len: 1 });

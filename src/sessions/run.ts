@@ -15,14 +15,14 @@
 // own when the caller hands one (any of its stdio is a terminal), and a minimal
 // environment unless the caller asks to preserve its own (environment.ts).
 import type { ChildProcess } from 'node:child_process';
-import { childProcess } from '../child-process.js';
+import { childProcess } from '../sys/index.js';
 import { existsSync, fchownSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { findAccount, groupsOfAccount, type Account } from '../config/index.js';
 import { RunError, SessionNeedsRecoveryError } from './errors.js';
-import { startCommand, viaSetsid, type Command } from './spawn.js';
+import { startCommand, viaSetsid, type Command } from '../sys/index.js';
 import { commandEnvironment } from './environment.js';
-import type { PtySlave } from './terminal.js';
+import type { PtySlave } from '../sys/index.js';
 
 export { RunError } from './errors.js';
 import type { CommandLocks, Session } from './session.js';

@@ -9,28 +9,26 @@
 // manage no new holder of the source can appear and the entry waits only
 // for the sessions that already exist.
 import type { ChildProcess } from 'node:child_process';
-import { join, resolve } from 'node:path';
 import type { ChrootDef } from '../config/index.js';
-import { fileKeyOfPath, holdersByKey, LockBusyError, LockTimeoutError, rangesOverlap, type FileLock, type LockHolder } from '../locks/index.js';
-import { crashPoint } from '../crash.js';
+import { LockBusyError, LockTimeoutError, type FileLock } from '../locks/index.js';
+import { crashPoint } from '../sys/index.js';
 import { endSession } from './end.js';
-import { SessionBusyError, SessionNotFoundError, SourceBusyError, StaleSessionsError, type SessionHolder } from './errors.js';
+import { SessionBusyError, SessionNotFoundError, SourceBusyError, StaleSessionsError } from './errors.js';
 import {
-  LIVENESS,
-  SESSION_LOCK_FILE,
-  openLiveness,
-  sourceLockPath,
+  waitLivenessFree,
   takeManageLock,
   takeSourceExclusiveLocked,
   type LockWaitOptions,
-  type WaitInfo,
 } from './locks.js';
 import { openSession } from './open.js';
-import type { Command } from './spawn.js';
+import type { Command } from '../sys/index.js';
 import { RunError, spawnChrooted, spawnGated, type ChrootTarget, type CommandOptions, type GatedChild } from './run.js';
 import type { CommandLocks } from './session.js';
-import { ensureStateDir, listSessions, type SessionEntry } from './store.js';
+import { ensureStateDir, type SessionEntry } from './store.js';
 import { Undo } from './undo.js';
+import { sessionsOf, sourceHolders, sourceWaitReport } from './source-holders.js';
+
+export { sourceHolders } from './source-holders.js';
 
 export interface SourceOptions extends LockWaitOptions {
   stateDir: string;
@@ -267,98 +265,5 @@ async function waitForSourceLocked(
  * Preconditions: the chroot's manage lock is held, the source lock is not.
  */
 async function waitUnheldLocked(e: SessionEntry, o: SourceOptions, timeout: number | undefined): Promise<void> {
-  let lock: FileLock;
-  try {
-    lock = openLiveness(e.dir);
-  } catch {
-    return; // ended meanwhile
-  }
-  try {
-    await lock.acquire('exclusive', {
-      timeout,
-      signal: o.signal,
-      wait: o.wait,
-      onWait: o.onWait ? (holders) => o.onWait!({ lock: 'liveness', path: lock.path, holders }) : undefined,
-    });
-  } finally {
-    lock.close();
-  }
-}
-
-/** Sessions (active or stale) whose view is over this chroot's source directory. */
-function sessionsOf(stateDir: string, chroot: ChrootDef): SessionEntry[] {
-  const source = resolve(chroot.directory);
-  return listSessions(stateDir).filter((e) => e.status !== 'corrupt' && e.state !== undefined && resolve(e.state.source) === source);
-}
-
-/**
- * Who holds `<source>/.ref` now, and which sessions those holders are: a
- * pid that holds both the source lock and a session's liveness byte holds
- * the source for that session. One /proc scan for all the files.
- */
-export function sourceHolders(stateDir: string, chroot: ChrootDef): { holders: LockHolder[]; sessions: SessionHolder[] } {
-  let refKey: string;
-  try {
-    refKey = fileKeyOfPath(sourceLockPath(chroot.directory));
-  } catch {
-    return { holders: [], sessions: [] }; // no .ref yet: nobody holds it
-  }
-  const lockKeys: [SessionEntry, string][] = [];
-  for (const e of sessionsOf(stateDir, chroot)) {
-    try {
-      lockKeys.push([e, fileKeyOfPath(join(e.dir, SESSION_LOCK_FILE))]);
-    } catch {
-      // ended meanwhile
-    }
-  }
-  const byKey = holdersByKey(new Set([refKey, ...lockKeys.map(([, k]) => k)]));
-  const holders = (byKey.get(refKey) ?? []).filter((h) => !h.waiting);
-  const refPids = new Set(holders.map((h) => h.pid).filter((p) => p > 0));
-  const sessions: SessionHolder[] = [];
-  for (const [e, key] of lockKeys) {
-    const live = (byKey.get(key) ?? []).filter((h) => !h.waiting && rangesOverlap(h.range, LIVENESS) && refPids.has(h.pid));
-    const pids = [...new Set(live.map((h) => h.pid))].sort((a, b) => a - b);
-    if (pids.length > 0) sessions.push({ id: e.id, pids, createdAt: e.state!.createdAt });
-  }
-  return { holders, sessions };
-}
-
-/**
- * onWait for the source wait: reports the sessions behind the holders at
- * once, then again every `refreshMs` whenever the set changed (sessions
- * ending), until stop().
- */
-function sourceWaitReport(stateDir: string, chroot: ChrootDef, onWait: (info: WaitInfo) => void, refreshMs: number) {
-  let timer: NodeJS.Timeout | undefined;
-  let last = '';
-  const emit = (path: string) => {
-    let found: ReturnType<typeof sourceHolders>;
-    try {
-      found = sourceHolders(stateDir, chroot);
-    } catch {
-      return; // a report must never break the wait
-    }
-    // Nobody left: the grant is on its way, nothing worth saying.
-    if (found.holders.length === 0) return;
-    const key = JSON.stringify([found.sessions.map((s) => [s.id, s.pids]), found.holders.map((h) => [h.pid, h.kind])]);
-    if (key === last) return;
-    last = key;
-    try {
-      onWait({ lock: 'source', path, holders: found.holders, sessions: found.sessions });
-    } catch {
-      // as above
-    }
-  };
-  return {
-    onWait(info: WaitInfo) {
-      emit(info.path);
-      if (timer) return;
-      timer = setInterval(() => emit(info.path), refreshMs);
-      timer.unref();
-    },
-    stop() {
-      if (timer) clearInterval(timer);
-      timer = undefined;
-    },
-  };
+  await waitLivenessFree(e.dir, { timeout, signal: o.signal, wait: o.wait, onWait: o.onWait });
 }

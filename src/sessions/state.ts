@@ -6,7 +6,7 @@ import { closeSync, constants as fsc, fsyncSync, openSync, readSync, renameSync,
 import { join } from 'node:path';
 import type { UnionType } from '../config/index.js';
 import { ID_PATTERN } from './ids.js';
-import { crashPoint } from '../crash.js';
+import { crashPoint } from '../sys/index.js';
 
 export const STATE_FILE = 'state.json';
 export const STATE_VERSION = 1;

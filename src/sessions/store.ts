@@ -2,7 +2,7 @@
 // ever letting one bad entry spoil the rest (schroot 1.6 fails every
 // command when a single session file is malformed).
 import { chmodSync, lstatSync, mkdirSync, readdirSync, type BigIntStats, type Dirent, type Stats } from 'node:fs';
-import { untrusted } from '../trust.js';
+import { untrusted } from '../sys/index.js';
 import { join, resolve } from 'node:path';
 import { fileKey, lockHolders, rangesOverlap, readProcLocks, type LockHolder } from '../locks/index.js';
 import { SessionCorruptError, SessionNotFoundError, StateDirAccessError, StateDirError, StateDirUntrustedError } from './errors.js';

@@ -15,7 +15,7 @@ import { SupervisorLimitError } from './errors.js';
 import type { QuietLog, SupervisorLimits } from './limits.js';
 import { peerCredentials, socketFd } from './peercred.js';
 import { ReadableWaiter } from './readable.js';
-import { peekKind } from './relay-wire.js';
+import { peekKind } from './relay-socket.js';
 
 export interface AcceptorOptions {
   socketPath: string;

@@ -14,8 +14,8 @@
 // cancel the request.
 import { closeSync, readSync, writeSync } from 'node:fs';
 import { getSystemErrorName } from 'node:util';
-import { koffi, libc as glibc } from '../locks/koffi.js';
-import { POLLIN, pollOne } from './poll.js';
+import { koffi, libc as glibc } from '../sys/index.js';
+import { POLLIN, pollOne } from '../sys/index.js';
 
 const AF_UNIX = 1;
 const SOCK_STREAM = 1;

@@ -1,12 +1,12 @@
 // Talking to the supervisor of a state dir: connect to its socket, or
 // start one in the background and then connect (as tmux starts its server).
 import type { ChildProcess } from 'node:child_process';
-import { childProcess } from '../child-process.js';
+import { childProcess } from '../sys/index.js';
 import { closeSync, constants as fsc, openSync, readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Handlers } from './blocking-socket.js';
-import type { WaitInfo } from '../sessions/locks.js';
+import type { WaitInfo } from '../sessions/index.js';
 import { RequestAbortedError, SupervisorAccessError, SupervisorConnectionError, SupervisorUnavailableError } from './errors.js';
 import { errorFromWire, LineSplitter, MAX_LINE_BYTES, PROTOCOL_VERSION, type Reply, type Request } from './protocol.js';
 import { SUPERVISOR_LOG, SUPERVISOR_SOCKET } from './paths.js';

@@ -1,4 +1,4 @@
 // The supervisor's files in the state dir (DESIGN.md, "Files").
-export const SUPERVISOR_LOCK = 'supervisor.lock';
+export { SUPERVISOR_LOCK_FILE as SUPERVISOR_LOCK } from '../sessions/index.js';
 export const SUPERVISOR_SOCKET = 'supervisor.sock';
 export const SUPERVISOR_LOG = 'supervisor.log';

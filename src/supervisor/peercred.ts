@@ -7,8 +7,8 @@ import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { arch, platform } from 'node:process';
 import type { Credentials } from '../config/index.js';
-import { koffi, libc as glibc } from '../locks/koffi.js';
-import { POLLERR, POLLHUP, POLLRDHUP, pollOne } from './poll.js';
+import { koffi, libc as glibc } from '../sys/index.js';
+import { POLLERR, POLLHUP, POLLRDHUP, pollOne } from '../sys/index.js';
 
 /** The peer's credentials cannot be had: not a unix socket, no fd, or getsockopt failed. */
 export class PeerCredentialsError extends Error {

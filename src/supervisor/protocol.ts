@@ -7,7 +7,7 @@
 // Parsing is strict: a line that is not an object of a known op with
 // well-typed fields is refused with an error reply, never guessed at, and
 // never crashes the supervisor.
-import type { WaitInfo } from '../sessions/locks.js';
+import type { WaitInfo } from '../sessions/index.js';
 
 export const PROTOCOL_VERSION = 1;
 /** Longest line accepted, newline excluded. A request is a few hundred bytes; anything near this is garbage. */

@@ -5,7 +5,7 @@
 // and the main thread wakes it through an eventfd that is always in the set.
 import { readSync } from 'node:fs';
 import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
-import { koffi, libc } from '../locks/koffi.js';
+import { koffi, libc } from '../sys/index.js';
 
 /** Main thread → here. */
 export type ReadableCommand = { op: 'add'; id: number; fd: number; deadline: number } | { op: 'remove'; id: number } | { op: 'stop' };

@@ -10,7 +10,7 @@
 // 64 pollfds.
 import { closeSync, writeSync } from 'node:fs';
 import { MessageChannel, Worker } from 'node:worker_threads';
-import { libc } from '../locks/koffi.js';
+import { libc } from '../sys/index.js';
 import type { ReadableCommand, ReadableReport } from './readable-worker.js';
 
 const EFD_CLOEXEC = 0o2000000;

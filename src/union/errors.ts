@@ -1,6 +1,6 @@
 // Typed outcomes of the union layer. Every message is built here: one line,
 // `<path>: <reason>`, so the CLI can print it after "warden: <what>: ".
-import { EACCES, EBUSY, EINVAL, ENODEV, ENOENT, ENOTDIR, EPERM, EROFS, describeErrno } from './native.js';
+import { EACCES, EBUSY, EINVAL, ENODEV, ENOENT, ENOTDIR, EPERM, EROFS, describeErrno, showPath } from '../sys/index.js';
 import { exitCodeOf } from '../exit-codes.js';
 
 /** A process that keeps a mount busy, and how ('cwd', 'root', 'exe', 'fd N', 'map'). */
@@ -10,11 +10,7 @@ export interface MountHolder {
   how: string;
 }
 
-// A path with a newline or other control character would break the one-line
-// message; show such paths JSON-quoted.
-export function showPath(path: string): string {
-  return /[\x00-\x1f\x7f]/.test(path) ? JSON.stringify(path) : path;
-}
+export { showPath };
 
 export class UnionError extends Error {
   override name = 'UnionError';

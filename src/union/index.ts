@@ -8,6 +8,6 @@ export type { UnionType } from '../config/index.js';
 export { mountUnion, type UnionLayout } from './mount.js';
 export { unmountAll, unmountSettled } from './unmount.js';
 export { removeTree, removeTreeOffThread, shutdownRemovalPool } from './remove.js';
-export { isMountPoint, mountsUnder, readMountInfo, type MountEntry } from './mountinfo.js';
+export { isMountPoint, mountsUnder, readMountInfo, type MountEntry } from '../sys/index.js';
 export { mountHolders, refuseWhileInUse } from './holders.js';
 export { CopyInterruptedError, TreeInUseError, UnionError, UnmountBusyError, type MountHolder } from './errors.js';

@@ -9,11 +9,11 @@
 // errno to build a precise message from, where mount(8) gives text to parse.
 import { lstatSync, readdirSync, statSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
-import { childProcess } from '../child-process.js';
+import { childProcess } from '../sys/index.js';
 import type { UnionType } from '../config/index.js';
 import { CopyInterruptedError, UnionError, bindFailure, overlayFailure, privateFailure, showPath, unmountFailure } from './errors.js';
-import { isMountPoint } from './mountinfo.js';
-import { MS_BIND, MS_PRIVATE, sysMount, sysUmount } from './native.js';
+import { isMountPoint } from '../sys/index.js';
+import { MS_BIND, MS_PRIVATE, sysMount, sysUmount } from '../sys/index.js';
 
 export interface UnionLayout {
   type: UnionType;

@@ -1,8 +1,8 @@
 // Taking a session's view away: every mount at or under its root.
 import { UnionError, UnmountBusyError, unmountFailure } from './errors.js';
 import { mountHolders } from './holders.js';
-import { canonicalPath, mountsUnder, readMountInfo } from './mountinfo.js';
-import { EBUSY, EINVAL, ENOENT, sysUmount, sysUmountOffThread } from './native.js';
+import { canonicalPath, mountsUnder, readMountInfo } from '../sys/index.js';
+import { EBUSY, EINVAL, ENOENT, sysUmount, sysUmountOffThread } from '../sys/index.js';
 
 export interface UnmountOptions {
   /**

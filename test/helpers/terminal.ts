@@ -5,8 +5,8 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, statSync, writeSync } from 'node:fs';
 import { ReadStream } from 'node:tty';
-import { libc } from '../../src/locks/koffi.js';
-import { Pty } from '../../src/sessions/terminal.js';
+import { libc } from '../../src/sys/koffi.js';
+import { Pty } from '../../src/sys/pty.js';
 
 const FIONREAD = 0x541b;
 const TIOCSWINSZ = 0x5414;

@@ -1,5 +1,5 @@
 // The relay (dist/bin/warden, from src/relay/warden.c) against this test
-// playing the supervisor with the real wire code (src/supervisor/relay-wire.ts):
+// playing the supervisor with the real wire code (src/supervisor/relay-wire.ts, relay-socket.ts, relay-request.ts):
 // a node:net server that pauses each connection so that the request, fds
 // and all, is read with recvmsg; frames go back through node:net as the
 // supervisor will send them. The reader is also fed hand-made requests over
@@ -11,22 +11,21 @@ import { chmodSync, closeSync, copyFileSync, chownSync, fstatSync, mkdtempSync, 
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { koffi, libc } from '../../src/locks/koffi.js';
-import { Pty } from '../../src/sessions/terminal.js';
-import { POLLIN, pollOne } from '../../src/supervisor/poll.js';
+import { koffi, libc } from '../../src/sys/koffi.js';
+import { Pty } from '../../src/sys/pty.js';
+import { POLLIN, pollOne } from '../../src/sys/poll.js';
 import {
   exitFrame,
   fallbackFrame,
   MAX_RELAY_PAYLOAD,
   outputFrame,
-  peekKind,
   RelayFrameParser,
   RelayProtocolError,
-  RelayRequestReader,
   RelaySocketError,
-  sendTerminalFrame,
   type RelayRequest,
 } from '../../src/supervisor/relay-wire.js';
+import { RelayRequestReader } from '../../src/supervisor/relay-request.js';
+import { peekKind, sendTerminalFrame } from '../../src/supervisor/relay-socket.js';
 import { REPO } from '../helpers/chroots.js';
 import { allFds, childrenOf } from '../helpers/leaks.js';
 import { TestTerminal } from '../helpers/terminal.js';

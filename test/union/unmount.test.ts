@@ -3,7 +3,7 @@
 import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UnionError, UnmountBusyError, isMountPoint, mountUnion, mountsUnder, unmountAll, unmountSettled } from '../../src/union/index.js';
-import { sysUmountOffThread } from '../../src/union/native.js';
+import { sysUmountOffThread } from '../../src/sys/native.js';
 import { digest, makeLayout, makeSource, rootTest, run, scratch, startChild, stop, test, type Ctx } from './support.js';
 import type { ExecutionContext } from 'ava';
 

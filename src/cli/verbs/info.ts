@@ -6,7 +6,7 @@ import { inspectEntry, listSessions } from '../../sessions/store.js';
 import { lockCensus } from '../../sessions/census.js';
 import { validateId } from '../../sessions/ids.js';
 import { SessionNotFoundError } from '../../sessions/errors.js';
-import { mountsUnder } from '../../union/mountinfo.js';
+import { mountsUnder } from '../../sys/index.js';
 import { existsSync } from 'node:fs';
 import type { Parsed } from '../args.js';
 import { hooksDirOf, loadContext } from '../context.js';

@@ -11,7 +11,7 @@ export default async function list(p: Parsed): Promise<number> {
   if (o.sessions) {
     // Only this branch needs the session store (and the lock layer under it).
     const { listSessions } = await import('../../sessions/store.js');
-    const { canonicalPath, readMountInfo } = await import('../../union/mountinfo.js');
+    const { canonicalPath, readMountInfo } = await import('../../sys/index.js');
     const entries = listSessions(ctx.stateDir);
     // One mountinfo read for all: whether each view is in place (run -s
     // works on a stale session only while it is; else it needs recover).

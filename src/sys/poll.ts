@@ -1,7 +1,7 @@
 // poll(2) on one fd through koffi: the CLI's blocking socket waits with it,
 // and the supervisor asks with it whether a client has hung up. Node has no
 // poll of its own for an fd it does not manage.
-import { libc } from '../locks/koffi.js';
+import { libc } from './koffi.js';
 
 // poll.h; POLLRDHUP (Linux >= 2.6.17) is the same on every architecture warden supports.
 export const POLLIN = 0x001;

@@ -10,29 +10,14 @@
 //
 // Where libc lacks a symbol (koffi cannot load glibc's posix_spawn*, e.g. on
 // musl), child_process does the job; the Command interface is the same.
-import type { ChildProcess } from 'node:child_process';
 import { closeSync, readSync, readdirSync } from 'node:fs';
-import { constants } from 'node:os';
-import { existsSync } from 'node:fs';
-import { childProcess } from '../child-process.js';
-import { koffi, libc as glibc } from '../locks/koffi.js';
+import { fromChildProcess, startWithChildProcess, type Command } from './child.js';
 import { RunError } from './errors.js';
-import type { PtySlave } from './terminal.js';
+import { libc as glibc } from './koffi.js';
+import type { PtySlave } from './pty.js';
+import { reaped } from './reaper.js';
 
-/** A started command: its pid, a way to signal it, and its status once reaped. */
-export interface Command {
-  readonly pid: number | undefined;
-  /** Resolves once the child has its copies of the fds (they may be closed here then). */
-  readonly spawned: Promise<void>;
-  /** The shell's convention: the exit code, or 128+N for death by signal N. Rejects when it could not be started. */
-  readonly exited: Promise<number>;
-  /**
-   * Sends a signal unless the command has been reaped already; with
-   * `group`, to its whole process group (it leads one: it runs in a
-   * session of its own), as a terminal's Ctrl-C would.
-   */
-  kill(signal: NodeJS.Signals, group?: boolean): void;
-}
+export type { Command } from './child.js';
 
 export interface StartOptions {
   /**
@@ -55,16 +40,14 @@ const POSIX_SPAWN_SETSIGMASK = 0x08;
 // glibc >= 2.26; applied in the child before the file actions.
 const POSIX_SPAWN_SETSID = 0x80;
 const O_RDWR = 0o2;
-const WNOHANG = 1;
 const O_CLOEXEC = 0o2000000;
 const F_DUPFD_CLOEXEC = 1030;
-const EINTR = 4;
 
 // posix_spawn_file_actions_t is 80 bytes and posix_spawnattr_t 336 on
 // 64-bit glibc, sigset_t 128; they are opaque, so give each room to spare.
 const OPAQUE_BYTES = 1024;
 
-interface Libc {
+export interface Libc {
   posix_spawnp: (pid: number[], file: string, actions: Buffer, attr: Buffer, argv: (string | null)[], envp: (string | null)[]) => number;
   actionsInit: (actions: Buffer) => number;
   actionsDup2: (actions: Buffer, fd: number, newfd: number) => number;
@@ -235,124 +218,6 @@ function placeFds(c: Libc, actions: Buffer, stdio: readonly number[], fds: reado
 }
 
 /**
- * Commands started here and not yet reaped, by pid. One SIGCHLD listener
- * serves them all (a supervisor or an orchestrator may run hundreds at
- * once), and reaps each with waitpid(pid, WNOHANG): never waitpid(-1),
- * which would steal the children of child_process. No thread blocks in
- * waitpid: a libuv pool thread blocked there would hold up process.exit
- * until the command ended. While any is running, a ref'd timer keeps the
- * event loop alive, as a ChildProcess handle would; signal listeners do not.
- */
-const running = new Map<number, (status: number) => void>();
-let keepAlive: NodeJS.Timeout | undefined;
-
-function listen(): void {
-  if (keepAlive !== undefined) return;
-  process.on('SIGCHLD', reapExited);
-  keepAlive = setInterval(() => {}, 2 ** 31 - 1);
-}
-
-function unlistenIfIdle(): void {
-  if (running.size > 0 || keepAlive === undefined) return;
-  process.off('SIGCHLD', reapExited);
-  clearInterval(keepAlive);
-  keepAlive = undefined;
-}
-
-function reapExited(): void {
-  const c = libc!;
-  const status = [0];
-  for (const [pid, settle] of running) {
-    let r: number;
-    do r = c.waitpid(pid, status, WNOHANG);
-    while (r === -1 && koffi().errno() === EINTR);
-    if (r === 0) continue;
-    running.delete(pid);
-    // r === -1 otherwise (ECHILD): reaped by someone else; its status is lost.
-    settle(r === pid ? decode(status[0]!) : 128 + 9);
-  }
-  unlistenIfIdle();
-}
-
-/** Runs `spawn` (posix_spawnp) with the SIGCHLD listener in place, so no exit can be missed. */
-function reaped(c: Libc, spawn: (pid: number[]) => number, file: string): Command {
-  listen();
-  const out = [0];
-  const err = spawn(out);
-  if (err !== 0) {
-    unlistenIfIdle();
-    throw new RunError(`cannot start ${file}: ${c.strerror(err)}`);
-  }
-  const pid = out[0]!;
-  let done = false;
-  const exited = new Promise<number>((resolve) =>
-    running.set(pid, (status) => {
-      done = true;
-      resolve(status);
-    }),
-  );
-  // It may have exited before it was in the map.
-  reapExited();
-  return {
-    pid,
-    spawned: Promise.resolve(),
-    exited,
-    kill(signal, group = false) {
-      if (done) return;
-      try {
-        process.kill(group ? -pid : pid, signal);
-      } catch {
-        // gone between its exit and our reaping it
-      }
-    },
-  };
-}
-
-/** A wait(2) status as the shell reports it. */
-function decode(status: number): number {
-  const sig = status & 0x7f;
-  return sig === 0 ? (status >> 8) & 0xff : 128 + sig;
-}
-
-/** util-linux setsid(1): `--ctty` makes stdin the controlling terminal (TIOCSCTTY) after setsid(2). */
-export const SETSID = ['/usr/bin/setsid', '/bin/setsid'].find((p) => existsSync(p)) ?? 'setsid';
-
-/**
- * How child_process starts `argv` with pty slave `t` as its controlling
- * terminal (setsid --ctty) and its stdio as `t` says, `fds` at 3 and up.
- * setsid(1) takes fd 0 as the terminal, so when the caller's stdin is to
- * stay (a file), it comes in above `fds` and the host's sh moves it back
- * to 0 once the slave is the controlling terminal (which it stays).
- */
-export function viaSetsid(
-  t: PtySlave,
-  argv: readonly string[],
-  fds: readonly (number | 'pipe')[],
-  given: readonly [number, number, number] | undefined = undefined,
-): { argv: string[]; stdio: (number | 'inherit' | 'pipe')[] } {
-  const own = (i: 0 | 1 | 2) => given?.[i] ?? 'inherit';
-  const stdio: (number | 'inherit' | 'pipe')[] = [t.fd, t.stdout ? t.fd : own(1), t.stderr ? t.fd : own(2), ...fds];
-  if (t.stdin) return { argv: [SETSID, '--ctty', ...argv], stdio };
-  const k = stdio.length;
-  return { argv: [SETSID, '--ctty', '/bin/sh', '-c', `exec 0<&${k} ${k}<&-; exec "$@"`, 'warden-stdin', ...argv], stdio: [...stdio, given?.[0] ?? 0] };
-}
-
-/**
- * startCommand's fallback. With a pty, setsid(1) does setsid and TIOCSCTTY
- * before exec'ing `file` in the same process (it forks only when it leads a
- * process group, which a child of ours not detached does not).
- */
-function startWithChildProcess(file: string, args: readonly string[], env: NodeJS.ProcessEnv, fds: readonly number[], o: StartOptions): ChildProcess {
-  const t = o.terminal;
-  if (t) {
-    const s = viaSetsid(t, [file, ...args], fds, o.stdio);
-    return childProcess().spawn(s.argv[0]!, s.argv.slice(1), { stdio: s.stdio, env });
-  }
-  const stdio: (number | 'inherit')[] = o.stdio ? [...o.stdio] : ['inherit', 'inherit', 'inherit'];
-  return childProcess().spawn(file, [...args], { stdio: [...stdio, ...fds], env, detached: true });
-}
-
-/**
  * A pipe, both ends close-on-exec: [read end, write end]. For a command's
  * stdout or stderr collected by the caller (the write end passed in
  * `stdio`, where the spawn dup2s it, which clears close-on-exec there).
@@ -363,36 +228,4 @@ export function makePipe(): [number, number] {
   const ends = Buffer.alloc(8);
   if (c.pipe2(ends, O_CLOEXEC) !== 0) throw new RunError('cannot collect output: pipe2(2) failed (out of file descriptors?)');
   return [ends.readInt32LE(0), ends.readInt32LE(4)];
-}
-
-/** A ChildProcess seen as a Command (a source entry's gated command, or the fallback above). */
-export function fromChildProcess(child: ChildProcess): Command {
-  const status = (code: number | null, signal: NodeJS.Signals | null) => code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0);
-  const exited = new Promise<number>((resolve, reject) => {
-    // A child started ahead (source entry) may be done already.
-    if (child.exitCode !== null || child.signalCode !== null) return resolve(status(child.exitCode, child.signalCode));
-    child.once('error', reject);
-    child.once('exit', (code, signal) => resolve(status(code, signal)));
-  });
-  const spawned = new Promise<void>((resolve) => {
-    if (child.pid !== undefined) resolve();
-    else child.once('spawn', () => resolve());
-  });
-  // The caller awaits `exited`; a spawn error rejects that, not this.
-  spawned.catch(() => {});
-  return {
-    get pid() {
-      return child.pid;
-    },
-    spawned,
-    exited,
-    kill(signal, group = false) {
-      try {
-        if (group && child.pid !== undefined && child.exitCode === null && child.signalCode === null) process.kill(-child.pid, signal);
-        else child.kill(signal);
-      } catch {
-        // already gone
-      }
-    },
-  };
 }

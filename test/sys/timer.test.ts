@@ -1,7 +1,7 @@
 // setLongTimeout: delays past setTimeout's 2^31-1 ms limit wait, in steps,
 // instead of firing at once.
 import test from 'ava';
-import { MAX_TIMER_MS, setLongTimeout } from '../src/timer.js';
+import { MAX_TIMER_MS, setLongTimeout } from '../../src/sys/timer.js';
 
 test('a delay longer than one step is re-armed until its deadline', async (t) => {
   const start = Date.now();

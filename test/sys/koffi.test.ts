@@ -1,4 +1,4 @@
-// koffi is loaded two ways (src/locks/koffi.ts): its native module directly,
+// koffi is loaded two ways (src/sys/koffi.ts): its native module directly,
 // or through koffi's own entry when that is not possible. Both must give
 // working locks: each case takes a real lock in a fresh process and checks
 // that a second process sees it.
@@ -9,12 +9,12 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const SRC = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'locks');
+const SRC = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src');
 
 // Takes the lock, then asks python3 (a second process) whether it is free.
 const script = `
-import { lockPath } from ${JSON.stringify(join(SRC, 'index.js'))};
-import { koffiLoadedBy } from ${JSON.stringify(join(SRC, 'koffi.js'))};
+import { lockPath } from ${JSON.stringify(join(SRC, 'locks', 'index.js'))};
+import { koffiLoadedBy } from ${JSON.stringify(join(SRC, 'sys', 'koffi.js'))};
 import { execFileSync } from 'node:child_process';
 const path = process.argv[1];
 const lock = await lockPath(path, 'exclusive', { fileMode: 0o600 });

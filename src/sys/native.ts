@@ -4,7 +4,7 @@
 // (or, for calls that return a count or an fd, that number or -errno), so
 // callers build their messages (errors.ts) from numbers rather than from
 // parsed text.
-import { koffi, libc as glibc } from '../locks/koffi.js';
+import { koffi, libc as glibc } from './koffi.js';
 import { platform } from 'node:process';
 
 // <sys/mount.h>; identical on every Linux architecture.

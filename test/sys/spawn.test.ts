@@ -6,8 +6,8 @@ import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readlinkSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RunError, fromChildProcess } from '../../src/sessions/index.js';
-import { startCommand } from '../../src/sessions/spawn.js';
-import { Pty } from '../../src/sessions/terminal.js';
+import { startCommand } from '../../src/sys/spawn.js';
+import { Pty } from '../../src/sys/pty.js';
 import { childrenOf, fileFds } from '../helpers/leaks.js';
 
 const test = anyTest as TestFn<{ dir: string; fds: string[]; sigchld: number }>;

@@ -2,8 +2,8 @@
 import { mkdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { isMountPoint, mountsUnder, readMountInfo, unmountAll } from '../../src/union/index.js';
-import { statxMountRoot } from '../../src/union/native.js';
-import { rootTest, run, scratch, test } from './support.js';
+import { statxMountRoot } from '../../src/sys/native.js';
+import { rootTest, run, scratch, test } from '../union/support.js';
 
 test.serial('readMountInfo parses this process\'s mounts', (t) => {
   const all = readMountInfo();
