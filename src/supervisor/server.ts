@@ -63,6 +63,8 @@ export interface SupervisorOptions {
   endSessionsOnExit?: boolean;
   /** Liveness probe interval of the state-dir watch (default 500 ms). */
   probeMs?: number;
+  /** Log every event of the state-dir watch with its CLOCK_MONOTONIC time in ns (bench/watch.ts measures with it). */
+  traceWatch?: boolean;
   /**
    * A gid whose members may connect (socket mode 0660, group `socketGid`);
    * default: root only (0600). Who may then do what is decided per request
@@ -337,6 +339,7 @@ class Engine {
   }
 
   #onEvent(e: SessionEvent): void {
+    if (this.#o.traceWatch) this.#log(`watch: ${e.event} ${e.id} ${process.hrtime.bigint()}`);
     if (this.#stopping) return;
     if (e.event === 'stale') {
       this.#log(`session ${e.id} went stale; re-adopting it`);
