@@ -1,186 +1,156 @@
-// Benchmark of the session watch (issue 18): what watching the state dir
-// costs while sessions come and go, and how late its events are.
+// Benchmark of the session watch (issue 18) in a real supervisor: what
+// watching the state dir costs `warden supervise` while sessions come and
+// go, and how late its events are.
 //
-// 1,000 sessions sit in the state dir (plain dirs with a lock file and a
-// state.json). A watcher process runs watchSessions on it (default probe
-// interval) and reports each event with its CLOCK_MONOTONIC time; twice:
-// once holding the 1,000 itself (heldByCaller, as the supervisor holds its
-// sessions: the probe skips them; the targets), once probing all of them
-// (as `warden watch` does: reported beside, its CPU is mostly the probe's,
-// which this issue keeps as it was). This process then begins and ends BENCH_SESSIONS
-// (default 200) overlay sessions through the library, one after another,
-// with no hooks (hooks are separate processes whose CPU this process would
-// not count: without them the baseline is smallest, the target hardest).
+// BENCH_PRESENT (default 1,000) stale sessions sit in the state dir when
+// `warden supervise` starts (plain dirs with a lock file and a state.json, a
+// chroot of union-type=copy, so that re-adopting them mounts nothing: 1,000
+// mounts would make every mountinfo read of the begins and ends below
+// costlier, their CPU bigger, the target easier). The supervisor re-adopts
+// and holds them all, as after a restart; its watch then skips them in its
+// probe. Its log (WARDEN_TRACE_WATCH=1) names each event of its watch with
+// its CLOCK_MONOTONIC time. This process then begins and ends
+// BENCH_SESSIONS (default 200) overlay sessions through the library, one
+// after another, with no hooks (hooks are separate processes whose CPU
+// this process would not count: without them the baseline is smallest, the
+// target hardest), each event waited for before the next step (a session
+// begun and ended faster than the watch looks is never reported: the watch
+// compares states, and a latency needs its event).
 //
-//  - CPU: the watcher's user+system CPU from just before the first begin to
-//    1.2 s after its last event (chokidar's trailing rescan included), beside
-//    this process's CPU for the begins and ends themselves (workers
-//    included). Target: <= 0.2x.
-//  - Latency: `begun` from the start of beginSession and `ended` from the start of
-//    endSession: the dir appears and goes inside them, so these are upper
-//    bounds. Targets: p50 <= 100 ms, p99 <= 1.5 s.
-//  - The watcher's CPU over an idle window of the same length (only the
-//    probe at work) is reported beside it.
+//  - CPU: the supervisor's user+system CPU (/proc/PID/stat, its children
+//    included) from just before the first begin to 1.2 s after the last
+//    event, beside this process's CPU for the begins and ends themselves
+//    (workers and children included). Target: <= 0.2x. Its CPU over an
+//    idle window as long is reported beside it (what it costs doing
+//    nothing: its probe, its event-loop monitor).
+//  - Latency: `begun` from the start of beginSession and `ended` from the
+//    start of endSession: the dir appears and goes inside them, so these are
+//    upper bounds. Targets: p50 <= 100 ms, p99 <= 1.5 s.
+//  - Stale: BENCH_STALE (default 20) sessions begun here and let go of
+//    without an end (their holder gone, as after a crash): time until the
+//    supervisor's watch reports them stale, and until it has re-adopted
+//    them (its log). This is the probe's work (fcntl locks are no file
+//    event): bounded by its interval, 500 ms.
 //
 // Needs root (mounts). Run with `npm run bench:watch`.
-import { spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import type { Readable, Writable } from 'node:stream';
-import { pathToFileURL } from 'node:url';
 import { bootstrapChroot } from '../src/bootstrap/index.js';
 import { loadConfig, type ChrootDef } from '../src/config/index.js';
 import { shutdownWaitPool } from '../src/locks/index.js';
 import { beginSession, endSession, STATE_VERSION } from '../src/sessions/index.js';
+import { supervisorReady } from '../src/supervisor/index.js';
 import { mountsUnder } from '../src/union/index.js';
-import { ROOT, evaluate, machine, nowNs, printTable, sleep, summarize, within, writeResults, type Row, type Summary } from './lib.js';
+import { evaluate, machine, nowNs, printTable, sleep, summarize, within, writeResults, type Row } from './lib.js';
+import { WARDEN, request } from './procs.js';
 
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 200);
 const PRESENT = Number(process.env.BENCH_PRESENT ?? 1000);
-const WATCH_MODULE = pathToFileURL(join(ROOT, 'dist', 'src', 'sessions', 'watch.js')).href;
+const STALE = Number(process.env.BENCH_STALE ?? 20);
+/** Clock ticks per second of /proc/PID/stat's times (USER_HZ). */
+const HZ = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
 
-// The watcher: "ready", then "ev <ns> <event> <id>" per event; "cpu" on stdin answers "cpu <µs>".
-const CHILD = `
-import { createInterface } from 'node:readline';
-const { watchSessions } = await import(${JSON.stringify(WATCH_MODULE)});
-const held = process.argv[2] === 'held';
-const w = watchSessions(process.argv[1], {
-  heldByCaller: (id) => held && id.startsWith('present-'),
-  onEvent: (e) => process.stdout.write('ev ' + process.hrtime.bigint() + ' ' + e.event + ' ' + e.id + '\\n'),
-  onError: (e) => process.stderr.write('watch: ' + e.message + '\\n'),
-});
-await w.ready;
-process.stdout.write('ready\\n');
-createInterface({ input: process.stdin }).on('line', (l) => {
-  if (l === 'cpu') { const u = process.cpuUsage(); process.stdout.write('cpu ' + (u.user + u.system) + '\\n'); }
-}).on('close', () => w.close());
-`;
+/** user+system CPU of process `pid` and of its waited-for children, in ms (/proc/PID/stat, fields 14-17). */
+function procCpuMs(pid: number | 'self'): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name, which is in parentheses and may hold spaces.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 1000) / HZ;
+}
 
-class Watcher {
+/** This process's CPU in ms: its threads (µs, process.cpuUsage) and its waited-for children (/proc). */
+function selfCpuMs(): number {
+  const u = process.cpuUsage();
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (u.user + u.system) / 1e3 + ((Number(f[13]) + Number(f[14])) * 1000) / HZ;
+}
+
+/** `warden supervise` on the bench's state dir, its log read line by line: the watch's events and what it did. */
+class Supervisor {
   readonly events: { ns: bigint; event: string; id: string }[] = [];
-  readonly #child: ChildProcessByStdio<Writable, Readable, null>;
-  #waiters: ((line: string) => void)[] = [];
-  #eventWaiters: { done: () => boolean; resolve: () => void }[] = [];
+  readonly log: { ns: bigint; line: string }[] = [];
+  readonly #child: ChildProcess;
+  #waiters: { done: () => boolean; resolve: () => void }[] = [];
   readonly exited: Promise<number | null>;
 
-  constructor(stateDir: string, held: boolean) {
-    this.#child = spawn(process.execPath, [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []), '--input-type=module', '-e', CHILD, '--', stateDir, held ? 'held' : 'probed'], { stdio: ['pipe', 'pipe', 'inherit'] });
-    this.exited = new Promise((resolve) => this.#child.once('exit', resolve));
-    createInterface({ input: this.#child.stdout }).on('line', (line) => {
-      if (line.startsWith('ev ')) {
-        const [, ns, event, id] = line.split(' ');
-        this.events.push({ ns: BigInt(ns!), event: event!, id: id! });
-        this.#eventWaiters = this.#eventWaiters.filter((w) => !(w.done() && (w.resolve(), true)));
-      } else this.#waiters.shift()?.(line);
+  private constructor(child: ChildProcess) {
+    this.#child = child;
+    this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+    createInterface({ input: child.stderr! }).on('line', (line) => {
+      const ns = nowNs();
+      const m = / watch: (\S+) (\S+) (\d+)$/.exec(line);
+      if (m) this.events.push({ ns: BigInt(m[3]!), event: m[1]!, id: m[2]! });
+      else this.log.push({ ns, line });
+      if (process.env.BENCH_VERBOSE) process.stderr.write(`${line}\n`);
+      this.#waiters = this.#waiters.filter((w) => !(w.done() && (w.resolve(), true)));
     });
   }
 
-  static async start(stateDir: string, held: boolean): Promise<Watcher> {
-    const w = new Watcher(stateDir, held);
-    const first = await within(new Promise<string>((resolve) => w.#waiters.push(resolve)), 60_000, 'the watcher to be ready');
-    if (first !== 'ready') throw new Error(`watcher: ${first}`);
-    return w;
+  get pid(): number {
+    return this.#child.pid!;
   }
 
-  async cpuUs(): Promise<number> {
-    const reply = new Promise<string>((resolve) => this.#waiters.push(resolve));
-    this.#child.stdin.write('cpu\n');
-    return Number((await reply).split(' ')[1]);
-  }
-
-  until(event: string, id: string): Promise<void> {
-    const done = () => this.events.some((e) => e.event === event && e.id === id);
-    if (done()) return Promise.resolve();
-    return within(new Promise((resolve) => this.#eventWaiters.push({ done, resolve })), 30_000, `${event} ${id}`);
-  }
-
-  /** Closes its stdin: the watch closes and the process must exit on its own. */
-  async stop(): Promise<number | null> {
-    this.#child.stdin.end();
-    return within(this.exited, 10_000, 'the watcher to exit on its own after close()');
-  }
-}
-
-const cpuUs = (): number => {
-  const u = process.cpuUsage();
-  return u.user + u.system;
-};
-
-interface Measured {
-  rows: Row[];
-  latency: Record<string, Summary>;
-}
-
-/**
- * One watcher process (`held`: it holds the sessions present itself, as the
- * supervisor does, so the probe skips them; otherwise it probes all of them,
- * as `warden watch` does) while this process begins and ends SESSIONS
- * sessions.
- */
-async function measure(stateDir: string, def: ChrootDef, hooksDir: string, held: boolean, target: boolean): Promise<Measured> {
-  const watcher = await Watcher.start(stateDir, held);
-  try {
-    await sleep(1_500); // the watch's start-up and first probes settle
-    const begunFrom = new Map<string, bigint>();
-    const endedFrom = new Map<string, bigint>();
-    const wStart = await watcher.cpuUs();
-    const mine0 = cpuUs();
-    const t0 = nowNs();
-    for (let i = 0; i < SESSIONS; i++) {
-      const t = nowNs();
-      const session = await beginSession({ stateDir, chroot: def, hooksDir, hookTimeoutMs: 30_000 });
-      begunFrom.set(session.id, t);
-      // Each event waited for before the next step: a session begun and
-      // ended faster than the watcher looks is never seen (the watch
-      // compares states), and a latency needs its event.
-      await watcher.until('begun', session.id);
-      endedFrom.set(session.id, nowNs());
-      await endSession(session);
-      await watcher.until('ended', session.id);
+  static async start(env: NodeJS.ProcessEnv): Promise<Supervisor> {
+    // BENCH_CPU_PROF=DIR: a V8 CPU profile of the supervisor in DIR (the measured window is printed).
+    const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+    const child = spawn(process.execPath, [...prof, WARDEN, 'supervise', '--ready-fd', '3'], { env, cwd: '/', stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
+    const s = new Supervisor(child);
+    if (!(await within(supervisorReady(child), 300_000, 'the supervisor to be ready'))) {
+      throw new Error(`the supervisor did not start: ${s.log.map((l) => l.line).join(' | ')}`);
     }
-    const mine = cpuUs() - mine0;
-    const wallMs = Number(nowNs() - t0) / 1e6;
-    await sleep(1_200); // a listing chokidar still had to do
-    const watched = (await watcher.cpuUs()) - wStart;
-    const windowMs = Number(nowNs() - t0) / 1e6;
+    return s;
+  }
 
-    // The watcher's idle cost over a window as long (the probe alone).
-    const idle0 = await watcher.cpuUs();
-    await sleep(windowMs);
-    const idle = (await watcher.cpuUs()) - idle0;
+  #until(done: () => boolean, what: string, ms = 30_000): Promise<void> {
+    if (done()) return Promise.resolve();
+    return within(new Promise((resolve) => this.#waiters.push({ done, resolve })), ms, what);
+  }
 
-    const lat = (event: string, from: Map<string, bigint>) =>
-      [...from].map(([id, t]) => {
-        const e = watcher.events.find((x) => x.event === event && x.id === id);
-        if (!e) throw new Error(`no ${event} event for ${id}`);
-        return Number(e.ns - t) / 1e6;
-      });
-    const begun = summarize(lat('begun', begunFrom));
-    const ended = summarize(lat('ended', endedFrom));
-    const all = summarize([...lat('begun', begunFrom), ...lat('ended', endedFrom)]);
-    const spurious = watcher.events.filter((e) => !begunFrom.has(e.id));
-    if (spurious.length) throw new Error(`events for entries never made: ${JSON.stringify(spurious.slice(0, 5))}`);
+  /** Until its watch reported `event` for `id`. */
+  until(event: string, id: string): Promise<void> {
+    return this.#until(() => this.events.some((e) => e.event === event && e.id === id), `the supervisor's ${event} ${id}`);
+  }
 
-    const who = held ? `a watcher holding the ${PRESENT} present (as the supervisor)` : `a watcher probing all ${PRESENT} present (as warden watch)`;
-    const cpuSection = `${SESSIONS} library begins+ends (overlay, no hooks), ${who}`;
-    const latSection = `event latency, ${who}`;
-    const rows: Row[] = [
-      { section: cpuSection, metric: 'watcher CPU during the begins+ends (+1.2 s)', unit: 'ms', measured: watched / 1e3, baseline: mine / 1e3, baselineNote: 'CPU of the begins+ends', ...(target ? { target: { kind: 'ratio', max: 0.2 } as const } : { ratio: true }) },
-      { section: cpuSection, metric: 'watcher CPU idle, same length (probe only)', unit: 'ms', measured: idle / 1e3, baseline: mine / 1e3, baselineNote: 'CPU of the begins+ends', ratio: true },
-      { section: cpuSection, metric: 'wall time of the begins+ends', unit: 'ms', measured: wallMs, baseline: null },
-      { section: latSection, metric: 'p50, begun and ended', unit: 'ms', measured: all.p50, baseline: null, target: { kind: 'max', max: 100 } },
-      { section: latSection, metric: 'p99, begun and ended', unit: 'ms', measured: all.p99, baseline: null, target: { kind: 'max', max: 1_500 } },
-      { section: latSection, metric: 'begun p50 (from the begin call: upper bound)', unit: 'ms', measured: begun.p50, baseline: null },
-      { section: latSection, metric: 'begun p99', unit: 'ms', measured: begun.p99, baseline: null },
-      { section: latSection, metric: 'ended p50 (from the end call: upper bound)', unit: 'ms', measured: ended.p50, baseline: null },
-      { section: latSection, metric: 'ended p99', unit: 'ms', measured: ended.p99, baseline: null },
-    ];
-    return { rows, latency: { begun, ended, all } };
-  } finally {
-    const code = await watcher.stop();
-    if (code !== 0) throw new Error(`the watcher exited ${code} after close()`);
+  /** Until its log has a line matching `re`; the time it was read. */
+  async untilLog(re: RegExp): Promise<bigint> {
+    await this.#until(() => this.log.some((l) => re.test(l.line)), `a supervisor log line ${re}`);
+    return this.log.find((l) => re.test(l.line))!.ns;
+  }
+
+  eventNs(event: string, id: string): bigint {
+    const e = this.events.find((x) => x.event === event && x.id === id);
+    if (!e) throw new Error(`no ${event} event for ${id}`);
+    return e.ns;
+  }
+
+  /** SIGTERM; it must exit 0 on its own (its watch closed, nothing left running). */
+  async stop(): Promise<void> {
+    if (this.#child.exitCode !== null || this.#child.signalCode !== null) return;
+    this.#child.kill('SIGTERM');
+    const code = await within(this.exited, 120_000, 'the supervisor to exit after SIGTERM');
+    if (code !== 0) throw new Error(`the supervisor exited ${code} after SIGTERM`);
+  }
+
+  kill(): void {
+    if (this.#child.exitCode === null && this.#child.signalCode === null) this.#child.kill('SIGKILL');
+  }
+}
+
+/** PRESENT stale sessions of chroot `kept` (union-type=copy, status active: re-adopting one mounts nothing). */
+function plantStale(stateDir: string, source: string, hooksDir: string): void {
+  const now = new Date().toISOString();
+  for (let i = 0; i < PRESENT; i++) {
+    const id = `present-${i}`;
+    const dir = join(stateDir, id);
+    mkdirSync(dir, { mode: 0o711 });
+    mkdirSync(join(dir, 'root'), { mode: 0o755 });
+    writeFileSync(join(dir, 'lock'), '', { mode: 0o600 });
+    const state = { version: STATE_VERSION, id, chroot: 'kept', source, unionType: 'copy', status: 'active', hooksDir, hookTimeoutMs: 30_000, createdAt: now, updatedAt: now, beganBy: 0, layout: 2 };
+    writeFileSync(join(dir, 'state.json'), JSON.stringify(state));
   }
 }
 
@@ -191,36 +161,129 @@ async function main(): Promise<void> {
   const noHooks = join(tmp, 'no-hooks');
   const stateDir = join(tmp, 'sessions');
   const config = join(tmp, 'warden.conf');
+  let sup: Supervisor | undefined;
   try {
     await bootstrapChroot(source, { busybox: false });
     mkdirSync(noHooks, { mode: 0o755 });
     mkdirSync(stateDir, { mode: 0o711 });
-    writeFileSync(config, `[bare]\ntype=directory\ndirectory=${source}\nunion-type=overlay\nhooks=${noHooks}\n`);
-    const def = loadConfig({ config }).lookup('bare');
+    writeFileSync(
+      config,
+      `[bare]\ntype=directory\ndirectory=${source}\nunion-type=overlay\nhooks=${noHooks}\n\n[kept]\ntype=directory\ndirectory=${source}\nunion-type=copy\nhooks=${noHooks}\n`,
+    );
+    const def: ChrootDef | undefined = loadConfig({ config }).lookup('bare');
     if (!def) throw new Error('chroot bare missing from the generated config');
-    const now = new Date().toISOString();
-    for (let i = 0; i < PRESENT; i++) {
-      const id = `present-${i}`;
-      mkdirSync(join(stateDir, id));
-      writeFileSync(join(stateDir, id, 'lock'), '', { mode: 0o600 });
-      const state = { version: STATE_VERSION, id, chroot: 'bare', source, unionType: 'overlay', status: 'active', hooksDir: noHooks, hookTimeoutMs: 30_000, createdAt: now, updatedAt: now, beganBy: 0, layout: 2 };
-      writeFileSync(join(stateDir, id, 'state.json'), JSON.stringify(state));
-    }
-    // Warm the library (first mount, worker pool) before anything is measured.
-    await endSession(await beginSession({ stateDir, chroot: def, hooksDir: noHooks, hookTimeoutMs: 30_000 }));
+    const begin = () => beginSession({ stateDir, chroot: def, hooksDir: noHooks, hookTimeoutMs: 30_000 });
+    plantStale(stateDir, source, noHooks);
 
-    const supervisorLike = await measure(stateDir, def, noHooks, true, true);
-    const watchLike = await measure(stateDir, def, noHooks, false, false);
-    const rows = [...supervisorLike.rows, ...watchLike.rows];
+    const t0 = nowNs();
+    sup = await Supervisor.start({ ...process.env, WARDEN_CONFIG: config, WARDEN_STATE_DIR: stateDir, WARDEN_TRACE_WATCH: '1', WARDEN_DEBUG: '' });
+    const startMs = Number(nowNs() - t0) / 1e6;
+    const held = ((await request(stateDir, { op: 'status' })) as { held: string[] }).held.length;
+    if (held !== PRESENT) throw new Error(`the supervisor holds ${held} sessions, not the ${PRESENT} present`);
+
+    // Warm the library (first mount, worker pool) and the supervisor's watch before anything is measured.
+    const warm = await begin();
+    await sup.until('begun', warm.id);
+    await endSession(warm);
+    await sup.until('ended', warm.id);
+    await sleep(1_500);
+
+    const begunFrom = new Map<string, bigint>();
+    const endedFrom = new Map<string, bigint>();
+    const sup0 = procCpuMs(sup.pid);
+    const mine0 = selfCpuMs();
+    const w0 = nowNs();
+    for (let i = 0; i < SESSIONS; i++) {
+      const t = nowNs();
+      const session = await begin();
+      begunFrom.set(session.id, t);
+      await sup.until('begun', session.id);
+      endedFrom.set(session.id, nowNs());
+      await endSession(session);
+      await sup.until('ended', session.id);
+    }
+    const mine = selfCpuMs() - mine0;
+    if (process.env.BENCH_CPU_PROF) console.log(`window (µs, monotonic): ${w0 / 1000n} ${nowNs() / 1000n}`);
+    const wallMs = Number(nowNs() - w0) / 1e6;
+    await sleep(1_200); // whatever the watch still had to do
+    const watched = procCpuMs(sup.pid) - sup0;
+    const windowMs = Number(nowNs() - w0) / 1e6;
+
+    // Its idle cost over a window as long.
+    const idle0 = procCpuMs(sup.pid);
+    await sleep(windowMs);
+    const idle = procCpuMs(sup.pid) - idle0;
+
+    // Sessions whose holder goes without an end: stale, then re-adopted by the supervisor.
+    const staleIds: string[] = [];
+    const staleMs: number[] = [];
+    const adoptMs: number[] = [];
+    for (let i = 0; i < STALE; i++) {
+      const s = await begin();
+      staleIds.push(s.id);
+      await sup.until('begun', s.id);
+      const t = nowNs();
+      s.release();
+      await sup.until('stale', s.id);
+      const adopted = await sup.untilLog(new RegExp(`re-adopted stale session ${s.id} `));
+      staleMs.push(Number(sup.eventNs('stale', s.id) - t) / 1e6);
+      adoptMs.push(Number(adopted - t) / 1e6);
+    }
+
+    const lat = (event: string, from: Map<string, bigint>) => [...from].map(([id, t]) => Number(sup!.eventNs(event, id) - t) / 1e6);
+    const begun = summarize(lat('begun', begunFrom));
+    const ended = summarize(lat('ended', endedFrom));
+    const all = summarize([...lat('begun', begunFrom), ...lat('ended', endedFrom)]);
+    const stale = summarize(staleMs);
+    const adopt = summarize(adoptMs);
+    const made = new Set([warm.id, ...begunFrom.keys(), ...staleIds]);
+    const spurious = sup.events.filter((e) => !made.has(e.id));
+    if (spurious.length) throw new Error(`events for entries never made: ${JSON.stringify(spurious.slice(0, 5), (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}`);
+    const twice = [...begunFrom.keys()].filter((id) => sup!.events.filter((e) => e.id === id).length !== 2);
+    if (twice.length) throw new Error(`sessions without exactly one begun and one ended: ${twice.slice(0, 5).join(' ')}`);
+
+    const cpuSection = `${SESSIONS} library begins+ends (overlay, no hooks), warden supervise holding ${PRESENT} sessions`;
+    const latSection = `event latency in the supervisor (${PRESENT} sessions present)`;
+    const rows: Row[] = [
+      { section: cpuSection, metric: 'supervisor CPU during the begins+ends (+1.2 s)', unit: 'ms', measured: watched, baseline: mine, baselineNote: 'CPU of the begins+ends', target: { kind: 'ratio', max: 0.2 } },
+      { section: cpuSection, metric: 'supervisor CPU idle, same length', unit: 'ms', measured: idle, baseline: mine, baselineNote: 'CPU of the begins+ends', ratio: true },
+      { section: cpuSection, metric: 'wall time of the begins+ends', unit: 'ms', measured: wallMs, baseline: null },
+      { section: cpuSection, metric: `supervisor start, re-adopting the ${PRESENT}`, unit: 'ms', measured: startMs, baseline: null },
+      { section: latSection, metric: 'p50, begun and ended', unit: 'ms', measured: all.p50, baseline: null, target: { kind: 'max', max: 100 } },
+      { section: latSection, metric: 'p99, begun and ended', unit: 'ms', measured: all.p99, baseline: null, target: { kind: 'max', max: 1_500 } },
+      { section: latSection, metric: 'begun p50 (from the begin call: upper bound)', unit: 'ms', measured: begun.p50, baseline: null },
+      { section: latSection, metric: 'begun p99', unit: 'ms', measured: begun.p99, baseline: null },
+      { section: latSection, metric: 'ended p50 (from the end call: upper bound)', unit: 'ms', measured: ended.p50, baseline: null },
+      { section: latSection, metric: 'ended p99', unit: 'ms', measured: ended.p99, baseline: null },
+      { section: latSection, metric: `stale p50 (${STALE} holders gone; the probe, every 500 ms)`, unit: 'ms', measured: stale.p50, baseline: null },
+      { section: latSection, metric: 'stale max', unit: 'ms', measured: stale.max, baseline: null },
+      { section: latSection, metric: 're-adopted by the supervisor, p50', unit: 'ms', measured: adopt.p50, baseline: null },
+    ];
     const evaluated = rows.map(evaluate);
-    printTable('bench/watch: the session watch (chokidar on the state dir, depth 0)', evaluated);
-    const path = writeResults('watch', { bench: 'watch', date: new Date().toISOString(), machine: machine(), sessions: SESSIONS, present: PRESENT, rows: evaluated, latency: { supervisorLike: supervisorLike.latency, watchLike: watchLike.latency } });
+    printTable('bench/watch: the session watch of warden supervise (chokidar on the doorbell dir, liveness probe)', evaluated);
+    const path = writeResults('watch', {
+      bench: 'watch',
+      date: new Date().toISOString(),
+      machine: machine(),
+      sessions: SESSIONS,
+      present: PRESENT,
+      rows: evaluated,
+      latency: { begun, ended, all, stale, adopted: adopt },
+    });
     console.log(`results: ${path}`);
     if (evaluated.some((r) => r.pass === false)) process.exitCode = 1;
   } finally {
-    await shutdownWaitPool();
-    for (const m of mountsUnder(tmp).reverse()) spawnSync('umount', ['-l', m.mountPoint]);
-    rmSync(tmp, { recursive: true, force: true });
+    try {
+      await sup?.stop();
+    } catch (e) {
+      sup?.kill();
+      await sup?.exited;
+      throw e;
+    } finally {
+      await shutdownWaitPool();
+      for (const m of mountsUnder(tmp).reverse()) spawnSync('umount', ['-l', m.mountPoint]);
+      rmSync(tmp, { recursive: true, force: true });
+    }
   }
 }
 

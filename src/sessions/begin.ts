@@ -11,6 +11,7 @@ import { newId, validateId } from './ids.js';
 import { createLiveness, takeLivenessShared, takeManageLock, takeSourceShared, withMetadataLock, type LockWaitOptions } from './locks.js';
 import { renameNoReplace } from './native.js';
 import { BUILD_PREFIX, UNPUBLISHED_PREFIX, discardSessionDir } from './discard.js';
+import { ringBell } from './watch-bell.js';
 import { sessionProfile } from './profile.js';
 import { makeSessionDirs, MODES, Session } from './session.js';
 import { SESSION_LAYOUT, STATE_VERSION, syncDir, writeStateLocked, type SessionOwner, type SessionState } from './state.js';
@@ -116,6 +117,8 @@ async function claimIdLocked(
   } catch (e) {
     throw (e as { exists?: boolean }).exists ? new SessionExistsError(id) : e;
   }
+  // Watchers look at the new session now (the doorbell, watch-bell.ts).
+  ringBell(stateDir, id);
   // Re-take the liveness byte through the published path so holders() and
   // the inode check name the real file; the lock is never dropped between.
   let liveness: FileLock | undefined;

@@ -7,6 +7,7 @@ import { mountsUnder, removeTree, removeTreeOffThread, UnionError } from '../uni
 import { crashPoint } from '../sys/index.js';
 import { renameNoReplace } from './native.js';
 import { syncDir } from './state.js';
+import { ringBell } from './watch-bell.js';
 
 /**
  * A begin creates its build dir under this prefix, creates and locks the
@@ -59,5 +60,7 @@ function retireSessionDir(stateDir: string, id: string): string | undefined {
   // deletion itself never needs to be.
   syncDir(stateDir);
   crashPoint('discard:renamed');
+  // The id is gone: watchers report it now, not after the deletion (watch-bell.ts).
+  ringBell(stateDir, id);
   return gone;
 }

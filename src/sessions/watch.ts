@@ -1,49 +1,43 @@
-// Live session events from the state dir. chokidar watches the state dir
-// itself, at depth 0: the entries that appear or go. A probe of the
+// Live session events from the state dir. chokidar watches the watch's
+// doorbell, `<state-dir>/.manage/changes/` (watch-bell.ts): begin and end
+// make and remove a marker named after the session there, right after its
+// dir appeared under its id or left it, and chokidar's `raw` event names
+// the marker, so the watch looks at that one session. A probe of the
 // liveness locks reports what no file event shows (a session goes stale
-// when its holders die, and only its lock changes), and the same probe
-// re-reads a session's state.json when its inode, size or times changed.
+// when its holders die, and only its lock changes), re-reads a session's
+// state.json when its inode, size or times changed (recover re-adopting a
+// stale session, a status change, a file gone corrupt), and lists the
+// state dir's names every LIST_MS, for what rang no doorbell (a dir made
+// or removed by hand, an older warden, an overflowed inotify queue).
 //
 // Every event comes from comparing what the entry is now with what it was
 // last seen as (`#reconcile`), so events that arrive twice, late or out of
 // order cannot produce a wrong one.
 //
-// Why only the state dir, and why its rescans are bounded (chokidar 5.0.0,
-// measured; see bench/watch.ts):
-// - On every event in a directory it watches, chokidar lists the directory
-//   again and lstat()s every entry (paulmillr/chokidar#1028). Its 'readdir'
-//   throttle is cleared when a listing ends (handler.js, _handleRead), so
-//   while events keep coming the listings run back to back: with 1,000
-//   sessions present a watcher of 100 begins and ends used 2.5 s of CPU,
-//   five times what the begins and ends took. `ignored` does not avoid the
-//   lstats; only not listing does. boundRescans() lets one listing of a
-//   directory start per RESCAN_MS; nothing here depends on chokidar's own
-//   add/unlink events (see the next point), so a refused listing loses
-//   nothing.
-// - Events are taken from chokidar's `raw` event, which names the entry at
-//   once (its add/unlink events wait for a listing): each one re-checks
-//   that entry only. Its addDir/unlinkDir, when they come, re-check it
-//   again, which the comparison makes harmless; what both miss (an
-//   overflowed inotify queue) the probe's listing of names, every
-//   LIST_MS, catches.
-// - Session dirs are not watched (depth 0): a watch on each paid a listing
-//   for every line a hook logged there. What those watches were for
-//   (state.json rewritten: recover re-adopting a stale session, a status
-//   change, a state.json gone corrupt; the lock file gone) the probe sees
-//   instead, within one interval, from state.json's inode, size and times.
+// Why the doorbell and not the state dir (chokidar 5.0.0, measured with
+// bench/watch.ts): on every event in a directory it watches, chokidar lists
+// the directory again and lstat()s every entry (handler.js, _handleRead;
+// its 'readdir' throttle ends with each listing, `ignored` filters after
+// the lstat, and no public option skips the listing). Watching the state
+// dir with 1,000 sessions, that cost six times the CPU of the begins and
+// ends themselves; polling (usePolling) costs more, per change, than
+// listing. The doorbell is empty between rings, so each listing is one
+// readdir. Session dirs are not watched either (a listing per line a hook
+// logs there).
 //
 // Closing safely: chokidar's add() sets `closed = false` unconditionally,
 // and its "watch for the return of the only watched file" path calls add()
 // from an event (paulmillr/chokidar#1482), so an event during close() could
-// revive the watcher. Here nothing is watched but a directory (that path
-// needs a watched file), this class is the only owner of the FSWatcher and
-// never calls add() after construction, the FSWatcher's own add() is
-// disabled before it is closed, and every handler returns at once once
-// close() has begun.
+// revive the watcher. Here nothing is watched but one directory (the
+// markers are `ignored`: no file is ever watched, so that path cannot run),
+// this class is the only owner of the FSWatcher and never calls add()
+// after construction, the FSWatcher's own add() is disabled before it is
+// closed, and every handler returns at once once close() has begun.
 import { watch as chokidarWatch, type FSWatcher } from 'chokidar';
 import { lstatSync, readdirSync, type Stats } from 'node:fs';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { openLiveness } from './locks.js';
+import { bellId, ensureBellDir } from './watch-bell.js';
 import { STATE_FILE, type SessionStatus } from './state.js';
 import { inspectEntry, isSessionName, listSessions, type SessionEntry } from './store.js';
 
@@ -73,6 +67,12 @@ export interface WatchOptions {
    * leak one per tick). Their removal is still reported.
    */
   heldByCaller?: (id: string) => boolean;
+  /**
+   * How often the state dir's names are listed, for sessions whose change
+   * rang no doorbell (made or removed by hand, by an older warden; default
+   * 5,000 ms).
+   */
+  listMs?: number;
   /** Errors of the watcher or of a probe; the watch goes on. Default: ignored. */
   onError?: (error: Error) => void;
 }
@@ -85,13 +85,7 @@ export interface SessionWatch {
 }
 
 export const DEFAULT_PROBE_MS = 500;
-/**
- * A watched directory is listed again (by chokidar) at most once per this
- * many ms: nothing here needs its listings (see the top of this file), and
- * with 1,000 sessions each costs 1,000 lstats.
- */
-const RESCAN_MS = 30_000;
-/** How often the probe lists the state dir's names, for what inotify missed (its queue overflows silently). */
+/** How often the probe lists the state dir's names (WatchOptions.listMs). */
 const LIST_MS = 5_000;
 /** Sessions probed between two turns of the event loop (see #probe). */
 const PROBE_SLICE = 50;
@@ -121,6 +115,7 @@ export function watchSessions(stateDir: string, opts: WatchOptions): SessionWatc
 class SessionWatcher {
   readonly #dir: string;
   readonly #probeMs: number;
+  readonly #listMs: number;
   readonly #onEvent: WatchOptions['onEvent'];
   readonly #onError: NonNullable<WatchOptions['onError']>;
   readonly #heldByCaller: (id: string) => boolean;
@@ -132,6 +127,8 @@ class SessionWatcher {
   #timer: NodeJS.Timeout | undefined;
   /** A probe run is under way (it goes on across setImmediate slices). */
   #probing = false;
+  /** Markers whose creation was seen, not their removal yet (#onBell). */
+  readonly #rung = new Set<string>();
   /** When the probe last listed the state dir's names. */
   #listedAt = 0;
   /** Set the moment close() is called: every handler returns at once from then on. */
@@ -144,6 +141,7 @@ class SessionWatcher {
   constructor(stateDir: string, opts: WatchOptions) {
     this.#dir = stateDir;
     this.#probeMs = opts.probeMs ?? DEFAULT_PROBE_MS;
+    this.#listMs = opts.listMs ?? LIST_MS;
     this.#onEvent = opts.onEvent;
     this.#onError = opts.onError ?? (() => {});
     this.#heldByCaller = opts.heldByCaller ?? (() => false);
@@ -179,18 +177,22 @@ class SessionWatcher {
     // chokidar's ready comes after its first listing; a missing or unreadable
     // state dir is an error, not a ready watch of nothing.
     lstatSync(this.#dir);
-    const fsw = chokidarWatch(this.#dir, {
+    const bell = ensureBellDir(this.#dir);
+    if (!lstatSync(bell).isDirectory()) throw new Error(`${bell}: not a directory`);
+    const fsw = chokidarWatch(bell, {
       depth: 0,
       ignoreInitial: true,
       persistent: true,
       followSymlinks: false,
-      // Its atomic mode holds back unlink events for 100 ms; the comparison needs no help.
+      // Its atomic mode holds back unlink events for 100 ms and ignores dot entries; nothing here needs it.
       atomic: false,
+      // Markers are never tracked: no addDir/unlinkDir, and no watch on any
+      // entry (the revival path of #1482 needs a watched file). Its raw
+      // event names them all the same.
+      ignored: (path: string) => path !== bell,
     });
     this.#fsw = fsw;
-    boundRescans(fsw, RESCAN_MS);
-    fsw.on('raw', (_event: string, name: string | null) => this.#onRaw(name));
-    for (const ev of ['addDir', 'unlinkDir', 'add', 'unlink'] as const) fsw.on(ev, (path: string) => this.#onName(basename(path)));
+    fsw.on('raw', (_event: string, name: string | null) => this.#onBell(name));
     fsw.on('error', (e: unknown) => {
       if (!this.#closed) this.#onError(e instanceof Error ? e : new Error(String(e)));
     });
@@ -206,15 +208,24 @@ class SessionWatcher {
     this.#timer = setInterval(() => this.#probe(), this.#probeMs);
   }
 
-  /** fs.watch on the state dir fired for entry `name` (null: the kernel did not say which). */
-  #onRaw(name: string | null): void {
+  /** A marker came or went in the doorbell (watch-bell.ts): its session changed. */
+  #onBell(name: string | null): void {
     if (this.#closed) return;
-    if (name !== null && name !== '') return this.#onName(name);
-    try {
-      this.#reconcileAll();
-    } catch (e) {
-      this.#onError(e as Error);
+    if (name === null || name === '') {
+      // The kernel did not say which entry: every one is looked at.
+      try {
+        this.#reconcileAll();
+      } catch (e) {
+        this.#onError(e as Error);
+      }
+      return;
     }
+    const id = bellId(name);
+    if (id === undefined) return;
+    // Its removal, the second event of one ring: nothing new to look at.
+    if (this.#rung.delete(name)) return;
+    this.#rung.add(name);
+    this.#onName(id);
   }
 
   /** An entry of the state dir was created, renamed or removed. */
@@ -334,8 +345,10 @@ class SessionWatcher {
 
   /** Entries the inotify watch may have missed reconciled (every LIST_MS); the ids to probe. */
   #probeStart(): string[] {
-    if (Date.now() - this.#listedAt < LIST_MS) return [...this.#known.keys()];
+    if (Date.now() - this.#listedAt < this.#listMs) return [...this.#known.keys()];
     this.#listedAt = Date.now();
+    // A marker whose removal never came (a lost event) is forgotten here: at worst one more look at its session.
+    this.#rung.clear();
     const names = this.#names();
     const present = new Set(names);
     const missed = [...names.filter((n) => !this.#known.has(n) && !this.#pending.has(n)), ...[...this.#known.keys()].filter((n) => !present.has(n))];
@@ -402,27 +415,6 @@ function knownOf(e: SessionEntry): Known {
 function closeWatcher(fsw: FSWatcher): Promise<void> {
   fsw.add = () => fsw;
   return fsw.close();
-}
-
-/**
- * Lets chokidar start a listing of a watched directory at most once per
- * `everyMs` (its own 'readdir' throttle lasts only while a listing runs, see
- * the top of this file). chokidar is pinned at exactly 5.0.0 for this:
- * `_throttle` is internal, and a version without it fails here, loudly.
- */
-function boundRescans(fsw: FSWatcher, everyMs: number): void {
-  const throttle = fsw._throttle;
-  if (typeof throttle !== 'function') throw new Error('chokidar: FSWatcher._throttle is gone: boundRescans() needs chokidar 5.0.0');
-  const started = new Map<string, number>();
-  fsw._throttle = function (this: FSWatcher, action, path, timeout) {
-    if (action !== 'readdir') return throttle.call(this, action, path, timeout);
-    const now = Date.now();
-    const last = started.get(path);
-    if (last !== undefined && now - last < everyMs) return false;
-    const t = throttle.call(this, action, path, timeout);
-    if (t) started.set(path, now);
-    return t;
-  };
 }
 
 /** Identity of a session's state.json: changes with every atomic rewrite (a new inode) or edit. */

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { STATE_VERSION, watchSessions, type SessionEvent, type SessionState } from '../../src/sessions/index.js';
 import { writeStateLocked } from '../../src/sessions/state.js';
+import { BELL_DIR, ringBell } from '../../src/sessions/watch-bell.js';
 import { Holder } from '../helpers/holder.js';
 import { allFds, ourLocks } from '../helpers/leaks.js';
 
@@ -100,6 +101,7 @@ test.serial('begun, stale, recovered, ended from the directory and the liveness 
   t.teardown(() => w.close());
   await w.ready;
   renameSync(build, join(sd, 's1'));
+  ringBell(sd, 's1');
   await r.until('begun', 's1');
   writeStateLocked(join(sd, 's1'), state('s1', { status: 'active' }));
   t.is(await h.unlock('ofd', 0, 1), 'ok');
@@ -109,6 +111,7 @@ test.serial('begun, stale, recovered, ended from the directory and the liveness 
   await h.kill();
   await r.until('stale', 's1', 2);
   rmSync(join(sd, 's1'), { recursive: true });
+  ringBell(sd, 's1');
   await r.until('ended', 's1');
   await w.close();
   t.deepEqual(
@@ -128,10 +131,11 @@ test.serial('begun, stale, recovered, ended from the directory and the liveness 
 test.serial('a corrupt entry is reported once it stays corrupt; a dot entry or supervisor file never', async (t) => {
   const sd = t.context.dir;
   const r = recorder();
-  const w = watchSessions(sd, { probeMs: 20, onEvent: (e) => r.onEvent(e) });
+  // Made by hand, ringing nothing: found by the listing of names (listMs).
+  const w = watchSessions(sd, { probeMs: 20, listMs: 50, onEvent: (e) => r.onEvent(e) });
   t.teardown(() => w.close());
   await w.ready;
-  mkdirSync(join(sd, '.manage'));
+  mkdirSync(join(sd, '.manage'), { recursive: true });
   writeFileSync(join(sd, '.manage', 'x.lock'), '');
   writeFileSync(join(sd, 'supervisor.log'), 'x');
   // Made by hand, not atomically: it looks different along the way, and is reported once.
@@ -181,13 +185,14 @@ test.serial('state.json rewritten in a session that was there before the watch: 
   t.deepEqual(r.seen.map((e) => [e.event, e.id]), [['recovered', 'old']]);
 });
 
-/** Makes session dir `id` the way begin publishes one: built aside, renamed in. */
+/** Makes session dir `id` the way begin publishes one: built aside, renamed in, the doorbell rung. */
 function publish(sd: string, id: string): void {
   const build = join(sd, `.new-${id}.x`);
   mkdirSync(build);
   writeFileSync(join(build, 'lock'), '');
   writeStateLocked(build, state(id), { syncRename: false });
   renameSync(build, join(sd, id));
+  ringBell(sd, id);
 }
 
 test.serial('30 sessions come and go: one inotify watch (the state dir) however many there are, none left once closed', async (t) => {
@@ -198,14 +203,17 @@ test.serial('30 sessions come and go: one inotify watch (the state dir) however 
   const w = watchSessions(sd, { probeMs: 3_600_000, onEvent: (e) => r.onEvent(e), onError: (e) => t.fail(e.message) });
   t.teardown(() => w.close());
   await w.ready;
-  t.is(inotifyWatches(), base + 1, 'the state dir');
+  t.is(inotifyWatches(), base + 1, 'the doorbell');
   const ids = Array.from({ length: 30 }, (_, i) => `s${i}`);
   for (const id of ids) publish(sd, id);
   for (const id of ids) await r.until('begun', id);
-  // The state dir only: session dirs are not watched (depth 0).
+  // The doorbell only: neither the state dir nor session dirs nor markers are watched.
   t.is(inotifyWatches(), base + 1);
   // Out of the sessions' names the way end takes them.
-  for (const id of ids) renameSync(join(sd, id), join(sd, `.gone-${id}.x`));
+  for (const id of ids) {
+    renameSync(join(sd, id), join(sd, `.gone-${id}.x`));
+    ringBell(sd, id);
+  }
   for (const id of ids) await r.until('ended', id);
   await w.close();
   // Closed from inside the inotify callback that reported the last end (this
@@ -234,10 +242,14 @@ test.serial('10,000 sessions come and go: the inotify watch count stays at its s
       mkdirSync(join(sd, id));
       writeFileSync(join(sd, id, 'lock'), '');
       writeFileSync(join(sd, id, 'state.json'), JSON.stringify(state(id)));
+      ringBell(sd, id);
     }
     await r.until('begun', undefined, (b + 1) * 1_000);
     t.is(inotifyWatches(), base + 1);
-    for (const id of ids) rmSync(join(sd, id), { recursive: true });
+    for (const id of ids) {
+      rmSync(join(sd, id), { recursive: true });
+      ringBell(sd, id);
+    }
     await r.until('ended', undefined, (b + 1) * 1_000);
   }
   t.is(inotifyWatches(), base + 1);
@@ -245,6 +257,50 @@ test.serial('10,000 sessions come and go: the inotify watch count stays at its s
   await new Promise((resolve) => setImmediate(resolve));
   t.is(inotifyWatches(), base);
   t.is(r.seen.filter((e) => e.event === 'ended').length, 10_000);
+  t.deepEqual(readdirSync(join(sd, BELL_DIR)), [], 'no marker left in the doorbell');
+});
+
+test.serial('sessions that ring no doorbell (made and removed by hand, an older warden) are found by the listing of names', async (t) => {
+  const sd = t.context.dir;
+  const r = recorder();
+  const w = watchSessions(sd, { probeMs: 20, listMs: 100, onEvent: (e) => r.onEvent(e), onError: (e) => t.fail(e.message) });
+  t.teardown(() => w.close());
+  await w.ready;
+  const build = join(sd, '.new-quiet.x');
+  mkdirSync(build);
+  writeFileSync(join(build, 'lock'), '');
+  writeStateLocked(build, state('quiet'), { syncRename: false });
+  renameSync(build, join(sd, 'quiet'));
+  await r.until('begun', 'quiet');
+  rmSync(join(sd, 'quiet'), { recursive: true });
+  await r.until('ended', 'quiet');
+  await w.close();
+  t.deepEqual(r.seen.map((e) => [e.event, e.id]), [
+    ['begun', 'quiet'],
+    ['stale', 'quiet'],
+    ['ended', 'quiet'],
+  ]);
+});
+
+test.serial('a ring is seen at once, not by the listing: begun and ended within a listing interval of an hour', async (t) => {
+  const sd = t.context.dir;
+  const r = recorder();
+  const w = watchSessions(sd, { probeMs: 3_600_000, listMs: 3_600_000, onEvent: (e) => r.onEvent(e), onError: (e) => t.fail(e.message) });
+  t.teardown(() => w.close());
+  await w.ready;
+  publish(sd, 'rung');
+  await r.until('begun', 'rung');
+  renameSync(join(sd, 'rung'), join(sd, '.gone-rung.x'));
+  ringBell(sd, 'rung');
+  await r.until('ended', 'rung');
+  await w.close();
+  // A ring is two events (the marker made, then removed): one look at the session.
+  t.deepEqual(r.seen.map((e) => [e.event, e.id]), [
+    ['begun', 'rung'],
+    ['stale', 'rung'],
+    ['ended', 'rung'],
+  ]);
+  t.deepEqual(readdirSync(join(sd, BELL_DIR)), []);
 });
 
 test.serial('an atomic state.json rewrite (tmp + rename) is no ended or begun', async (t) => {
@@ -288,10 +344,12 @@ import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSy
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 const { watchSessions } = await import(${JSON.stringify(new URL('../../src/sessions/watch.js', import.meta.url).href)});
+const { ringBell } = await import(${JSON.stringify(new URL('../../src/sessions/watch-bell.js', import.meta.url).href)});
 const wds = () => readdirSync('/proc/self/fd').filter((fd) => { try { return readlinkSync('/proc/self/fd/' + fd) === 'anon_inode:inotify'; } catch { return false; } })
   .reduce((n, fd) => n + readFileSync('/proc/self/fdinfo/' + fd, 'utf8').split('\\n').filter((l) => l.startsWith('inotify wd:')).length, 0);
 const sd = mkdtempSync(join(tmpdir(), 'warden-watch-close-'));
-const make = (id) => { mkdirSync(join(sd, id)); writeFileSync(join(sd, id, 'lock'), ''); writeFileSync(join(sd, id, 'state.json'), '{}'); };
+const make = (id) => { mkdirSync(join(sd, id)); writeFileSync(join(sd, id, 'lock'), ''); writeFileSync(join(sd, id, 'state.json'), '{}'); ringBell(sd, id); };
+const remove = (id) => { rmSync(join(sd, id), { recursive: true }); ringBell(sd, id); };
 for (let i = 0; i < 50; i++) make('s' + i);
 let w;
 let closed;
@@ -301,13 +359,13 @@ w = watchSessions(sd, { probeMs: 10, onEvent: (e) => {
   ${when === 'in-event' ? "if (e.event === 'ended' && !closed) closed = w.close();" : ''}
 } });
 await w.ready;
-for (let i = 0; i < 50; i++) rmSync(join(sd, 's' + i), { recursive: true });
+for (let i = 0; i < 50; i++) remove('s' + i);
 ${when === 'same-tick' ? 'closed = w.close();' : "while (!closed) await new Promise((r) => setTimeout(r, 5));"}
 await closed;
 await new Promise((r) => setImmediate(r));
 // More coming and going after close: nothing may wake the watcher.
 make('late');
-rmSync(join(sd, 'late'), { recursive: true });
+remove('late');
 rmSync(sd, { recursive: true });
 await new Promise((r) => setTimeout(r, 200));
 console.log(JSON.stringify({ wds: wds(), after, resources: process.getActiveResourcesInfo().filter((r) => r !== 'TTYWrap' && r !== 'PipeWrap') }));

@@ -75,6 +75,8 @@ export default async function supervise(p: Parsed): Promise<number> {
     socketGid: await socketGid(ctx),
     limits: limitsFromSettings(ctx.config.supervisorLimits),
     endSessionsOnExit: o['end-sessions-on-exit'] === true,
+    // Undocumented, for bench/watch.ts: the watch's events in the log, with their monotonic time.
+    traceWatch: process.env.WARDEN_TRACE_WATCH === '1',
     relayCalls: relayCalls(ctx.stateDir, configArg ?? ctx.config.file),
     listenFd: activationFd(log),
   });
