@@ -85,6 +85,9 @@ dropGroupWrite('hooks');
 // start-up. -Werror: a warning in code that handles fds for root is a bug.
 mkdirSync('dist/bin', { recursive: true });
 execFileSync('cc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', 'dist/bin/warden', 'src/relay/warden.c'], { stdio: 'inherit' });
+// warden-attrs (src/relay/attrs.c): puts a client's umask, nice value and
+// resource limits on the command the supervisor starts for it.
+execFileSync('cc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', 'dist/bin/warden-attrs', 'src/relay/attrs.c'], { stdio: 'inherit' });
 // The same binary as warden-schroot: it speaks schroot's command line when called by that name.
 rmSync('dist/bin/warden-schroot', { force: true });
 symlinkSync('warden', 'dist/bin/warden-schroot');

@@ -22,6 +22,7 @@ import { findAccount, groupsOfAccount, type Account } from '../config/index.js';
 import { RunError, SessionNeedsRecoveryError } from './errors.js';
 import { startCommand, viaSetsid, type Command } from '../sys/index.js';
 import { commandEnvironment } from './environment.js';
+import { readProcessAttributes, withAttributes, type ProcessAttributes } from './attributes.js';
 import type { PtySlave } from '../sys/index.js';
 
 export { RunError } from './errors.js';
@@ -55,6 +56,12 @@ export interface CommandOptions {
    * unless `user` says otherwise. Default: this process's user.
    */
   caller?: Account | undefined;
+  /**
+   * The umask, nice value and resource limits the command gets where they
+   * differ from this process's (attributes.ts): the client's, bounded.
+   * Default: this process's own.
+   */
+  attributes?: ProcessAttributes | undefined;
 }
 
 /** The account `-u USER` names; a numeric uid without a passwd entry runs with gid = uid and home /. */
@@ -229,6 +236,10 @@ function chrootCommand(target: ChrootTarget, lockFds: readonly number[], o: Comm
     const dir = o.directory ?? o.cwd ?? process.cwd();
     if (dir !== '/') args.push('/bin/sh', '-c', o.directory === undefined ? CD_OR_ROOT_SCRIPT : CD_SCRIPT, 'warden', dir);
     args.push(...o.command);
+  }
+  if (o.attributes) {
+    const own = readProcessAttributes();
+    if (own) [file, ...args] = withAttributes([file, ...args], o.attributes, own);
   }
   const firstFd = 3;
   const env = commandEnvironment({

@@ -7,15 +7,18 @@ import {
   assertRunnable,
   beginSession,
   endSession,
+  boundedBy,
   enterSource,
   fromChildProcess,
   openSession,
+  readProcessAttributes,
   SessionBusyError,
   spawnInSession,
   spawnInSource,
   type Command,
   type CommandLocks,
   type CommandOptions,
+  type ProcessAttributes,
   type Session,
   type WaitInfo,
 } from '../sessions/index.js';
@@ -155,6 +158,20 @@ export class Call {
     return findAccount(String(uid)) ?? { name: String(uid), uid, gid, home: '/', shell: '/bin/sh' };
   }
 
+  /**
+   * The client's umask, nice value and limits for its command, as schroot's
+   * commands inherit their caller's; bounded by the supervisor's own
+   * (attributes.ts). Undefined (the supervisor's own apply) when the pid is
+   * unknown (another pid namespace) or already gone.
+   */
+  #attributes(): ProcessAttributes | undefined {
+    const pid = this.#who.pid;
+    if (pid === undefined || pid <= 0 || pid === process.pid) return undefined;
+    const client = readProcessAttributes(pid);
+    const own = readProcessAttributes();
+    return client && own ? boundedBy(client, own) : undefined;
+  }
+
   /** Refuses a client the chroot does not admit to what `needs` names (exit 8, naming the rule). Root always may. */
   #authorize(chroot: string, needs: (who: Credentials) => Access[]): BeginSpec {
     const spec = this.#host.resolveChroot(chroot);
@@ -173,6 +190,7 @@ export class Call {
       cwd: this.#req.cwd,
       caller: this.#caller(),
       stdio: this.#req.fds,
+      attributes: this.#attributes(),
     };
   }
 

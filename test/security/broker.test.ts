@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { lockHolders } from '../../src/locks/index.js';
 import { manageLockPath, sourceLockPath } from '../../src/sessions/index.js';
 import { SUPERVISOR_SOCKET } from '../../src/supervisor/index.js';
-import { isRoot, REPO, stateEntries, type Fixture } from '../helpers/chroots.js';
+import { DEFAULT_HOOKS, isRoot, REPO, stateEntries, type Fixture } from '../helpers/chroots.js';
 import { untilOutput, warden, writeConfig, type CliEnv, type Result, type Running } from '../helpers/cli.js';
 import { untilBlocked } from '../helpers/leaks.js';
 import { TestTerminal } from '../helpers/terminal.js';
@@ -115,6 +115,23 @@ asRoot(`stdio, the exit status, the caller's uid, groups, cwd and a clean enviro
   // 126 and 127 as from the CLI.
   t.is(relay(user, ['run', '-c', 'fx', '--', '/no/such/command']).status, 127);
   t.is(sessions().length, 0, 'the automatic sessions are ended');
+});
+
+asRoot(`the command gets the client's umask, nice value and resource limits, as schroot's commands get their caller's${NEEDS_ROOT}`, async (t) => {
+  const user = makeUser(t);
+  // The default hooks: /proc in the session, for the command to read its nice value.
+  configure(user.name, [user], [], [`hooks=${DEFAULT_HOOKS}`]);
+  await supervise(t);
+  // Field 19 of /proc/self/stat (sh's comm has no space), the umask and the open-files limits.
+  const probe = 'umask; ulimit -S -n; ulimit -H -n; ulimit -S -c; read -r s < /proc/self/stat; set -- $s; shift 18; echo "nice $1"';
+  const asClient = (setup: string) =>
+    spawnSync('/bin/sh', ['-c', `${setup}; exec "$@"`, 'sh', RELAY, 'run', '-c', 'fx', '--', '/bin/sh', '-c', probe], { uid: user.uid, gid: user.gid, env: userEnv(), cwd: '/', encoding: 'utf8', timeout: 60_000 });
+  const r = asClient('umask 0027; ulimit -S -n 512; ulimit -H -n 1024; ulimit -S -c 0; renice -n 6 -p $$ >/dev/null');
+  t.is(r.status, 0, r.stderr);
+  t.is(r.stdout, '0027\n512\n1024\n0\nnice 6\n');
+  const other = asClient('umask 0002; ulimit -S -n 300; ulimit -S -c 1000');
+  t.is(other.stdout, `0002\n300\n${spawnSync('/bin/sh', ['-c', 'ulimit -H -n'], { encoding: 'utf8' }).stdout.trim()}\n1000\nnice 0\n`, other.stderr);
+  t.is(sessions().length, 0);
 });
 
 asRoot(`begin, run -s and end as a user; another user's session, -u root and a user not admitted are refused with exit 8 before anything is touched${NEEDS_ROOT}`, async (t) => {
