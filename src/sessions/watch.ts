@@ -358,7 +358,7 @@ class SessionWatcher {
 
   /** Liveness of session `id`; its state.json re-read if it changed. */
   #probeOne(id: string): void {
-    const k = this.#known.get(id);
+    let k = this.#known.get(id);
     if (!k || k.kind === 'corrupt') return;
     if (this.#heldByCaller(id)) {
       // Re-adopted by the caller: active again without a probe.
@@ -367,7 +367,16 @@ class SessionWatcher {
     }
     // state.json rewritten (recover, end, a status change) or gone: what
     // a watch on the session dir used to report.
-    if (stateSig(join(this.#dir, id)) !== k.sig) return this.#reconcileOrReport(id);
+    if (stateSig(join(this.#dir, id)) !== k.sig) {
+      // Then its liveness too, in this same probe: a begin's last rewrite
+      // (setting-up -> active) must not put off seeing its holder gone.
+      // A stale session rewritten as active (recovered) is left to the next
+      // probe, so that the rewrite and its holder are not told apart here.
+      const before = k.kind;
+      this.#reconcileOrReport(id);
+      k = this.#known.get(id);
+      if (!k || k.kind === 'corrupt' || k.kind !== before) return;
+    }
     let held: 'shared' | 'exclusive' | undefined;
     try {
       held = holderKind(join(this.#dir, id));
