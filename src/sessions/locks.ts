@@ -120,8 +120,12 @@ export async function takeManageLock(stateDir: string, chroot: string, o: Manage
     };
   }
   const lock = await lockPath(path, 'exclusive', { ...wait, fileMode: 0o600 });
-  if (shared) writeManageOwner(shared.dir, { host: shared.host, what: o.what ?? 'manage', ...(o.session === undefined ? {} : { session: o.session }) });
-  return new ManageLock(lock, shared);
+  // Not for a begin: it holds the lock for milliseconds (no wait line is
+  // shown for those), and the record costs it five round trips to the
+  // shared filesystem. Entries, recoveries and forget-host are named.
+  const owned = shared && o.what !== 'begin' ? shared : undefined;
+  if (owned) writeManageOwner(owned.dir, { host: owned.host, what: o.what ?? 'manage', ...(o.session === undefined ? {} : { session: o.session }) });
+  return new ManageLock(lock, owned);
 }
 
 export type { ManageOwner } from './manage-owner.js';

@@ -24,7 +24,7 @@
 // kernel does not wait for FUSE_RELEASE), so every lock here is released
 // explicitly before its fd is closed; a holder that dies is seen as gone a
 // moment later (a prober then errs towards "active", never "stale").
-import { closeSync, constants as fsc, fsyncSync, ftruncateSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants as fsc, ftruncateSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -443,11 +443,12 @@ function probe(path: string): 'active' | 'stale' | undefined {
   }
 }
 
+// Not fsynced: the record only describes (the lock is the truth), and an
+// fsync through glusterfs is a round trip to the brick's disk on every begin.
 function writeRecord(fd: number, record: Registration): void {
   const text = `${JSON.stringify(record)}\n`;
   ftruncateSync(fd, 0);
   writeSync(fd, text, 0, 'utf8');
-  fsyncSync(fd);
 }
 
 function readRecord(path: string): Registration | undefined {
