@@ -206,7 +206,8 @@ export class Registry {
       throw e;
     }
     try {
-      if (!(await settled(lock, 'exclusive', settleMs))) {
+      if (!(await settledOrGone(lock, settleMs))) {
+        if (lock.closed) return undefined;
         throw new RegistrationHeldError(`registration ${path} is still held`, [{ host: this.host, session, status: 'active', record: readRecord(path), path }]);
       }
       if (!lock.namesSameFile()) {
@@ -411,8 +412,23 @@ function openRegistration(path: string): FileLock {
     return FileLock.open(path, { create: false, range: LIVENESS, fileMode: 0o600 });
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code ?? ((e as Error).cause as NodeJS.ErrnoException | undefined)?.code;
-    if (code === 'ENOENT') throw new RegistrationMissingError(`no registration ${path}`, { cause: e });
+    if (code === 'ENOENT' || code === 'ESTALE') throw new RegistrationMissingError(`no registration ${path}`, { cause: e });
     throw e;
+  }
+}
+
+/**
+ * settled() for EX, where a registration removed by another host (forget-host)
+ * may still be cached by this host's FUSE mount: the lock then fails with
+ * ESTALE, and the handle is closed (false, lock.closed).
+ */
+async function settledOrGone(lock: FileLock, settleMs: number): Promise<boolean> {
+  try {
+    return await settled(lock, 'exclusive', settleMs);
+  } catch (e) {
+    if (!/Stale file handle/.test((e as Error).message)) throw e;
+    lock.close();
+    return false;
   }
 }
 
