@@ -21,6 +21,7 @@ const CODES: Record<string, number> = {
   HookPermissionError: EXIT.hook,
   StaleSessionsError: EXIT.stale,
   SourceBusyError: EXIT.busy,
+  RegistrationHeldError: EXIT.busy,
   SessionNeedsRecoveryError: EXIT.stale,
   PermissionDeniedError: EXIT.denied,
   RootRequiredError: EXIT.denied,

@@ -20,6 +20,7 @@ const VERB_MODULES: Record<string, () => Promise<{ default: VerbMain }>> = {
   info: () => import('./verbs/info.js'),
   locks: () => import('./verbs/locks.js'),
   bootstrap: () => import('./verbs/bootstrap.js'),
+  'forget-host': () => import('./verbs/forget-host.js'),
   recover: () => import('./verbs/recover.js'),
   watch: () => import('./verbs/watch.js'),
 };

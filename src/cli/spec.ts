@@ -175,6 +175,17 @@ export const VERBS: VerbSpec[] = [
     },
   },
   {
+    name: 'forget-host',
+    usage: 'warden forget-host -c CHROOT HOST [--json]',
+    describe:
+      'build farms: forget the registrations of HOST, gone for good, in the shared dir of CHROOT, so that source entries stop waiting for (or refusing) its sessions; refused while any of them is held, and for this host',
+    options: {
+      chroot: { type: 'string', alias: 'c', describe: 'the shared chroot (name or alias)', value: 'CHROOT' },
+      json,
+    },
+    positional: ['host'],
+  },
+  {
     name: 'bootstrap',
     usage: 'warden bootstrap DIR [--force]',
     describe: 'build a minimal chroot in DIR from host binaries (busybox, or sh and coreutils), no downloads',

@@ -8,6 +8,7 @@
 // readable.
 import { describeHolders, lockHolders, type LockHolder } from '../locks/index.js';
 import { describeSessionHolders } from '../sessions/errors.js';
+import { describeManageOwner } from '../sessions/manage-owner.js';
 import type { WaitInfo } from '../sessions/locks.js';
 
 /** How long a wait goes unreported: 1 s, or WARDEN_WAIT_QUIET_MS (0: every wait, at once). */
@@ -46,6 +47,10 @@ function waitLine(info: WaitInfo, holders: readonly LockHolder[] = info.holders)
     const pids = new Set(info.sessions.flatMap((s) => s.pids));
     const others = holders.filter((h) => !pids.has(h.pid));
     return `warden: waiting for the sessions using the source to end: ${info.path}: held by ${describeSessionHolders(info.sessions, others)}`;
+  }
+  if (info.lock === 'manage' && info.owner) {
+    // A shared chroot: the holder may be on another host, where only its manage.owner names it.
+    return `warden: waiting for ${describeManageOwner(info.owner)}: ${info.path}`;
   }
   if (info.lock === 'manage') {
     const entry = info.source === undefined ? undefined : lockHolders(info.source).find((h) => h.kind === 'exclusive');

@@ -7,7 +7,7 @@ import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, NoSuchChrootError } from './errors.js';
 import { loadConfig } from './load.js';
-import { checkSharedStorage } from './shared.js';
+import { checkSharedStorage, hostOf } from './shared.js';
 import type { ChrootDef, Config } from './types.js';
 
 /**
@@ -53,7 +53,8 @@ export function chrootOf(ctx: Context, name: string): ChrootDef {
   const def = ctx.config.lookup(name);
   if (def) {
     checkSharedStorage(ctx.config, def);
-    return def;
+    // The sessions layer names this host in registrations: resolved here, once.
+    return def.sharedDir === undefined ? def : { ...def, sharedDir: { ...def.sharedDir, host: hostOf(ctx.config) } };
   }
   const unsupported = ctx.config.unsupported.find((u) => u.name === name);
   if (unsupported) {

@@ -47,6 +47,8 @@ export interface ChrootDef {
 export interface SharedDir {
   path: string;
   line: number;
+  /** This host's name (hostOf()), filled in by chrootOf once the storage passed checkSharedStorage. */
+  host?: string | undefined;
 }
 
 /**

@@ -5,7 +5,7 @@
 // microseconds). Only a contended request waits, and then in-process first,
 // in wait-queue.ts: waiters for the same (file, range) queue behind a single
 // kernel wait in a worker thread (pool.ts).
-import { closeSync, fstatSync, lstatSync } from 'node:fs';
+import { closeSync, fstatSync, lstatSync, statfsSync } from 'node:fs';
 import {
   LockAbortedError,
   LockBusyError,
@@ -26,6 +26,30 @@ import { setLongTimeout } from '../sys/index.js';
 
 export { WHOLE_FILE, type OpenOptions, type WaitOptions } from './lock-file.js';
 
+/**
+ * close(2) that never throws: Linux frees the fd even when close fails (a
+ * FUSE mount whose client died gives ENOTCONN), and retrying could close
+ * an fd another thread has opened meanwhile.
+ */
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // see above
+  }
+}
+
+const FUSE_SUPER_MAGIC = 0x65735546; // linux/magic.h
+
+/** statfs(2) of `path` says FUSE; asked only when a POSIX conflict is found (rare: probes and refusals). */
+function isOnFuse(path: string): boolean {
+  try {
+    return Number(statfsSync(path).type) === FUSE_SUPER_MAGIC;
+  } catch {
+    return false;
+  }
+}
+
 // Scratch struct flock for the rare calls on other ranges (POSIX-mode partial unlocks).
 const flock = Buffer.alloc(FLOCK_SIZE);
 const kindType = (k: LockKind) => (k === 'shared' ? F_RDLCK : F_WRLCK);
@@ -45,6 +69,9 @@ export class FileLock {
   #req: Record<LockKind | 'unlock', Buffer>;
   #busy = false; // an acquire is in flight on this handle
   #closed = false;
+  // The fd was read through `fd` (to hand to a child, or to write through):
+  // close() must then leave an OFD lock to whoever else shares the OFD.
+  #handedOut = false;
 
   /** Opens `path` (never following a symlink) and returns an unlocked handle. */
   static open(path: string, opts: OpenOptions = {}): FileLock {
@@ -78,6 +105,7 @@ export class FileLock {
   /** The fd (for handing to a child process; in OFD mode the child then shares this lock). */
   get fd(): number {
     this.#assertOpen();
+    this.#handedOut = true;
     return this.#fd;
   }
 
@@ -153,13 +181,29 @@ export class FileLock {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#cmds.mode === 'posix') {
-      if (this.#held !== undefined) this.#unlockKernel();
+      try {
+        if (this.#held !== undefined) this.#unlockKernel();
+      } catch {
+        // a dead FUSE client (ENOTCONN): its locks went with it
+      }
       posix.closeHandle(this.#key, this.#fd);
     } else {
       // Closing the last fd of an OFD releases its locks; if a child
-      // inherited the fd, the lock rightly stays with the child.
+      // inherited the fd, the lock rightly stays with the child. Through
+      // FUSE that release is asynchronous (the kernel sends FUSE_RELEASE
+      // and does not wait for it: another host may still see the lock for
+      // a moment), so a lock no child shares is unlocked explicitly first.
+      // One whose fd was handed out is left alone: unlocking would take it
+      // from the child that shares the open file description.
+      if (this.#held !== undefined && !this.#handedOut) {
+        try {
+          this.#unlockKernel();
+        } catch {
+          // as above: the lock is gone with the client
+        }
+      }
       this.#held = undefined;
-      closeSync(this.#fd);
+      closeQuietly(this.#fd);
     }
   }
 
@@ -183,7 +227,11 @@ export class FileLock {
     if (native().fcntl(this.#fd, this.#cmds.getlk, flock) !== 0) throw this.#syscallError('F_GETLK', errno());
     const f = decodeFlock(flock);
     if (f.type === F_UNLCK) return undefined;
-    return { kind: f.type === F_RDLCK ? 'shared' : 'exclusive', range: { start: f.start, len: f.len }, pid: f.pid };
+    // Through a FUSE filesystem that serves locks for a cluster (glusterfs)
+    // a POSIX lock's l_pid is the holder's pid on its own host, which may
+    // be another: unknown (-1) here, as an OFD lock's always is.
+    const pid = this.#cmds.mode === 'posix' && f.pid > 0 && isOnFuse(this.path) ? -1 : f.pid;
+    return { kind: f.type === F_RDLCK ? 'shared' : 'exclusive', range: { start: f.start, len: f.len }, pid };
   }
 
   /** Who holds or waits for a lock overlapping this range (ours included). */

@@ -1,6 +1,8 @@
 // begin (DESIGN.md, "Locks"): manage EX -> source SH -> claim the id ->
-// liveness SH -> release manage -> pre-mount hooks -> mount -> post-mount
-// hooks -> active. Any failure rolls back every step that was done.
+// liveness SH -> (a shared chroot: register the session, held SH) ->
+// release manage -> pre-mount hooks -> mount -> post-mount hooks -> active.
+// Any failure rolls back every step that was done; the registration goes
+// last, once nothing of the session is left on this host.
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChrootDef } from '../config/index.js';
@@ -8,17 +10,19 @@ import type { FileLock } from '../locks/index.js';
 import { mountUnion } from '../union/index.js';
 import { RollbackError, SessionExistsError } from './errors.js';
 import { newId, validateId } from './ids.js';
-import { createLiveness, takeLivenessShared, takeManageLock, takeSourceShared, withMetadataLock, type LockWaitOptions } from './locks.js';
+import { createLiveness, registerSessionLocked, takeLivenessShared, takeManageLock, takeSourceShared, withMetadataLock, type LockWaitOptions } from './locks.js';
+import type { RegistrationHandle } from './registry.js';
 import { renameNoReplace } from './native.js';
 import { BUILD_PREFIX, UNPUBLISHED_PREFIX, discardSessionDir } from './discard.js';
 import { ringBell } from './watch-bell.js';
 import { sessionProfile } from './profile.js';
 import { makeSessionDirs, MODES, Session } from './session.js';
-import { SESSION_LAYOUT, STATE_VERSION, syncDir, writeStateLocked, type SessionOwner, type SessionState } from './state.js';
+import { SESSION_LAYOUT, STATE_VERSION, syncDir, writeStateLocked, type SessionOwner, type SessionShared, type SessionState } from './state.js';
 import { ensureStateDir, markStateDir } from './store.js';
 import { Undo } from './undo.js';
 import { mountViewLocked } from './view.js';
 import { crashPoint } from '../sys/index.js';
+import { sharedOf } from './shared.js';
 
 export interface BeginOptions extends LockWaitOptions {
   stateDir: string;
@@ -39,13 +43,28 @@ export async function beginSession(o: BeginOptions): Promise<Session> {
   markStateDir(stateDir);
   const undo = new Undo();
   try {
-    const manage = await takeManageLock(stateDir, o.chroot.name, { ...o, source: o.chroot.directory });
+    const shared = sharedOf(o.chroot);
+    const manage = await takeManageLock(stateDir, o.chroot.name, { ...o, source: o.chroot.directory, shared, what: 'begin', session: id });
     undo.push('release manage lock', () => manage.close());
     crashPoint('begin:manage');
     const source = await takeSourceShared(o.chroot.directory, o);
     undo.push('release source lock', () => source.close());
     crashPoint('begin:source');
-    const { dir, liveness, state } = await claimIdLocked(stateDir, id, o, undo);
+    const { dir, liveness, state } = await claimIdLocked(stateDir, id, o, shared, undo);
+    // Under the manage lock, so that an entry on any host that takes it
+    // next sees this session (registered, and holding the source).
+    let registration: RegistrationHandle | undefined;
+    if (shared) {
+      const handle = registerSessionLocked(shared, { session: id, chroot: o.chroot.name, pids: [process.pid] });
+      registration = handle;
+      // Runs after the session dir is gone (pushed before its removal): no
+      // host may go on while this host still has the overlay mounted.
+      undo.push('unregister', async () => {
+        if (await handle.toExclusive()) handle.remove();
+        else handle.close();
+      });
+      crashPoint('begin:registered');
+    }
     // New begins and source entries may go on: this session is visible and
     // holds the source, so an entry now waits for it.
     manage.close();
@@ -55,6 +74,8 @@ export async function beginSession(o: BeginOptions): Promise<Session> {
     // Removed while its locks are still held: nobody sees it stale meanwhile.
     undo.push('remove session dir', () => discardSessionDir(stateDir, id));
     await setUpLocked(session, o, undo);
+    // The session holds its registration from now on (released with it).
+    session.setLocks({ ...session.locks, registration });
     undo.commit();
     return session;
   } catch (e) {
@@ -76,6 +97,7 @@ async function claimIdLocked(
   stateDir: string,
   id: string,
   o: BeginOptions,
+  shared: SessionShared | undefined,
   undo: Undo,
 ): Promise<{ dir: string; liveness: FileLock; state: SessionState }> {
   // Built as .init-*, renamed to .new-* once its lock is held: recover
@@ -109,6 +131,7 @@ async function claimIdLocked(
   };
   const profile = sessionProfile(o.chroot);
   if (profile !== undefined) state.profile = profile;
+  if (shared) state.shared = shared;
   await withMetadataLock(tmp, () => writeStateLocked(tmp, state));
   const dir = join(stateDir, id);
   try {

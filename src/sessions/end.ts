@@ -1,6 +1,9 @@
 // end (DESIGN.md, "Locks"): liveness SH -> EX (other holders: report, wait
 // for them, or kill them) -> pre-unmount hooks -> unmount everything under
 // root, deepest first -> post-unmount hooks -> remove the dir -> release.
+// A shared chroot's session also takes its registration EX right after the
+// liveness lock, and removes it only once the dir is gone: until then every
+// host still sees the session (and an entry anywhere waits for it).
 // A failure before the unmount completes leaves the session intact, active
 // and endable again.
 import { HookFailedError, runHooks, type HookPhase } from '../hooks/index.js';
@@ -8,7 +11,8 @@ import { LockBusyError, type FileLock } from '../locks/index.js';
 import { refuseWhileInUse, unmountSettled } from '../union/index.js';
 import { discardSessionDir, discardSessionDirOffThread } from './discard.js';
 import { SessionBusyError } from './errors.js';
-import { downgradeLiveness, livenessHolders, openLiveness, takeLivenessExclusive, withMetadataLock, type LivenessExclusiveOptions } from './locks.js';
+import { downgradeLiveness, livenessHolders, openLiveness, takeLivenessExclusive, takeRegistrationExclusive, withMetadataLock, type LivenessExclusiveOptions } from './locks.js';
+import { RegistrationHeldError, type RegistrationHandle } from './registry.js';
 import type { Session } from './session.js';
 import { writeStateLocked, type SessionStatus } from './state.js';
 import { crashPoint } from '../sys/index.js';
@@ -33,16 +37,20 @@ export interface EndOptions extends LivenessExclusiveOptions {
 
 /** Ends `session` (held by this process or not). On success the session is gone and `session` holds nothing. */
 export async function endSession(session: Session, o: EndOptions = {}): Promise<void> {
-  const { liveness, source } = session.locks;
+  const { liveness, source, registration: ours } = session.locks;
   const lock = liveness ?? openLiveness(session.paths.dir);
   const before = lock.held;
   const status = session.state.status;
   let stale: boolean;
+  let registration: RegistrationHandle | undefined;
   try {
     stale = (await takeExclusive(session, lock, o)) && before === undefined;
     crashPoint('end:exclusive');
+    registration = await takeRegistration(session, ours);
+    if (registration) crashPoint('end:registration-exclusive');
   } catch (e) {
-    if (!liveness) lock.close();
+    if (before === 'shared' && lock.held === 'exclusive') downgradeLiveness(lock);
+    else if (!liveness) lock.close();
     throw e;
   }
   let late: unknown;
@@ -52,6 +60,8 @@ export async function endSession(session: Session, o: EndOptions = {}): Promise<
     // Still mounted: give the session back as it was (a stale one keeps
     // its setting-up or ending for recover to finish).
     await setStatusLocked(session, status).catch(() => {});
+    if (registration === ours && ours) ours.downgrade();
+    else registration?.close();
     if (before === 'shared') {
       downgradeLiveness(lock);
     } else {
@@ -59,10 +69,38 @@ export async function endSession(session: Session, o: EndOptions = {}): Promise<
     }
     throw e;
   }
+  // The overlay is gone on this host: now, and only now, may other hosts
+  // stop seeing the session.
+  registration?.remove();
+  crashPoint('end:unregistered');
   lock.close();
   source?.close();
-  session.setLocks({ liveness: undefined, source: undefined });
+  session.setLocks({});
   if (late !== undefined) throw late;
+}
+
+/**
+ * A shared chroot's registration, EX: the session's own handle converted,
+ * or a new one. Only the command fds of a holder that just exited can
+ * still hold it (the liveness lock says no local holder remains), for the
+ * moment a FUSE mount takes to release them: retried briefly. undefined
+ * for a session of this host alone, or one whose registration is gone (a
+ * crash after it was removed, or a forgotten host).
+ * Preconditions: liveness EX held through this process.
+ */
+async function takeRegistration(session: Session, ours: RegistrationHandle | undefined): Promise<RegistrationHandle | undefined> {
+  const shared = session.state.shared;
+  if (!shared) return undefined;
+  if (ours) {
+    if (await ours.toExclusive()) return ours;
+    throw new SessionBusyError(session.id, `its registration ${ours.path} is still held (by a holder on another host?)`, []);
+  }
+  try {
+    return await takeRegistrationExclusive(shared, session.id);
+  } catch (e) {
+    if (e instanceof RegistrationHeldError) throw new SessionBusyError(session.id, `${e.message} (by a holder on another host?)`, [], e);
+    throw e;
+  }
 }
 
 /**

@@ -122,6 +122,8 @@ export class RollbackError extends SessionError {
 /** A session holding a source, as a source entry reports it: which one, through which pids, since when. */
 export interface SessionHolder {
   id: string;
+  /** A shared chroot's session of another host (its registration names it); absent: this host's. */
+  host?: string;
   /** Pids that hold both the session (liveness) and the source lock. */
   pids: number[];
   /** state.json's createdAt (ISO). */
@@ -130,7 +132,9 @@ export interface SessionHolder {
 
 /** "fx-1 (pid 12, 3 s), fx-2 (pids 14 15, 2 min)"; outside holders of the lock after "other:". */
 export function describeSessionHolders(sessions: readonly SessionHolder[], others: readonly LockHolder[] = [], now = Date.now()): string {
-  const parts = sessions.map((s) => `session ${s.id} (${s.pids.length === 1 ? 'pid' : 'pids'} ${s.pids.join(' ')}, ${age(now - Date.parse(s.createdAt))})`);
+  const parts = sessions.map(
+    (s) => `session ${s.host === undefined ? s.id : `${s.host}@${s.id}`} (${s.pids.length === 1 ? 'pid' : 'pids'} ${s.pids.join(' ')}${s.host === undefined ? '' : ` on ${s.host}`}, ${age(now - Date.parse(s.createdAt))})`,
+  );
   if (others.some((h) => !h.waiting)) parts.push(`other: ${describeHolders(others)}`);
   return parts.length > 0 ? parts.join(', ') : 'holder unknown';
 }
@@ -147,24 +151,54 @@ function age(ms: number): string {
  * Stale sessions of a chroot (nothing holds them, their overlay may still be
  * mounted over the source) block an operation on its source.
  */
+/** A stale registration of a shared chroot (build farms): a session whose holders died, on any host. */
+export interface StaleRegistration {
+  host: string;
+  id: string;
+  /** Its holders' pids on `host`, as registered. */
+  pids: number[];
+  /** When it began (ISO), if its registration says. */
+  since: string | undefined;
+}
+
 export class StaleSessionsError extends SessionError {
   override name = 'StaleSessionsError';
   readonly chroot: string;
+  /** Stale sessions of this host. */
   readonly ids: readonly string[];
-  constructor(chroot: string, ids: readonly string[]) {
-    const one = ids.length === 1;
-    const id = one ? ids[0] : 'ID';
-    const shown = ids.length > 10 ? `${ids.slice(0, 10).join(', ')} and ${ids.length - 10} more` : ids.join(', ');
-    super(
-      `stale session${one ? '' : 's'} of chroot ${chroot} block${one ? 's' : ''} the source entry: ${shown}; ` +
-        `recover ${one ? 'it' : 'each'} with \`warden recover -s ${id}\`, end ${one ? 'it' : 'them'} with \`warden recover --end -s ${id}\`, or enter with --recover-stale`,
-    );
+  /** Stale sessions of other hosts (shared chroots), which only those hosts can recover. */
+  readonly remote: readonly StaleRegistration[];
+  constructor(chroot: string, ids: readonly string[], remote: readonly StaleRegistration[] = []) {
+    const parts: string[] = [];
+    if (ids.length > 0) {
+      const one = ids.length === 1;
+      const id = one ? ids[0] : 'ID';
+      const shown = ids.length > 10 ? `${ids.slice(0, 10).join(', ')} and ${ids.length - 10} more` : ids.join(', ');
+      parts.push(
+        `stale session${one ? '' : 's'} of chroot ${chroot} block${one ? 's' : ''} the source entry: ${shown}; ` +
+          `recover ${one ? 'it' : 'each'} with \`warden recover -s ${id}\`, end ${one ? 'it' : 'them'} with \`warden recover --end -s ${id}\`, or enter with --recover-stale`,
+      );
+    }
+    if (remote.length > 0) {
+      const hosts = [...new Set(remote.map((r) => r.host))];
+      const shown = remote
+        .slice(0, 10)
+        .map((r) => `${r.host}@${r.id} (${r.pids.length === 1 ? 'pid' : 'pids'} ${r.pids.join(' ') || 'unknown'} on ${r.host}${r.since ? `, since ${r.since}` : ''})`)
+        .join(', ');
+      parts.push(
+        `stale session${remote.length === 1 ? '' : 's'} of chroot ${chroot} on ${hosts.length === 1 ? 'another host' : 'other hosts'} block${remote.length === 1 ? 's' : ''} the source entry: ` +
+          `${shown}${remote.length > 10 ? ` and ${remote.length - 10} more` : ''}; ` +
+          hosts.map((h) => `on ${h} run \`warden recover --all --end\``).join(', ') +
+          ' (or, for a host that is gone for good, `warden forget-host -c ' + chroot + ' HOST`)',
+      );
+    }
+    super(parts.join('; '));
     this.chroot = chroot;
     this.ids = ids;
+    this.remote = remote;
   }
 }
 
-/** The source lock is held (--no-wait) or stayed held until the timeout: by these sessions and other processes. */
 export class SourceBusyError extends SessionError {
   override name = 'SourceBusyError';
   readonly chroot: string;

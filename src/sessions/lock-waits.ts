@@ -4,6 +4,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FileLock, LockHolder, LockKind, WaitOptions } from '../locks/index.js';
 import type { SessionHolder } from './errors.js';
+import type { ManageOwner } from './manage-owner.js';
 
 /** Which lock a wait is for, and who holds it: what the CLI shows while waiting. */
 export interface WaitInfo {
@@ -17,6 +18,8 @@ export interface WaitInfo {
    * entry shows (it holds or waits for it exclusively) and begins do not.
    */
   source?: string;
+  /** Manage waits of a shared chroot: who holds it, on any host, as its `manage.owner` says. */
+  owner?: ManageOwner;
 }
 
 export interface LockWaitOptions {

@@ -2,7 +2,10 @@
 // takes a warden lock goes through here, so "where is the manage lock
 // taken" has one answer:
 //   source    takeSourceShared, takeSourceExclusiveLocked (entry), takeSourceForDestroy (bootstrap)
-//   manage    takeManageLock
+//   manage    takeManageLock (`<shared-dir>/manage.lock` for a shared chroot)
+//   registration (shared chroots: `<shared-dir>/sessions/<host>@<id>`, byte 0)
+//             registerSessionLocked (begin), takeRegistrationShared (run, commands),
+//             takeRegistrationExclusive (end, recover), registryOf (probes: list)
 //   liveness  createLiveness, takeLivenessShared, takeLivenessExclusive (end, recover:
 //             wait / force), waitLivenessFree (source entry), tryLivenessAbandoned (sweep),
 //             downgradeLiveness; probes livenessHeld, livenessHolderKind, livenessHolders
@@ -11,7 +14,10 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { FileLock, LockBusyError, LockFileError, LockTimeoutError, lockHolders, lockPath, type LockHolder, type LockKind } from '../locks/index.js';
+import type { SessionShared } from './state.js';
 import { StateDirError } from './errors.js';
+import { readManageOwner, removeManageOwner, writeManageOwner, type ManageOwner } from './manage-owner.js';
+import { Registry, type RegistrationHandle } from './registry.js';
 import { errnoCode, tryAcquireSettled, waitOpts, type LockWaitOptions } from './lock-waits.js';
 
 export { errnoCode, tryAcquireSettled, type LockWaitOptions, type WaitInfo } from './lock-waits.js';
@@ -20,6 +26,8 @@ export const SESSION_LOCK_FILE = 'lock';
 /** `<source>/.ref`: the source lock (the flatpak / pressure-vessel convention). */
 export const SOURCE_LOCK_FILE = '.ref';
 export const MANAGE_DIR = '.manage';
+/** `<shared-dir>/manage.lock`: the manage lock of a shared chroot, for every host. */
+export const SHARED_MANAGE_FILE = 'manage.lock';
 /** `<state-dir>/supervisor.lock`: one supervisor per state dir. */
 export const SUPERVISOR_LOCK_FILE = 'supervisor.lock';
 /** Byte 0 of `<id>/lock`: shared by every holder of the session. */
@@ -35,16 +43,125 @@ export function sourceLockPath(source: string): string {
   return join(source, SOURCE_LOCK_FILE);
 }
 
-/** manage EX: taken by begin while it claims the source and the id, and by a source entry for its whole run. */
-export async function takeManageLock(stateDir: string, chroot: string, o: LockWaitOptions & { source?: string } = {}): Promise<FileLock> {
-  const dir = join(stateDir, MANAGE_DIR);
-  try {
-    mkdirSync(dir, { mode: 0o700 });
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new StateDirError(stateDir, `cannot create ${MANAGE_DIR}: ${(e as Error).message}`, e);
+/** Where a chroot's manage lock lives: `<shared-dir>/manage.lock` when shared (every host takes the same one), else in the state dir. */
+export function manageLockPathOf(stateDir: string, chroot: string, shared: SessionShared | undefined): string {
+  return shared ? join(shared.dir, SHARED_MANAGE_FILE) : manageLockPath(stateDir, chroot);
+}
+
+/**
+ * The manage lock as held: its FileLock, and for a shared chroot the
+ * `manage.owner` record that tells other hosts who holds it, removed just
+ * before the lock is released. close() is idempotent.
+ */
+export class ManageLock {
+  readonly lock: FileLock;
+  #shared: SessionShared | undefined;
+
+  constructor(lock: FileLock, shared: SessionShared | undefined) {
+    this.lock = lock;
+    this.#shared = shared;
   }
-  const path = manageLockPath(stateDir, chroot);
-  return lockPath(path, 'exclusive', { ...waitOpts('manage', path, o, o.source === undefined ? undefined : sourceLockPath(o.source)), fileMode: 0o600 });
+
+  /** The fd, for a command that keeps the lock (a source entry's). */
+  get fd(): number {
+    return this.lock.fd;
+  }
+
+  get path(): string {
+    return this.lock.path;
+  }
+
+  close(): void {
+    if (this.lock.closed) return;
+    if (this.#shared) removeManageOwner(this.#shared.dir, this.#shared.host);
+    this.lock.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+export interface ManageLockOptions extends LockWaitOptions {
+  /** The chroot's source: a manage wait looks at its `.ref` to tell a source entry from begins. */
+  source?: string;
+  /** A shared chroot: shared-dir= and this host. */
+  shared?: SessionShared | undefined;
+  /** What takes it, for `manage.owner` (shared chroots). */
+  what?: string;
+  session?: string;
+}
+
+/**
+ * manage EX: taken by begin while it claims the source and the id, and by
+ * a source entry for its whole run. A shared chroot's is in shared-dir=,
+ * so begins and entries of every host queue on it.
+ */
+export async function takeManageLock(stateDir: string, chroot: string, o: ManageLockOptions = {}): Promise<ManageLock> {
+  if (!o.shared) {
+    const dir = join(stateDir, MANAGE_DIR);
+    try {
+      mkdirSync(dir, { mode: 0o700 });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new StateDirError(stateDir, `cannot create ${MANAGE_DIR}: ${(e as Error).message}`, e);
+    }
+  }
+  const path = manageLockPathOf(stateDir, chroot, o.shared);
+  const wait = waitOpts('manage', path, o, o.source === undefined ? undefined : sourceLockPath(o.source));
+  const shared = o.shared;
+  if (shared && wait.onWait) {
+    // Remote holders are invisible here: name the one manage.owner names.
+    const report = wait.onWait;
+    const onWait = o.onWait!;
+    wait.onWait = (holders) => {
+      const owner = readManageOwner(shared.dir);
+      if (!owner) return report(holders);
+      onWait({ lock: 'manage', path, holders, owner, ...(o.source === undefined ? {} : { source: sourceLockPath(o.source) }) });
+    };
+  }
+  const lock = await lockPath(path, 'exclusive', { ...wait, fileMode: 0o600 });
+  // Not for a begin: it holds the lock for milliseconds (no wait line is
+  // shown for those), and the record costs it five round trips to the
+  // shared filesystem. Entries, recoveries and forget-host are named.
+  const owned = shared && o.what !== 'begin' ? shared : undefined;
+  if (owned) writeManageOwner(owned.dir, { host: owned.host, what: o.what ?? 'manage', ...(o.session === undefined ? {} : { session: o.session }) });
+  return new ManageLock(lock, owned);
+}
+
+export type { ManageOwner } from './manage-owner.js';
+
+/** The registrations of a shared chroot, as this host sees them (registry.ts). */
+export function registryOf(shared: SessionShared): Registry {
+  return Registry.open(shared.dir, shared.host);
+}
+
+/**
+ * registration SH (byte 0 of `<shared-dir>/sessions/<host>@<id>`): made
+ * and held by begin, so that every host sees the session.
+ * Preconditions: the chroot's manage lock is held EX.
+ */
+export function registerSessionLocked(shared: SessionShared, reg: { session: string; chroot: string; pids: number[] }): RegistrationHandle {
+  return registryOf(shared).registerLocked(reg);
+}
+
+/**
+ * registration SH on a new open file description, non-blocking: a new
+ * holder (run -s, a started command), beside its liveness SH. undefined
+ * while an ender or recoverer holds it EX; RegistrationMissingError when
+ * the session has no registration (recover ends such a session).
+ */
+export function takeRegistrationShared(shared: SessionShared, id: string): FileLock | undefined {
+  return registryOf(shared).holdShared(id);
+}
+
+/**
+ * registration EX (end, recover), for a caller holding none of it yet:
+ * undefined when there is none; RegistrationHeldError while a holder
+ * keeps it (after a short settle: see Registry.takeExclusive).
+ * Preconditions: liveness EX held, so no local holder remains.
+ */
+export async function takeRegistrationExclusive(shared: SessionShared, id: string): Promise<RegistrationHandle | undefined> {
+  return registryOf(shared).takeExclusive(id);
 }
 
 /** source SH: held by every holder of a session over `source` for as long as it holds it. */

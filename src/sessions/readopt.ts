@@ -7,24 +7,33 @@ import type { FileLock } from '../locks/index.js';
 import { canonicalPath, crashPoint, readMountInfo } from '../sys/index.js';
 import { isMountPoint, mountUnion, removeTree, unmountSettled, UnionError } from '../union/index.js';
 import { RollbackError } from './errors.js';
-import { downgradeLiveness, takeSourceShared, withMetadataLock, type LockWaitOptions } from './locks.js';
+import { downgradeLiveness, takeSourceShared, withMetadataLock, type LockWaitOptions, type ManageLock } from './locks.js';
+import type { RegistrationHandle } from './registry.js';
 import { makeSessionDirs, MODES, type Session } from './session.js';
 import { writeStateLocked, type SessionState } from './state.js';
 import { Undo } from './undo.js';
 import { mountViewLocked, sessionHook } from './view.js';
 
 /**
- * Source SH, the view back in place, state active, liveness down to SH. On
- * failure what this did is undone (a mount it made is taken down again),
- * the state is left as it was, and every lock is released: the session is
- * stale and recoverable, as before.
- * Preconditions: manage EX of the session's chroot and liveness EX held by
- * this process; both are handed over (released on failure).
+ * Source SH, the view back in place, state active, liveness down to SH
+ * (and a shared session's registration down to SH, naming this process).
+ * On failure what this did is undone (a mount it made is taken down
+ * again), the state is left as it was, and every lock is released: the
+ * session is stale and recoverable, as before.
+ * Preconditions: manage EX of the session's chroot, liveness EX and (a
+ * shared session) registration EX held by this process; all are handed
+ * over (released on failure).
  */
-export async function readoptLocked(session: Session, manage: FileLock, liveness: FileLock, o: LockWaitOptions): Promise<{ remounted: boolean; phases: HookPhase[] }> {
+export async function readoptLocked(
+  session: Session,
+  held: { manage: ManageLock; liveness: FileLock; registration: RegistrationHandle | undefined },
+  o: LockWaitOptions,
+): Promise<{ remounted: boolean; phases: HookPhase[] }> {
+  const { manage, liveness, registration } = held;
   const undo = new Undo();
   undo.push('release manage lock', () => manage.close());
   undo.push('release liveness lock', () => liveness.close());
+  if (registration) undo.push('release registration', () => registration.close());
   try {
     const source = await takeSourceShared(session.state.source, o);
     undo.push('release source lock', () => source.close());
@@ -32,7 +41,7 @@ export async function readoptLocked(session: Session, manage: FileLock, liveness
     // Holding the source now: a source entry from here on waits for us.
     manage.close();
     crashPoint('recover:manage-released');
-    session.setLocks({ liveness, source });
+    session.setLocks({ liveness, source, registration });
     const view = await restoreViewLocked(session, o, undo);
     const active: SessionState = { ...session.state, status: 'active', updatedAt: new Date().toISOString() };
     await withMetadataLock(session.paths.dir, () => writeStateLocked(session.paths.dir, active));
@@ -41,10 +50,15 @@ export async function readoptLocked(session: Session, manage: FileLock, liveness
     // fcntl(2): converting an exclusive lock to shared never blocks.
     if (!downgradeLiveness(liveness)) throw new Error(`session ${session.id}: could not downgrade its liveness lock to shared`);
     crashPoint('recover:shared');
+    if (registration) {
+      registration.downgrade();
+      registration.update([process.pid]);
+      crashPoint('recover:reregistered');
+    }
     undo.commit();
     return view;
   } catch (e) {
-    session.setLocks({ liveness: undefined, source: undefined });
+    session.setLocks({});
     const errors = await undo.run();
     if (errors.length > 0) throw new RollbackError(session.id, e, errors);
     throw e;

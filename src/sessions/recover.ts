@@ -8,6 +8,11 @@
 // (to run a command in it) or lets it go, stale but consistent.
 // end: liveness EX (non-blocking), then end's own teardown. A session that
 // was being ended when its ender died is always ended: someone asked for it.
+// A shared chroot's session: its registration EX right after the liveness
+// lock; re-adopted, it is held SH again with this process's pid in it. A
+// session whose registration is gone (a crash between the end's removal
+// of the two, or a host forgotten meanwhile) is only ended: other hosts no
+// longer wait for it, so it must not hold the source again.
 //
 // The upper layer is never touched: whatever a session wrote survives any
 // number of crashes and recoveries.
@@ -19,7 +24,8 @@ import { LockBusyError, type FileLock } from '../locks/index.js';
 import { crashPoint } from '../sys/index.js';
 import { endSession } from './end.js';
 import { SessionActiveError, SessionNotFoundError } from './errors.js';
-import { livenessHeld, livenessHolders, openLiveness, takeLivenessExclusive, takeManageLock, type LockWaitOptions } from './locks.js';
+import { livenessHeld, livenessHolders, openLiveness, takeLivenessExclusive, takeManageLock, takeRegistrationExclusive, type LockWaitOptions, type ManageLock } from './locks.js';
+import { RegistrationHeldError, type RegistrationHandle } from './registry.js';
 import { openSession } from './open.js';
 import { readoptLocked } from './readopt.js';
 import type { Session } from './session.js';
@@ -58,36 +64,64 @@ export async function recoverSession(o: RecoverOptions): Promise<Recovered> {
   // (A conflict nobody can be named for may be a fork's passing copy of our fds: see tryAcquireSettled.)
   const holders = livenessHeld(probe.paths.dir) ? livenessHolders(probe.paths.dir) : [];
   if (holders.length > 0) throw new SessionActiveError(probe.id, holders);
-  const ending = o.end === true || probe.state.status === 'ending';
+  let ending = o.end === true || probe.state.status === 'ending';
   // Re-adopting takes the manage lock first, as begin does: a pending source
   // entry holds it, and recovery queues behind it. While this waits the
   // session still looks stale, so the entry sees it (and refuses, or ends
   // it); holding liveness EX first would hide it while still mounted.
   // Ending needs no manage lock: unmounting never harms the source.
-  let manage: FileLock | undefined;
+  let manage: ManageLock | undefined;
   let liveness: FileLock | undefined;
+  let registration: RegistrationHandle | undefined;
   try {
-    manage = ending ? undefined : await takeManageLock(stateDir, probe.state.chroot, { ...o, source: probe.state.source });
+    manage = ending ? undefined : await takeManageLock(stateDir, probe.state.chroot, { ...o, source: probe.state.source, shared: probe.state.shared, what: 'recover', session: probe.id });
     if (manage) crashPoint('recover:manage');
     liveness = await takeLivenessExclusiveNow(probe);
     crashPoint('recover:exclusive');
     // What the session is now, read under the lock.
     const session = openSession(stateDir, o.id);
-    session.setLocks({ liveness, source: undefined });
+    if (session.state.shared) {
+      registration = await takeRegistrationNow(session);
+      if (registration) crashPoint('recover:registration-exclusive');
+      else ending = true;
+    }
+    session.setLocks({ liveness, registration });
     const killedHooks = (o.strays ?? strayHooks(stateDir)).filter((h) => h.sessionId === session.id);
     await killStrayHooks(killedHooks);
     if (killedHooks.length > 0) crashPoint('recover:hooks-killed');
     if (ending || session.state.status === 'ending') {
       manage?.close();
-      // endSession owns the lock from here and closes it, also on failure.
-      await endSession(session, { recover: true });
+      // endSession owns the locks from here and closes them, also on failure.
+      liveness = registration = undefined;
+      try {
+        await endSession(session, { recover: true });
+      } finally {
+        session.release();
+      }
       return { id: session.id, action: 'ended', killedHooks };
     }
-    const { remounted, phases } = await readoptLocked(session, manage!, liveness, o);
+    const held = { manage: manage!, liveness, registration };
+    manage = liveness = registration = undefined;
+    const { remounted, phases } = await readoptLocked(session, held, o);
     return { id: session.id, action: 'readopted', session, remounted, phases, killedHooks };
   } catch (e) {
+    registration?.close();
     manage?.close();
     liveness?.close();
+    throw e;
+  }
+}
+
+/**
+ * A shared session's registration EX, beside the liveness EX (no local
+ * holder remains, so only a holder's closing fd can keep it, briefly).
+ * undefined when it has none any more.
+ */
+async function takeRegistrationNow(session: Session): Promise<RegistrationHandle | undefined> {
+  try {
+    return await takeRegistrationExclusive(session.state.shared!, session.id);
+  } catch (e) {
+    if (e instanceof RegistrationHeldError) throw new SessionActiveError(session.id, []);
     throw e;
   }
 }

@@ -3,7 +3,8 @@
 // the session's life by its holders, so that any host can tell a live
 // session anywhere from one whose holders died.
 //
-// Not wired into begin/run/end/recover/source yet (issue 20, round two).
+// Taken through sessions/locks.ts (one function per lock), by begin, run,
+// end, recover and the source entry.
 //
 // A registration file carries two fcntl locks, as `<id>/lock` does locally:
 //   byte 0  liveness: SH by every holder of the session, through fds they
@@ -23,9 +24,10 @@
 // kernel does not wait for FUSE_RELEASE), so every lock here is released
 // explicitly before its fd is closed; a holder that dies is seen as gone a
 // moment later (a prober then errs towards "active", never "stale").
-import { closeSync, constants as fsc, fsyncSync, ftruncateSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants as fsc, ftruncateSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { hostProblem } from '../config/index.js';
 import { FileLock } from '../locks/index.js';
 import { untrusted } from '../sys/index.js';
@@ -64,6 +66,11 @@ export class RegistryError extends Error {
 /** A session of this name and host is registered already. */
 export class RegistrationExistsError extends RegistryError {
   override name = 'RegistrationExistsError';
+}
+
+/** The session has no registration (never made, or removed: an orphan left by a crash, or forgotten). */
+export class RegistrationMissingError extends RegistryError {
+  override name = 'RegistrationMissingError';
 }
 
 /** Other holders keep the registration (unregister), or a host to forget still holds some (forgetHost). */
@@ -152,6 +159,68 @@ export class Registry {
       }
       unlinkSync(tmp);
     }
+  }
+
+  /** Where this host's registration of `session` lives. */
+  pathOf(session: string): string {
+    return this.#path(this.host, session);
+  }
+
+  /**
+   * A new holder of this host's registration of `session` (run -s, a
+   * command): byte 0 SH on an open file description of its own,
+   * non-blocking. undefined while an ender or recoverer holds it EX;
+   * RegistrationMissingError when there is none.
+   */
+  holdShared(session: string): FileLock | undefined {
+    const path = this.#path(this.host, session);
+    const lock = openRegistration(path);
+    try {
+      if (lock.tryAcquire('shared')) {
+        if (lock.namesSameFile()) return lock;
+        lock.release();
+        throw new RegistrationMissingError(`registration ${path} was removed`);
+      }
+    } catch (e) {
+      lock.close();
+      throw e;
+    }
+    lock.close();
+    return undefined;
+  }
+
+  /**
+   * This host's registration of `session`, byte 0 EX (end, recover), for a
+   * caller that holds none of it yet. undefined when there is none. A
+   * holder that just exited may keep it a moment longer (a FUSE mount
+   * releases a closed fd's lock asynchronously): retried for up to
+   * `settleMs`, then RegistrationHeldError.
+   */
+  async takeExclusive(session: string, settleMs = SETTLE_MS): Promise<RegistrationHandle | undefined> {
+    const path = this.#path(this.host, session);
+    let lock: FileLock;
+    try {
+      lock = openRegistration(path);
+    } catch (e) {
+      if (e instanceof RegistrationMissingError) return undefined;
+      throw e;
+    }
+    try {
+      if (!(await settledOrGone(lock, settleMs))) {
+        if (lock.closed) return undefined;
+        throw new RegistrationHeldError(`registration ${path} is still held`, [{ host: this.host, session, status: 'active', record: readRecord(path), path }]);
+      }
+      if (!lock.namesSameFile()) {
+        lock.release();
+        lock.close();
+        return undefined;
+      }
+    } catch (e) {
+      lock.close();
+      throw e;
+    }
+    const record = readRecord(path) ?? { host: this.host, session, chroot: '', pids: [], began: new Date(0).toISOString() };
+    return new RegistrationHandle(path, lock, record);
   }
 
   /** Every registration of every host, each probed: held (active) or not (stale). Never blocks. */
@@ -247,6 +316,41 @@ export class RegistrationHandle {
     return lock;
   }
 
+  /** Whether this handle holds byte 0 exclusively (end, recover) or shared (a holder). */
+  get held(): 'shared' | 'exclusive' | undefined {
+    return this.#lock?.held;
+  }
+
+  /**
+   * byte 0 SH -> EX for an ender that holds the registration already
+   * (retried for up to `settleMs`, as takeExclusive). false: other holders
+   * remain, and the handle still holds SH.
+   */
+  async toExclusive(settleMs = SETTLE_MS): Promise<boolean> {
+    return settled(this.#live(), 'exclusive', settleMs);
+  }
+
+  /** EX -> SH (recover, once the session is held again). fcntl(2): never blocks. */
+  downgrade(): void {
+    if (!this.#live().tryAcquire('shared')) throw new RegistryError(`registration ${this.path}: could not downgrade to shared`);
+  }
+
+  /**
+   * Removes the registration while holding it EX, then closes: no host
+   * ever sees it unheld. Preconditions: held EX through this handle (and
+   * the session's overlay is gone: an entry on any host may go on now).
+   */
+  remove(): void {
+    const lock = this.#live();
+    if (lock.held !== 'exclusive') throw new RegistryError(`registration ${this.path} removed without holding it exclusively`);
+    try {
+      unlinkSync(this.path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    this.close();
+  }
+
   /** Rewrites the JSON (new pids after a re-adoption), under the metadata byte. */
   update(pids: number[]): void {
     const lock = this.#live();
@@ -300,6 +404,44 @@ export class RegistrationHandle {
   }
 }
 
+/** How long an ender retries a registration whose last holder just exited (see takeExclusive). */
+const SETTLE_MS = 2000;
+
+function openRegistration(path: string): FileLock {
+  try {
+    return FileLock.open(path, { create: false, range: LIVENESS, fileMode: 0o600 });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? ((e as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+    if (code === 'ENOENT' || code === 'ESTALE') throw new RegistrationMissingError(`no registration ${path}`, { cause: e });
+    throw e;
+  }
+}
+
+/**
+ * settled() for EX, where a registration removed by another host (forget-host)
+ * may still be cached by this host's FUSE mount: the lock then fails with
+ * ESTALE, and the handle is closed (false, lock.closed).
+ */
+async function settledOrGone(lock: FileLock, settleMs: number): Promise<boolean> {
+  try {
+    return await settled(lock, 'exclusive', settleMs);
+  } catch (e) {
+    if (!/Stale file handle/.test((e as Error).message)) throw e;
+    lock.close();
+    return false;
+  }
+}
+
+/** tryAcquire, again after 1, 2, 4... ms until `settleMs` have passed. */
+async function settled(lock: FileLock, kind: 'shared' | 'exclusive', settleMs: number): Promise<boolean> {
+  const end = Date.now() + settleMs;
+  for (let delay = 1; ; delay = Math.min(delay * 2, 100)) {
+    if (lock.tryAcquire(kind)) return true;
+    if (Date.now() >= end) return false;
+    await sleep(delay);
+  }
+}
+
 /** byte 0 EX non-blocking: taken => nobody holds the session => stale. undefined if the file is gone. */
 function probe(path: string): 'active' | 'stale' | undefined {
   let lock: FileLock;
@@ -317,11 +459,12 @@ function probe(path: string): 'active' | 'stale' | undefined {
   }
 }
 
+// Not fsynced: the record only describes (the lock is the truth), and an
+// fsync through glusterfs is a round trip to the brick's disk on every begin.
 function writeRecord(fd: number, record: Registration): void {
   const text = `${JSON.stringify(record)}\n`;
   ftruncateSync(fd, 0);
   writeSync(fd, text, 0, 'utf8');
-  fsyncSync(fd);
 }
 
 function readRecord(path: string): Registration | undefined {

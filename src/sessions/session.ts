@@ -7,8 +7,9 @@ import { join } from 'node:path';
 import { UnionError, type UnionType } from '../union/index.js';
 import type { FileLock } from '../locks/index.js';
 import type { HookVars } from '../hooks/index.js';
-import { SessionBusyError } from './errors.js';
-import { takeLivenessShared, takeSourceShared } from './locks.js';
+import { SessionBusyError, SessionNeedsRecoveryError } from './errors.js';
+import { takeLivenessShared, takeRegistrationShared, takeSourceShared } from './locks.js';
+import { RegistrationMissingError, type RegistrationHandle } from './registry.js';
 import { SESSION_LAYOUT, type SessionLayout, type SessionState } from './state.js';
 
 export interface SessionPaths {
@@ -74,7 +75,7 @@ export function hookVars(state: SessionState, dir: string, stateDir: string, rec
 
 /** Lock fds for a command started in a session: separate open file descriptions, inherited by the command. */
 export interface CommandLocks {
-  /** The fds, in the order they should appear in the child (after stdio): liveness, source. */
+  /** The fds, in the order they should appear in the child (after stdio): liveness, source, and a shared chroot's registration. */
   fds: number[];
   /**
    * True when the child keeps the locks through the inherited fds (OFD
@@ -86,20 +87,29 @@ export interface CommandLocks {
   close(): void;
 }
 
+/** What a process holds of a session; the registration for a shared chroot only. */
+export interface SessionLocks {
+  liveness?: FileLock | undefined;
+  source?: FileLock | undefined;
+  registration?: RegistrationHandle | undefined;
+}
+
 export class Session {
   readonly stateDir: string;
   readonly paths: SessionPaths;
   #state: SessionState;
   #liveness: FileLock | undefined;
   #source: FileLock | undefined;
+  #registration: RegistrationHandle | undefined;
 
   /** Internal: built by beginSession / openSession. */
-  constructor(stateDir: string, dir: string, state: SessionState, locks: { liveness?: FileLock; source?: FileLock } = {}) {
+  constructor(stateDir: string, dir: string, state: SessionState, locks: SessionLocks = {}) {
     this.stateDir = stateDir;
     this.paths = sessionPaths(dir, state.layout);
     this.#state = state;
     this.#liveness = locks.liveness;
     this.#source = locks.source;
+    this.#registration = locks.registration;
   }
 
   get id(): string {
@@ -116,14 +126,15 @@ export class Session {
   }
 
   /** Internal, for end/recover: the locks this object owns. */
-  get locks(): { liveness: FileLock | undefined; source: FileLock | undefined } {
-    return { liveness: this.#liveness, source: this.#source };
+  get locks(): SessionLocks {
+    return { liveness: this.#liveness, source: this.#source, registration: this.#registration };
   }
 
-  /** Internal: hand over (or drop) the locks after end or begin steps. */
-  setLocks(locks: { liveness: FileLock | undefined; source: FileLock | undefined }): void {
+  /** Internal: hand over (or drop) the locks after end or begin steps (an absent registration is dropped too). */
+  setLocks(locks: SessionLocks): void {
     this.#liveness = locks.liveness;
     this.#source = locks.source;
+    this.#registration = locks.registration;
   }
 
   /** Internal: the state after a rewrite. */
@@ -145,30 +156,54 @@ export class Session {
     if (!liveness) {
       throw new SessionBusyError(this.id, 'it is being ended or recovered', []);
     }
-    let source: FileLock;
+    let source: FileLock | undefined;
+    let registration: FileLock | undefined;
     try {
       source = await takeSourceShared(this.#state.source, { wait: false });
+      registration = this.#takeRegistration();
     } catch (e) {
+      source?.close();
       liveness.close();
       throw e;
     }
+    const locks = registration ? [liveness, source, registration] : [liveness, source];
     let closed = false;
     return {
-      fds: [liveness.fd, source.fd],
+      fds: locks.map((l) => l.fd),
       inherited: liveness.mode === 'ofd',
       close() {
         if (closed) return;
         closed = true;
-        liveness.close();
-        source.close();
+        for (const l of locks) l.close();
       },
     };
   }
 
+  /**
+   * A shared chroot's session: registration SH for a new holder, so that
+   * every host sees the session held for as long as the command runs.
+   * undefined for a session of this host alone.
+   */
+  #takeRegistration(): FileLock | undefined {
+    const shared = this.#state.shared;
+    if (!shared) return undefined;
+    let lock: FileLock | undefined;
+    try {
+      lock = takeRegistrationShared(shared, this.id);
+    } catch (e) {
+      if (e instanceof RegistrationMissingError) throw new SessionNeedsRecoveryError(this.id, 'has no registration in the shared dir (a crash, or its host was forgotten)');
+      throw e;
+    }
+    if (!lock) throw new SessionBusyError(this.id, 'it is being ended or recovered (its registration is held exclusively)', []);
+    return lock;
+  }
+
   /** Stops holding the session without ending it (it goes stale unless something else holds it). Idempotent. */
   release(): void {
+    this.#registration?.close();
     this.#liveness?.close();
     this.#source?.close();
+    this.#registration = undefined;
     this.#liveness = undefined;
     this.#source = undefined;
   }

@@ -6,6 +6,8 @@ import { fileKeyOfPath, holdersByKey, rangesOverlap, type LockHolder } from '../
 import type { SessionHolder } from './errors.js';
 import { LIVENESS, SESSION_LOCK_FILE, sourceLockPath, type WaitInfo } from './locks.js';
 import { listSessions, type SessionEntry } from './store.js';
+import { sharedOf } from './shared.js';
+import { remoteHolders } from './source-farm.js';
 
 /** Sessions (active or stale) whose view is over this chroot's source directory. */
 export function sessionsOf(stateDir: string, chroot: ChrootDef): SessionEntry[] {
@@ -20,10 +22,11 @@ export function sessionsOf(stateDir: string, chroot: ChrootDef): SessionEntry[] 
  */
 export function sourceHolders(stateDir: string, chroot: ChrootDef): { holders: LockHolder[]; sessions: SessionHolder[] } {
   let refKey: string;
+  const remote = remoteHolders(sharedOf(chroot));
   try {
     refKey = fileKeyOfPath(sourceLockPath(chroot.directory));
   } catch {
-    return { holders: [], sessions: [] }; // no .ref yet: nobody holds it
+    return { holders: [], sessions: remote }; // no .ref yet: nobody holds it
   }
   const lockKeys: [SessionEntry, string][] = [];
   for (const e of sessionsOf(stateDir, chroot)) {
@@ -42,7 +45,7 @@ export function sourceHolders(stateDir: string, chroot: ChrootDef): { holders: L
     const pids = [...new Set(live.map((h) => h.pid))].sort((a, b) => a - b);
     if (pids.length > 0) sessions.push({ id: e.id, pids, createdAt: e.state!.createdAt });
   }
-  return { holders, sessions };
+  return { holders, sessions: [...sessions, ...remote] };
 }
 
 /**
@@ -61,7 +64,7 @@ export function sourceWaitReport(stateDir: string, chroot: ChrootDef, onWait: (i
       return; // a report must never break the wait
     }
     // Nobody left: the grant is on its way, nothing worth saying.
-    if (found.holders.length === 0) return;
+    if (found.holders.length === 0 && found.sessions.length === 0) return;
     const key = JSON.stringify([found.sessions.map((s) => [s.id, s.pids]), found.holders.map((h) => [h.pid, h.kind])]);
     if (key === last) return;
     last = key;

@@ -4,6 +4,12 @@
 // holding it) -> the command runs chrooted in the source and inherits both
 // locks -> release when it exits.
 //
+// A shared chroot (build farms): the manage lock is in shared-dir=, so it
+// queues begins of every host; the stale sessions of every host block the
+// entry (their registrations are stale); the sessions that still hold the
+// source are named from their registrations; and the entry goes on only
+// once no registration is left at all.
+//
 // The manage lock is what gives a pending entry writer preference: begin
 // takes manage before it takes the source SH, so once the entry holds
 // manage no new holder of the source can appear and the entry waits only
@@ -19,7 +25,11 @@ import {
   takeManageLock,
   takeSourceExclusiveLocked,
   type LockWaitOptions,
+  type ManageLock,
 } from './locks.js';
+import { sharedOf } from './shared.js';
+import { registrations, isOwnOrphan, staleRegistrationsLocked, waitRegistrationFreeLocked } from './source-farm.js';
+import type { SessionShared } from './state.js';
 import { openSession } from './open.js';
 import type { Command } from '../sys/index.js';
 import { RunError, spawnChrooted, spawnGated, type ChrootTarget, type CommandOptions, type GatedChild } from './run.js';
@@ -60,17 +70,18 @@ export class SourceEntry implements CommandLocks {
   readonly recovered: readonly string[];
   /** The command, running (when `command` was given). */
   readonly child: ChildProcess | undefined;
-  #manage: FileLock | undefined;
+  #manage: ManageLock | undefined;
   #ref: FileLock | undefined;
 
   /** Internal: built by enterSource. */
-  constructor(chroot: ChrootDef, manage: FileLock, ref: FileLock, recovered: readonly string[], child?: ChildProcess) {
+  constructor(chroot: ChrootDef, manage: ManageLock, ref: FileLock, recovered: readonly string[], child?: ChildProcess) {
     this.chroot = chroot.name;
     this.source = chroot.directory;
     this.recovered = recovered;
     this.child = child;
     this.#manage = manage;
     this.#ref = ref;
+    this.#shared = chroot.sharedDir !== undefined;
   }
 
   get held(): boolean {
@@ -87,6 +98,13 @@ export class SourceEntry implements CommandLocks {
   get inherited(): boolean {
     return this.#ref?.mode === 'ofd';
   }
+
+  /** A shared chroot's (build farms). */
+  get shared(): boolean {
+    return this.#shared;
+  }
+
+  #shared = false;
 
   /**
    * Closes this process's copies of both locks: the entry ends, unless a
@@ -118,7 +136,7 @@ export async function enterSource(o: SourceOptions): Promise<SourceEntry> {
   const left = () => (deadline === undefined ? undefined : Math.max(0, deadline - Date.now()));
   const undo = new Undo();
   try {
-    const manage = await takeManageLock(stateDir, o.chroot.name, { ...o, timeout: left(), source: o.chroot.directory });
+    const manage = await takeManageLock(stateDir, o.chroot.name, { ...o, timeout: left(), source: o.chroot.directory, shared: sharedOf(o.chroot), what: 'source entry' });
     undo.push('release manage lock', () => manage.close());
     crashPoint('source:manage');
     const recovered: string[] = [];
@@ -165,11 +183,12 @@ function sourceTarget(chroot: string, source: string): ChrootTarget {
  */
 async function takeSourceLocked(
   stateDir: string,
-  manage: FileLock,
+  manage: ManageLock,
   o: SourceOptions,
   left: () => number | undefined,
   recovered: string[],
 ): Promise<{ ref: FileLock; gated: GatedChild | undefined }> {
+  const shared = sharedOf(o.chroot);
   let gated: GatedChild | undefined;
   const cancelling: Promise<void>[] = [];
   const cancel = async () => {
@@ -194,7 +213,11 @@ async function takeSourceLocked(
       const ref = await waitForSourceLocked(stateDir, o, left(), opened);
       crashPoint('source:exclusive');
       const remaining = sessionsOf(stateDir, o.chroot);
-      if (remaining.length === 0) {
+      // Another host's session being ended or recovered holds its
+      // registration, not the source; one whose holders died holds
+      // nothing (the next round refuses it).
+      const registered = remaining.length === 0 ? leftRegistrations(shared, stateDir) : [];
+      if (remaining.length === 0 && registered.length === 0) {
         await Promise.all(cancelling.splice(0));
         return { ref, gated };
       }
@@ -203,6 +226,8 @@ async function takeSourceLocked(
       ref.close();
       const held = remaining.find((e) => e.status === 'active');
       if (held) await waitUnheldLocked(held, o, left());
+      const heldThere = registered.find((e) => e.status === 'active');
+      if (!held && heldThere) await waitRegistrationFreeLocked(heldThere, { timeout: left(), signal: o.signal, wait: o.wait, onWait: o.onWait });
     }
   } catch (e) {
     await cancel();
@@ -221,6 +246,11 @@ async function clearStaleLocked(stateDir: string, o: SourceOptions, recovered: s
   const stale = sessionsOf(stateDir, o.chroot)
     .filter((e) => e.status === 'stale')
     .map((e) => e.id);
+  // Other hosts' stale sessions: only their host can end them (their
+  // overlays are mounted there); --recover-stale ends this host's alone.
+  const remote = await staleRegistrationsLocked(sharedOf(o.chroot), stateDir);
+  crashPoint('source:remote-stale-checked');
+  if (remote.length > 0) throw new StaleSessionsError(o.chroot.name, stale, remote);
   if (stale.length === 0) return;
   if (!o.recoverStale) throw new StaleSessionsError(o.chroot.name, stale);
   for (const id of stale) {
@@ -257,6 +287,11 @@ async function waitForSourceLocked(
   } finally {
     report?.stop();
   }
+}
+
+/** Registrations still there once the source is ours, but for this host's stale orphans (removed at the next stale check). */
+function leftRegistrations(shared: SessionShared | undefined, stateDir: string) {
+  return shared ? registrations(shared).filter((e) => !(e.status === 'stale' && isOwnOrphan(shared, stateDir, e))) : [];
 }
 
 /**

@@ -53,6 +53,19 @@ export interface SessionState {
    * replace the hooks dir's declarative hooks. Absent: none.
    */
   profile?: SessionProfile;
+  /**
+   * A shared chroot's session (build farms): the chroot's shared-dir= and
+   * this host's name when it began, which name its registration
+   * `<dir>/sessions/<host>@<id>`. Recorded so that end and recover find
+   * the registration whatever the configuration says by then. Absent: a
+   * session of this host alone.
+   */
+  shared?: SessionShared;
+}
+
+export interface SessionShared {
+  dir: string;
+  host: string;
 }
 
 /** A session's profile: absolute paths of its files (any absent), and whether the hooks dir's .fstab and .copyfiles still apply. */
@@ -158,7 +171,16 @@ function validateState(raw: unknown): SessionState {
   };
   if (o.owner !== undefined) state.owner = validOwner(o.owner);
   if (o.profile !== undefined) state.profile = validProfile(o.profile);
+  if (o.shared !== undefined) state.shared = validShared(o.shared);
   return state;
+}
+
+function validShared(raw: unknown): SessionShared {
+  const o = raw as Record<string, unknown> | null;
+  if (typeof o !== 'object' || o === null || typeof o.dir !== 'string' || !o.dir.startsWith('/') || typeof o.host !== 'string' || o.host === '') {
+    throw new Error('state.json: field "shared" must name an absolute dir and a host');
+  }
+  return { dir: o.dir, host: o.host };
 }
 
 function validProfile(raw: unknown): SessionProfile {

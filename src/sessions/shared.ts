@@ -1,0 +1,13 @@
+// A shared chroot (build farms) as the sessions layer sees it: its
+// shared-dir= and this host's name, as state.json records them.
+import type { ChrootDef } from '../config/index.js';
+import type { SessionShared } from './state.js';
+
+/** A shared chroot's shared-dir= and this host (config chrootOf fills in the host), or undefined. */
+export function sharedOf(def: ChrootDef): SessionShared | undefined {
+  const s = def.sharedDir;
+  if (!s) return undefined;
+  if (s.host === undefined) throw new Error(`chroot ${def.name} is shared (shared-dir=${s.path}) but this host's name was not resolved (use chrootOf)`);
+  return { dir: s.path, host: s.host };
+}
+

@@ -1,0 +1,201 @@
+// Build farms through the real CLI (issue 20): one source chroot and its
+// shared-dir= on a GlusterFS volume (test/helpers/gluster.ts), used by
+// two "hosts", A and B: each its own mount of the volume, configuration
+// (host=), state dir and sessions. What is checked is DESIGN.md's promise
+// across hosts: an entry on B waits for A's sessions and names them;
+// begins on A queue behind B's pending entry; a session of A whose holders
+// died, or whose mount client died, blocks B's entries (exit 7, naming A)
+// until A recovers; forget-host for a host gone for good.
+//
+// Root only, OFD mode only (a POSIX lock's owner is a process: two hosts'
+// locks in one test process would not conflict), glusterfs-server
+// installed; otherwise skipped with the reason in the titles.
+import anyTest, { type TestFn } from 'ava';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { bootstrapChroot } from '../../src/bootstrap/index.js';
+import { shutdownWaitPool } from '../../src/locks/index.js';
+import { mountsUnder } from '../../src/union/index.js';
+import { isRoot, processesUnder } from '../helpers/chroots.js';
+import { untilOutput, warden, wardenAsync, writeConfig, type CliEnv, type Running } from '../helpers/cli.js';
+import { startGlusterFarm, type GlusterFarm, type Host } from '../helpers/gluster.js';
+import { until } from '../helpers/wait.js';
+import { tmpdir } from 'node:os';
+import { mkdtempSync } from 'node:fs';
+
+const test = anyTest as TestFn;
+
+async function cannotRun(): Promise<string | GlusterFarm> {
+  if (!isRoot) return 'needs root';
+  if (process.env.WARDEN_LOCK_MODE === 'posix') return 'POSIX lock mode: two hosts in one process tree would share lock owners';
+  const started = await startGlusterFarm();
+  return 'skip' in started ? started.skip : started;
+}
+const started = await cannotRun();
+const skip = typeof started === 'string' ? started : undefined;
+const farm = typeof started === 'string' ? undefined : started;
+const title = (s: string) => (skip ? `${s} (skipped: ${skip})` : s);
+const serial = skip ? test.serial.skip : test.serial;
+
+let local: string;
+const env = {} as Record<Host, CliEnv>;
+const running = new Set<Running>();
+
+test.before(async () => {
+  if (!farm) return;
+  local = mkdtempSync(join(tmpdir(), 'warden-farm-cli-'));
+  const t0 = Date.now();
+  await bootstrapChroot(join(farm.mounts.A, 'src'), { busybox: false });
+  mkdirSync(join(farm.mounts.A, 'shared'), { mode: 0o755 });
+  const hooks = join(local, 'no-hooks');
+  mkdirSync(hooks, { mode: 0o755 });
+  for (const h of ['A', 'B'] as const) {
+    const top = join(local, h);
+    mkdirSync(top, { mode: 0o755 });
+    env[h] = writeConfig(
+      top,
+      `[warden]\nhost=host-${h.toLowerCase()}\nhooks-dir=${hooks}\nhook-timeout=10\n\n` +
+        `[fx]\ntype=directory\ndirectory=${join(farm.mounts[h], 'src')}\nunion-type=overlay\nshared-dir=${join(farm.mounts[h], 'shared')}\n`,
+    );
+  }
+  console.log(`farm: chroot bootstrapped on the volume in ${Date.now() - t0} ms`);
+});
+
+test.afterEach.always(async () => {
+  if (!farm) return;
+  for (const r of running) {
+    for (const pid of [r.pid!, ...processesUnder(local)]) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    await r.result;
+  }
+  running.clear();
+  for (const h of ['A', 'B'] as const) {
+    if (!farm.clientPid(h)) await farm.remount(h);
+    warden(env[h], ['recover', '--all', '--end']);
+  }
+  rmSync(join(farm.mounts.A, 'src', 'upgraded'), { force: true });
+});
+
+test.after.always(async (t) => {
+  if (local) {
+    for (const m of mountsUnder(local)) spawnSync('umount', ['-l', m.mountPoint]);
+    rmSync(local, { recursive: true, force: true });
+  }
+  if (farm) t.log(`gluster farm torn down in ${Math.round((await farm.close()).teardownMs)} ms`);
+  await shutdownWaitPool();
+});
+
+/** An automatic session on `host` that runs until killed: prints its id once inside. */
+function session(host: Host): Running {
+  const r = wardenAsync(env[host], ['run', '-c', 'fx', '--', 'sh', '-c', 'echo "in $WARDEN_SESSION_ID"; exec sleep 1000'], { detached: true });
+  running.add(r);
+  return r;
+}
+
+/** SIGKILL to the session's warden and everything running in the session (its command has a session of its own). */
+async function killHolders(r: Running, host: Host): Promise<void> {
+  for (const pid of [r.pid!, ...processesUnder(env[host].stateDir)]) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  }
+  await r.result;
+}
+
+const idOf = (r: Running) => /in (\S+)/.exec(r.output.stdout)![1]!;
+const registrations = () => readdirSync(join(farm!.mounts.B, 'shared', 'sessions')).filter((n) => !n.startsWith('.'));
+
+serial(title("B's entry with --no-wait is refused while A has a session, naming it"), async (t) => {
+  const a = session('A');
+  await untilOutput(a, /in \S+/);
+  const id = idOf(a);
+  t.deepEqual(registrations(), [`host-a@${id}`]);
+  const r = warden(env.B, ['source', '-c', 'fx', '--no-wait', '--', 'true']);
+  t.is(r.status, 5, r.stderr);
+  t.regex(r.stderr, new RegExp(`host-a@${id} \\(pid \\d+ on host-a`));
+  process.kill(-a.pid!, 'SIGTERM');
+  await a.result;
+  t.deepEqual(registrations(), [], 'the end removed the registration');
+  t.is(warden(env.B, ['source', '-c', 'fx', '--no-wait', '--', 'true']).status, 0);
+});
+
+serial(title("B's entry waits for A's session; a begin on A meanwhile queues behind it and sees the upgraded source"), async (t) => {
+  const a = session('A');
+  await untilOutput(a, /in \S+/);
+  const entry = wardenAsync(env.B, ['source', '-c', 'fx', '--', 'sh', '-c', 'echo 1 > /upgraded']);
+  running.add(entry);
+  await untilOutput(entry, new RegExp(`waiting for the sessions using the source to end: .*host-a@${idOf(a)}`), 'stderr');
+  // B's entry holds the shared manage lock: a begin on A waits for it, naming it.
+  const later = wardenAsync(env.A, ['run', '-c', 'fx', '--', 'cat', '/upgraded'], { detached: true });
+  running.add(later);
+  await untilOutput(later, /waiting for a source entry on host-b/, 'stderr');
+  process.kill(-a.pid!, 'SIGTERM');
+  t.is((await entry.result).status, 0);
+  const r = await later.result;
+  t.is(r.status, 0, r.stderr);
+  t.is(r.stdout.trim(), '1', 'the begin queued behind the entry and saw what it wrote');
+});
+
+serial(title("A's holders SIGKILLed with the overlay mounted: B's entry exits 7 naming A, the source untouched, until A recovers"), async (t) => {
+  const a = session('A');
+  await untilOutput(a, /in \S+/);
+  const id = idOf(a);
+  await killHolders(a, 'A');
+  t.true(mountsUnder(env.A.stateDir).length > 0, "A's overlay is still mounted");
+  await until(() => warden(env.B, ['source', '-c', 'fx', '--no-wait', '--', 'true']).status === 7, 'stale for B');
+  const r = warden(env.B, ['source', '-c', 'fx', '--recover-stale', '--', 'sh', '-c', 'echo 1 > /upgraded']);
+  t.is(r.status, 7, '--recover-stale on B cannot end A\'s session');
+  t.regex(r.stderr, new RegExp(`host-a@${id} \\(pid \\d+ on host-a, since [^)]+\\)`));
+  t.regex(r.stderr, /on host-a run `warden recover --all --end`/);
+  t.false(existsSync(join(farm!.mounts.A, 'src', 'upgraded')), 'source untouched');
+  const rec = warden(env.A, ['recover', '--all', '--end']);
+  t.is(rec.status, 0, rec.stderr);
+  t.deepEqual(registrations(), []);
+  t.is(warden(env.B, ['source', '-c', 'fx', '--no-wait', '--', 'true']).status, 0);
+});
+
+serial(title("A's mount client killed: its locks go, its registration is stale, B's entry is refused until A recovers"), async (t) => {
+  const a = session('A');
+  await untilOutput(a, /in \S+/);
+  const id = idOf(a);
+  process.kill(farm!.clientPid('A')!, 'SIGKILL');
+  await until(() => warden(env.B, ['source', '-c', 'fx', '--no-wait', '--', 'true']).status === 7, 'stale for B');
+  const r = warden(env.B, ['source', '-c', 'fx', '--no-wait', '--', 'true']);
+  t.regex(r.stderr, new RegExp(`host-a@${id}`));
+  // A comes back: the session's holders lost their mount; remount, end them, recover.
+  await killHolders(a, 'A');
+  await farm!.remount('A');
+  const rec = warden(env.A, ['recover', '--all', '--end']);
+  t.is(rec.status, 0, rec.stderr);
+  t.deepEqual(registrations(), []);
+  t.is(warden(env.B, ['source', '-c', 'fx', '--no-wait', '--', 'true']).status, 0);
+});
+
+serial(title('forget-host: refused while the host holds a registration, and for this host; then forgets it'), async (t) => {
+  const a = session('A');
+  await untilOutput(a, /in \S+/);
+  const id = idOf(a);
+  const held = warden(env.B, ['forget-host', '-c', 'fx', 'host-a']);
+  t.is(held.status, 5, held.stderr);
+  t.regex(held.stderr, new RegExp(`host-a@${id}`));
+  t.is(warden(env.B, ['forget-host', '-c', 'fx', 'host-b']).status, 2);
+  await killHolders(a, 'A');
+  await until(() => warden(env.B, ['source', '-c', 'fx', '--no-wait', '--', 'true']).status === 7, 'stale for B');
+  const r = warden(env.B, ['forget-host', '-c', 'fx', 'host-a']);
+  t.is(r.status, 0, r.stderr);
+  t.regex(r.stdout, new RegExp(`forgot host-a@${id}`));
+  t.is(warden(env.B, ['source', '-c', 'fx', '--no-wait', '--', 'true']).status, 0);
+  // A's session, no longer registered, is only ended by its recovery.
+  const rec = warden(env.A, ['recover', '--all']);
+  t.is(rec.status, 0, rec.stderr);
+  t.regex(rec.stdout + rec.stderr, /ended/);
+  t.deepEqual(mountsUnder(env.A.stateDir), []);
+});
