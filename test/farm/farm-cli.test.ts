@@ -155,6 +155,8 @@ serial(title("A's holders SIGKILLed with the overlay mounted: B's entry exits 7 
   t.is(r.status, 7, '--recover-stale on B cannot end A\'s session');
   t.regex(r.stderr, new RegExp(`host-a@${id} \\(pid \\d+ on host-a, since [^)]+\\)`));
   t.regex(r.stderr, /on host-a run `warden recover --all --end`/);
+  t.regex(r.stderr, /hint: only the host a session is on can end it .*`--recover-stale` cannot end them from here/);
+  t.notRegex(r.stderr, /`--recover-stale` ends them/, 'no hint that --recover-stale would help');
   t.false(existsSync(join(farm!.mounts.A, 'src', 'upgraded')), 'source untouched');
   const rec = warden(env.A, ['recover', '--all', '--end']);
   t.is(rec.status, 0, rec.stderr);
