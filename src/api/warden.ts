@@ -4,7 +4,7 @@
 // the worker pools once the last handle in the process is closed, so that
 // the process exits on its own.
 import type { ChrootDef } from '../config/index.js';
-import { chrootOf, hooksDirOf, hookTimeoutMsOf, loadContext, type Context } from '../config/index.js';
+import { chrootOf, hooksDirOf, hookTimeoutMsOf, loadContext, sharedChrootsOf, type Context } from '../config/index.js';
 import { shutdownWaitPool } from '../locks/index.js';
 import {
   beginSession,
@@ -195,7 +195,7 @@ export class Warden {
     if ((o.id === undefined) === (o.all !== true)) throw new TypeError('recover: give exactly one of id or all');
     const signal = e.signal('recover', o.signal);
     const common = { stateDir: e.stateDir, end: o.end === true, signal, timeout: o.timeout, wait: o.wait };
-    if (o.all) return e.track(recoverAll(common));
+    if (o.all) return e.track(recoverAll({ ...common, sharedChroots: sharedChrootsOf(e.ctx) }));
     const one = await e.track(recoverSession({ ...common, id: o.id! }));
     if (one.action === 'readopted') one.session.release();
     return [toReport(one)];

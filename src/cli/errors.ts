@@ -34,11 +34,25 @@ const HINTS: Record<string, string> = {
   StaleSessionsError: 'hint: `warden list --sessions` shows them; `--recover-stale` ends them (and deletes what was written in them) before entering',
 };
 
+/**
+ * StaleSessionsError naming other hosts' sessions: --recover-stale cannot
+ * end those (their overlays are mounted there), so the table's hint would mislead.
+ */
+function staleHint(e: unknown): string | undefined {
+  if (!(e instanceof Error) || e.name !== 'StaleSessionsError') return undefined;
+  const { ids, remote } = e as Error & { ids?: readonly unknown[]; remote?: readonly unknown[] };
+  if (!remote || remote.length === 0) return undefined;
+  const there = 'only the host a session is on can end it (`warden recover --all --end` there), or `warden forget-host` once that host is gone for good';
+  return ids && ids.length > 0
+    ? `hint: ${there}; \`--recover-stale\` ends this host's stale sessions alone (and deletes what was written in them)`
+    : `hint: ${there}; \`--recover-stale\` cannot end them from here`;
+}
+
 /** `warden: <what>: <why>` plus a hint line where one helps. */
 export function formatError(what: string, e: unknown): string {
   const msg = e instanceof Error ? e.message : String(e);
   const name = e instanceof Error ? e.name : '';
-  const hint = HINTS[name];
+  const hint = staleHint(e) ?? HINTS[name];
   const lines = [`warden: ${what}: ${msg.split('\n')[0]}`];
   if (name === 'UsageError') lines.push(`Try 'warden ${(e as UsageError).verb ?? ''} --help'.`.replace('  ', ' '));
   else if (hint) lines.push(hint);

@@ -63,6 +63,21 @@ export function chrootOf(ctx: Context, name: string): ChrootDef {
   throw new NoSuchChrootError(name, [...ctx.config.chroots.keys()]);
 }
 
+/** A shared chroot (shared-dir=), resolved on demand: resolve() checks its storage as chrootOf does, and may throw. */
+export interface SharedChroot {
+  name: string;
+  resolve(): ChrootDef;
+}
+
+/**
+ * Every configured chroot with shared-dir= (recover --all removes this
+ * host's leftover registrations there). Resolved one at a time by the
+ * caller, so that one whose mount is down does not stop the others.
+ */
+export function sharedChrootsOf(ctx: Context): SharedChroot[] {
+  return [...ctx.config.chroots.values()].filter((d) => d.sharedDir !== undefined).map((d) => ({ name: d.name, resolve: () => chrootOf(ctx, d.name) }));
+}
+
 /** Hooks of a chroot: its hooks=, else [warden] hooks-dir=, else <top>/hooks, else warden's own. */
 export function hooksDirOf(ctx: Context, def: ChrootDef): string {
   if (def.hooks) return def.hooks;

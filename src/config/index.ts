@@ -9,4 +9,4 @@ export type { ChrootDef, Config, ProfileFiles, SharedDir, UnionType, Unsupported
 export { checkSharedStorage, hostOf } from './shared.js';
 export { hostProblem } from './names.js';
 export type { SupervisorLimitSettings } from './globals.js';
-export { chrootOf, DEFAULT_HOOK_TIMEOUT_S, hooksDirOf, hookTimeoutMsOf, loadContext, PACKAGE_HOOKS, SYSTEM_STATE_DIR, type Context } from './context.js';
+export { chrootOf, DEFAULT_HOOK_TIMEOUT_S, hooksDirOf, hookTimeoutMsOf, loadContext, PACKAGE_HOOKS, sharedChrootsOf, SYSTEM_STATE_DIR, type Context, type SharedChroot } from './context.js';

@@ -9,8 +9,8 @@ export const WHOLE_FILE: LockRange = Object.freeze({ start: 0, len: 0 });
 export interface OpenOptions {
   /** Byte range this lock covers (default: the whole file). */
   range?: LockRange;
-  /** Create the file if missing (default true). */
-  create?: boolean;
+  /** Create the file if missing (default true); `'new'`: create it, failing with EEXIST if it exists (O_EXCL). */
+  create?: boolean | 'new';
   /**
    * The file's mode (default 0o644) when created here, and at most: an
    * existing file of ours that allows more is narrowed to it (lock files
@@ -42,13 +42,13 @@ export function openLockFile(path: string, opts: OpenOptions): { fd: number; key
   // libuv adds O_CLOEXEC to every open: a lock fd reaches a child only when
   // it is handed over explicitly (spawn stdio), never by accident.
   const flags =
-    (opts.readOnly ? fsc.O_RDONLY : fsc.O_RDWR) | fsc.O_NOFOLLOW | fsc.O_NOCTTY | (opts.create === false ? 0 : fsc.O_CREAT);
+    (opts.readOnly ? fsc.O_RDONLY : fsc.O_RDWR) | fsc.O_NOFOLLOW | fsc.O_NOCTTY | (opts.create === false ? 0 : opts.create === 'new' ? fsc.O_CREAT | fsc.O_EXCL : fsc.O_CREAT);
   let fd: number;
   try {
     fd = openSync(path, flags, opts.fileMode ?? 0o644);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    const why = code === 'ELOOP' ? 'is a symbolic link (refused)' : code === 'ENOENT' ? 'does not exist' : (e as Error).message;
+    const why = code === 'ELOOP' ? 'is a symbolic link (refused)' : code === 'ENOENT' ? 'does not exist' : code === 'EEXIST' ? 'exists already' : (e as Error).message;
     throw new LockFileError(`cannot open lock file ${path}: ${why}`, { path, cause: e });
   }
   try {

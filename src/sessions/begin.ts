@@ -55,7 +55,7 @@ export async function beginSession(o: BeginOptions): Promise<Session> {
     // next sees this session (registered, and holding the source).
     let registration: RegistrationHandle | undefined;
     if (shared) {
-      const handle = registerSessionLocked(shared, { session: id, chroot: o.chroot.name, pids: [process.pid] });
+      const handle = await registerSessionLocked(shared, { session: id, chroot: o.chroot.name, pids: [process.pid] });
       registration = handle;
       // Runs after the session dir is gone (pushed before its removal): no
       // host may go on while this host still has the overlay mounted.

@@ -140,7 +140,7 @@ export function registryOf(shared: SessionShared): Registry {
  * and held by begin, so that every host sees the session.
  * Preconditions: the chroot's manage lock is held EX.
  */
-export function registerSessionLocked(shared: SessionShared, reg: { session: string; chroot: string; pids: number[] }): RegistrationHandle {
+export async function registerSessionLocked(shared: SessionShared, reg: { session: string; chroot: string; pids: number[] }): Promise<RegistrationHandle> {
   return registryOf(shared).registerLocked(reg);
 }
 

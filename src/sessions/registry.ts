@@ -16,16 +16,21 @@
 // F_OFD_GETLK gives no pid (test/farm/gluster.test.ts), so the JSON is how
 // waits and refusals name them.
 //
-// A registration appears already locked: it is written and locked under a
-// temporary name and link(2)ed into place (EEXIST: the session is
-// registered already). A prober never sees a new registration unlocked.
+// A registration is created under its final name (O_EXCL: EEXIST means the
+// session is registered already), then locked SH and written: a shared
+// begin pays one round trip to the volume per step, and ~10 of them made
+// it twice as slow as a local one. For that moment a prober may see it
+// unlocked and empty, "stale": harmless, because only a holder of the
+// chroot's manage lock acts on a stale registration (an entry refuses,
+// recover and forget-host remove), and begin registers holding it. Other
+// probers only describe (wait reports, recover --all's look before it
+// takes the manage lock).
 //
 // Locks on a FUSE mount are released asynchronously after close(2) (the
 // kernel does not wait for FUSE_RELEASE), so every lock here is released
 // explicitly before its fd is closed; a holder that dies is seen as gone a
 // moment later (a prober then errs towards "active", never "stale").
-import { closeSync, constants as fsc, ftruncateSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { ftruncateSync, lstatSync, mkdirSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { hostProblem } from '../config/index.js';
@@ -36,7 +41,6 @@ import { ID_PATTERN } from './ids.js';
 const LIVENESS = Object.freeze({ start: 0, len: 1 });
 const METADATA = Object.freeze({ start: 1, len: 1 });
 const SESSIONS = 'sessions';
-const TMP_PREFIX = '.new.';
 
 /** What a registration says about its session. */
 export interface Registration {
@@ -108,12 +112,16 @@ export class Registry {
     const problem = hostProblem(host);
     if (problem !== undefined) throw new RegistryError(`host name ${JSON.stringify(host)} ${problem}`);
     const dir = join(sharedDir, SESSIONS);
-    try {
-      mkdirSync(dir, { mode: 0o700 });
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new RegistryError(`cannot make ${dir}: ${(e as Error).message}`, { cause: e });
+    // lstat first: it is answered from the mount's attribute cache, a mkdir always goes to the volume.
+    let st = lstatSync(dir, { throwIfNoEntry: false });
+    if (st === undefined) {
+      try {
+        mkdirSync(dir, { mode: 0o700 });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new RegistryError(`cannot make ${dir}: ${(e as Error).message}`, { cause: e });
+      }
+      st = lstatSync(dir);
     }
-    const st = lstatSync(dir);
     if (!st.isDirectory()) throw new RegistryError(`${dir} is not a directory`);
     const why = untrusted(st, 'it is');
     if (why !== undefined) throw new RegistryError(`refusing the registrations in ${dir}: ${why}`);
@@ -130,34 +138,34 @@ export class Registry {
    * through the returned handle; hand holders their own fds with
    * holderLock(). Throws RegistrationExistsError if it is registered.
    * Preconditions: the chroot's manage lock is held EX (begin), so that an
-   * entry holding it sees every session that began before it.
+   * entry holding it sees every session that began before it, and so that
+   * nobody acts on the new file in the moment between its creation and its
+   * lock (see the head of this file).
    */
-  registerLocked(reg: { session: string; chroot: string; pids: number[]; began?: Date }): RegistrationHandle {
+  async registerLocked(reg: { session: string; chroot: string; pids: number[]; began?: Date }): Promise<RegistrationHandle> {
     const path = this.#path(this.host, reg.session);
     const record: Registration = { host: this.host, session: reg.session, chroot: reg.chroot, pids: reg.pids, began: (reg.began ?? new Date()).toISOString() };
-    const tmp = join(this.dir, `${TMP_PREFIX}${this.host}@${reg.session}.${randomBytes(6).toString('hex')}`);
-    // O_EXCL through openSync, then FileLock on the file we made (FileLock opens without O_EXCL).
-    closeSync(openSync(tmp, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600));
-    let lock: FileLock | undefined;
+    let lock: FileLock;
     try {
-      lock = FileLock.open(tmp, { create: false, range: LIVENESS, fileMode: 0o600 });
-      if (!lock.tryAcquire('shared')) throw new RegistryError(`new registration ${tmp} is locked by someone else`);
-      writeRecord(lock.fd, record);
+      lock = FileLock.open(path, { create: 'new', range: LIVENESS, fileMode: 0o600 });
+    } catch (e) {
+      if (errnoOf(e) === 'EEXIST') throw new RegistrationExistsError(`session ${reg.session} of host ${this.host} is registered already (${path})`, { cause: e });
+      throw e;
+    }
+    try {
+      // A prober's EX (list(), on any host) lasts one round trip: waited out.
+      await lock.acquire('shared', { timeout: SETTLE_MS });
+      writeRecord(lock.fd, record, false);
+      return new RegistrationHandle(path, lock, record);
+    } catch (e) {
+      // Made by us (O_EXCL): nobody else's to keep.
       try {
-        linkSync(tmp, path);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new RegistrationExistsError(`session ${reg.session} of host ${this.host} is registered already (${path})`);
-        throw e;
-      }
-      const handle = new RegistrationHandle(path, lock, record);
-      lock = undefined;
-      return handle;
-    } finally {
-      if (lock) {
+        unlinkSync(path);
+      } finally {
         if (lock.held) lock.release();
         lock.close();
       }
-      unlinkSync(tmp);
+      throw e;
     }
   }
 
@@ -407,11 +415,15 @@ export class RegistrationHandle {
 /** How long an ender retries a registration whose last holder just exited (see takeExclusive). */
 const SETTLE_MS = 2000;
 
+function errnoOf(e: unknown): string | undefined {
+  return (e as NodeJS.ErrnoException).code ?? ((e as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+}
+
 function openRegistration(path: string): FileLock {
   try {
     return FileLock.open(path, { create: false, range: LIVENESS, fileMode: 0o600 });
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ?? ((e as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+    const code = errnoOf(e);
     if (code === 'ENOENT' || code === 'ESTALE') throw new RegistrationMissingError(`no registration ${path}`, { cause: e });
     throw e;
   }
@@ -461,9 +473,9 @@ function probe(path: string): 'active' | 'stale' | undefined {
 
 // Not fsynced: the record only describes (the lock is the truth), and an
 // fsync through glusterfs is a round trip to the brick's disk on every begin.
-function writeRecord(fd: number, record: Registration): void {
+function writeRecord(fd: number, record: Registration, truncate = true): void {
   const text = `${JSON.stringify(record)}\n`;
-  ftruncateSync(fd, 0);
+  if (truncate) ftruncateSync(fd, 0);
   writeSync(fd, text, 0, 'utf8');
 }
 

@@ -35,20 +35,43 @@ export function isOwnOrphan(shared: SessionShared, stateDir: string, e: Registry
 export async function staleRegistrationsLocked(shared: SessionShared | undefined, stateDir: string): Promise<StaleRegistration[]> {
   if (!shared) return [];
   const out: StaleRegistration[] = [];
-  for (const e of registrations(shared)) {
-    if (e.status !== 'stale') continue;
-    if (e.host === shared.host) {
-      if (isOwnOrphan(shared, stateDir, e)) await removeOwnOrphanLocked(shared, e);
-      continue;
-    }
+  const all = registrations(shared);
+  await removeOwnOrphansLocked(shared, stateDir, all);
+  for (const e of all) {
+    if (e.status !== 'stale' || e.host === shared.host) continue;
     out.push({ host: e.host, id: e.session, pids: e.record?.pids ?? [], since: e.record?.began });
   }
   return out;
 }
 
-async function removeOwnOrphanLocked(shared: SessionShared, e: RegistryEntry): Promise<void> {
-  const handle = await registryOf(shared).takeExclusive(e.session, 0).catch(() => undefined);
-  handle?.remove();
+/** This host's stale registrations without a session dir here (isOwnOrphan), among `entries`. */
+export function ownOrphans(shared: SessionShared, stateDir: string, entries: readonly RegistryEntry[]): RegistryEntry[] {
+  return entries.filter((e) => e.status === 'stale' && isOwnOrphan(shared, stateDir, e));
+}
+
+/**
+ * Removes this host's orphans among `entries` (default: the registry now)
+ * and returns those removed. Each is taken EX without waiting and checked
+ * to be the file it names, so a registration that someone holds (it is not
+ * stale after all) or that went meanwhile is left alone; another host's is
+ * never touched.
+ * Preconditions: the chroot's manage lock is held (no begin of this host
+ * registers meanwhile, so a session dir cannot appear for an orphan's id).
+ */
+export async function removeOwnOrphansLocked(shared: SessionShared, stateDir: string, entries: readonly RegistryEntry[] = registrations(shared)): Promise<RegistryEntry[]> {
+  const removed: RegistryEntry[] = [];
+  for (const e of ownOrphans(shared, stateDir, entries)) {
+    const handle = await registryOf(shared).takeExclusive(e.session, 0).catch(() => undefined);
+    if (!handle) continue;
+    // Under EX: nobody can hold it now, and the check above cannot have changed.
+    if (existsSync(join(stateDir, e.session))) {
+      handle.close();
+      continue;
+    }
+    handle.remove();
+    removed.push(e);
+  }
+  return removed;
 }
 
 /** Sessions of other hosts that hold the registration now: who a source wait waits for, by name. */

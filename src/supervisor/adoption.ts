@@ -15,6 +15,7 @@ export async function adoptAll(s: SupervisorState): Promise<void> {
     stateDir: s.stateDir,
     signal: s.stop.signal,
     sweep: false,
+    sharedChroots: s.o.sharedChroots?.(),
     keep: (session) => {
       if (s.stopping) return false;
       s.held.set(session.id, session);
@@ -25,6 +26,8 @@ export async function adoptAll(s: SupervisorState): Promise<void> {
     if (r.outcome === 'readopted') s.log(readopted(r.id, r.remounted, r.killedHooks.length));
     else if (r.outcome === 'ended') s.log(endedStale(r.id));
     else if (r.outcome === 'corrupt') s.log(`corrupt entry ${r.id} left alone: ${r.reason}`);
+    else if (r.outcome === 'removed-registration') s.log(`removed registration ${r.id} of [${r.chroot}] (an end that died before removing it)`);
+    else if (r.outcome === 'failed' && r.chroot !== undefined) s.log(`could not look at the registrations of [${r.chroot}]: ${(r.error as Error).message}`);
     else if (r.outcome === 'failed') s.log(`could not re-adopt stale session ${r.id}: ${(r.error as Error).message}`);
   }
 }

@@ -2,7 +2,7 @@
 // adoption.ts, requests.ts, handlers.ts): the sessions it holds, the ids
 // being worked on, its options, its log and its stop signal.
 import type { IntervalHistogram } from 'node:perf_hooks';
-import type { ChrootDef } from '../config/index.js';
+import type { ChrootDef, SharedChroot } from '../config/index.js';
 import type { Session } from '../sessions/index.js';
 import type { Acceptor } from './acceptor.js';
 import type { RelayCalls, SourceSession } from './broker.js';
@@ -19,6 +19,8 @@ export interface SupervisorOptions {
   stateDir: string;
   /** The chroot `name` (or alias) for a begin; throws (ConfigError, NoSuchChrootError) to refuse it. */
   resolveChroot: (name: string) => BeginSpec;
+  /** The shared chroots as configured now: at start, this host's leftover registrations there are removed (recoverAll). */
+  sharedChroots?: () => readonly SharedChroot[];
   /** One line per thing the supervisor did or refused (the library never prints). */
   log: (line: string) => void;
   /** End held sessions on close instead of leaving them stale for the next supervisor. */

@@ -18,7 +18,7 @@ import { bootstrapChroot } from '../../src/bootstrap/index.js';
 import { shutdownWaitPool } from '../../src/locks/index.js';
 import { mountsUnder } from '../../src/union/index.js';
 import { isRoot, processesUnder } from '../helpers/chroots.js';
-import { untilOutput, warden, wardenAsync, writeConfig, type CliEnv, type Running } from '../helpers/cli.js';
+import { crashAt, untilOutput, warden, wardenAsync, writeConfig, type CliEnv, type Running } from '../helpers/cli.js';
 import { startGlusterFarm, type GlusterFarm, type Host } from '../helpers/gluster.js';
 import { until } from '../helpers/wait.js';
 import { tmpdir } from 'node:os';
@@ -155,6 +155,8 @@ serial(title("A's holders SIGKILLed with the overlay mounted: B's entry exits 7 
   t.is(r.status, 7, '--recover-stale on B cannot end A\'s session');
   t.regex(r.stderr, new RegExp(`host-a@${id} \\(pid \\d+ on host-a, since [^)]+\\)`));
   t.regex(r.stderr, /on host-a run `warden recover --all --end`/);
+  t.regex(r.stderr, /hint: only the host a session is on can end it .*`--recover-stale` cannot end them from here/);
+  t.notRegex(r.stderr, /`--recover-stale` ends them/, 'no hint that --recover-stale would help');
   t.false(existsSync(join(farm!.mounts.A, 'src', 'upgraded')), 'source untouched');
   const rec = warden(env.A, ['recover', '--all', '--end']);
   t.is(rec.status, 0, rec.stderr);
@@ -198,4 +200,38 @@ serial(title('forget-host: refused while the host holds a registration, and for 
   t.is(rec.status, 0, rec.stderr);
   t.regex(rec.stdout + rec.stderr, /ended/);
   t.deepEqual(mountsUnder(env.A.stateDir), []);
+});
+
+serial(title("an end on A that dies after removing its session dir leaves A's registration: B's entry is refused until A's recover --all removes it"), async (t) => {
+  crashAt(env.A, 'end:removed', ['run', '-c', 'fx', '--', 'true']);
+  const [left] = registrations();
+  t.truthy(left, 'the registration outlived the session dir');
+  const id = left!.slice('host-a@'.length);
+  t.false(existsSync(join(env.A.stateDir, id)), 'the session dir is gone');
+  await until(() => warden(env.B, ['source', '-c', 'fx', '--no-wait', '--', 'true']).status === 7, 'stale for B');
+  const refused = warden(env.B, ['source', '-c', 'fx', '--no-wait', '--', 'true']);
+  t.regex(refused.stderr, new RegExp(`host-a@${id}`));
+  // B's recovery never touches A's registrations.
+  const onB = warden(env.B, ['recover', '--all']);
+  t.is(onB.status, 0, onB.stderr);
+  t.deepEqual(registrations(), [left]);
+  const rec = warden(env.A, ['recover', '--all']);
+  t.is(rec.status, 0, rec.stderr);
+  t.regex(rec.stdout, new RegExp(`removed registration host-a@${id} of \\[fx\\]`));
+  t.deepEqual(registrations(), []);
+  const r = warden(env.B, ['source', '-c', 'fx', '--no-wait', '--', 'true']);
+  t.is(r.status, 0, r.stderr);
+  // Nothing left to do: a second recover finds nothing, and takes no lock for it.
+  t.regex(warden(env.A, ['recover', '--all']).stdout, /no stale sessions/);
+});
+
+serial(title("recover --all leaves a registration of A alone while it is held"), async (t) => {
+  const a = session('A');
+  await untilOutput(a, /in \S+/);
+  const id = idOf(a);
+  const rec = warden(env.A, ['recover', '--all']);
+  t.is(rec.status, 0, rec.stderr);
+  t.deepEqual(registrations(), [`host-a@${id}`], 'held: kept');
+  process.kill(-a.pid!, 'SIGTERM');
+  await a.result;
 });

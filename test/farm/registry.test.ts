@@ -80,8 +80,8 @@ async function kill(child: ChildProcess): Promise<void> {
 
 const brief = (l: RegistryEntry[]) => l.map((e) => `${e.host}@${e.session} ${e.status}`);
 
-serial(title('a session registered on A is listed as active on B, with what A recorded'), (t) => {
-  const h = t.context.a.registerLocked({ session: 'sid-1', chroot: 'sid', pids: [process.pid] });
+serial(title('a session registered on A is listed as active on B, with what A recorded'), async (t) => {
+  const h = await t.context.a.registerLocked({ session: 'sid-1', chroot: 'sid', pids: [process.pid] });
   try {
     const seen = t.context.b.list();
     t.deepEqual(brief(seen), ['host-a@sid-1 active']);
@@ -89,7 +89,7 @@ serial(title('a session registered on A is listed as active on B, with what A re
     t.deepEqual(brief(t.context.a.list()), ['host-a@sid-1 active'], 'and on A itself (its own probe does not take it)');
     t.log(describeRegistration(seen[0]!));
     t.deepEqual(readdirSync(t.context.a.dir), ['host-a@sid-1'], 'no temporary file left');
-    t.throws(() => t.context.a.registerLocked({ session: 'sid-1', chroot: 'sid', pids: [] }), { instanceOf: RegistrationExistsError });
+    await t.throwsAsync(() => t.context.a.registerLocked({ session: 'sid-1', chroot: 'sid', pids: [] }), { instanceOf: RegistrationExistsError });
     t.deepEqual(readdirSync(t.context.a.dir), ['host-a@sid-1'], 'a refused registration leaves nothing');
     h.unregister();
     t.deepEqual(t.context.b.list(), [], 'unregistered: gone for B');
@@ -99,7 +99,7 @@ serial(title('a session registered on A is listed as active on B, with what A re
 });
 
 serial(title("a registration held by a holder process stays active after A's handle closes, and is stale for B once the holder dies"), async (t) => {
-  const h = t.context.a.registerLocked({ session: 'sid-2', chroot: 'sid', pids: [] });
+  const h = await t.context.a.registerLocked({ session: 'sid-2', chroot: 'sid', pids: [] });
   const lock = h.holderLock();
   const child = holder(lock);
   lock.close(); // the child keeps the open file description, and the lock with it
@@ -117,7 +117,7 @@ serial(title("a registration held by a holder process stays active after A's han
 });
 
 serial(title('unregister is refused while another holder keeps the registration'), async (t) => {
-  const h = t.context.a.registerLocked({ session: 'sid-3', chroot: 'sid', pids: [] });
+  const h = await t.context.a.registerLocked({ session: 'sid-3', chroot: 'sid', pids: [] });
   try {
     const lock = h.holderLock();
     const child = holder(lock);
@@ -142,9 +142,9 @@ serial(title('unregister is refused while another holder keeps the registration'
 });
 
 serial(title('forgetting a host: refused while any of its registrations is held, all removed once none is, never this host'), async (t) => {
-  const held = t.context.a.registerLocked({ session: 'sid-4', chroot: 'sid', pids: [] });
-  const dead = t.context.a.registerLocked({ session: 'sid-5', chroot: 'sid', pids: [] });
-  const other = t.context.b.registerLocked({ session: 'sid-6', chroot: 'sid', pids: [] });
+  const held = await t.context.a.registerLocked({ session: 'sid-4', chroot: 'sid', pids: [] });
+  const dead = await t.context.a.registerLocked({ session: 'sid-5', chroot: 'sid', pids: [] });
+  const other = await t.context.b.registerLocked({ session: 'sid-6', chroot: 'sid', pids: [] });
   try {
     dead.close();
     const e = t.throws(() => t.context.b.forgetHostLocked('host-a'), { instanceOf: RegistrationHeldError });
@@ -164,8 +164,8 @@ serial(title('forgetting a host: refused while any of its registrations is held,
 });
 
 serial(title("killing A's glusterfs client makes every registration of A stale for B"), async (t) => {
-  const h1 = t.context.a.registerLocked({ session: 'sid-7', chroot: 'sid', pids: [] });
-  const h2 = t.context.a.registerLocked({ session: 'sid-8', chroot: 'sid', pids: [] });
+  const h1 = await t.context.a.registerLocked({ session: 'sid-7', chroot: 'sid', pids: [] });
+  const h2 = await t.context.a.registerLocked({ session: 'sid-8', chroot: 'sid', pids: [] });
   try {
     t.deepEqual(brief(t.context.b.list()), ['host-a@sid-7 active', 'host-a@sid-8 active']);
     process.kill(farm!.clientPid('A')!, 'SIGKILL');
@@ -180,8 +180,8 @@ serial(title("killing A's glusterfs client makes every registration of A stale f
   t.deepEqual(brief(t.context.a.list()), ['host-a@sid-7 stale', 'host-a@sid-8 stale'], 'A sees them stale too once remounted');
 });
 
-serial(title('a bad host name or session id is refused before any file is touched'), (t) => {
+serial(title('a bad host name or session id is refused before any file is touched'), async (t) => {
   t.throws(() => Registry.open(t.context.dirs[0]!, 'bad_host'), { instanceOf: RegistryError, message: /host name "bad_host"/ });
-  t.throws(() => t.context.a.registerLocked({ session: '../x', chroot: 'sid', pids: [] }), { instanceOf: RegistryError, message: /invalid session id/ });
+  await t.throwsAsync(() => t.context.a.registerLocked({ session: '../x', chroot: 'sid', pids: [] }), { instanceOf: RegistryError, message: /invalid session id/ });
   t.deepEqual(readdirSync(t.context.a.dir), []);
 });

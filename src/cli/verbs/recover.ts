@@ -4,7 +4,7 @@
 // active) for `run -s` and `end -s`.
 import { recoverAll, recoverSession, spawnInSession, type RecoverReport, type Recovered } from '../../sessions/index.js';
 import type { Parsed } from '../args.js';
-import { loadContext } from '../context.js';
+import { loadContext, sharedChrootsOf } from '../context.js';
 import { EXIT, UsageError, exitCodeOf, formatError } from '../errors.js';
 import { waitReporter } from '../wait-line.js';
 import { runCommand } from '../command.js';
@@ -37,7 +37,7 @@ export default async function recover(p: Parsed): Promise<number> {
   };
   let one: Recovered;
   try {
-    if (o.all) return report(await recoverAll(common), abort.signal);
+    if (o.all) return report(await recoverAll({ ...common, sharedChroots: sharedChrootsOf(ctx) }), abort.signal);
     one = await recoverSession({ ...common, id: o.session as string });
   } finally {
     waits.done();
@@ -85,10 +85,12 @@ function describe(r: RecoverReport): string {
       return `removed ${r.id}: what was left of an ended session whose deletion was cut short\n`;
     case 'corrupt':
       return `warden: session ${r.id} is corrupt, left untouched: ${r.reason}\n`;
+    case 'removed-registration':
+      return `removed registration ${r.id} of [${r.chroot}]: its session was ended, but its end died before removing it\n`;
     case 'active':
       return '';
     case 'failed':
-      return formatError(`recover -s ${r.id}`, r.error);
+      return formatError(r.chroot === undefined ? `recover -s ${r.id}` : `recover --all: registrations of [${r.chroot}]`, r.error);
   }
 }
 

@@ -2,7 +2,7 @@
 // Its log lines go to stderr (supervisor.log when `begin` started it).
 import { closeSync, writeSync } from 'node:fs';
 import type { Parsed } from '../args.js';
-import { chrootOf, hookTimeoutMsOf, hooksDirOf, loadContext, type Context } from '../context.js';
+import { chrootOf, hookTimeoutMsOf, hooksDirOf, loadContext, sharedChrootsOf, type Context } from '../context.js';
 import { EXIT } from '../errors.js';
 
 /** The node arguments that start a supervisor like this CLI's context: same entry, config and state dir. */
@@ -71,6 +71,7 @@ export default async function supervise(p: Parsed): Promise<number> {
       const chroot = chrootOf(now, name);
       return { chroot, hooksDir: hooksDirOf(now, chroot), hookTimeoutMs: hookTimeoutMsOf(now, chroot) };
     },
+    sharedChroots: () => sharedChrootsOf(ctx),
     log,
     socketGid: await socketGid(ctx),
     limits: limitsFromSettings(ctx.config.supervisorLimits),
