@@ -4,7 +4,7 @@
 export { loadConfig, type LoadOptions } from './load.js';
 export { locateConfig, SYSTEM_CONFIG, type ConfigLocation, type LocateOptions } from './locate.js';
 export { ConfigError, NoSuchChrootError, PermissionDeniedError, type ConfigWarning } from './errors.js';
-export { accessToRun, accessToSource, authorize, findAccount, groupId, groupsOfAccount, isCaller, type Account, GROUP_FILE, PASSWD_FILE, type Access, type AccountFiles, type Credentials } from './access.js';
+export { accessToRun, accessToSource, authorize, findAccount, groupId, groupsOfAccount, isCaller, type Account, type Access, type AccountFiles, type Credentials } from './access.js';
 export type { ChrootDef, Config, ProfileFiles, UnionType, UnsupportedChroot } from './types.js';
 export type { SupervisorLimitSettings } from './globals.js';
 export { chrootOf, DEFAULT_HOOK_TIMEOUT_S, hooksDirOf, hookTimeoutMsOf, loadContext, PACKAGE_HOOKS, SYSTEM_STATE_DIR, type Context } from './context.js';

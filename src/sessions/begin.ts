@@ -12,7 +12,7 @@ import { createLiveness, takeLivenessShared, takeManageLock, takeSourceShared, w
 import { renameNoReplace } from './native.js';
 import { BUILD_PREFIX, UNPUBLISHED_PREFIX, discardSessionDir } from './discard.js';
 import { sessionProfile } from './profile.js';
-import { makeSessionDirs, MODES, Session } from './session.js';
+import { setSessionState, makeSessionDirs, MODES, Session } from './session.js';
 import { SESSION_LAYOUT, STATE_VERSION, syncDir, writeStateLocked, type SessionOwner, type SessionState } from './state.js';
 import { ensureStateDir, markStateDir } from './store.js';
 import { Undo } from './undo.js';
@@ -146,6 +146,6 @@ async function setUpLocked(session: Session, o: BeginOptions, undo: Undo): Promi
   await mountViewLocked(session, { recover: false, signal: o.signal, protocol: 'begin', mount }, undo);
   const active: SessionState = { ...state, status: 'active', updatedAt: new Date().toISOString() };
   await withMetadataLock(paths.dir, () => writeStateLocked(paths.dir, active));
-  session.setState(active);
+  setSessionState(session, active);
   crashPoint('begin:active');
 }

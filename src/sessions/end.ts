@@ -9,7 +9,7 @@ import { refuseWhileInUse, unmountSettled } from '../union/index.js';
 import { discardSessionDir, discardSessionDirOffThread } from './discard.js';
 import { SessionBusyError } from './errors.js';
 import { downgradeLiveness, livenessHolders, openLiveness, takeLivenessExclusive, withMetadataLock, type LivenessExclusiveOptions } from './locks.js';
-import type { Session } from './session.js';
+import { setSessionLocks, setSessionState, type Session } from './session.js';
 import { writeStateLocked, type SessionStatus } from './state.js';
 import { crashPoint } from '../sys/index.js';
 
@@ -61,7 +61,7 @@ export async function endSession(session: Session, o: EndOptions = {}): Promise<
   }
   lock.close();
   source?.close();
-  session.setLocks({ liveness: undefined, source: undefined });
+  setSessionLocks(session, { liveness: undefined, source: undefined });
   if (late !== undefined) throw late;
 }
 
@@ -128,5 +128,5 @@ async function teardownLocked(session: Session, recover: boolean, offThread: boo
 async function setStatusLocked(session: Session, status: SessionStatus, syncRename = true): Promise<void> {
   const next = { ...session.state, status, updatedAt: new Date().toISOString() };
   await withMetadataLock(session.paths.dir, () => writeStateLocked(session.paths.dir, next, { syncRename }));
-  session.setState(next);
+  setSessionState(session, next);
 }

@@ -8,7 +8,7 @@ import { canonicalPath, crashPoint, readMountInfo } from '../sys/index.js';
 import { isMountPoint, mountUnion, removeTree, unmountSettled, UnionError } from '../union/index.js';
 import { RollbackError } from './errors.js';
 import { downgradeLiveness, takeSourceShared, withMetadataLock, type LockWaitOptions } from './locks.js';
-import { makeSessionDirs, MODES, type Session } from './session.js';
+import { setSessionLocks, setSessionState, makeSessionDirs, MODES, type Session } from './session.js';
 import { writeStateLocked, type SessionState } from './state.js';
 import { Undo } from './undo.js';
 import { mountViewLocked, sessionHook } from './view.js';
@@ -32,11 +32,11 @@ export async function readoptLocked(session: Session, manage: FileLock, liveness
     // Holding the source now: a source entry from here on waits for us.
     manage.close();
     crashPoint('recover:manage-released');
-    session.setLocks({ liveness, source });
+    setSessionLocks(session, { liveness, source });
     const view = await restoreViewLocked(session, o, undo);
     const active: SessionState = { ...session.state, status: 'active', updatedAt: new Date().toISOString() };
     await withMetadataLock(session.paths.dir, () => writeStateLocked(session.paths.dir, active));
-    session.setState(active);
+    setSessionState(session, active);
     crashPoint('recover:active');
     // fcntl(2): converting an exclusive lock to shared never blocks.
     if (!downgradeLiveness(liveness)) throw new Error(`session ${session.id}: could not downgrade its liveness lock to shared`);
@@ -44,7 +44,7 @@ export async function readoptLocked(session: Session, manage: FileLock, liveness
     undo.commit();
     return view;
   } catch (e) {
-    session.setLocks({ liveness: undefined, source: undefined });
+    setSessionLocks(session, { liveness: undefined, source: undefined });
     const errors = await undo.run();
     if (errors.length > 0) throw new RollbackError(session.id, e, errors);
     throw e;

@@ -22,7 +22,7 @@ import { SessionActiveError, SessionNotFoundError } from './errors.js';
 import { livenessHeld, livenessHolders, openLiveness, takeLivenessExclusive, takeManageLock, type LockWaitOptions } from './locks.js';
 import { openSession } from './open.js';
 import { readoptLocked } from './readopt.js';
-import type { Session } from './session.js';
+import { setSessionLocks, type Session } from './session.js';
 import { ensureStateDir } from './store.js';
 
 export interface RecoverOptions extends LockWaitOptions {
@@ -73,7 +73,7 @@ export async function recoverSession(o: RecoverOptions): Promise<Recovered> {
     crashPoint('recover:exclusive');
     // What the session is now, read under the lock.
     const session = openSession(stateDir, o.id);
-    session.setLocks({ liveness, source: undefined });
+    setSessionLocks(session, { liveness, source: undefined });
     const killedHooks = (o.strays ?? strayHooks(stateDir)).filter((h) => h.sessionId === session.id);
     await killStrayHooks(killedHooks);
     if (killedHooks.length > 0) crashPoint('recover:hooks-killed');

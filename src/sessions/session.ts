@@ -1,7 +1,7 @@
 // A session as one process holds it: the liveness byte and the source lock,
 // each through an open file description of its own, plus the state read
-// from state.json. The supervisor (later) and `warden run` hold sessions
-// through this same object.
+// from state.json. The supervisor, `warden run` and the library hold
+// sessions through this same object.
 import { lstatSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { UnionError, type UnionType } from '../union/index.js';
@@ -86,6 +86,23 @@ export interface CommandLocks {
   close(): void;
 }
 
+type SessionLocks = { liveness: FileLock | undefined; source: FileLock | undefined };
+let setLocksOf: (s: Session, locks: SessionLocks) => void;
+let setStateOf: (s: Session, state: SessionState) => void;
+
+/**
+ * Hands over (or drops) the locks `s` owns, after end, begin or recover
+ * steps. For src/sessions only: sessions/index.ts does not export it.
+ */
+export function setSessionLocks(s: Session, locks: SessionLocks): void {
+  setLocksOf(s, locks);
+}
+
+/** The state of `s` after a rewrite of its state.json. For src/sessions only. */
+export function setSessionState(s: Session, state: SessionState): void {
+  setStateOf(s, state);
+}
+
 export class Session {
   readonly stateDir: string;
   readonly paths: SessionPaths;
@@ -120,15 +137,14 @@ export class Session {
     return { liveness: this.#liveness, source: this.#source };
   }
 
-  /** Internal: hand over (or drop) the locks after end or begin steps. */
-  setLocks(locks: { liveness: FileLock | undefined; source: FileLock | undefined }): void {
-    this.#liveness = locks.liveness;
-    this.#source = locks.source;
-  }
-
-  /** Internal: the state after a rewrite. */
-  setState(state: SessionState): void {
-    this.#state = state;
+  static {
+    setLocksOf = (s, locks) => {
+      s.#liveness = locks.liveness;
+      s.#source = locks.source;
+    };
+    setStateOf = (s, state) => {
+      s.#state = state;
+    };
   }
 
   hookVars(recover = false): HookVars {
