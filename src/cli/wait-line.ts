@@ -8,7 +8,7 @@
 // readable.
 import { describeHolders, lockHolders, type LockHolder } from '../locks/index.js';
 import { describeSessionHolders } from '../sessions/errors.js';
-import type { WaitInfo } from '../sessions/locks.js';
+import type { WaitInfo } from '../sessions/index.js';
 
 /** How long a wait goes unreported: 1 s, or WARDEN_WAIT_QUIET_MS (0: every wait, at once). */
 function quietMs(env: NodeJS.ProcessEnv = process.env): number {

@@ -6,10 +6,10 @@
 // chroot), as schroot's `--end-session --all-sessions` does for a build
 // host's cleanup. It goes on past a session that cannot be ended and exits
 // with the first failure's status; corrupt entries are reported and left.
-import type { Session } from '../../sessions/session.js';
+import type { Session } from '../../sessions/index.js';
 import { SessionNotFoundError } from '../../sessions/errors.js';
 import { openSession } from '../../sessions/open.js';
-import type { SupervisorClient } from '../../supervisor/client.js';
+import type { SupervisorClient } from '../../supervisor/index.js';
 import { str, type Parsed } from '../args.js';
 import { chrootOf, loadContext } from '../context.js';
 import { EXIT, RootRequiredError, UsageError, exitCodeOf, formatError } from '../errors.js';
