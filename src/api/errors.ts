@@ -26,6 +26,8 @@ export class WardenClosedError extends Error {
  * `exitCode` is its status, as the CLI exits with it.
  */
 export class SessionLeftError extends SessionBusyError {
+  /** exitCodeOf gives its caller's fallback, as for any error it has no code for; `exitCode` is the command's status. */
+  static override readonly exit: number | undefined = undefined;
   override name = 'SessionLeftError';
   readonly result: CommandResult;
   constructor(id: string, result: CommandResult, cause: Error & { holders?: readonly unknown[] }) {

@@ -16,10 +16,10 @@ import { ChrootTree } from './tree.js';
 
 export { BootstrapError, type BootstrapReason } from './errors.js';
 export { MARKER, SOURCE_LOCK } from './target.js';
-export { REQUIRED_TOOLS, OPTIONAL_TOOLS } from './tools.js';
+export { REQUIRED_TOOLS } from './tools.js';
 
 /** Layout version of a bootstrap tree, recorded in its marker. */
-export const BOOTSTRAP_VERSION = 1;
+const BOOTSTRAP_VERSION = 1;
 /** Where busybox goes in the chroot; its applets are symlinks to it. */
 const BUSYBOX = '/bin/busybox';
 

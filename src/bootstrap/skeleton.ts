@@ -19,7 +19,7 @@ const DIRS: [string, number][] = [
   ['/var/tmp', 0o1777],
 ];
 
-export const HOSTNAME = 'warden-demo';
+const HOSTNAME = 'warden-demo';
 
 const FILES: [string, string][] = [
   ['/etc/passwd', 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n'],

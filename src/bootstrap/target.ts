@@ -81,7 +81,7 @@ export function classify(dir: string): Exclude<TargetState, 'missing'> {
 }
 
 /** The parsed marker, if `dir` has a valid one (a regular file, never read through a symlink). */
-export function readMarker(dir: string): Record<string, unknown> | undefined {
+function readMarker(dir: string): Record<string, unknown> | undefined {
   let fd: number;
   try {
     fd = openSync(join(dir, MARKER), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);

@@ -7,7 +7,7 @@ import { delimiter, join } from 'node:path';
 export const REQUIRED_TOOLS: readonly string[] = ['sh', 'true', 'false', 'cat', 'ls', 'touch', 'sleep', 'id', 'sha256sum'];
 
 /** Installed when the host has them, silently skipped otherwise. */
-export const OPTIONAL_TOOLS: readonly string[] = [
+const OPTIONAL_TOOLS: readonly string[] = [
   'echo', 'printf', 'test', '[', 'env', 'mkdir', 'rmdir', 'rm', 'cp', 'mv', 'ln', 'chmod', 'readlink', 'stat',
   'head', 'tail', 'wc', 'sort', 'tee', 'grep', 'sed', 'find', 'dirname', 'basename', 'uname', 'hostname',
   'whoami', 'date', 'kill', 'ps', 'sync',

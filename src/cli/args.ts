@@ -20,6 +20,11 @@ export interface Parsed {
   argv?: string[];
 }
 
+/** A string option's value (the parser gives strings for `type: 'string'`), or undefined when absent. */
+export function str(v: Parsed['options'][string]): string | undefined {
+  return typeof v === 'string' ? v : undefined;
+}
+
 /**
  * Splits off the verb, then parses its options. Global options with a value
  * may also come before the verb (`warden --config F run ...`, as with

@@ -1,7 +1,10 @@
 // How the CLI reports failures: the exit code of each error type
 // (src/exit-codes.ts), and one line `warden: <what>: <why>` per error.
 
+import { EXIT } from '../exit-codes.js';
+
 export class UsageError extends Error {
+  static readonly exit: number | undefined = EXIT.usage;
   override name = 'UsageError';
   readonly verb: string | undefined;
   constructor(message: string, verb?: string) {
@@ -12,6 +15,7 @@ export class UsageError extends Error {
 
 /** The caller may do it, but only root can carry it out from the command line (exit 8). */
 export class RootRequiredError extends Error {
+  static readonly exit: number | undefined = EXIT.denied;
   override name = 'RootRequiredError';
   constructor(what: string) {
     super(`${what} from the command line needs root: the lock files and mounts are root's (uid ${process.getuid!()} may begin and end sessions through the supervisor's socket)`);

@@ -10,20 +10,25 @@ import { madeStdio } from './output.js';
 
 type VerbMain = (p: Parsed) => Promise<number>;
 
-const VERB_MODULES: Record<string, () => Promise<{ default: VerbMain }>> = {
-  run: () => import('./verbs/run.js'),
-  source: () => import('./verbs/source.js'),
-  begin: () => import('./verbs/begin.js'),
-  end: () => import('./verbs/end.js'),
-  supervise: () => import('./verbs/supervise.js'),
+// The verbs: each name once, with the module that runs it (esbuild makes
+// each import() a lazy chunk). spec.ts's table of their options is typed
+// by these names, and the usage line below lists them in this order.
+const VERB_MODULES = {
   list: () => import('./verbs/list.js'),
   info: () => import('./verbs/info.js'),
   locks: () => import('./verbs/locks.js'),
-  bootstrap: () => import('./verbs/bootstrap.js'),
-  'forget-host': () => import('./verbs/forget-host.js'),
+  begin: () => import('./verbs/begin.js'),
+  run: () => import('./verbs/run.js'),
+  end: () => import('./verbs/end.js'),
+  source: () => import('./verbs/source.js'),
   recover: () => import('./verbs/recover.js'),
   watch: () => import('./verbs/watch.js'),
-};
+  supervise: () => import('./verbs/supervise.js'),
+  bootstrap: () => import('./verbs/bootstrap.js'),
+  'forget-host': () => import('./verbs/forget-host.js'),
+} satisfies Record<string, () => Promise<{ default: VerbMain }>>;
+
+export type VerbName = keyof typeof VERB_MODULES;
 
 async function help(verb: string | undefined): Promise<void> {
   const { helpText } = await import('./help.js');
@@ -39,7 +44,7 @@ export async function main(argv: string[]): Promise<number> {
     return EXIT.ok;
   }
   if (first === undefined) {
-    process.stderr.write("warden: usage: no verb given (list, info, locks, begin, run, end, source, recover, watch, supervise, bootstrap)\nTry 'warden --help'.\n");
+    process.stderr.write(`warden: usage: no verb given (${Object.keys(VERB_MODULES).join(', ')})\nTry 'warden --help'.\n`);
     return EXIT.usage;
   }
   if (first === 'schroot') {
@@ -70,7 +75,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const name = parsed.verb.name;
   try {
-    const verb = await VERB_MODULES[name]!();
+    const verb = await VERB_MODULES[name]();
     return await verb.default(parsed);
   } catch (e) {
     // run, source (and recover -- CMD) pass the command's status through, so their own failures use 125.

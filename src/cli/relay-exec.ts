@@ -11,7 +11,7 @@ import { libc } from '../sys/index.js';
 const F_SETFD = 2;
 
 /** dist/bin/warden beside this CLI (dist/cli/warden-main.cjs, or dist/src/cli when run unbundled). */
-export function relayPath(): string | undefined {
+function relayPath(): string | undefined {
   for (const rel of ['../bin/warden', '../../bin/warden']) {
     const p = fileURLToPath(new URL(rel, import.meta.url));
     if (existsSync(p)) return p;

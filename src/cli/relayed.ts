@@ -5,7 +5,7 @@
 // the CLI.
 import { isAbsolute, resolve } from 'node:path';
 import type { RelayCalls, RelayedCall } from '../supervisor/index.js';
-import { parseArgs } from './args.js';
+import { parseArgs, str } from './args.js';
 import { loadContext } from './context.js';
 import { version } from './version.js';
 import { schrootCall, schrootQuery } from './schroot-calls.js';
@@ -42,15 +42,15 @@ function parseCall(args: string[], cwd: string, stateDir: string, configFile: st
   const verb = p.verb.name;
   if (p.help || o['no-supervisor'] === true) return { verb: 'fallback' };
   // The supervisor serves its own state dir with its own configuration (root's): a client cannot choose either.
-  const dir = o['state-dir'] as string | undefined;
+  const dir = str(o['state-dir']);
   if (dir !== undefined && (isAbsolute(dir) ? dir : resolve(cwd, dir)) !== stateDir) {
     throw new UsageError(`--state-dir ${dir}: this supervisor serves ${stateDir}`, verb);
   }
-  const config = o.config as string | undefined;
+  const config = str(o.config);
   if (config !== undefined && (isAbsolute(config) ? config : resolve(cwd, config)) !== configFile) {
     throw new UsageError(`--config ${config}: the supervisor reads its own configuration (${configFile ?? 'none'})`, verb);
   }
-  const timeout = o.timeout as number | undefined;
+  const timeout = typeof o.timeout === 'number' ? o.timeout : undefined;
   const wait = o['no-wait'] === true ? false : undefined;
   if (verb === 'run') {
     if (Boolean(o.chroot) === Boolean(o.session)) throw new UsageError('give exactly one of -c CHROOT or -s ID', 'run');
@@ -59,11 +59,11 @@ function parseCall(args: string[], cwd: string, stateDir: string, configFile: st
     return {
       verb: 'run',
       describe: o.chroot ? `run -c ${o.chroot as string}` : `run -s ${o.session as string}`,
-      session: o.session as string | undefined,
-      chroot: o.chroot as string | undefined,
-      id: o.id as string | undefined,
-      user: o.user as string | undefined,
-      directory: o.directory as string | undefined,
+      session: str(o.session),
+      chroot: str(o.chroot),
+      id: str(o.id),
+      user: str(o.user),
+      directory: str(o.directory),
       preserveEnvironment: o['preserve-environment'] === true,
       command: p.command,
       timeout,
@@ -77,8 +77,8 @@ function parseCall(args: string[], cwd: string, stateDir: string, configFile: st
       verb: 'source',
       describe: `source -c ${o.chroot as string}`,
       chroot: o.chroot as string,
-      user: o.user as string | undefined,
-      directory: o.directory as string | undefined,
+      user: str(o.user),
+      directory: str(o.directory),
       preserveEnvironment: o['preserve-environment'] === true,
       command: p.command,
       recoverStale: o['recover-stale'] === true,
@@ -97,8 +97,8 @@ function parseCall(args: string[], cwd: string, stateDir: string, configFile: st
       id: o.session as string,
       end: o.end === true,
       command: p.command,
-      user: o.user as string | undefined,
-      directory: o.directory as string | undefined,
+      user: str(o.user),
+      directory: str(o.directory),
       preserveEnvironment: o['preserve-environment'] === true,
       timeout,
       wait,
@@ -106,7 +106,7 @@ function parseCall(args: string[], cwd: string, stateDir: string, configFile: st
   }
   if (verb === 'begin' && o.json !== true) {
     if (!o.chroot) throw new UsageError('-c CHROOT is required', 'begin');
-    return { verb: 'begin', describe: `begin -c ${o.chroot as string}`, chroot: o.chroot as string, id: o.id as string | undefined, timeout, wait };
+    return { verb: 'begin', describe: `begin -c ${o.chroot as string}`, chroot: o.chroot as string, id: str(o.id), timeout, wait };
   }
   if (verb === 'end' && o.all !== true && o.session !== undefined) {
     return { verb: 'end', describe: `end -s ${o.session as string}`, id: o.session as string, wait: o.wait === true, force: o.force === true, timeout };

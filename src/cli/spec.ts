@@ -2,6 +2,8 @@
 // it on every call, and yargs builds --help from the same table only when
 // help is asked for (loading yargs costs more than Node's own start-up).
 
+import type { VerbName } from './main.js';
+
 export interface OptionSpec {
   type: 'string' | 'boolean' | 'number';
   alias?: string;
@@ -11,7 +13,8 @@ export interface OptionSpec {
 }
 
 export interface VerbSpec {
-  name: string;
+  /** One of main.ts's verbs (the one list of them). */
+  name: VerbName;
   usage: string;
   describe: string;
   options: Record<string, OptionSpec>;

@@ -9,10 +9,10 @@
 import { describeHolders, lockHolders, type LockHolder } from '../locks/index.js';
 import { describeSessionHolders } from '../sessions/errors.js';
 import { describeManageOwner } from '../sessions/manage-owner.js';
-import type { WaitInfo } from '../sessions/locks.js';
+import type { WaitInfo } from '../sessions/index.js';
 
 /** How long a wait goes unreported: 1 s, or WARDEN_WAIT_QUIET_MS (0: every wait, at once). */
-export function quietMs(env: NodeJS.ProcessEnv = process.env): number {
+function quietMs(env: NodeJS.ProcessEnv = process.env): number {
   const v = Number(env.WARDEN_WAIT_QUIET_MS);
   return env.WARDEN_WAIT_QUIET_MS !== undefined && Number.isFinite(v) && v >= 0 ? v : 1000;
 }

@@ -28,8 +28,8 @@ export interface AccountFiles {
   group?: string | undefined;
 }
 
-export const PASSWD_FILE = '/etc/passwd';
-export const GROUP_FILE = '/etc/group';
+const PASSWD_FILE = '/etc/passwd';
+const GROUP_FILE = '/etc/group';
 
 type ListKey = 'users' | 'groups' | 'rootUsers' | 'rootGroups' | 'sourceUsers' | 'sourceGroups' | 'sourceRootUsers' | 'sourceRootGroups';
 

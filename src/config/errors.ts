@@ -1,7 +1,7 @@
 // Typed outcomes of reading the configuration. Every message is built here,
 // in one shape, `FILE:LINE: reason`, so terminals and editors can jump to it;
 // callers read the fields rather than parse the text.
-import { exitCodeOf } from '../exit-codes.js';
+import { EXIT, exitCodeOf } from '../exit-codes.js';
 
 /** A spot in a configuration file; `line` is 1-based. */
 export interface Place {
@@ -20,6 +20,7 @@ export function describePlace(place: Place): string {
  * unreadable), not something on one of its lines.
  */
 export class ConfigError extends Error {
+  static readonly exit: number | undefined = EXIT.config;
   override name = 'ConfigError';
   readonly file: string;
   readonly line: number | undefined;
@@ -80,6 +81,7 @@ const ACTIONS: Record<Access, string> = {
  * `place` the chroot's definition, where an administrator would change it.
  */
 export class PermissionDeniedError extends Error {
+  static readonly exit: number | undefined = EXIT.denied;
   override name = 'PermissionDeniedError';
   readonly chroot: string;
   readonly uid: number;
@@ -108,6 +110,7 @@ export class PermissionDeniedError extends Error {
 
 /** No chroot of that name or alias (exit 4). `known`: the configured names. */
 export class NoSuchChrootError extends Error {
+  static readonly exit: number | undefined = EXIT.notFound;
   override name = 'NoSuchChrootError';
   readonly chroot: string;
   readonly known: readonly string[];

@@ -4,7 +4,7 @@
 export { loadConfig, type LoadOptions } from './load.js';
 export { locateConfig, SYSTEM_CONFIG, type ConfigLocation, type LocateOptions } from './locate.js';
 export { ConfigError, NoSuchChrootError, PermissionDeniedError, type ConfigWarning } from './errors.js';
-export { accessToRun, accessToSource, authorize, findAccount, groupId, groupsOfAccount, isCaller, type Account, GROUP_FILE, PASSWD_FILE, type Access, type AccountFiles, type Credentials } from './access.js';
+export { accessToRun, accessToSource, authorize, findAccount, groupId, groupsOfAccount, isCaller, type Account, type Access, type AccountFiles, type Credentials } from './access.js';
 export type { ChrootDef, Config, ProfileFiles, SharedDir, UnionType, UnsupportedChroot } from './types.js';
 export { checkSharedStorage, hostOf } from './shared.js';
 export { hostProblem } from './names.js';

@@ -8,7 +8,7 @@
 // (`sid-amd64-sbuild`, `bookworm_arm64`, `jammy.i386`) fits.
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
-export const MAX_NAME_LENGTH = 64;
+const MAX_NAME_LENGTH = 64;
 
 /** The group that holds warden's global settings; it can never name a chroot. */
 export const GLOBAL_GROUP = 'warden';

@@ -5,7 +5,7 @@
 import { showPath } from '../sys/index.js';
 import { describeErrno } from '../sys/index.js';
 import type { HookPhase } from './types.js';
-import { exitCodeOf } from '../exit-codes.js';
+import { EXIT, exitCodeOf } from '../exit-codes.js';
 
 export class HookError extends Error {
   override name = 'HookError';
@@ -43,6 +43,7 @@ export function hookFailure(base: Pick<HookFailure, 'hook' | 'phase' | 'timeoutM
 }
 
 export class HookFailedError extends HookError {
+  static readonly exit: number | undefined = EXIT.hook;
   override name = 'HookFailedError';
   /** `<phase>.d/<name>`, or a profile file's path */
   readonly hook: string;
@@ -76,6 +77,7 @@ export class HookFailedError extends HookError {
 }
 
 export class HookPermissionError extends HookError {
+  static readonly exit: number | undefined = EXIT.hook;
   override name = 'HookPermissionError';
   readonly path: string;
   readonly reason: string;
@@ -93,7 +95,7 @@ export function seconds(ms: number): string {
 }
 
 /** One line: what happened, then the last stderr line when there is one. */
-export function failureMessage(f: HookFailure): string {
+function failureMessage(f: HookFailure): string {
   const last = f.stderrTail.at(-1);
   const tail = last === undefined ? '' : `: ${last}`;
   if (f.spawnError) return `hook ${f.hook} could not be started: ${f.spawnError.message}`;
@@ -156,7 +158,7 @@ export function mountWhat(e: { bind: boolean; rec: boolean; vfstype: string; spe
 }
 
 /** "line 3: bind /sys on /x/root/sys: Permission denied (EPERM)". */
-export function declarativeReason(f: { reason?: string; line?: number }): string {
+function declarativeReason(f: { reason?: string; line?: number }): string {
   return f.line === undefined ? `${f.reason}` : `line ${f.line}: ${f.reason}`;
 }
 

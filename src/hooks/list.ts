@@ -11,7 +11,7 @@ import type { HookEntry, HookKind, HookPhase } from './types.js';
  * only [A-Za-z0-9_-]. So dotfiles (.keep), editor backups (foo~), package
  * leftovers (foo.dpkg-old, foo.rpmnew) and README.md are never run.
  */
-export const HOOK_NAME = /^[A-Za-z0-9_-]+$/;
+const HOOK_NAME = /^[A-Za-z0-9_-]+$/;
 
 /** Stop phases undo start phases, so they run in reverse order. */
 function reversed(phase: HookPhase): boolean {

@@ -1,6 +1,6 @@
 // Typed outcomes of lock operations. Messages are built here, in one place;
 // callers read the fields (holders, path, range) rather than parse text.
-import { exitCodeOf } from '../exit-codes.js';
+import { EXIT, exitCodeOf } from '../exit-codes.js';
 
 export type LockKind = 'shared' | 'exclusive';
 
@@ -62,6 +62,7 @@ export class LockError extends Error {
 
 /** A non-blocking attempt found the lock taken. */
 export class LockBusyError extends LockError {
+  static readonly exit: number | undefined = EXIT.busy;
   override name = 'LockBusyError';
   constructor(path: string, range: LockRange, kind: LockKind, holders: readonly LockHolder[]) {
     super(`${kind} lock on ${path} (${describeRange(range)}) is busy: held ${describeHolders(holders)}`, { path, range, holders });
@@ -70,6 +71,7 @@ export class LockBusyError extends LockError {
 
 /** A blocking wait ran out of time. Nothing is held afterwards. */
 export class LockTimeoutError extends LockError {
+  static readonly exit: number | undefined = EXIT.busy;
   override name = 'LockTimeoutError';
   readonly timeoutMs: number;
   constructor(path: string, range: LockRange, kind: LockKind, timeoutMs: number, holders: readonly LockHolder[]) {
@@ -84,6 +86,7 @@ export class LockTimeoutError extends LockError {
 
 /** A blocking wait was cancelled through its AbortSignal. Nothing is held afterwards. */
 export class LockAbortedError extends LockError {
+  static readonly exit: number | undefined = EXIT.interrupted;
   override name = 'LockAbortedError';
   constructor(path: string, range: LockRange, kind: LockKind, reason: unknown) {
     super(`wait for ${kind} lock on ${path} (${describeRange(range)}) was cancelled`, { path, range, cause: reason });

@@ -19,7 +19,7 @@ export {
   type LockRange,
 } from './errors.js';
 export { fileKey, fileKeyOfPath, holdersByKey, lockHolders, readProcLocks, rangesOverlap, type LockEntry } from './inspect.js';
-export { currentMode, requestedMode, type LockMode } from './mode.js';
+export { requestedMode, type LockMode } from './mode.js';
 export { describeFilesystem, lockLocality, type LockLocality, type LockScope } from './locality.js';
 export { shutdownWaitPool, waitPool } from './pool.js';
 

@@ -38,7 +38,7 @@ export function fileKeyOfPath(path: string): string {
 }
 
 /** Parses /proc/locks text; lines of other kinds (leases, delegations) are skipped. */
-export function parseProcLocks(text: string): LockEntry[] {
+function parseProcLocks(text: string): LockEntry[] {
   const out: LockEntry[] = [];
   for (const line of text.split('\n')) {
     const entry = parseLockLine(line);

@@ -48,7 +48,3 @@ export function lockCommands(fd: number): ModeCommands {
   return (decided = COMMANDS.posix);
 }
 
-/** The mode already decided, if any (inspection uses it to label output). */
-export function currentMode(): LockMode | undefined {
-  return decided?.mode;
-}

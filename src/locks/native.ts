@@ -21,8 +21,6 @@ export const F_SETLKW = 7;
 export const F_OFD_GETLK = 36;
 export const F_OFD_SETLK = 37;
 export const F_OFD_SETLKW = 38;
-export const F_GETFD = 1;
-export const F_SETFD = 2;
 
 export const F_RDLCK = 0;
 export const F_WRLCK = 1;

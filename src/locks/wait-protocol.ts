@@ -4,7 +4,7 @@
 export const TID = 0; // worker's kernel thread id, set before it waits
 export const STATE = 1; // IDLE -> WAITING -> DONE
 export const CANCEL = 2; // set to 1 by the main thread to cancel
-export const IDLE = 0;
+// IDLE is 0: a fresh SharedArrayBuffer is zeroed.
 export const WAITING = 1;
 export const DONE = 2;
 export const CONTROL_BYTES = 3 * Int32Array.BYTES_PER_ELEMENT;

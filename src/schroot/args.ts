@@ -156,7 +156,7 @@ function scan(argv: readonly string[]): { occurrences: Occurrence[]; positional:
 }
 
 /** sbuild::is_valid_sessionname: no namespace, not hidden, no editor or dpkg leftovers. */
-export function isValidSessionName(name: string): boolean {
+function isValidSessionName(name: string): boolean {
   return /^[^:/,.][^:/,]*$/.test(name) && !name.endsWith('~') && !/dpkg-(old|dist|new|tmp)$/.test(name);
 }
 

@@ -2,7 +2,7 @@
 // script that greps schroot's stderr finds the same line under warden-schroot.
 
 /** schroot exits 1 for every failure of its own, usage errors included. */
-export const SCHROOT_FAILURE = 1;
+const SCHROOT_FAILURE = 1;
 
 /**
  * A command line schroot (or warden-schroot) refuses. `message` is the text

@@ -136,7 +136,7 @@ const TITLES = { chroot: 'Chroot', source: 'Source', session: 'Session' } as con
  * `  KEY` padded to the longest key of the record (at least 20) plus 2, then
  * the value. (Keys are ASCII, so their display width is their length.)
  */
-export function formatDetail(r: Record): string {
+function formatDetail(r: Record): string {
   const items = detailItems(r);
   const width = Math.max(20, ...items.map(([k]) => k.length)) + 2;
   const lines = items.map(([k, v]) => `  ${k.padEnd(width)}${v}\n`);
@@ -200,7 +200,7 @@ function configKeys(r: Record): Map<string, string> | undefined {
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
 /** sbuild::date: strftime `%d %b %Y` in the C locale, local time. */
-export function schrootDate(d: Date): string {
+function schrootDate(d: Date): string {
   return `${String(d.getDate()).padStart(2, '0')} ${MONTHS[d.getMonth()]} ${d.getFullYear()}`;
 }
 

@@ -16,7 +16,7 @@ import { renameNoReplace } from './native.js';
 import { BUILD_PREFIX, UNPUBLISHED_PREFIX, discardSessionDir } from './discard.js';
 import { ringBell } from './watch-bell.js';
 import { sessionProfile } from './profile.js';
-import { makeSessionDirs, MODES, Session } from './session.js';
+import { setSessionLocks, setSessionState, makeSessionDirs, MODES, Session } from './session.js';
 import { SESSION_LAYOUT, STATE_VERSION, syncDir, writeStateLocked, type SessionOwner, type SessionShared, type SessionState } from './state.js';
 import { ensureStateDir, markStateDir } from './store.js';
 import { Undo } from './undo.js';
@@ -75,7 +75,7 @@ export async function beginSession(o: BeginOptions): Promise<Session> {
     undo.push('remove session dir', () => discardSessionDir(stateDir, id));
     await setUpLocked(session, o, undo);
     // The session holds its registration from now on (released with it).
-    session.setLocks({ ...session.locks, registration });
+    setSessionLocks(session, { ...session.locks, registration });
     undo.commit();
     return session;
   } catch (e) {
@@ -172,6 +172,6 @@ async function setUpLocked(session: Session, o: BeginOptions, undo: Undo): Promi
   await mountViewLocked(session, { recover: false, signal: o.signal, protocol: 'begin', mount }, undo);
   const active: SessionState = { ...state, status: 'active', updatedAt: new Date().toISOString() };
   await withMetadataLock(paths.dir, () => writeStateLocked(paths.dir, active));
-  session.setState(active);
+  setSessionState(session, active);
   crashPoint('begin:active');
 }

@@ -1,7 +1,7 @@
 // The hidden entries of a state dir that are not sessions: build dirs of
 // begins, and session dirs on their way out. Both exist so that no kill can
 // leave half a session under a session's id, and both are swept by
-// `recover --all` (removeUnpublished in recover.ts) when their owner is dead.
+// `recover --all` (removeUnpublished in sweep.ts) when their owner is dead.
 import { join } from 'node:path';
 import { mountsUnder, removeTree, removeTreeOffThread, UnionError } from '../union/index.js';
 import { crashPoint } from '../sys/index.js';

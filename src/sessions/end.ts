@@ -13,7 +13,7 @@ import { discardSessionDir, discardSessionDirOffThread } from './discard.js';
 import { SessionBusyError } from './errors.js';
 import { downgradeLiveness, livenessHolders, openLiveness, takeLivenessExclusive, takeRegistrationExclusive, withMetadataLock, type LivenessExclusiveOptions } from './locks.js';
 import { RegistrationHeldError, type RegistrationHandle } from './registry.js';
-import type { Session } from './session.js';
+import { setSessionLocks, setSessionState, type Session } from './session.js';
 import { writeStateLocked, type SessionStatus } from './state.js';
 import { crashPoint } from '../sys/index.js';
 
@@ -75,7 +75,7 @@ export async function endSession(session: Session, o: EndOptions = {}): Promise<
   crashPoint('end:unregistered');
   lock.close();
   source?.close();
-  session.setLocks({});
+  setSessionLocks(session, {});
   if (late !== undefined) throw late;
 }
 
@@ -166,5 +166,5 @@ async function teardownLocked(session: Session, recover: boolean, offThread: boo
 async function setStatusLocked(session: Session, status: SessionStatus, syncRename = true): Promise<void> {
   const next = { ...session.state, status, updatedAt: new Date().toISOString() };
   await withMetadataLock(session.paths.dir, () => writeStateLocked(session.paths.dir, next, { syncRename }));
-  session.setState(next);
+  setSessionState(session, next);
 }

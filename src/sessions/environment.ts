@@ -14,7 +14,7 @@ export const ENVIRONMENT_FILTER =
   /^(BASH_ENV|CDPATH|ENV|HOSTALIASES|IFS|KRB5_CONFIG|KRBCONFDIR|KRBTKFILE|KRB_CONF|LD_.*|LOCALDOMAIN|NLSPATH|PATH_LOCALE|RES_OPTIONS|TERMINFO|TERMINFO_DIRS|TERMPATH)$/;
 
 /** schroot's PATH for root and for everyone else. */
-export const ROOT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const ROOT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 export const USER_PATH = '/usr/local/bin:/usr/bin:/bin:/usr/games';
 
 export interface EnvironmentOptions {

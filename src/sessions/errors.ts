@@ -1,5 +1,6 @@
 // Typed outcomes of session operations. Every message is built here and
 // names the session (or entry) and the reason; callers read the fields.
+import { EXIT } from '../exit-codes.js';
 import type { LockHolder } from '../locks/index.js';
 import { describeHolders } from '../locks/index.js';
 import { SessionError } from '../sys/index.js';
@@ -9,6 +10,7 @@ export { SessionError };
 
 /** A session id that DESIGN.md's pattern refuses; nothing was touched. */
 export class SessionIdError extends SessionError {
+  static readonly exit: number | undefined = EXIT.usage;
   override name = 'SessionIdError';
   readonly id: string;
   constructor(id: string, why = 'ids are 1-64 characters of [A-Za-z0-9._-], starting with a letter or digit') {
@@ -28,6 +30,7 @@ export class SessionExistsError extends SessionError {
 }
 
 export class SessionNotFoundError extends SessionError {
+  static readonly exit: number | undefined = EXIT.notFound;
   override name = 'SessionNotFoundError';
   readonly id: string;
   constructor(id: string, stateDir: string) {
@@ -50,6 +53,7 @@ export class SessionCorruptError extends SessionError {
 
 /** Other processes still hold the session (end without --wait/--force, or run while it is being ended). */
 export class SessionBusyError extends SessionError {
+  static readonly exit: number | undefined = EXIT.busy;
   override name = 'SessionBusyError';
   readonly id: string;
   readonly holders: readonly LockHolder[];
@@ -62,6 +66,7 @@ export class SessionBusyError extends SessionError {
 
 /** Recover refused: something holds the session, so it is not stale (re-mounting would stack a second overlay on its upper and work dirs). */
 export class SessionActiveError extends SessionBusyError {
+  static override readonly exit: number | undefined = EXIT.busy;
   override name = 'SessionActiveError';
   constructor(id: string, holders: readonly LockHolder[]) {
     super(id, 'it is active, not stale (only stale sessions are recovered)', holders);
@@ -70,6 +75,7 @@ export class SessionActiveError extends SessionBusyError {
 
 /** A stale session whose view is not in place (not mounted, or its begin or end was interrupted): recover or end it first. */
 export class SessionNeedsRecoveryError extends SessionError {
+  static readonly exit: number | undefined = EXIT.stale;
   override name = 'SessionNeedsRecoveryError';
   readonly id: string;
   readonly reason: string;
@@ -92,6 +98,7 @@ export class StateDirError extends SessionError {
 
 /** A state dir another user owns or may write to: refused, like an untrusted config file (exit 3). */
 export class StateDirUntrustedError extends StateDirError {
+  static readonly exit: number | undefined = EXIT.config;
   override name = 'StateDirUntrustedError';
   constructor(path: string, reason: string) {
     super(path, `refusing to use it: ${reason}`);
@@ -100,6 +107,7 @@ export class StateDirUntrustedError extends StateDirError {
 
 /** A state dir this user may not list (it is root's, 0711): not permitted (exit 8). */
 export class StateDirAccessError extends StateDirError {
+  static readonly exit: number | undefined = EXIT.denied;
   override name = 'StateDirAccessError';
   constructor(path: string) {
     super(path, `uid ${process.getuid?.()} may not list it: the state dir is root's (mode 0711), and only root lists its sessions`);
@@ -108,6 +116,8 @@ export class StateDirAccessError extends StateDirError {
 
 /** Something went wrong AND undoing it failed too: both are reported. */
 export class RollbackError extends SessionError {
+  /** Exits as its cause, the first failure, does. */
+  static readonly exitFromCause = true;
   override name = 'RollbackError';
   readonly errors: readonly unknown[];
   constructor(id: string, primary: unknown, errors: readonly unknown[]) {
@@ -162,6 +172,7 @@ export interface StaleRegistration {
 }
 
 export class StaleSessionsError extends SessionError {
+  static readonly exit: number | undefined = EXIT.stale;
   override name = 'StaleSessionsError';
   readonly chroot: string;
   /** Stale sessions of this host. */
@@ -200,6 +211,7 @@ export class StaleSessionsError extends SessionError {
 }
 
 export class SourceBusyError extends SessionError {
+  static readonly exit: number | undefined = EXIT.busy;
   override name = 'SourceBusyError';
   readonly chroot: string;
   readonly sessions: readonly SessionHolder[];

@@ -4,7 +4,7 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import { SessionIdError } from './errors.js';
 
 export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-export const MAX_ID_LENGTH = 64;
+const MAX_ID_LENGTH = 64;
 
 /**
  * State-dir names that are warden's own, not sessions: the supervisor's
@@ -39,7 +39,7 @@ export function newId(chroot: string): string {
  * crypto.randomUUID(): its first call loads Node's crypto modules, ~1 ms of
  * every automatic session's start, for 16 bytes.
  */
-export function randomUuid(): string {
+function randomUuid(): string {
   const b = Buffer.alloc(16);
   const fd = openSync('/dev/urandom', 'r');
   try {

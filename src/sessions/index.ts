@@ -28,7 +28,7 @@ export {
   type LockWaitOptions,
   type WaitInfo,
 } from './locks.js';
-export { LEGACY_OWNER, readState, sessionOwner, STATE_FILE, STATE_VERSION, type SessionOwner, type SessionState, type SessionStatus } from './state.js';
+export { readState, sessionOwner, STATE_FILE, STATE_VERSION, type SessionOwner, type SessionState, type SessionStatus } from './state.js';
 export {
   RollbackError,
   SessionActiveError,

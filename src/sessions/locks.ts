@@ -234,7 +234,7 @@ export function openLiveness(sessionDir: string, opts: { create?: boolean; readO
 }
 
 /** A handle on the metadata byte of a session lock file. */
-export function openMetadata(sessionDir: string): FileLock {
+function openMetadata(sessionDir: string): FileLock {
   return FileLock.open(join(sessionDir, SESSION_LOCK_FILE), { range: METADATA, create: false });
 }
 

@@ -9,7 +9,7 @@ import { isMountPoint, mountUnion, removeTree, unmountSettled, UnionError } from
 import { RollbackError } from './errors.js';
 import { downgradeLiveness, takeSourceShared, withMetadataLock, type LockWaitOptions, type ManageLock } from './locks.js';
 import type { RegistrationHandle } from './registry.js';
-import { makeSessionDirs, MODES, type Session } from './session.js';
+import { setSessionLocks, setSessionState, makeSessionDirs, MODES, type Session } from './session.js';
 import { writeStateLocked, type SessionState } from './state.js';
 import { Undo } from './undo.js';
 import { mountViewLocked, sessionHook } from './view.js';
@@ -41,11 +41,11 @@ export async function readoptLocked(
     // Holding the source now: a source entry from here on waits for us.
     manage.close();
     crashPoint('recover:manage-released');
-    session.setLocks({ liveness, source, registration });
+    setSessionLocks(session, { liveness, source, registration });
     const view = await restoreViewLocked(session, o, undo);
     const active: SessionState = { ...session.state, status: 'active', updatedAt: new Date().toISOString() };
     await withMetadataLock(session.paths.dir, () => writeStateLocked(session.paths.dir, active));
-    session.setState(active);
+    setSessionState(session, active);
     crashPoint('recover:active');
     // fcntl(2): converting an exclusive lock to shared never blocks.
     if (!downgradeLiveness(liveness)) throw new Error(`session ${session.id}: could not downgrade its liveness lock to shared`);
@@ -58,7 +58,7 @@ export async function readoptLocked(
     undo.commit();
     return view;
   } catch (e) {
-    session.setLocks({});
+    setSessionLocks(session, {});
     const errors = await undo.run();
     if (errors.length > 0) throw new RollbackError(session.id, e, errors);
     throw e;

@@ -28,7 +28,7 @@ import { livenessHeld, livenessHolders, openLiveness, takeLivenessExclusive, tak
 import { RegistrationHeldError, type RegistrationHandle } from './registry.js';
 import { openSession } from './open.js';
 import { readoptLocked } from './readopt.js';
-import type { Session } from './session.js';
+import { setSessionLocks, type Session } from './session.js';
 import { ensureStateDir } from './store.js';
 
 export interface RecoverOptions extends LockWaitOptions {
@@ -85,7 +85,7 @@ export async function recoverSession(o: RecoverOptions): Promise<Recovered> {
       if (registration) crashPoint('recover:registration-exclusive');
       else ending = true;
     }
-    session.setLocks({ liveness, registration });
+    setSessionLocks(session, { liveness, registration });
     const killedHooks = (o.strays ?? strayHooks(stateDir)).filter((h) => h.sessionId === session.id);
     await killStrayHooks(killedHooks);
     if (killedHooks.length > 0) crashPoint('recover:hooks-killed');

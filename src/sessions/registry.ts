@@ -33,6 +33,7 @@
 import { ftruncateSync, lstatSync, mkdirSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { EXIT } from '../exit-codes.js';
 import { hostProblem } from '../config/index.js';
 import { FileLock } from '../locks/index.js';
 import { untrusted } from '../sys/index.js';
@@ -79,6 +80,7 @@ export class RegistrationMissingError extends RegistryError {
 
 /** Other holders keep the registration (unregister), or a host to forget still holds some (forgetHost). */
 export class RegistrationHeldError extends RegistryError {
+  static readonly exit: number | undefined = EXIT.busy;
   override name = 'RegistrationHeldError';
   readonly held: readonly RegistryEntry[];
   constructor(message: string, held: readonly RegistryEntry[]) {

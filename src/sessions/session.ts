@@ -1,7 +1,7 @@
 // A session as one process holds it: the liveness byte and the source lock,
 // each through an open file description of its own, plus the state read
-// from state.json. The supervisor (later) and `warden run` hold sessions
-// through this same object.
+// from state.json. The supervisor, `warden run` and the library hold
+// sessions through this same object.
 import { lstatSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { UnionError, type UnionType } from '../union/index.js';
@@ -93,6 +93,22 @@ export interface SessionLocks {
   source?: FileLock | undefined;
   registration?: RegistrationHandle | undefined;
 }
+let setLocksOf: (s: Session, locks: SessionLocks) => void;
+let setStateOf: (s: Session, state: SessionState) => void;
+
+/**
+ * Hands over (or drops) the locks `s` owns, after end, begin or recover
+ * steps (an absent one is dropped). For src/sessions only:
+ * sessions/index.ts does not export it.
+ */
+export function setSessionLocks(s: Session, locks: SessionLocks): void {
+  setLocksOf(s, locks);
+}
+
+/** The state of `s` after a rewrite of its state.json. For src/sessions only. */
+export function setSessionState(s: Session, state: SessionState): void {
+  setStateOf(s, state);
+}
 
 export class Session {
   readonly stateDir: string;
@@ -130,16 +146,15 @@ export class Session {
     return { liveness: this.#liveness, source: this.#source, registration: this.#registration };
   }
 
-  /** Internal: hand over (or drop) the locks after end or begin steps (an absent registration is dropped too). */
-  setLocks(locks: SessionLocks): void {
-    this.#liveness = locks.liveness;
-    this.#source = locks.source;
-    this.#registration = locks.registration;
-  }
-
-  /** Internal: the state after a rewrite. */
-  setState(state: SessionState): void {
-    this.#state = state;
+  static {
+    setLocksOf = (s, locks) => {
+      s.#liveness = locks.liveness;
+      s.#source = locks.source;
+      s.#registration = locks.registration;
+    };
+    setStateOf = (s, state) => {
+      s.#state = state;
+    };
   }
 
   hookVars(recover = false): HookVars {

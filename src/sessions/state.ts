@@ -84,7 +84,7 @@ export interface SessionOwner {
 }
 
 /** What a state.json without `owner` (an older warden's) is taken to say: root's, so only root may end it. */
-export const LEGACY_OWNER: Readonly<SessionOwner> = Object.freeze({ uid: 0, gid: 0 });
+const LEGACY_OWNER: Readonly<SessionOwner> = Object.freeze({ uid: 0, gid: 0 });
 
 /** The owner of a session; a state.json that records none belongs to root. */
 export function sessionOwner(state: SessionState): SessionOwner {

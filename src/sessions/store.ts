@@ -37,7 +37,7 @@ export function markStateDir(dir: string): void {
  * nobody else learns the session ids, and a session's `root` and the
  * supervisor's socket can still be reached by name.
  */
-export const STATE_DIR_MODE = 0o711;
+const STATE_DIR_MODE = 0o711;
 
 /**
  * Creates the state dir if needed (0711) and refuses one that is a symlink,

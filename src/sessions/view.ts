@@ -39,7 +39,7 @@ export function sessionHook(session: Session, phase: HookPhase, o: { recover: bo
  * Stop hooks for an undo. They run without the caller's signal: a Ctrl-C
  * that cancelled the begin or recovery must not also cancel its clean-up.
  */
-export function stopHook(session: Session, phase: 'pre-unmount' | 'post-unmount', recover: boolean): () => Promise<void> {
+function stopHook(session: Session, phase: 'pre-unmount' | 'post-unmount', recover: boolean): () => Promise<void> {
   const { state, paths } = session;
   return async () => {
     await runHooks({ hooksDir: state.hooksDir, phase, vars: session.hookVars(recover), logPath: paths.hooksLog, timeoutMs: state.hookTimeoutMs, keepGoing: true });

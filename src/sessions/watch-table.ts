@@ -5,7 +5,7 @@
 // watcher and no timer.
 import { lstatSync, readdirSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
-import { openLiveness } from './locks.js';
+import { livenessHolderKind } from './locks.js';
 import { STATE_FILE, type SessionStatus } from './state.js';
 import { inspectEntry, isSessionName, type SessionEntry } from './store.js';
 import type { SessionEvent, WatchOptions } from './watch.js';
@@ -222,7 +222,7 @@ export class SessionTable {
     }
     let held: 'shared' | 'exclusive' | undefined;
     try {
-      held = holderKind(join(this.#dir, id));
+      held = livenessHolderKind(join(this.#dir, id));
     } catch (e) {
       // Its lock file is gone: being removed (ended) or broken (corrupt).
       if (((e as Error).cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') return this.#reconcileOrReport(id);
@@ -276,12 +276,3 @@ function entryStat(path: string): Stats | undefined {
   }
 }
 
-/** The kind of lock a holder has on the liveness byte (F_GETLK: never takes it), undefined when none. */
-function holderKind(sessionDir: string): 'shared' | 'exclusive' | undefined {
-  const lock = openLiveness(sessionDir, { readOnly: true });
-  try {
-    return lock.conflict('exclusive')?.kind;
-  } finally {
-    lock.close();
-  }
-}

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { Handlers } from './blocking-socket.js';
 import type { WaitInfo } from '../sessions/index.js';
 import { RequestAbortedError, SupervisorAccessError, SupervisorConnectionError, SupervisorUnavailableError } from './errors.js';
-import { errorFromWire, LineSplitter, MAX_LINE_BYTES, PROTOCOL_VERSION, type Reply, type Request } from './protocol.js';
+import { errorFromWire, LineSplitter, wireError, MAX_LINE_BYTES, PROTOCOL_VERSION, type Reply, type Request } from './protocol.js';
 import { SUPERVISOR_LOG, SUPERVISOR_SOCKET } from './paths.js';
 
 /** A request as a client writes it: the version and tag are added here. */
@@ -75,7 +75,8 @@ export class SupervisorClient {
   #fail(e: Error): void {
     this.#broken ??= e;
     this.#socket.destroy();
-    this.#current?.onReply({ v: PROTOCOL_VERSION, ok: false, error: { name: e.name, message: e.message } });
+    const { name, message, exit } = wireError(e);
+    this.#current?.onReply({ v: PROTOCOL_VERSION, ok: false, error: exit === undefined ? { name, message } : { name, message, exit } });
   }
 
   /** Sends `req` and resolves with its result; rejects with the error the supervisor reported (same name as a local one). */

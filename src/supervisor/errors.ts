@@ -1,7 +1,9 @@
+import { EXIT } from '../exit-codes.js';
 // Typed outcomes of the supervisor and its clients; messages built here.
 
 /** Another supervisor holds `<state-dir>/supervisor.lock` (exit 5). */
 export class SupervisorRunningError extends Error {
+  static readonly exit: number | undefined = EXIT.busy;
   override name = 'SupervisorRunningError';
   readonly stateDir: string;
   readonly pid: number | undefined;
@@ -38,6 +40,7 @@ export class SupervisorConnectionError extends Error {
 
 /** The client cancelled its request (Ctrl-C): it disconnected, and the supervisor cancels or rolls back the request. */
 export class RequestAbortedError extends Error {
+  static readonly exit: number | undefined = EXIT.interrupted;
   override name = 'RequestAbortedError';
   constructor(op: string, reason: unknown) {
     super(`${op} cancelled${reason instanceof Error ? ` (${reason.message})` : ''}`, { cause: reason });
@@ -46,6 +49,7 @@ export class RequestAbortedError extends Error {
 
 /** A non-root client asked to end (or run in) a session it did not begin (exit 8). */
 export class SessionAccessError extends Error {
+  static readonly exit: number | undefined = EXIT.denied;
   override name = 'SessionAccessError';
   readonly id: string;
   readonly uid: number;
@@ -63,6 +67,7 @@ export class SessionAccessError extends Error {
 
 /** The supervisor refused a connection or closed one: a bound on its clients was reached (exit 5). */
 export class SupervisorLimitError extends Error {
+  static readonly exit: number | undefined = EXIT.busy;
   override name = 'SupervisorLimitError';
   /** The `[warden]` key of the bound. */
   readonly limit: string;
@@ -74,6 +79,7 @@ export class SupervisorLimitError extends Error {
 
 /** The socket's permissions keep this client out (exit 8). */
 export class SupervisorAccessError extends Error {
+  static readonly exit: number | undefined = EXIT.denied;
   override name = 'SupervisorAccessError';
   constructor(socketPath: string, cause?: unknown) {
     super(`permission denied connecting to the supervisor at ${socketPath}: only root and members of [warden] socket-group= may connect`, cause === undefined ? undefined : { cause });

@@ -58,7 +58,7 @@ export function resolveLimits(given: Partial<SupervisorLimits> = {}, nofile = op
 }
 
 /** This process's soft RLIMIT_NOFILE, from /proc/self/limits (Node raises it to the hard limit at start). */
-export function openFilesLimit(): number {
+function openFilesLimit(): number {
   try {
     const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
     if (m && m[1] !== 'unlimited') return Number(m[1]);

@@ -7,6 +7,7 @@
 // Parsing is strict: a line that is not an object of a known op with
 // well-typed fields is refused with an error reply, never guessed at, and
 // never crashes the supervisor.
+import { EXIT } from '../exit-codes.js';
 import type { WaitInfo } from '../sessions/index.js';
 
 export const PROTOCOL_VERSION = 1;
@@ -21,12 +22,14 @@ export type Request =
 
 export type Op = Request['op'];
 
-/** An error as it crosses the socket: the CLI maps `name` to an exit code as for a local error. */
+/** An error as it crosses the socket, with the exit code its class declares (the CLI's hints go by `name`). */
 export interface WireError {
   name: string;
   message: string;
   /** A hook killed because the request was cancelled (HookFailedError.interrupted). */
   interrupted?: boolean;
+  /** The exit code the error's class declares (exit-codes.ts), when it declares one. */
+  exit?: number;
 }
 
 export type Reply =
@@ -36,6 +39,7 @@ export type Reply =
 
 /** A line that is not a valid request; `tag` is echoed when the line had a readable one. */
 export class ProtocolError extends Error {
+  static readonly exit: number | undefined = EXIT.usage;
   override name = 'ProtocolError';
   readonly tag: string | undefined;
   constructor(message: string, tag?: string) {
@@ -85,14 +89,19 @@ export function wireError(e: unknown): WireError {
   if (!(e instanceof Error)) return { name: 'Error', message: String(e) };
   const out: WireError = { name: e.name, message: e.message };
   if ((e as { interrupted?: boolean }).interrupted === true) out.interrupted = true;
+  // As the class declares it: the receiver applies the interrupt rule to `interrupted` itself.
+  // (An error rebuilt from the wire passes its code on.)
+  const exit = (e as { wireExit?: number }).wireExit ?? (e.constructor as { exit?: number }).exit;
+  if (exit !== undefined) out.exit = exit;
   return out;
 }
 
-/** A wire error as an Error again, with the same name (the CLI's exit-code table goes by name). */
+/** A wire error as an Error again, with the same name and the exit code its class declared. */
 export function errorFromWire(w: WireError): Error {
-  const e = new Error(w.message) as Error & { interrupted?: boolean };
+  const e = new Error(w.message) as Error & { interrupted?: boolean; wireExit?: number };
   e.name = w.name;
   if (w.interrupted) e.interrupted = true;
+  if (typeof w.exit === 'number') e.wireExit = w.exit;
   return e;
 }
 

@@ -27,19 +27,9 @@ import type { BrokerHost, RelayedCall, SourceSession } from './broker-host.js';
 import { RequestAbortedError, SessionAccessError } from './errors.js';
 import { assertSessionOwner } from './owner.js';
 import { peerHungUp } from './peercred.js';
-import { runClientCommand, send, type CommandStart } from './relay-command.js';
+import { environment, FORWARDED, runClientCommand, send, type CommandStart } from './relay-command.js';
 import { RelayFrameParser, type RelayRequest } from './relay-wire.js';
 import type { BeginSpec } from './state.js';
-
-/** Signals the relay forwards, and whether they go to the command's process group (as a terminal sends them). */
-const FORWARDED: ReadonlyMap<number, { name: NodeJS.Signals; group: boolean }> = new Map([
-  [1, { name: 'SIGHUP', group: false }],
-  [2, { name: 'SIGINT', group: true }],
-  [3, { name: 'SIGQUIT', group: true }],
-  [15, { name: 'SIGTERM', group: false }],
-  [18, { name: 'SIGCONT', group: true }],
-  [20, { name: 'SIGTSTP', group: true }],
-]);
 
 export class Call {
   readonly #c: Socket;
@@ -346,14 +336,4 @@ export class Call {
       start,
     );
   }
-}
-
-/** `KEY=VALUE` strings as an environment (a string without '=' is dropped, as getenv would never see it). */
-function environment(strings: readonly string[]): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const s of strings) {
-    const eq = s.indexOf('=');
-    if (eq > 0) env[s.slice(0, eq)] = s.slice(eq + 1);
-  }
-  return env;
 }

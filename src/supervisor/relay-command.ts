@@ -126,3 +126,23 @@ export async function runClientCommand(k: ClientCall, start: CommandStart): Prom
     locks.close();
   }
 }
+
+/** Signals the relay forwards, and whether they go to the command's process group (as a terminal sends them). */
+export const FORWARDED: ReadonlyMap<number, { name: NodeJS.Signals; group: boolean }> = new Map([
+  [1, { name: 'SIGHUP', group: false }],
+  [2, { name: 'SIGINT', group: true }],
+  [3, { name: 'SIGQUIT', group: true }],
+  [15, { name: 'SIGTERM', group: false }],
+  [18, { name: 'SIGCONT', group: true }],
+  [20, { name: 'SIGTSTP', group: true }],
+]);
+
+/** `KEY=VALUE` strings as an environment (a string without '=' is dropped, as getenv would never see it). */
+export function environment(strings: readonly string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const s of strings) {
+    const eq = s.indexOf('=');
+    if (eq > 0) env[s.slice(0, eq)] = s.slice(eq + 1);
+  }
+  return env;
+}

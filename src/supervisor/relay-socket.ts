@@ -8,10 +8,10 @@ import { frame, RelaySocketError, type TerminalFrame } from './relay-wire.js';
 
 // <sys/socket.h>, <asm-generic/errno.h>: the same on every 64-bit Linux warden supports.
 const KNOWN_ARCHES = new Set(['x64', 'arm64', 'riscv64', 'loong64']);
-export const MSG_PEEK = 0x2;
+const MSG_PEEK = 0x2;
 export const MSG_CTRUNC = 0x8;
 export const MSG_DONTWAIT = 0x40;
-export const MSG_NOSIGNAL = 0x4000;
+const MSG_NOSIGNAL = 0x4000;
 export const MSG_CMSG_CLOEXEC = 0x4000_0000;
 export const SOL_SOCKET = 1;
 export const SCM_RIGHTS = 1;

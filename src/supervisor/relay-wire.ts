@@ -40,10 +40,10 @@ export const RELAY_VERSION = 1;
 /** The largest request payload (cwd, argv, environment) the relay sends and the reader takes. */
 export const MAX_RELAY_PAYLOAD = 1 << 20;
 export const HEADER = 20;
-export const FRAME_HEADER = 5;
+const FRAME_HEADER = 5;
 /** The largest frame a relay sends ('S': a u32). */
 const MAX_CLIENT_PAYLOAD = 4;
-export const MAX_U32 = 0xffff_ffff;
+const MAX_U32 = 0xffff_ffff;
 
 /** A relay sent something that is not a v1 request or frame. The connection should be closed. */
 export class RelayProtocolError extends Error {

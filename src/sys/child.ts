@@ -24,7 +24,7 @@ export interface Command {
 }
 
 /** util-linux setsid(1): `--ctty` makes stdin the controlling terminal (TIOCSCTTY) after setsid(2). */
-export const SETSID = ['/usr/bin/setsid', '/bin/setsid'].find((p) => existsSync(p)) ?? 'setsid';
+const SETSID = ['/usr/bin/setsid', '/bin/setsid'].find((p) => existsSync(p)) ?? 'setsid';
 
 /**
  * How child_process starts `argv` with pty slave `t` as its controlling

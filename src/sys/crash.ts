@@ -9,7 +9,7 @@
 //
 // The shipped CLI bundle defines WARDEN_CRASH_POINTS=false, so esbuild
 // drops the body and a user's environment can never trigger it; the test
-// bundle (dist/test/warden-crash.cjs) and the tsc output of the library,
+// bundle (dist/crash/warden.cjs, build.mjs) and the tsc output of the library,
 // where the constant is not defined, read the environment.
 import { appendFileSync } from 'node:fs';
 

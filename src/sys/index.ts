@@ -5,7 +5,7 @@
 // ownership rule for files root trusts, and the crash points of the tests.
 // It imports no other layer.
 export { childProcess } from './child-process.js';
-export { fromChildProcess, viaSetsid, SETSID, type Command } from './child.js';
+export { fromChildProcess, viaSetsid, type Command } from './child.js';
 export { crashPoint } from './crash.js';
 export { RunError, SessionError } from './errors.js';
 export { koffi, koffiLoadedBy, libc } from './koffi.js';
@@ -16,4 +16,4 @@ export { POLLERR, POLLHUP, POLLIN, POLLRDHUP, pollOne } from './poll.js';
 export { copyWindowSize, isTerminal, Pty, type PtySlave, type PtyStdio, type RelayOptions } from './pty.js';
 export { makePipe, startCommand, type StartOptions } from './spawn.js';
 export { MAX_TIMER_MS, setLongTimeout } from './timer.js';
-export { modeOf, untrusted } from './trust.js';
+export { untrusted } from './trust.js';

@@ -9,7 +9,7 @@ import type { Stats } from 'node:fs';
 const myUid = process.getuid?.() ?? 0;
 
 /** `0644`-style mode of `st`. */
-export function modeOf(st: Pick<Stats, 'mode'>): string {
+function modeOf(st: Pick<Stats, 'mode'>): string {
   return (st.mode & 0o7777).toString(8).padStart(4, '0');
 }
 

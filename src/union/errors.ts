@@ -1,7 +1,7 @@
 // Typed outcomes of the union layer. Every message is built here: one line,
 // `<path>: <reason>`, so the CLI can print it after "warden: <what>: ".
 import { EACCES, EBUSY, EINVAL, ENODEV, ENOENT, ENOTDIR, EPERM, EROFS, describeErrno, showPath } from '../sys/index.js';
-import { exitCodeOf } from '../exit-codes.js';
+import { EXIT, exitCodeOf } from '../exit-codes.js';
 
 /** A process that keeps a mount busy, and how ('cwd', 'root', 'exe', 'fd N', 'map'). */
 export interface MountHolder {
@@ -33,6 +33,7 @@ export class UnionError extends Error {
  * exits 130 for it, as for an interrupted hook.
  */
 export class CopyInterruptedError extends UnionError {
+  static readonly exit: number | undefined = EXIT.interrupted;
   override name = 'CopyInterruptedError';
   readonly interrupted = true;
 }
@@ -58,6 +59,7 @@ export class UnmountBusyError extends UnionError {
  * unmounted or deleted: the session can be ended again once they exit.
  */
 export class TreeInUseError extends UnionError {
+  static readonly exit: number | undefined = EXIT.busy;
   override name = 'TreeInUseError';
   readonly holders: readonly MountHolder[];
   constructor(path: string, holders: readonly MountHolder[]) {

@@ -35,7 +35,7 @@ const good: [string[], Want][] = [
 for (const [argv, want] of good) {
   test(`parses ${argv.join(' ')}`, (t) => {
     const p = parseArgs(argv);
-    t.is(p.verb.name, want.verb ?? argv[0]);
+    t.is<string, string>(p.verb.name, want.verb ?? argv[0]);
     t.deepEqual(p.options, want.options ?? {});
     t.deepEqual(p.positional, want.positional ?? []);
     t.deepEqual(p.command, want.command ?? []);

@@ -133,8 +133,8 @@ rootSerial('recover --all after crashes at every step of begin and end: only con
   t.deepEqual(ran('c-begin-published'), ['pre-mount 1', 'post-mount 1']);
   t.deepEqual(ran('c-begin-active'), ['post-mount 1']);
 
-  // Only consistent sessions: active and mounted (stale: nothing holds them
-  // until the supervisor exists), plus the corrupt entry exactly as it was.
+  // Only consistent sessions: active and mounted (stale: recover without a
+  // command lets them go), plus the corrupt entry exactly as it was.
   t.deepEqual(
     listed().map((s) => [s.id, s.status, s.phase, s.mounted]),
     [

@@ -230,7 +230,9 @@ test.serial('a timeout past 2^31-1 ms waits (Node would fire it at once): the wa
   const l = track(t, FileLock.open(p));
   let settled = false;
   const got = l.acquire('exclusive', { timeout: 40 * 24 * 3600 * 1000 }).finally(() => (settled = true));
-  await new Promise((r) => setTimeout(r, 100));
+  await untilBlocked([p], 1);
+  // Node fires an overflowing timeout after 1 ms; timers fire in order of expiry.
+  await new Promise((r) => setTimeout(r, 1));
   t.false(settled, 'a 40-day timeout did not fire at once');
   await h.kill();
   await got;
@@ -246,7 +248,8 @@ test.serial('abort rejects with LockAbortedError carrying the reason; an aborted
   const l = track(t, FileLock.open(p));
   const ac = new AbortController();
   const pending = l.acquire('exclusive', { signal: ac.signal });
-  setTimeout(() => ac.abort(new Error('ctrl-c')), 20);
+  await untilBlocked([p], 1);
+  ac.abort(new Error('ctrl-c'));
   const err = await t.throwsAsync(pending, { instanceOf: LockAbortedError });
   t.is((err!.cause as Error).message, 'ctrl-c');
   await t.throwsAsync(l.acquire('shared', { signal: ac.signal }), { instanceOf: LockAbortedError });
@@ -260,7 +263,7 @@ test.serial('closing a handle while it waits cancels the wait and closes the fd'
   t.is(await h.lock('ofd', 'w'), 'ok');
   const l = track(t, FileLock.open(p));
   const pending = l.acquire('exclusive');
-  await new Promise((r) => setTimeout(r, 10));
+  await untilBlocked([p], 1);
   l.close();
   await t.throwsAsync(pending, { instanceOf: LockAbortedError });
   t.true(l.closed);
@@ -333,7 +336,7 @@ test.serial('waiters for one lock queue behind a single kernel wait (one thread)
       l.release();
     }),
   );
-  await new Promise((r) => setTimeout(r, 50));
+  await untilBlocked([p], 1);
   t.is(waitPool().active, 1, 'one kernel wait for 50 waiters');
   await h.unlock('ofd');
   await Promise.all(all);
@@ -433,7 +436,7 @@ test.serial('lockPath notices a lock file replaced under it and locks the new on
   const h = await Holder.start(p);
   t.is(await h.lock('ofd', 'w'), 'ok');
   const pending = lockPath(p, 'shared', { timeout: 10_000 });
-  await new Promise((r) => setTimeout(r, 20));
+  await untilBlocked([p], 1);
   // Someone replaces .ref while we wait for the old inode, then lets go of it.
   writeFileSync(p + '.new', '');
   renameSync(p + '.new', p);
@@ -528,7 +531,9 @@ test.serial('an in-process waiter gets the lock when another handle of ours rele
   const b = track(t, FileLock.open(p));
   t.true(a.tryAcquire('exclusive'));
   const pending = b.acquire('exclusive', { timeout: 10_000 });
-  await new Promise((r) => setTimeout(r, 10));
+  // OFD: b waits in the kernel; POSIX: for a's release in this process (no kernel wait to see).
+  if (mode === 'ofd') await untilBlocked([p], 1);
+  else await new Promise(setImmediate);
   t.is(b.held, undefined);
   a.release();
   await pending;

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FileLock, shutdownWaitPool, waitPool } from '../../src/locks/index.js';
 import { Holder, killAllHolders } from '../helpers/holder.js';
-import { ourLocks } from '../helpers/leaks.js';
+import { ourLocks, untilBlocked } from '../helpers/leaks.js';
 
 test.after.always(async () => {
   await killAllHolders();
@@ -24,7 +24,7 @@ test('waits beyond the thread bound poll, and all are granted', async (t) => {
   for (const h of holders) t.is(await h.lock('ofd', 'w'), 'ok');
   const locks = paths.map((p) => FileLock.open(p));
   const waits = locks.map((l) => l.acquire('exclusive', { timeout: 10_000 }));
-  await new Promise((r) => setTimeout(r, 50));
+  await untilBlocked(paths, 2);
   t.is(waitPool().maxThreads, 2);
   t.is(waitPool().active, 2, 'two kernel waits, four polling');
   t.true(waitPool().threads <= 2);

@@ -1,22 +1,23 @@
 // warden begin -c CHROOT [--id ID]: a persistent session, begun and held by
 // the supervisor of the state dir (started in the background when none
 // runs). Prints the id; `--json` prints the id, chroot and mount point.
-import type { Parsed } from '../args.js';
+import { str, type Parsed } from '../args.js';
 import { chrootOf, loadContext } from '../context.js';
 import { EXIT, UsageError } from '../errors.js';
 import { json, printLine } from '../output.js';
-import { waitReporter } from '../wait-line.js';
+import { withLockWait } from '../lock-wait.js';
 import { supervisorArgv } from './supervise.js';
 
 export default async function begin(p: Parsed): Promise<number> {
   const o = p.options;
   if (!o.chroot) throw new UsageError('which chroot? (-c CHROOT)', 'begin');
-  const ctx = loadContext({ config: o.config as string, stateDir: o['state-dir'] as string });
+  const ctx = loadContext({ config: str(o.config), stateDir: str(o['state-dir']) });
   // Refused here already (exit 4, 3), without starting a supervisor for nothing.
-  const def = chrootOf(ctx, o.chroot as string);
-  if (o.id !== undefined) {
+  const def = chrootOf(ctx, String(o.chroot));
+  const id = str(o.id);
+  if (id !== undefined) {
     const { validateId } = await import('../../sessions/ids.js');
-    validateId(o.id as string);
+    validateId(id);
   }
   const { ensureStateDir } = await import('../../sessions/store.js');
   const stateDir = ensureStateDir(ctx.stateDir);
@@ -30,28 +31,23 @@ export default async function begin(p: Parsed): Promise<number> {
     const { SupervisorUnavailableError } = await import('../../supervisor/errors.js');
     throw new SupervisorUnavailableError(`no supervisor runs for ${stateDir}, and only root may start one: start it with \`systemctl start warden.socket\`, or as root \`warden supervise\``);
   }
-  const abort = new AbortController();
-  // Ctrl-C disconnects: the supervisor cancels the begin and rolls it back.
-  const onSignal = (sig: NodeJS.Signals) => abort.abort(new Error(`interrupted by ${sig}`));
-  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-  for (const s of signals) process.on(s, onSignal);
-  const waits = waitReporter();
   try {
-    const r = await client.request(
-      {
-        op: 'begin',
-        chroot: def.name,
-        ...(o.id === undefined ? {} : { id: o.id as string }),
-        ...(o.timeout === undefined ? {} : { timeout: o.timeout as number }),
-        ...(o['no-wait'] ? { wait: false } : {}),
-      },
-      { onWait: waits.onWait, signal: abort.signal },
+    // Ctrl-C disconnects: the supervisor cancels the begin and rolls it back.
+    const r = await withLockWait(o, (w) =>
+      client.request(
+        {
+          op: 'begin',
+          chroot: def.name,
+          ...(id === undefined ? {} : { id }),
+          ...(w.timeoutS === undefined ? {} : { timeout: w.timeoutS }),
+          ...(w.wait === false ? { wait: false } : {}),
+        },
+        { onWait: w.onWait, signal: w.signal },
+      ),
     );
     printLine(o.json ? json(r) : `${r.id as string}\n`);
     return EXIT.ok;
   } finally {
-    waits.done();
-    for (const s of signals) process.off(s, onSignal);
     client.close();
   }
 }

@@ -6,13 +6,15 @@
 // chroot), as schroot's `--end-session --all-sessions` does for a build
 // host's cleanup. It goes on past a session that cannot be ended and exits
 // with the first failure's status; corrupt entries are reported and left.
-import type { Session } from '../../sessions/session.js';
+import type { Session } from '../../sessions/index.js';
+import { SessionNotFoundError } from '../../sessions/errors.js';
 import { openSession } from '../../sessions/open.js';
-import type { SupervisorClient } from '../../supervisor/client.js';
-import type { Parsed } from '../args.js';
+import type { SupervisorClient } from '../../supervisor/index.js';
+import { str, type Parsed } from '../args.js';
 import { chrootOf, loadContext } from '../context.js';
 import { EXIT, RootRequiredError, UsageError, exitCodeOf, formatError } from '../errors.js';
-import { waitReporter } from '../wait-line.js';
+import type { LockWait } from '../lock-wait.js';
+import { withLockWait } from '../lock-wait.js';
 
 interface EndFlags {
   wait: boolean;
@@ -26,29 +28,27 @@ export default async function end(p: Parsed): Promise<number> {
   if (Boolean(o.session) === Boolean(o.all)) throw new UsageError(o.all ? 'give -s ID or --all, not both' : 'which session? (-s ID, or --all)', 'end');
   if (o.chroot !== undefined && !o.all) throw new UsageError('-c picks the sessions of --all; -s names one already', 'end');
   if (o.wait && o.force) throw new UsageError('--wait and --force exclude each other', 'end');
-  const ctx = loadContext({ config: o.config as string, stateDir: o['state-dir'] as string });
-  const flags: EndFlags = { wait: o.wait === true, force: o.force === true, timeout: o.timeout as number | undefined };
-  const abort = new AbortController();
-  const onSignal = () => abort.abort(new Error('interrupted'));
-  process.on('SIGINT', onSignal);
-  const waits = waitReporter();
-  try {
-    if (o.all) {
-      // Exit 4 for an unknown chroot, before anything is ended.
-      const chroot = o.chroot === undefined ? undefined : chrootOf(ctx, o.chroot as string).name;
-      return await endAll(ctx.stateDir, chroot, flags, abort.signal, waits.onWait);
-    }
-    // Checks the id (exit 2) and that the session exists (exit 4) before anything else.
-    const session = openSession(ctx.stateDir, o.session as string);
-    await withEnder(ctx.stateDir, (endOne) => endOne(session, flags, abort.signal, waits.onWait));
-  } finally {
-    waits.done();
-    process.off('SIGINT', onSignal);
-  }
-  return EXIT.ok;
+  const ctx = loadContext({ config: str(o.config), stateDir: str(o['state-dir']) });
+  // Ctrl-C only: end has no --no-wait, and its --timeout goes on in seconds.
+  return withLockWait(
+    o,
+    async (w) => {
+      const flags: EndFlags = { wait: o.wait === true, force: o.force === true, timeout: w.timeoutS };
+      if (o.all) {
+        // Exit 4 for an unknown chroot, before anything is ended.
+        const chroot = o.chroot === undefined ? undefined : chrootOf(ctx, String(o.chroot)).name;
+        return endAll(ctx.stateDir, chroot, flags, w.signal, w.onWait);
+      }
+      // Checks the id (exit 2) and that the session exists (exit 4) before anything else.
+      const session = openSession(ctx.stateDir, String(o.session));
+      await withEnder(ctx.stateDir, (endOne) => endOne(session, flags, w.signal, w.onWait));
+      return EXIT.ok;
+    },
+    { signals: ['SIGINT'], reason: () => new Error('interrupted') },
+  );
 }
 
-type OnWait = ReturnType<typeof waitReporter>['onWait'];
+type OnWait = LockWait['onWait'];
 type EndOne = (session: Session, flags: EndFlags, signal: AbortSignal, onWait: OnWait) => Promise<void>;
 
 /**
@@ -111,7 +111,7 @@ async function endAll(stateDir: string, chroot: string | undefined, flags: EndFl
       try {
         session = openSession(stateDir, t.id);
       } catch (err) {
-        if ((err as Error).name !== 'SessionNotFoundError') fail(`end -s ${t.id}`, err);
+        if (!(err instanceof SessionNotFoundError)) fail(`end -s ${t.id}`, err);
         continue;
       }
       try {
@@ -119,8 +119,9 @@ async function endAll(stateDir: string, chroot: string | undefined, flags: EndFl
         process.stdout.write(`ended ${t.id}\n`);
       } catch (err) {
         if (signal.aborted) return EXIT.interrupted;
-        // Ended by someone else between the listing and now.
-        if ((err as Error).name === 'SessionNotFoundError') continue;
+        // Ended by someone else between the listing and now. By name too: the
+        // supervisor's errors arrive as a name and a message.
+        if (err instanceof SessionNotFoundError || (err as Error).name === 'SessionNotFoundError') continue;
         fail(`end -s ${t.id}`, err);
       }
     }

@@ -8,7 +8,7 @@ import { validateId } from '../../sessions/ids.js';
 import { SessionNotFoundError } from '../../sessions/errors.js';
 import { mountsUnder } from '../../sys/index.js';
 import { existsSync } from 'node:fs';
-import type { Parsed } from '../args.js';
+import { str, type Parsed } from '../args.js';
 import { hooksDirOf, loadContext } from '../context.js';
 import { EXIT, NoSuchChrootError } from '../errors.js';
 import { age, json, table } from '../output.js';
@@ -17,7 +17,7 @@ import { holderRows } from './locks.js';
 export default async function info(p: Parsed): Promise<number> {
   const o = p.options;
   const name = p.positional[0]!;
-  const ctx = loadContext({ config: o.config as string, stateDir: o['state-dir'] as string });
+  const ctx = loadContext({ config: str(o.config), stateDir: str(o['state-dir']) });
   const def = ctx.config.lookup(name);
   const out = (v: unknown, text: string) => process.stdout.write(o.json ? json(v) : text);
   if (def) {

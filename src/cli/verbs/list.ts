@@ -1,12 +1,12 @@
 // warden list [--sessions] [--json]
-import type { Parsed } from '../args.js';
+import { str, type Parsed } from '../args.js';
 import { loadContext } from '../context.js';
 import { EXIT } from '../errors.js';
 import { age, json, table } from '../output.js';
 
 export default async function list(p: Parsed): Promise<number> {
   const o = p.options;
-  const ctx = loadContext({ config: o.config as string, stateDir: o['state-dir'] as string });
+  const ctx = loadContext({ config: str(o.config), stateDir: str(o['state-dir']) });
   for (const w of ctx.config.warnings) process.stderr.write(`warden: warning: ${w.message}\n`);
   if (o.sessions) {
     // Only this branch needs the session store (and the lock layer under it).

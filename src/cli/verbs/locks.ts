@@ -1,6 +1,6 @@
 // warden locks [--json]: every warden lock on this host and who holds it.
 import { lockCensus, type LockRow } from '../../sessions/census.js';
-import type { Parsed } from '../args.js';
+import { str, type Parsed } from '../args.js';
 import { loadContext } from '../context.js';
 import { EXIT } from '../errors.js';
 import { json, table } from '../output.js';
@@ -25,7 +25,7 @@ export function holderRows(rows: LockRow[]): string[][] {
 
 export default async function locks(p: Parsed): Promise<number> {
   const o = p.options;
-  const ctx = loadContext({ config: o.config as string, stateDir: o['state-dir'] as string });
+  const ctx = loadContext({ config: str(o.config), stateDir: str(o['state-dir']) });
   const rows = lockCensus({ stateDir: ctx.stateDir, chroots: [...ctx.config.chroots.values()] });
   if (o.json) {
     process.stdout.write(json(rows));

@@ -1,12 +1,12 @@
 // warden recover (-s ID | --all) [--end] [-- CMD...]: re-adopt or end stale
-// sessions. Until the supervisor exists, a re-adopted session is held only
-// while CMD runs; without CMD it is left stale but consistent (mounted,
-// active) for `run -s` and `end -s`.
+// sessions in this process. A re-adopted session is held only while CMD
+// runs; without CMD it is left stale but consistent (mounted, active) for
+// `run -s` and `end -s`, or for a supervisor, which re-adopts and holds it.
 import { recoverAll, recoverSession, spawnInSession, type RecoverReport, type Recovered } from '../../sessions/index.js';
-import type { Parsed } from '../args.js';
+import { str, type Parsed } from '../args.js';
 import { loadContext, sharedChrootsOf } from '../context.js';
 import { EXIT, UsageError, exitCodeOf, formatError } from '../errors.js';
-import { waitReporter } from '../wait-line.js';
+import { withLockWait } from '../lock-wait.js';
 import { runCommand } from '../command.js';
 
 export default async function recover(p: Parsed): Promise<number> {
@@ -16,33 +16,18 @@ export default async function recover(p: Parsed): Promise<number> {
   if ((o.user !== undefined || o.directory !== undefined || o['preserve-environment'] !== undefined) && p.command.length === 0) {
     throw new UsageError('-u, -d and -p apply to a command (-- CMD...)', 'recover');
   }
-  const ctx = loadContext({ config: o.config as string, stateDir: o['state-dir'] as string });
+  const ctx = loadContext({ config: str(o.config), stateDir: str(o['state-dir']) });
   // Not root: the owner of a session recovers it through the supervisor (the relay this process becomes).
   if (o.session && process.getuid!() !== 0 && p.argv !== undefined) {
     const { execRelay } = await import('../relay-exec.js');
     throw execRelay(ctx.stateDir, p.argv);
   }
-  const abort = new AbortController();
-  const onSignal = (sig: NodeJS.Signals) => abort.abort(new Error(`interrupted by ${sig}`));
-  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-  for (const s of signals) process.on(s, onSignal);
-  const waits = waitReporter();
-  const common = {
-    stateDir: ctx.stateDir,
-    end: o.end === true,
-    signal: abort.signal,
-    timeout: o.timeout === undefined ? undefined : (o.timeout as number) * 1000,
-    wait: o['no-wait'] ? false : undefined,
-    onWait: waits.onWait,
-  };
-  let one: Recovered;
-  try {
-    if (o.all) return report(await recoverAll({ ...common, sharedChroots: sharedChrootsOf(ctx) }), abort.signal);
-    one = await recoverSession({ ...common, id: o.session as string });
-  } finally {
-    waits.done();
-    for (const s of signals) process.off(s, onSignal);
-  }
+  const one = await withLockWait(o, async (w): Promise<Recovered | number> => {
+    const common = { stateDir: ctx.stateDir, end: o.end === true, signal: w.signal, timeout: w.timeoutMs, wait: w.wait, onWait: w.onWait };
+    if (o.all) return report(await recoverAll({ ...common, sharedChroots: sharedChrootsOf(ctx) }), w.signal);
+    return recoverSession({ ...common, id: String(o.session) });
+  });
+  if (typeof one === 'number') return one;
   // With a command, stdout belongs to it.
   (p.command.length > 0 ? process.stderr : process.stdout).write(describe(toReport(one)));
   if (one.action === 'ended' || p.command.length === 0) {
@@ -53,7 +38,7 @@ export default async function recover(p: Parsed): Promise<number> {
   const session = one.session;
   try {
     const locks = await session.commandLocks();
-    const cmd = { command: p.command, user: o.user as string | undefined, directory: o.directory as string | undefined, preserveEnvironment: o['preserve-environment'] === true };
+    const cmd = { command: p.command, user: str(o.user), directory: str(o.directory), preserveEnvironment: o['preserve-environment'] === true };
     return await runCommand((terminal) => spawnInSession(session, locks, { ...cmd, terminal }), locks);
   } finally {
     session.release();

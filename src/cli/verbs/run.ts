@@ -11,32 +11,32 @@ import {
   type Session,
 } from '../../sessions/index.js';
 import { describeHolders } from '../../locks/index.js';
-import type { Parsed } from '../args.js';
+import { str, type Parsed } from '../args.js';
 import { authorizeCaller, viaSupervisor } from '../authorize.js';
 import { chrootOf, hookTimeoutMsOf, hooksDirOf, loadContext } from '../context.js';
 import { UsageError, exitCodeOf, formatError } from '../errors.js';
 import { runCommand } from '../command.js';
-import { waitReporter } from '../wait-line.js';
+import { withLockWait } from '../lock-wait.js';
 
 export default async function run(p: Parsed): Promise<number> {
   const o = p.options;
   if (Boolean(o.chroot) === Boolean(o.session)) throw new UsageError('give exactly one of -c CHROOT or -s ID', 'run');
   if (p.command.length === 0) throw new UsageError('no command given (warden run -c CHROOT -- CMD...)', 'run');
   if (o.id !== undefined && !o.chroot) throw new UsageError('--id names a new automatic session: use it with -c', 'run');
-  const ctx = loadContext({ config: o.config as string, stateDir: o['state-dir'] as string });
+  const ctx = loadContext({ config: str(o.config), stateDir: str(o['state-dir']) });
 
-  const cmd = { command: p.command, user: o.user as string | undefined, directory: o.directory as string | undefined, preserveEnvironment: o['preserve-environment'] === true };
+  const cmd = { command: p.command, user: str(o.user), directory: str(o.directory), preserveEnvironment: o['preserve-environment'] === true };
 
   if (o.session) {
     // Which chroot the session is of comes from its state.json, read before any lock is taken.
-    const state = () => openSession(ctx.stateDir, o.session as string).state;
+    const state = () => openSession(ctx.stateDir, String(o.session)).state;
     await viaSupervisor(p, ctx.stateDir, () => authorizeCaller(() => chrootOf(ctx, state().chroot), 'run', { user: cmd.user, session: state }));
-    const locks = await openSession(ctx.stateDir, o.session as string).commandLocks();
+    const locks = await openSession(ctx.stateDir, String(o.session)).commandLocks();
     let session: Session;
     try {
       // Read again under our lock: an end or recover may have changed it
       // (a stale session is runnable only while its view is in place).
-      session = openSession(ctx.stateDir, o.session as string);
+      session = openSession(ctx.stateDir, String(o.session));
       assertRunnable(session);
     } catch (e) {
       locks.close();
@@ -45,30 +45,21 @@ export default async function run(p: Parsed): Promise<number> {
     return runCommand((terminal) => spawnInSession(session, locks, { ...cmd, terminal }), locks);
   }
 
-  const def = chrootOf(ctx, o.chroot as string);
+  const def = chrootOf(ctx, String(o.chroot));
   await viaSupervisor(p, ctx.stateDir, () => authorizeCaller(() => def, 'run', { user: cmd.user }));
-  const abort = new AbortController();
-  const onSignal = (sig: NodeJS.Signals) => abort.abort(new Error(`interrupted by ${sig}`));
-  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-  for (const s of signals) process.on(s, onSignal);
-  const waits = waitReporter();
-  let session: Session;
-  try {
-    session = await beginSession({
+  const session = await withLockWait(o, (w) =>
+    beginSession({
       stateDir: ctx.stateDir,
       chroot: def,
-      id: o.id as string | undefined,
+      id: str(o.id),
       hooksDir: hooksDirOf(ctx, def),
       hookTimeoutMs: hookTimeoutMsOf(ctx, def),
-      signal: abort.signal,
-      timeout: o.timeout === undefined ? undefined : (o.timeout as number) * 1000,
-      wait: o['no-wait'] ? false : undefined,
-      onWait: waits.onWait,
-    });
-  } finally {
-    waits.done();
-    for (const s of signals) process.off(s, onSignal);
-  }
+      signal: w.signal,
+      timeout: w.timeoutMs,
+      wait: w.wait,
+      onWait: w.onWait,
+    }),
+  );
   let status: number;
   try {
     const locks = await session.commandLocks();

@@ -11,7 +11,7 @@ import { version } from '../version.js';
 import { supervisorArgv } from './supervise.js';
 
 /** schroot's own configuration, where warden-schroot reads it by default (DESIGN.md). */
-export const SCHROOT_CONFIG = '/etc/schroot/schroot.conf';
+const SCHROOT_CONFIG = '/etc/schroot/schroot.conf';
 
 export default async function schroot(argv: string[]): Promise<number> {
   const v = version();

@@ -1,7 +1,7 @@
 // warden supervise: the supervisor in the foreground, until SIGTERM/SIGINT.
 // Its log lines go to stderr (supervisor.log when `begin` started it).
 import { closeSync, writeSync } from 'node:fs';
-import type { Parsed } from '../args.js';
+import { str, type Parsed } from '../args.js';
 import { chrootOf, hookTimeoutMsOf, hooksDirOf, loadContext, sharedChrootsOf, type Context } from '../context.js';
 import { EXIT } from '../errors.js';
 
@@ -40,8 +40,8 @@ function activationFd(log: (line: string) => void): number | undefined {
 
 export default async function supervise(p: Parsed): Promise<number> {
   const o = p.options;
-  const configArg = o.config as string | undefined;
-  const ctx = loadContext({ config: configArg, stateDir: o['state-dir'] as string });
+  const configArg = str(o.config);
+  const ctx = loadContext({ config: configArg, stateDir: str(o['state-dir']) });
   for (const w of ctx.config.warnings) process.stderr.write(`warden: warning: ${w.message}\n`);
   // A log whose reader went away (the terminal closed, the pipe's reader
   // died) is dropped, not retried: its write errors would be uncaught, the
@@ -81,7 +81,7 @@ export default async function supervise(p: Parsed): Promise<number> {
     relayCalls: relayCalls(ctx.stateDir, configArg ?? ctx.config.file),
     listenFd: activationFd(log),
   });
-  const readyFd = o['ready-fd'] as number | undefined;
+  const readyFd = typeof o['ready-fd'] === 'number' ? o['ready-fd'] : undefined;
   if (readyFd !== undefined) {
     try {
       writeSync(readyFd, 'READY\n');
