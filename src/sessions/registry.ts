@@ -30,70 +30,43 @@
 // kernel does not wait for FUSE_RELEASE), so every lock here is released
 // explicitly before its fd is closed; a holder that dies is seen as gone a
 // moment later (a prober then errs towards "active", never "stale").
-import { ftruncateSync, lstatSync, mkdirSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { EXIT } from '../exit-codes.js';
 import { hostProblem } from '../config/index.js';
 import { FileLock } from '../locks/index.js';
 import { untrusted } from '../sys/index.js';
 import { ID_PATTERN } from './ids.js';
+import {
+  describeRegistration,
+  errnoOf,
+  LIVENESS,
+  openRegistration,
+  probe,
+  readRecord,
+  RegistrationExistsError,
+  RegistrationHeldError,
+  RegistrationMissingError,
+  RegistryError,
+  SETTLE_MS,
+  settledOrGone,
+  writeRecord,
+  type Registration,
+  type RegistryEntry,
+} from './registration-file.js';
+import { RegistrationHandle } from './registration.js';
 
-const LIVENESS = Object.freeze({ start: 0, len: 1 });
-const METADATA = Object.freeze({ start: 1, len: 1 });
+export {
+  describeRegistration,
+  RegistrationExistsError,
+  RegistrationHeldError,
+  RegistrationMissingError,
+  RegistryError,
+  type Registration,
+  type RegistryEntry,
+} from './registration-file.js';
+export { RegistrationHandle } from './registration.js';
+
 const SESSIONS = 'sessions';
-
-/** What a registration says about its session. */
-export interface Registration {
-  host: string;
-  session: string;
-  chroot: string;
-  /** The holders' pids, on `host`, when registered (and updated). */
-  pids: number[];
-  /** When the session began (ISO 8601). */
-  began: string;
-}
-
-export interface RegistryEntry {
-  host: string;
-  session: string;
-  /** `active`: some holder, on some host, holds byte 0. `stale`: nobody does. */
-  status: 'active' | 'stale';
-  /** The file's JSON; undefined if it cannot be read or parsed. */
-  record: Registration | undefined;
-  path: string;
-}
-
-export class RegistryError extends Error {
-  override name = 'RegistryError';
-}
-
-/** A session of this name and host is registered already. */
-export class RegistrationExistsError extends RegistryError {
-  override name = 'RegistrationExistsError';
-}
-
-/** The session has no registration (never made, or removed: an orphan left by a crash, or forgotten). */
-export class RegistrationMissingError extends RegistryError {
-  override name = 'RegistrationMissingError';
-}
-
-/** Other holders keep the registration (unregister), or a host to forget still holds some (forgetHost). */
-export class RegistrationHeldError extends RegistryError {
-  static readonly exit: number | undefined = EXIT.busy;
-  override name = 'RegistrationHeldError';
-  readonly held: readonly RegistryEntry[];
-  constructor(message: string, held: readonly RegistryEntry[]) {
-    super(message);
-    this.held = held;
-  }
-}
-
-/** "host-a@sid-1 (pids 12, 13 on host-a, since 2026-12-06T09:00:00.000Z)": how messages name a session of any host. */
-export function describeRegistration(e: Pick<RegistryEntry, 'host' | 'session' | 'record'>): string {
-  const r = e.record;
-  return r ? `${e.host}@${e.session} (pids ${r.pids.join(', ') || 'none'} on ${e.host}, since ${r.began})` : `${e.host}@${e.session}`;
-}
 
 /**
  * The registrations of one shared chroot. `sharedDir` is the chroot's
@@ -290,202 +263,3 @@ export class Registry {
   }
 }
 
-/** This host's hold on one registration. close() is idempotent. */
-export class RegistrationHandle {
-  readonly path: string;
-  #lock: FileLock | undefined;
-  #record: Registration;
-
-  constructor(path: string, lock: FileLock, record: Registration) {
-    this.path = path;
-    this.#lock = lock;
-    this.#record = record;
-  }
-
-  get record(): Registration {
-    return this.#record;
-  }
-
-  /** The fd holding byte 0 SH (for WARDEN_LOCK_FDS-style hand-over to this process's own children). */
-  get fd(): number {
-    return this.#live().fd;
-  }
-
-  /**
-   * A new open file description holding byte 0 SH, for a holder to
-   * inherit: never the one unregister() converts to EX (DESIGN.md,
-   * "Rules": a lock never conflicts with its own open file description).
-   */
-  holderLock(): FileLock {
-    this.#live();
-    const lock = FileLock.open(this.path, { create: false, range: LIVENESS });
-    if (!lock.tryAcquire('shared') || !lock.namesSameFile()) {
-      lock.close();
-      throw new RegistryError(`registration ${this.path} is being removed`);
-    }
-    return lock;
-  }
-
-  /** Whether this handle holds byte 0 exclusively (end, recover) or shared (a holder). */
-  get held(): 'shared' | 'exclusive' | undefined {
-    return this.#lock?.held;
-  }
-
-  /**
-   * byte 0 SH -> EX for an ender that holds the registration already
-   * (retried for up to `settleMs`, as takeExclusive). false: other holders
-   * remain, and the handle still holds SH.
-   */
-  async toExclusive(settleMs = SETTLE_MS): Promise<boolean> {
-    return settled(this.#live(), 'exclusive', settleMs);
-  }
-
-  /** EX -> SH (recover, once the session is held again). fcntl(2): never blocks. */
-  downgrade(): void {
-    if (!this.#live().tryAcquire('shared')) throw new RegistryError(`registration ${this.path}: could not downgrade to shared`);
-  }
-
-  /**
-   * Removes the registration while holding it EX, then closes: no host
-   * ever sees it unheld. Preconditions: held EX through this handle (and
-   * the session's overlay is gone: an entry on any host may go on now).
-   */
-  remove(): void {
-    const lock = this.#live();
-    if (lock.held !== 'exclusive') throw new RegistryError(`registration ${this.path} removed without holding it exclusively`);
-    try {
-      unlinkSync(this.path);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    }
-    this.close();
-  }
-
-  /** Rewrites the JSON (new pids after a re-adoption), under the metadata byte. */
-  update(pids: number[]): void {
-    const lock = this.#live();
-    const meta = FileLock.open(this.path, { create: false, range: METADATA });
-    try {
-      if (!meta.tryAcquire('exclusive')) throw new RegistryError(`registration ${this.path} is being rewritten by someone else`);
-      this.#record = { ...this.#record, pids };
-      writeRecord(lock.fd, this.#record);
-      meta.release();
-    } finally {
-      meta.close();
-    }
-  }
-
-  /**
-   * Ends the registration: byte 0 SH -> EX (non-blocking; RegistrationHeldError
-   * while other holders remain, and the handle still holds SH), then removes
-   * the file while holding EX, so no host ever sees it unheld.
-   */
-  unregister(): void {
-    const lock = this.#live();
-    if (!lock.tryAcquire('exclusive')) {
-      throw new RegistrationHeldError(`registration ${this.path} is still held by other holders of the session`, []);
-    }
-    unlinkSync(this.path);
-    this.close();
-  }
-
-  /** Releases this handle's hold (the registration stays while other holders keep it). Idempotent. */
-  close(): void {
-    const lock = this.#lock;
-    if (!lock) return;
-    this.#lock = undefined;
-    // On a mount whose client died both calls fail with ENOTCONN; the lock
-    // went with the client, and close(2) frees the fd even when it fails.
-    try {
-      if (lock.held) lock.release();
-    } catch {
-      // see above
-    }
-    try {
-      lock.close();
-    } catch {
-      // see above
-    }
-  }
-
-  #live(): FileLock {
-    if (!this.#lock) throw new RegistryError(`registration ${this.path} is closed`);
-    return this.#lock;
-  }
-}
-
-/** How long an ender retries a registration whose last holder just exited (see takeExclusive). */
-const SETTLE_MS = 2000;
-
-function errnoOf(e: unknown): string | undefined {
-  return (e as NodeJS.ErrnoException).code ?? ((e as Error).cause as NodeJS.ErrnoException | undefined)?.code;
-}
-
-function openRegistration(path: string): FileLock {
-  try {
-    return FileLock.open(path, { create: false, range: LIVENESS, fileMode: 0o600 });
-  } catch (e) {
-    const code = errnoOf(e);
-    if (code === 'ENOENT' || code === 'ESTALE') throw new RegistrationMissingError(`no registration ${path}`, { cause: e });
-    throw e;
-  }
-}
-
-/**
- * settled() for EX, where a registration removed by another host (forget-host)
- * may still be cached by this host's FUSE mount: the lock then fails with
- * ESTALE, and the handle is closed (false, lock.closed).
- */
-async function settledOrGone(lock: FileLock, settleMs: number): Promise<boolean> {
-  try {
-    return await settled(lock, 'exclusive', settleMs);
-  } catch (e) {
-    if (!/Stale file handle/.test((e as Error).message)) throw e;
-    lock.close();
-    return false;
-  }
-}
-
-/** tryAcquire, again after 1, 2, 4... ms until `settleMs` have passed. */
-async function settled(lock: FileLock, kind: 'shared' | 'exclusive', settleMs: number): Promise<boolean> {
-  const end = Date.now() + settleMs;
-  for (let delay = 1; ; delay = Math.min(delay * 2, 100)) {
-    if (lock.tryAcquire(kind)) return true;
-    if (Date.now() >= end) return false;
-    await sleep(delay);
-  }
-}
-
-/** byte 0 EX non-blocking: taken => nobody holds the session => stale. undefined if the file is gone. */
-function probe(path: string): 'active' | 'stale' | undefined {
-  let lock: FileLock;
-  try {
-    lock = FileLock.open(path, { create: false, range: LIVENESS });
-  } catch {
-    return undefined;
-  }
-  try {
-    if (!lock.tryAcquire('exclusive')) return 'active';
-    lock.release(); // explicitly: a close alone frees it only when FUSE_RELEASE arrives
-    return lock.namesSameFile() ? 'stale' : undefined;
-  } finally {
-    lock.close();
-  }
-}
-
-// Not fsynced: the record only describes (the lock is the truth), and an
-// fsync through glusterfs is a round trip to the brick's disk on every begin.
-function writeRecord(fd: number, record: Registration, truncate = true): void {
-  const text = `${JSON.stringify(record)}\n`;
-  if (truncate) ftruncateSync(fd, 0);
-  writeSync(fd, text, 0, 'utf8');
-}
-
-function readRecord(path: string): Registration | undefined {
-  try {
-    const r = JSON.parse(readFileSync(path, 'utf8')) as Registration;
-    return typeof r.host === 'string' && typeof r.session === 'string' && Array.isArray(r.pids) ? r : undefined;
-  } catch {
-    return undefined;
-  }
-}
