@@ -2,7 +2,7 @@
 // entry point of the package (package.json "exports"); everything a caller
 // needs — the facade, its types, the typed errors with their `exitCode` —
 // and nothing else.
-export { openWarden, Warden, type AutoRunOptions, type BeginOptions, type OpenOptions, type RecoverOptions, type SourceOptions, type SourceResult, type WaitOptions, type Watch, type WatchOptions } from './api/warden.js';
+export { openWarden, Warden, type AutoRunOptions, type BeginOptions, type LockWait, type OpenOptions, type RecoverOptions, type SourceOptions, type SourceResult, type WaitOptions, type Watch, type WatchOptions } from './api/warden.js';
 export { Session, type EndOptions, type HandleState, type RunOptions } from './api/session.js';
 export type { CommandResult, StdioMode } from './api/command.js';
 export type { ChrootInfo, SessionInfo } from './api/describe.js';

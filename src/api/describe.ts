@@ -1,7 +1,8 @@
 // What `list()` reports: the fields of `warden list --json` and
 // `warden list --sessions --json`, as plain objects.
 import type { ChrootDef, UnionType } from '../config/index.js';
-import type { SessionEntry, SessionStatus } from '../sessions/index.js';
+import type { SessionEntry, SessionStatus, WaitInfo } from '../sessions/index.js';
+import type { LockWait } from './options.js';
 import { canonicalPath, readMountInfo } from '../sys/index.js';
 
 export interface ChrootInfo {
@@ -48,4 +49,18 @@ export function describeSessions(entries: readonly SessionEntry[], stateDir: str
     createdAt: e.state?.createdAt,
     dir: e.dir,
   }));
+}
+
+/** The internal wait reports as the API's LockWait (undefined when the caller gave no onWait). */
+export function lockWaitReporter(onWait: ((wait: LockWait) => void) | undefined): ((info: WaitInfo) => void) | undefined {
+  if (!onWait) return undefined;
+  return (i) => {
+    const wait: LockWait = {
+      lock: i.lock,
+      path: i.path,
+      holders: i.holders.filter((h) => !h.waiting).map((h) => (h.comm === undefined ? { pid: h.pid, kind: h.kind } : { pid: h.pid, kind: h.kind, command: h.comm })),
+    };
+    if (i.sessions) wait.sessions = i.sessions.map((s) => (s.host === undefined ? { id: s.id, pids: [...s.pids] } : { id: s.id, host: s.host, pids: [...s.pids] }));
+    onWait(wait);
+  };
 }

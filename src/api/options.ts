@@ -10,6 +10,18 @@ export interface OpenOptions {
   stateDir?: string;
 }
 
+/** What a call is waiting for, as the CLI's wait lines say it (`onWait`). */
+export interface LockWait {
+  /** The lock of DESIGN.md's lock table: manage, source (`.ref`) or a session's liveness byte. */
+  lock: 'manage' | 'source' | 'liveness';
+  /** The lock file. */
+  path: string;
+  /** Who holds it now, as far as this host can see (pid -1: unknown, e.g. on another host). */
+  holders: { pid: number; kind: 'shared' | 'exclusive'; command?: string }[];
+  /** For a source entry: the sessions behind the holders (on another host: `host@id`). */
+  sessions?: { id: string; host?: string; pids: number[] }[];
+}
+
 /** Every wait: cancelled by `signal`, given up after `timeout` ms, or (wait: false) not waited at all. */
 export interface WaitOptions {
   signal?: AbortSignal;
@@ -17,7 +29,10 @@ export interface WaitOptions {
   timeout?: number;
   /** false: fail at once (LockBusyError) instead of waiting for a lock. */
   wait?: boolean;
+  /** Called when a lock wait begins, and again when what it waits for changes. */
+  onWait?: (wait: LockWait) => void;
 }
+
 
 export interface BeginOptions extends WaitOptions {
   /** Default: `<chroot>-<uuid>`. */
@@ -29,6 +44,7 @@ export interface AutoRunOptions extends RunOptions {
   /** ms, for the begin's lock waits. */
   timeout?: number;
   wait?: boolean;
+  onWait?: (wait: LockWait) => void;
 }
 
 export interface SourceOptions extends WaitOptions {

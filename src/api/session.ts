@@ -5,6 +5,8 @@
 import { assertRunnable, endSession, spawnInSession, type Session as Held } from '../sessions/index.js';
 import { CommandStdio, runToEnd, type CommandResult, type StdioMode } from './command.js';
 import { WardenClosedError } from './errors.js';
+import { lockWaitReporter } from './describe.js';
+import type { LockWait } from './options.js';
 
 export interface RunOptions {
   /** Run as this user (name or uid, from the host's /etc/passwd); default: this process's. */
@@ -31,6 +33,8 @@ export interface EndOptions {
   signal?: AbortSignal;
   /** ms; for the wait of `wait`. */
   timeout?: number;
+  /** Called when the wait of `wait` begins, and again when what it waits for changes. */
+  onWait?: (wait: LockWait) => void;
 }
 
 /** What a Session needs of its Warden: cancellation and bookkeeping. */
@@ -86,7 +90,7 @@ export class Session {
   async end(o: EndOptions = {}): Promise<void> {
     const signal = this.#owner.signal(`end of session ${this.id}`, o.signal);
     this.#assertHeld('end');
-    await this.#owner.track(endSession(this.#held, { wait: o.wait, force: o.force, timeout: o.timeout, signal }));
+    await this.#owner.track(endSession(this.#held, { wait: o.wait, force: o.force, timeout: o.timeout, signal, onWait: lockWaitReporter(o.onWait) }));
     this.#state = 'ended';
     this.#owner.forget(this);
   }

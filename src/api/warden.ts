@@ -13,6 +13,7 @@ import {
   enterSource,
   fromChildProcess,
   listSessions,
+  openSession,
   recoverAll,
   recoverSession,
   SessionBusyError,
@@ -26,11 +27,11 @@ import {
 import { shutdownRemovalPool, TreeInUseError, UnmountBusyError } from '../union/index.js';
 import { CommandStdio, runToEnd, type CommandResult } from './command.js';
 import { SessionLeftError, WardenClosedError } from './errors.js';
-import { commandOf, runIn, Session, type SessionOwnerHooks } from './session.js';
-import { describeChroot, describeSessions, type ChrootInfo, type SessionInfo } from './describe.js';
+import { commandOf, runIn, Session, type EndOptions, type SessionOwnerHooks } from './session.js';
+import { describeChroot, describeSessions, lockWaitReporter, type ChrootInfo, type SessionInfo } from './describe.js';
 import type { AutoRunOptions, BeginOptions, OpenOptions, RecoverOptions, SourceOptions, SourceResult, Watch, WatchOptions } from './options.js';
 
-export type { AutoRunOptions, BeginOptions, OpenOptions, RecoverOptions, SourceOptions, SourceResult, WaitOptions, Watch, WatchOptions } from './options.js';
+export type { AutoRunOptions, BeginOptions, LockWait, OpenOptions, RecoverOptions, SourceOptions, SourceResult, WaitOptions, Watch, WatchOptions } from './options.js';
 
 /** Handles open in this process: the worker pools are shared and go when the last one closes. */
 let openHandles = 0;
@@ -122,7 +123,7 @@ export class Warden {
     const signal = e.signal(`begin of chroot ${chroot}`, o.signal);
     const def = e.chroot(chroot);
     const held = await e.track(
-      beginSession({ stateDir: e.stateDir, chroot: def, id: o.id, hooksDir: hooksDirOf(e.ctx, def), hookTimeoutMs: hookTimeoutMsOf(e.ctx, def), signal, timeout: o.timeout, wait: o.wait }),
+      beginSession({ stateDir: e.stateDir, chroot: def, id: o.id, hooksDir: hooksDirOf(e.ctx, def), hookTimeoutMs: hookTimeoutMsOf(e.ctx, def), signal, timeout: o.timeout, wait: o.wait, onWait: lockWaitReporter(o.onWait) }),
     );
     return e.hold(new Session(held, e));
   }
@@ -138,7 +139,7 @@ export class Warden {
     const signal = e.signal(`run in chroot ${chroot}`, o.signal);
     const def = e.chroot(chroot);
     const held = await e.track(
-      beginSession({ stateDir: e.stateDir, chroot: def, id: o.id, hooksDir: hooksDirOf(e.ctx, def), hookTimeoutMs: hookTimeoutMsOf(e.ctx, def), signal, timeout: o.timeout, wait: o.wait }),
+      beginSession({ stateDir: e.stateDir, chroot: def, id: o.id, hooksDir: hooksDirOf(e.ctx, def), hookTimeoutMs: hookTimeoutMsOf(e.ctx, def), signal, timeout: o.timeout, wait: o.wait, onWait: lockWaitReporter(o.onWait) }),
     );
     return e.track(
       (async () => {
@@ -173,7 +174,7 @@ export class Warden {
     try {
       // The command is started (held at a gate) while the entry waits.
       entry = await e.track(
-        enterSource({ stateDir: e.stateDir, chroot: def, recoverStale: o.recoverStale, signal, timeout: o.timeout, wait: o.wait, command: commandOf(argv, o, stdio) }),
+        enterSource({ stateDir: e.stateDir, chroot: def, recoverStale: o.recoverStale, signal, timeout: o.timeout, wait: o.wait, onWait: lockWaitReporter(o.onWait), command: commandOf(argv, o, stdio) }),
       );
     } catch (err) {
       stdio.close();
@@ -194,11 +195,27 @@ export class Warden {
     const e = this.#engine;
     if ((o.id === undefined) === (o.all !== true)) throw new TypeError('recover: give exactly one of id or all');
     const signal = e.signal('recover', o.signal);
-    const common = { stateDir: e.stateDir, end: o.end === true, signal, timeout: o.timeout, wait: o.wait };
+    const common = { stateDir: e.stateDir, end: o.end === true, signal, timeout: o.timeout, wait: o.wait, onWait: lockWaitReporter(o.onWait) };
     if (o.all) return e.track(recoverAll({ ...common, sharedChroots: sharedChrootsOf(e.ctx) }));
     const one = await e.track(recoverSession({ ...common, id: o.id! }));
     if (one.action === 'readopted') one.session.release();
     return [toReport(one)];
+  }
+
+  /**
+   * Ends session `id` of the state dir, as `warden end -s`: one this handle
+   * holds (as its Session's end()), or one begun elsewhere (another
+   * process, the CLI) that nothing else holds, or, with `wait` or `force`,
+   * whose holders let go or are killed. SessionNotFoundError when there is
+   * none.
+   */
+  async end(id: string, o: EndOptions = {}): Promise<void> {
+    const e = this.#engine;
+    const signal = e.signal(`end of session ${id}`, o.signal);
+    const mine = [...e.held].find((s) => s.id === id);
+    if (mine) return mine.end({ ...o, signal });
+    const session = openSession(e.stateDir, id);
+    await e.track(endSession(session, { wait: o.wait, force: o.force, timeout: o.timeout, signal, onWait: lockWaitReporter(o.onWait) }));
   }
 
   /** The configured chroots and the sessions of the state dir (those this handle holds are active). */

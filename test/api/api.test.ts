@@ -8,7 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openWarden, LockAbortedError, NoSuchChrootError, SessionBusyError, type SessionEvent, type Warden } from '../../src/index.js';
+import { openWarden, LockAbortedError, NoSuchChrootError, SessionBusyError, SessionNotFoundError, type LockWait, type SessionEvent, type Warden } from '../../src/index.js';
 // Test-side only: the lock a competing process would hold, and the checks.
 import { manageLockPath, sourceLockPath, takeManageLock } from '../../src/sessions/index.js';
 import { mountsUnder } from '../../src/union/index.js';
@@ -97,6 +97,36 @@ rootSerial('automatic run whose command leaves a process behind: SessionLeftErro
   for (const pid of processesUnder(fx.tmp)) process.kill(pid, 'SIGKILL');
   await until(() => processesUnder(fx.tmp).length === 0, 'the sleep gone');
   t.like((await warden.recover({ id: 'left-1', end: true }))[0], { outcome: 'ended' });
+});
+
+rootSerial('end(id) ends a session begun elsewhere and let go of, and one this handle holds; an unknown id is SessionNotFoundError', async (t) => {
+  const warden = await open(t);
+  const other = await openWarden({ config: cli.config, stateDir: fx.stateDir });
+  (await other.begin('fx', { id: 'elsewhere' })).release();
+  await other.close();
+  t.true(stateEntries(fx.stateDir).includes('elsewhere'));
+  await warden.end('elsewhere');
+  t.false(stateEntries(fx.stateDir).includes('elsewhere'));
+  const s = await warden.begin('fx', { id: 'mine' });
+  await warden.end('mine');
+  t.is(s.state, 'ended', 'the handle knows it was ended');
+  const e = await t.throwsAsync(warden.end('no-such'), { instanceOf: SessionNotFoundError });
+  t.is(e?.exitCode, 4);
+});
+
+ofdSerial('onWait: a begin waiting for the manage lock says which lock and who holds it', async (t) => {
+  const warden = await open(t);
+  // Held here as a source entry holds it (OFD locks conflict within one process too).
+  const manage = await takeManageLock(fx.stateDir, 'fx');
+  const waits: LockWait[] = [];
+  const begun = warden.begin('fx', { id: 'waiter', onWait: (w) => waits.push(w) });
+  await until(() => waits.length > 0, 'a wait report');
+  t.is(waits[0]!.lock, 'manage');
+  t.is(waits[0]!.path, manageLockPath(fx.stateDir, 'fx'));
+  t.true(waits[0]!.holders.some((h) => h.pid === process.pid && h.kind === 'exclusive'), JSON.stringify(waits[0]));
+  manage.close();
+  const s = await begun;
+  await s.end();
 });
 
 rootSerial('enterSource runs in the source, output collected', async (t) => {
