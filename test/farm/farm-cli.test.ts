@@ -118,6 +118,12 @@ serial(title("B's entry with --no-wait is refused while A has a session, naming 
   await untilOutput(a, /in \S+/);
   const id = idOf(a);
   t.deepEqual(registrations(), [`host-a@${id}`]);
+  // B lists A's session from its registration; A lists it once, as its own.
+  const listed = warden(env.B, ['list', '--sessions', '--json']);
+  t.is(listed.status, 0, listed.stderr);
+  t.like(JSON.parse(listed.stdout), [{ id, host: 'host-a', status: 'active', chroot: 'fx' }]);
+  t.regex(warden(env.B, ['list', '--sessions']).stdout, new RegExp(`host-a@${id}\\s+active\\s+fx\\s.*on host-a, pids \\d+`));
+  t.deepEqual(JSON.parse(warden(env.A, ['list', '--sessions', '--json']).stdout).map((e: { id: string; host?: string }) => [e.id, e.host]), [[id, undefined]]);
   const r = warden(env.B, ['source', '-c', 'fx', '--no-wait', '--', 'true']);
   t.is(r.status, 5, r.stderr);
   t.regex(r.stderr, new RegExp(`host-a@${id} \\(pid \\d+ on host-a`));
@@ -158,6 +164,7 @@ serial(title("A's holders SIGKILLed with the overlay mounted: B's entry exits 7 
   t.regex(r.stderr, /hint: only the host a session is on can end it .*`--recover-stale` cannot end them from here/);
   t.notRegex(r.stderr, /`--recover-stale` ends them/, 'no hint that --recover-stale would help');
   t.false(existsSync(join(farm!.mounts.A, 'src', 'upgraded')), 'source untouched');
+  t.regex(warden(env.B, ['list', '--sessions']).stdout, new RegExp(`host-a@${id}\\s+stale\\s+fx\\s.*on host-a: warden recover --all --end`));
   const rec = warden(env.A, ['recover', '--all', '--end']);
   t.is(rec.status, 0, rec.stderr);
   t.deepEqual(registrations(), []);

@@ -1,6 +1,6 @@
 // warden list [--sessions] [--json]
 import { str, type Parsed } from '../args.js';
-import { loadContext } from '../context.js';
+import { loadContext, sharedChrootsOf, type Context } from '../context.js';
 import { EXIT } from '../errors.js';
 import { age, json, table } from '../output.js';
 
@@ -19,10 +19,11 @@ export default async function list(p: Parsed): Promise<number> {
     const base = canonicalPath(ctx.stateDir);
     const mounted = (e: (typeof entries)[number]) =>
       !e.state || e.state.unionType === 'copy' ? undefined : mounts.has(`${base}/${e.id}/root`);
+    const remote = await registeredElsewhere(ctx, new Set(entries.map((e) => e.id)));
     if (o.json) {
       process.stdout.write(
-        json(
-          entries.map((e) => ({
+        json([
+          ...entries.map((e) => ({
             id: e.id,
             status: e.status,
             reason: e.reason,
@@ -33,7 +34,8 @@ export default async function list(p: Parsed): Promise<number> {
             createdAt: e.state?.createdAt,
             dir: e.dir,
           })),
-        ),
+          ...remote.map((r) => ({ id: r.id, host: r.host, status: r.status, chroot: r.chroot, pids: r.pids, createdAt: r.began, registration: r.path })),
+        ]),
       );
     } else {
       const note = (e: (typeof entries)[number]) => {
@@ -48,6 +50,10 @@ export default async function list(p: Parsed): Promise<number> {
         return notes.join('; ');
       };
       const rows = entries.map((e) => [e.id, e.status, e.state?.chroot ?? '-', age(e.state?.createdAt), note(e)]);
+      for (const r of remote) {
+        const where = r.own ? 'this host, no session dir here: warden recover --all' : `on ${r.host}${r.pids.length ? `, pids ${r.pids.join(' ')}` : ''}`;
+        rows.push([`${r.host}@${r.id}`, r.status, r.chroot, age(r.began), r.status === 'stale' && !r.own ? `${where}; on ${r.host}: warden recover --all --end` : where]);
+      }
       process.stdout.write(table(['SESSION', 'STATUS', 'CHROOT', 'AGE', 'NOTE'], rows));
     }
     return EXIT.ok;
@@ -66,4 +72,43 @@ export default async function list(p: Parsed): Promise<number> {
     process.stdout.write(table(['CHROOT', 'UNION', 'DIRECTORY', 'DESCRIPTION'], rows));
   }
   return EXIT.ok;
+}
+
+interface Registered {
+  id: string;
+  host: string;
+  /** A registration of this host with no session dir here (a leftover of a crash). */
+  own: boolean;
+  status: 'active' | 'stale';
+  chroot: string;
+  pids: number[];
+  began: string | undefined;
+  path: string;
+}
+
+/**
+ * The sessions the shared chroots' registrations name that are not this
+ * host's session dirs: other hosts' sessions, and this host's leftovers.
+ * A shared dir that cannot be read (its mount down) is a warning, not a
+ * failure of the listing.
+ */
+async function registeredElsewhere(ctx: Context, local: ReadonlySet<string>): Promise<Registered[]> {
+  const shared = sharedChrootsOf(ctx);
+  if (shared.length === 0) return [];
+  const { registrations, sharedOf } = await import('../../sessions/farm.js');
+  const out: Registered[] = [];
+  for (const c of shared) {
+    try {
+      const s = sharedOf(c.resolve());
+      if (!s) continue;
+      for (const r of registrations(s)) {
+        const own = r.host === s.host;
+        if (own && local.has(r.session)) continue;
+        out.push({ id: r.session, host: r.host, own, status: r.status, chroot: r.record?.chroot ?? c.name, pids: r.record?.pids ?? [], began: r.record?.began, path: r.path });
+      }
+    } catch (e) {
+      process.stderr.write(`warden: warning: cannot read the registrations of chroot ${c.name}: ${(e as Error).message}\n`);
+    }
+  }
+  return out;
 }
