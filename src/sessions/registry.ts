@@ -120,13 +120,7 @@ export class Registry {
   async registerLocked(reg: { session: string; chroot: string; pids: number[]; began?: Date }): Promise<RegistrationHandle> {
     const path = this.#path(this.host, reg.session);
     const record: Registration = { host: this.host, session: reg.session, chroot: reg.chroot, pids: reg.pids, began: (reg.began ?? new Date()).toISOString() };
-    let lock: FileLock;
-    try {
-      lock = FileLock.open(path, { create: 'new', range: LIVENESS, fileMode: 0o600 });
-    } catch (e) {
-      if (errnoOf(e) === 'EEXIST') throw new RegistrationExistsError(`session ${reg.session} of host ${this.host} is registered already (${path})`, { cause: e });
-      throw e;
-    }
+    const lock = createRegistration(path, () => new RegistrationExistsError(`session ${reg.session} of host ${this.host} is registered already (${path})`));
     try {
       // A prober's EX (list(), on any host) lasts one round trip: waited out.
       await lock.acquire('shared', { timeout: SETTLE_MS });
@@ -263,3 +257,35 @@ export class Registry {
   }
 }
 
+
+/**
+ * The new registration file at `path` (O_EXCL), locked by nobody yet.
+ * EEXIST may come from this mount's cache alone: a FUSE mount keeps a name
+ * it has seen for its entry timeout (glusterfs: 1 s) without asking the
+ * server, so a registration another host removed meanwhile (forget-host,
+ * an end there) still "exists" here. An open of it asks the server: gone
+ * (ENOENT, ESTALE) drops the cached name and the create is tried again;
+ * there, it is registered (`exists()`).
+ */
+function createRegistration(path: string, exists: () => Error): FileLock {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return FileLock.open(path, { create: 'new', range: LIVENESS, fileMode: 0o600 });
+    } catch (e) {
+      if (errnoOf(e) !== 'EEXIST') throw e;
+      if (attempt >= 2 || isThere(path)) throw exists();
+    }
+  }
+}
+
+/** Whether the server has a file at `path`: an open asks it (see createRegistration). */
+function isThere(path: string): boolean {
+  try {
+    FileLock.open(path, { create: false, range: LIVENESS }).close();
+    return true;
+  } catch (e) {
+    const code = errnoOf(e);
+    if (code === 'ENOENT' || code === 'ESTALE') return false;
+    throw e;
+  }
+}

@@ -27,8 +27,8 @@ import { bootstrapChroot } from '../../src/bootstrap/index.js';
 import { FileLock, shutdownWaitPool } from '../../src/locks/index.js';
 import { mountsUnder } from '../../src/union/index.js';
 import { CRASH, warden, writeConfig, type CliEnv } from '../helpers/cli.js';
-import { isRoot, processesUnder, treeDigest } from '../helpers/chroots.js';
-import { startGlusterFarm, type GlusterFarm, type Host } from '../helpers/gluster.js';
+import { processesUnder, treeDigest } from '../helpers/chroots.js';
+import { farmOrSkip, type Host } from '../helpers/gluster.js';
 import { until } from '../helpers/wait.js';
 
 const test = anyTest as TestFn;
@@ -45,16 +45,7 @@ const FARM_POINTS = [
   'forget-host:manage',
 ];
 
-async function cannotRun(): Promise<string | GlusterFarm> {
-  if (!isRoot) return 'needs root';
-  if (process.env.WARDEN_LOCK_MODE === 'posix') return 'POSIX lock mode: two hosts in one process tree would share lock owners';
-  const started = await startGlusterFarm();
-  return 'skip' in started ? started.skip : started;
-}
-const started = await cannotRun();
-const skip = typeof started === 'string' ? started : undefined;
-const farm = typeof started === 'string' ? undefined : started;
-const title = (s: string) => (skip ? `${s} (skipped: ${skip})` : s);
+const { farm, skip, title } = await farmOrSkip({ needsRoot: true });
 const serial = skip ? test.serial.skip : test.serial;
 
 let local: string;
@@ -213,10 +204,11 @@ interface Listed {
   phase?: string;
 }
 
+/** The sessions of `host`'s state dir (list --sessions also names other hosts' sessions of a shared chroot, with their host). */
 function listSessions(host: Host): Listed[] {
   const r = warden(env[host], ['list', '--sessions', '--json']);
   if (r.status !== 0) throw new Error(`list --sessions on ${host} failed: ${r.stderr}`);
-  return JSON.parse(r.stdout) as Listed[];
+  return (JSON.parse(r.stdout) as (Listed & { host?: string })[]).filter((s) => s.host === undefined);
 }
 
 const registrationsOf = (host: string) =>

@@ -12,30 +12,21 @@
 // installed; otherwise skipped with the reason in the titles.
 import anyTest, { type TestFn } from 'ava';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { bootstrapChroot } from '../../src/bootstrap/index.js';
 import { shutdownWaitPool } from '../../src/locks/index.js';
 import { mountsUnder } from '../../src/union/index.js';
-import { isRoot, processesUnder } from '../helpers/chroots.js';
+import { processesUnder } from '../helpers/chroots.js';
 import { crashAt, untilOutput, warden, wardenAsync, writeConfig, type CliEnv, type Running } from '../helpers/cli.js';
-import { startGlusterFarm, type GlusterFarm, type Host } from '../helpers/gluster.js';
+import { farmOrSkip, type Host } from '../helpers/gluster.js';
 import { until } from '../helpers/wait.js';
 import { tmpdir } from 'node:os';
 import { mkdtempSync } from 'node:fs';
 
 const test = anyTest as TestFn;
 
-async function cannotRun(): Promise<string | GlusterFarm> {
-  if (!isRoot) return 'needs root';
-  if (process.env.WARDEN_LOCK_MODE === 'posix') return 'POSIX lock mode: two hosts in one process tree would share lock owners';
-  const started = await startGlusterFarm();
-  return 'skip' in started ? started.skip : started;
-}
-const started = await cannotRun();
-const skip = typeof started === 'string' ? started : undefined;
-const farm = typeof started === 'string' ? undefined : started;
-const title = (s: string) => (skip ? `${s} (skipped: ${skip})` : s);
+const { farm, skip, title } = await farmOrSkip({ needsRoot: true });
 const serial = skip ? test.serial.skip : test.serial;
 
 let local: string;

@@ -20,21 +20,13 @@ import {
   describeRegistration,
   type RegistryEntry,
 } from '../../src/sessions/registry.js';
-import { startGlusterFarm, type GlusterFarm } from '../helpers/gluster.js';
+import { farmOrSkip } from '../helpers/gluster.js';
 import { fileFds } from '../helpers/leaks.js';
 import { until } from '../helpers/wait.js';
 
 const test = anyTest as TestFn<{ fds: string[]; a: Registry; b: Registry; dirs: string[] }>;
 
-async function cannotRun(): Promise<string | GlusterFarm> {
-  if (process.env.WARDEN_LOCK_MODE === 'posix') return 'POSIX lock mode: two hosts in one process would be one lock owner';
-  const started = await startGlusterFarm();
-  return 'skip' in started ? started.skip : started;
-}
-const started = await cannotRun();
-const skip = typeof started === 'string' ? started : undefined;
-const farm = typeof started === 'string' ? undefined : started;
-const title = (s: string) => (skip ? `${s} (skipped: ${skip})` : s);
+const { farm, skip, title } = await farmOrSkip({ needsRoot: false });
 const serial = skip ? test.serial.skip : test.serial;
 
 let n = 0;

@@ -488,3 +488,20 @@ async function exited(pid: number, ms: number): Promise<void> {
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+/**
+ * For a test file of the farm: a started farm, or why its tests are skipped
+ * (root is needed to mount; in POSIX lock mode two hosts in one process
+ * tree would be one lock owner), and a title that says so.
+ */
+export async function farmOrSkip(o: { needsRoot: boolean }): Promise<{ farm: GlusterFarm | undefined; skip: string | undefined; title: (s: string) => string }> {
+  const why = async (): Promise<string | GlusterFarm> => {
+    if (o.needsRoot && process.getuid?.() !== 0) return 'needs root';
+    if (process.env.WARDEN_LOCK_MODE === 'posix') return 'POSIX lock mode: two hosts in one process tree would share lock owners';
+    const started = await startGlusterFarm();
+    return 'skip' in started ? started.skip : started;
+  };
+  const started = await why();
+  const skip = typeof started === 'string' ? started : undefined;
+  return { farm: typeof started === 'string' ? undefined : started, skip, title: (s) => (skip ? `${s} (skipped: ${skip})` : s) };
+}
