@@ -31,7 +31,8 @@
 // explicitly before its fd is closed; a holder that dies is seen as gone a
 // moment later (a prober then errs towards "active", never "stale").
 import { lstatSync, mkdirSync, readdirSync, unlinkSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { hostProblem } from '../config/index.js';
 import { FileLock } from '../locks/index.js';
 import { untrusted } from '../sys/index.js';
@@ -67,6 +68,8 @@ export {
 export { RegistrationHandle } from './registration.js';
 
 const SESSIONS = 'sessions';
+/** How long a name another host removed may stay in this mount's cache (glusterfs's entry timeout is 1 s). */
+const CACHED_NAME_MS = 2_500;
 
 /**
  * The registrations of one shared chroot. `sharedDir` is the chroot's
@@ -120,7 +123,7 @@ export class Registry {
   async registerLocked(reg: { session: string; chroot: string; pids: number[]; began?: Date }): Promise<RegistrationHandle> {
     const path = this.#path(this.host, reg.session);
     const record: Registration = { host: this.host, session: reg.session, chroot: reg.chroot, pids: reg.pids, began: (reg.began ?? new Date()).toISOString() };
-    const lock = createRegistration(path, () => new RegistrationExistsError(`session ${reg.session} of host ${this.host} is registered already (${path})`));
+    const lock = await createRegistration(path, () => new RegistrationExistsError(`session ${reg.session} of host ${this.host} is registered already (${path})`));
     try {
       // A prober's EX (list(), on any host) lasts one round trip: waited out.
       await lock.acquire('shared', { timeout: SETTLE_MS });
@@ -262,30 +265,20 @@ export class Registry {
  * The new registration file at `path` (O_EXCL), locked by nobody yet.
  * EEXIST may come from this mount's cache alone: a FUSE mount keeps a name
  * it has seen for its entry timeout (glusterfs: 1 s) without asking the
- * server, so a registration another host removed meanwhile (forget-host,
- * an end there) still "exists" here. An open of it asks the server: gone
- * (ENOENT, ESTALE) drops the cached name and the create is tried again;
- * there, it is registered (`exists()`).
+ * server, and an open of it still reaches the unlinked file by its id; so a
+ * registration another host removed meanwhile (forget-host) still "exists"
+ * here. The directory's listing comes from the server: a name not in it is
+ * only cached, and the create is tried again once the cache has let it go.
  */
-function createRegistration(path: string, exists: () => Error): FileLock {
-  for (let attempt = 0; ; attempt++) {
+async function createRegistration(path: string, exists: () => Error): Promise<FileLock> {
+  const deadline = Date.now() + CACHED_NAME_MS;
+  for (;;) {
     try {
       return FileLock.open(path, { create: 'new', range: LIVENESS, fileMode: 0o600 });
     } catch (e) {
       if (errnoOf(e) !== 'EEXIST') throw e;
-      if (attempt >= 2 || isThere(path)) throw exists();
+      if (readdirSync(dirname(path)).includes(basename(path)) || Date.now() > deadline) throw exists();
+      await sleep(50);
     }
-  }
-}
-
-/** Whether the server has a file at `path`: an open asks it (see createRegistration). */
-function isThere(path: string): boolean {
-  try {
-    FileLock.open(path, { create: false, range: LIVENESS }).close();
-    return true;
-  } catch (e) {
-    const code = errnoOf(e);
-    if (code === 'ENOENT' || code === 'ESTALE') return false;
-    throw e;
   }
 }
