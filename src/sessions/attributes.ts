@@ -71,6 +71,17 @@ export function readProcessAttributes(pid: number | 'self' = 'self'): ProcessAtt
   }
 }
 
+let own: ProcessAttributes | undefined;
+
+/**
+ * This process's attributes, read once: what a command gets without
+ * warden-attrs. Nothing in warden changes its own umask, nice value or
+ * limits after start-up (Node raised RLIMIT_NOFILE before any of our code).
+ */
+export function ownAttributes(): ProcessAttributes | undefined {
+  return (own ??= readProcessAttributes());
+}
+
 /**
  * The client's attributes, bounded by `own` (this process's): hard limits
  * the lower of the two, soft ones at most that, the nice value the higher.

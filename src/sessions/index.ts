@@ -3,7 +3,7 @@ export { beginSession, type BeginOptions } from './begin.js';
 export { endSession, type EndOptions } from './end.js';
 export { openSession } from './open.js';
 export { assertRunnable, spawnInSession, RunError, type CommandOptions } from './run.js';
-export { boundedBy, readProcessAttributes, type ProcessAttributes } from './attributes.js';
+export { boundedBy, ownAttributes, readProcessAttributes, type ProcessAttributes } from './attributes.js';
 export { fromChildProcess, makePipe, type Command } from '../sys/index.js';
 export { Pty, isTerminal, type PtySlave, type PtyStdio } from '../sys/index.js';
 export { commandEnvironment, ENVIRONMENT_FILTER, type EnvironmentOptions } from './environment.js';

@@ -22,7 +22,7 @@ import { findAccount, groupsOfAccount, type Account } from '../config/index.js';
 import { RunError, SessionNeedsRecoveryError } from './errors.js';
 import { startCommand, viaSetsid, type Command } from '../sys/index.js';
 import { commandEnvironment } from './environment.js';
-import { readProcessAttributes, withAttributes, type ProcessAttributes } from './attributes.js';
+import { ownAttributes, withAttributes, type ProcessAttributes } from './attributes.js';
 import type { PtySlave } from '../sys/index.js';
 
 export { RunError } from './errors.js';
@@ -238,7 +238,7 @@ function chrootCommand(target: ChrootTarget, lockFds: readonly number[], o: Comm
     args.push(...o.command);
   }
   if (o.attributes) {
-    const own = readProcessAttributes();
+    const own = ownAttributes();
     if (own) [file, ...args] = withAttributes([file, ...args], o.attributes, own);
   }
   const firstFd = 3;

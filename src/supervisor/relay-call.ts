@@ -11,6 +11,7 @@ import {
   enterSource,
   fromChildProcess,
   openSession,
+  ownAttributes,
   readProcessAttributes,
   SessionBusyError,
   spawnInSession,
@@ -158,7 +159,7 @@ export class Call {
     const pid = this.#who.pid;
     if (pid === undefined || pid <= 0 || pid === process.pid) return undefined;
     const client = readProcessAttributes(pid);
-    const own = readProcessAttributes();
+    const own = ownAttributes();
     return client && own ? boundedBy(client, own) : undefined;
   }
 

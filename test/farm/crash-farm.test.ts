@@ -20,15 +20,15 @@
 // with the reason in the titles.
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { bootstrapChroot } from '../../src/bootstrap/index.js';
 import { FileLock, shutdownWaitPool } from '../../src/locks/index.js';
 import { mountsUnder } from '../../src/union/index.js';
-import { CRASH, warden, writeConfig, type CliEnv } from '../helpers/cli.js';
+import { CRASH, warden, type CliEnv } from '../helpers/cli.js';
 import { processesUnder, treeDigest } from '../helpers/chroots.js';
 import { farmOrSkip, type Host } from '../helpers/gluster.js';
+import { farmHosts } from '../helpers/farm-hosts.js';
 import { until } from '../helpers/wait.js';
 
 const test = anyTest as TestFn;
@@ -57,19 +57,7 @@ const sharedDir = () => join(farm!.mounts.A, 'shared');
 test.before(async () => {
   if (!farm) return;
   local = mkdtempSync(join(tmpdir(), 'warden-crash-farm-'));
-  await bootstrapChroot(source(), { busybox: false });
-  mkdirSync(sharedDir(), { mode: 0o755 });
-  const hooks = join(local, 'no-hooks');
-  mkdirSync(hooks, { mode: 0o755 });
-  for (const h of ['A', 'B'] as const) {
-    const top = join(local, h);
-    mkdirSync(top, { mode: 0o755 });
-    env[h] = writeConfig(
-      top,
-      `[warden]\nhost=host-${h.toLowerCase()}\nhooks-dir=${hooks}\nhook-timeout=10\n\n` +
-        `[fx]\ntype=directory\ndirectory=${join(farm.mounts[h], 'src')}\nunion-type=overlay\nshared-dir=${join(farm.mounts[h], 'shared')}\n`,
-    );
-  }
+  Object.assign(env, await farmHosts(farm, local));
   // A clean session first: it makes .ref, manage.lock and sessions/, which every digest then includes.
   const r = warden(env.A, ['run', '-c', 'fx', '--', 'true']);
   if (r.status !== 0) throw new Error(`warm-up session failed: ${r.stderr}`);

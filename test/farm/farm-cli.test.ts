@@ -12,14 +12,14 @@
 // installed; otherwise skipped with the reason in the titles.
 import anyTest, { type TestFn } from 'ava';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { bootstrapChroot } from '../../src/bootstrap/index.js';
 import { shutdownWaitPool } from '../../src/locks/index.js';
 import { mountsUnder } from '../../src/union/index.js';
 import { processesUnder } from '../helpers/chroots.js';
-import { crashAt, untilOutput, warden, wardenAsync, writeConfig, type CliEnv, type Running } from '../helpers/cli.js';
+import { crashAt, untilOutput, warden, wardenAsync, type CliEnv, type Running } from '../helpers/cli.js';
 import { farmOrSkip, type Host } from '../helpers/gluster.js';
+import { farmHosts } from '../helpers/farm-hosts.js';
 import { until } from '../helpers/wait.js';
 import { tmpdir } from 'node:os';
 import { mkdtempSync } from 'node:fs';
@@ -37,19 +37,7 @@ test.before(async () => {
   if (!farm) return;
   local = mkdtempSync(join(tmpdir(), 'warden-farm-cli-'));
   const t0 = Date.now();
-  await bootstrapChroot(join(farm.mounts.A, 'src'), { busybox: false });
-  mkdirSync(join(farm.mounts.A, 'shared'), { mode: 0o755 });
-  const hooks = join(local, 'no-hooks');
-  mkdirSync(hooks, { mode: 0o755 });
-  for (const h of ['A', 'B'] as const) {
-    const top = join(local, h);
-    mkdirSync(top, { mode: 0o755 });
-    env[h] = writeConfig(
-      top,
-      `[warden]\nhost=host-${h.toLowerCase()}\nhooks-dir=${hooks}\nhook-timeout=10\n\n` +
-        `[fx]\ntype=directory\ndirectory=${join(farm.mounts[h], 'src')}\nunion-type=overlay\nshared-dir=${join(farm.mounts[h], 'shared')}\n`,
-    );
-  }
+  Object.assign(env, await farmHosts(farm, local));
   console.log(`farm: chroot bootstrapped on the volume in ${Date.now() - t0} ms`);
 });
 

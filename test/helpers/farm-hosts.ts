@@ -1,0 +1,27 @@
+// The two hosts of a farm test (test/helpers/gluster.ts) as the CLI sees
+// them: chroot fx on the volume, shared-dir= beside it, each host with its
+// own configuration, state dir and host= name (host-a, host-b), no hooks.
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { bootstrapChroot } from '../../src/bootstrap/index.js';
+import { writeConfig, type CliEnv } from './cli.js';
+import type { GlusterFarm, Host } from './gluster.js';
+
+/** Bootstraps fx's source on the volume, makes its shared dir, and writes each host's configuration under `local`. */
+export async function farmHosts(farm: GlusterFarm, local: string): Promise<Record<Host, CliEnv>> {
+  await bootstrapChroot(join(farm.mounts.A, 'src'), { busybox: false });
+  mkdirSync(join(farm.mounts.A, 'shared'), { mode: 0o755 });
+  const hooks = join(local, 'no-hooks');
+  mkdirSync(hooks, { mode: 0o755 });
+  const env = {} as Record<Host, CliEnv>;
+  for (const h of ['A', 'B'] as const) {
+    const top = join(local, h);
+    mkdirSync(top, { mode: 0o755 });
+    env[h] = writeConfig(
+      top,
+      `[warden]\nhost=host-${h.toLowerCase()}\nhooks-dir=${hooks}\nhook-timeout=10\n\n` +
+        `[fx]\ntype=directory\ndirectory=${join(farm.mounts[h], 'src')}\nunion-type=overlay\nshared-dir=${join(farm.mounts[h], 'shared')}\n`,
+    );
+  }
+  return env;
+}
