@@ -14,7 +14,7 @@ import { createLiveness, registerSessionLocked, takeLivenessShared, takeManageLo
 import type { RegistrationHandle } from './registry.js';
 import { renameNoReplace } from './native.js';
 import { BUILD_PREFIX, UNPUBLISHED_PREFIX, discardSessionDir } from './discard.js';
-import { ringBell } from './watch-bell.js';
+import { ringBegun } from './watch-bell.js';
 import { sessionProfile } from './profile.js';
 import { setSessionLocks, setSessionState, makeSessionDirs, MODES, Session } from './session.js';
 import { SESSION_LAYOUT, STATE_VERSION, syncDir, writeStateLocked, type SessionOwner, type SessionShared, type SessionState } from './state.js';
@@ -141,7 +141,7 @@ async function claimIdLocked(
     throw (e as { exists?: boolean }).exists ? new SessionExistsError(id) : e;
   }
   // Watchers look at the new session now (the doorbell, watch-bell.ts).
-  ringBell(stateDir, id);
+  ringBegun(stateDir, id, o.chroot.name);
   // Re-take the liveness byte through the published path so holders() and
   // the inode check name the real file; the lock is never dropped between.
   let liveness: FileLock | undefined;

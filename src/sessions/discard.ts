@@ -7,7 +7,7 @@ import { mountsUnder, removeTree, removeTreeOffThread, UnionError } from '../uni
 import { crashPoint } from '../sys/index.js';
 import { renameNoReplace } from './native.js';
 import { syncDir } from './state.js';
-import { ringBell } from './watch-bell.js';
+import { ringEnded } from './watch-bell.js';
 
 /**
  * A begin creates its build dir under this prefix, creates and locks the
@@ -61,6 +61,6 @@ function retireSessionDir(stateDir: string, id: string): string | undefined {
   syncDir(stateDir);
   crashPoint('discard:renamed');
   // The id is gone: watchers report it now, not after the deletion (watch-bell.ts).
-  ringBell(stateDir, id);
+  ringEnded(stateDir, id);
   return gone;
 }

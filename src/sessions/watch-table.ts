@@ -49,8 +49,6 @@ export class SessionTable {
   #probing = false;
   /** When the probe last listed the state dir's names. */
   #listedAt = 0;
-  /** Called when the probe lists the names: markers whose removal never came are forgotten then. */
-  onListed: () => void = () => {};
 
   constructor(o: TableOptions) {
     this.#dir = o.dir;
@@ -77,6 +75,21 @@ export class SessionTable {
     if (isSessionName(name)) this.#reconcileOrReport(name);
   }
 
+  /**
+   * Session `id` rang the doorbell; `begunAs`: the chroot it rang with when
+   * its dir appeared, if it did since the last look. A session that began
+   * and ended between two looks is seen by no look: its rings say so.
+   */
+  onRing(id: string, begunAs: string | undefined): void {
+    if (this.#closed || !isSessionName(id)) return;
+    const before = this.#known.has(id);
+    this.#reconcileOrReport(id);
+    // Neither known nor pending now: nothing is there.
+    if (before || begunAs === undefined || this.#known.has(id) || this.#pending.has(id)) return;
+    this.#emit({ event: 'begun', id, chroot: begunAs });
+    this.#emit({ event: 'ended', id, chroot: begunAs });
+  }
+
   /** #reconcile, its failure reported through onError: the watch goes on. */
   #reconcileOrReport(id: string): void {
     try {
@@ -86,8 +99,16 @@ export class SessionTable {
     }
   }
 
-  reconcileAll(): void {
-    for (const id of new Set([...this.#known.keys(), ...this.#names()].sort())) this.#reconcile(id);
+  /**
+   * Entries whose change rang no doorbell (made or removed by hand, an
+   * older warden, rings lost): a name in the state dir not known yet, or
+   * known and gone. One readdir; nothing stat'ed but those.
+   */
+  reconcileNames(): void {
+    const names = this.#names();
+    const present = new Set(names);
+    const missed = [...names.filter((n) => !this.#known.has(n) && !this.#pending.has(n)), ...[...this.#known.keys()].filter((n) => !present.has(n))];
+    for (const id of missed) this.#reconcileOrReport(id);
   }
 
   /** The session names in the state dir now (readdir, nothing stat'ed). */
@@ -190,12 +211,7 @@ export class SessionTable {
   #probeStart(): string[] {
     if (Date.now() - this.#listedAt < this.#listMs) return [...this.#known.keys()];
     this.#listedAt = Date.now();
-    // A marker whose removal never came (a lost event) is forgotten here: at worst one more look at its session.
-    this.onListed();
-    const names = this.#names();
-    const present = new Set(names);
-    const missed = [...names.filter((n) => !this.#known.has(n) && !this.#pending.has(n)), ...[...this.#known.keys()].filter((n) => !present.has(n))];
-    for (const id of missed) this.#reconcileOrReport(id);
+    this.reconcileNames();
     return [...this.#known.keys()];
   }
 

@@ -77,7 +77,10 @@ class Engine {
       sourceSessions: new Map<string, SourceSession>(),
       inFlight: new Set<InFlight>(),
       limits,
-      lag: monitorEventLoopDelay({ resolution: 10 }),
+      // A timer every 50 ms (not Node's default 10): an idle supervisor's CPU
+      // is its timers' wake-ups (bench/watch.ts, idle row); a stall shorter
+      // than that may go unseen, a longer one never does.
+      lag: monitorEventLoopDelay({ resolution: 50 }),
       acceptor: undefined,
       stop: new AbortController(),
       stopping: false,

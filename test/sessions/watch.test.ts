@@ -2,20 +2,20 @@
 // liveness held by a real second process (the C holder), a corrupt entry;
 // and the closer: idempotent, same promise, no fd or lock left behind.
 import anyTest, { type TestFn } from 'ava';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { STATE_VERSION, watchSessions, type SessionEvent, type SessionState } from '../../src/sessions/index.js';
 import { writeStateLocked } from '../../src/sessions/state.js';
-import { BELL_DIR, ringBell } from '../../src/sessions/watch-bell.js';
+import { BELL_DIR, ringBegun, ringEnded } from '../../src/sessions/watch-bell.js';
 import { Holder } from '../helpers/holder.js';
 import { allFds, ourLocks } from '../helpers/leaks.js';
 
 const test = anyTest as TestFn<{ dir: string }>;
 
 test.before(async () => {
-  // libuv opens one inotify fd per event loop on the first watch and keeps it:
+  // The first watch of a process starts what libuv keeps for the rest of its life (its thread pool):
   // warm it up so the per-test fd comparison sees only what a watch leaves.
   const dir = mkdtempSync(join(tmpdir(), 'warden-watch-warm-'));
   const w = watchSessions(dir, { onEvent: () => {} });
@@ -101,7 +101,7 @@ test.serial('begun, stale, recovered, ended from the directory and the liveness 
   t.teardown(() => w.close());
   await w.ready;
   renameSync(build, join(sd, 's1'));
-  ringBell(sd, 's1');
+  ringBegun(sd, 's1', 'demo');
   await r.until('begun', 's1');
   writeStateLocked(join(sd, 's1'), state('s1', { status: 'active' }));
   t.is(await h.unlock('ofd', 0, 1), 'ok');
@@ -111,7 +111,7 @@ test.serial('begun, stale, recovered, ended from the directory and the liveness 
   await h.kill();
   await r.until('stale', 's1', 2);
   rmSync(join(sd, 's1'), { recursive: true });
-  ringBell(sd, 's1');
+  ringEnded(sd, 's1');
   await r.until('ended', 's1');
   await w.close();
   t.deepEqual(
@@ -192,34 +192,38 @@ function publish(sd: string, id: string): void {
   writeFileSync(join(build, 'lock'), '');
   writeStateLocked(build, state(id), { syncRename: false });
   renameSync(build, join(sd, id));
-  ringBell(sd, id);
+  ringBegun(sd, id, 'demo');
 }
 
-test.serial('30 sessions come and go: one inotify watch (the state dir) however many there are, none left once closed', async (t) => {
+/** Polls (fs.watchFile) this process has running. */
+function statWatchers(): number {
+  return process.getActiveResourcesInfo().filter((r) => r === 'StatWatcher').length;
+}
+
+test.serial('30 sessions come and go: one poll (the doorbell) however many there are, no inotify watch, nothing left once closed', async (t) => {
   const sd = t.context.dir;
   const r = recorder();
   await new Promise((resolve) => setImmediate(resolve)); // the previous test's watches are gone
   const base = inotifyWatches();
+  t.is(statWatchers(), 0);
   const w = watchSessions(sd, { probeMs: 3_600_000, onEvent: (e) => r.onEvent(e), onError: (e) => t.fail(e.message) });
   t.teardown(() => w.close());
   await w.ready;
-  t.is(inotifyWatches(), base + 1, 'the doorbell');
+  t.is(statWatchers(), 1, 'the doorbell');
   const ids = Array.from({ length: 30 }, (_, i) => `s${i}`);
   for (const id of ids) publish(sd, id);
   for (const id of ids) await r.until('begun', id);
-  // The doorbell only: neither the state dir nor session dirs nor markers are watched.
-  t.is(inotifyWatches(), base + 1);
+  // The doorbell only: neither the state dir nor session dirs nor the log are watched.
+  t.is(statWatchers(), 1);
+  t.is(inotifyWatches(), base);
   // Out of the sessions' names the way end takes them.
   for (const id of ids) {
     renameSync(join(sd, id), join(sd, `.gone-${id}.x`));
-    ringBell(sd, id);
+    ringEnded(sd, id);
   }
   for (const id of ids) await r.until('ended', id);
   await w.close();
-  // Closed from inside the inotify callback that reported the last end (this
-  // continuation runs in its microtasks): libuv removes the watch once that
-  // callback returns.
-  await new Promise((resolve) => setImmediate(resolve));
+  t.is(statWatchers(), 0);
   t.is(inotifyWatches(), base);
   t.deepEqual(
     ids.map((id) => r.seen.filter((e) => e.id === id).map((e) => e.event)),
@@ -227,37 +231,41 @@ test.serial('30 sessions come and go: one inotify watch (the state dir) however 
   );
 });
 
-test.serial('10,000 sessions come and go: the inotify watch count stays at its starting value', async (t) => {
+test.serial('10,000 sessions come and go: one poll throughout, no inotify watch, the doorbell log stays bounded', async (t) => {
   const sd = t.context.dir;
   const r = recorder();
   await new Promise((resolve) => setImmediate(resolve));
   const base = inotifyWatches();
-  const w = watchSessions(sd, { probeMs: 3_600_000, onEvent: (e) => r.onEvent(e), onError: (e) => t.fail(e.message) });
+  const w = watchSessions(sd, { probeMs: 3_600_000, listMs: 3_600_000, bellPollMs: 20, onEvent: (e) => r.onEvent(e), onError: (e) => t.fail(e.message) });
   t.teardown(() => w.close());
   await w.ready;
-  // Plain dirs with a state.json, in batches of 1,000 (the inotify queue holds 16,384 events).
+  // Plain dirs with a state.json, in batches of 1,000: each batch rings
+  // past the log's bound (64 KiB, ~1,500 rings at a time), so the log is
+  // renamed aside while the watch reads it; an hour's listMs means that
+  // every event came from a ring.
   for (let b = 0; b < 10; b++) {
-    const ids = Array.from({ length: 1_000 }, (_, i) => `b${b}-${i}`);
+    const ids = Array.from({ length: 1_000 }, (_, i) => `session-with-a-long-name-${b}-${i}`);
     for (const id of ids) {
       mkdirSync(join(sd, id));
       writeFileSync(join(sd, id, 'lock'), '');
       writeFileSync(join(sd, id, 'state.json'), JSON.stringify(state(id)));
-      ringBell(sd, id);
+      ringBegun(sd, id, 'demo');
     }
     await r.until('begun', undefined, (b + 1) * 1_000);
-    t.is(inotifyWatches(), base + 1);
+    t.is(statWatchers(), 1);
     for (const id of ids) {
       rmSync(join(sd, id), { recursive: true });
-      ringBell(sd, id);
+      ringEnded(sd, id);
     }
     await r.until('ended', undefined, (b + 1) * 1_000);
   }
-  t.is(inotifyWatches(), base + 1);
-  await w.close();
-  await new Promise((resolve) => setImmediate(resolve));
   t.is(inotifyWatches(), base);
+  await w.close();
+  t.is(statWatchers(), 0);
   t.is(r.seen.filter((e) => e.event === 'ended').length, 10_000);
-  t.deepEqual(readdirSync(join(sd, BELL_DIR)), [], 'no marker left in the doorbell');
+  const bell = join(sd, BELL_DIR);
+  t.deepEqual(readdirSync(bell).sort(), ['rings', 'rings.old']);
+  for (const f of ['rings', 'rings.old']) t.true(statSync(join(bell, f)).size <= 64 * 1024 + 64, `${f} bounded`);
 });
 
 test.serial('sessions that ring no doorbell (made and removed by hand, an older warden) are found by the listing of names', async (t) => {
@@ -291,16 +299,34 @@ test.serial('a ring is seen at once, not by the listing: begun and ended within 
   publish(sd, 'rung');
   await r.until('begun', 'rung');
   renameSync(join(sd, 'rung'), join(sd, '.gone-rung.x'));
-  ringBell(sd, 'rung');
+  ringEnded(sd, 'rung');
   await r.until('ended', 'rung');
   await w.close();
-  // A ring is two events (the marker made, then removed): one look at the session.
   t.deepEqual(r.seen.map((e) => [e.event, e.id]), [
     ['begun', 'rung'],
     ['stale', 'rung'],
     ['ended', 'rung'],
   ]);
-  t.deepEqual(readdirSync(join(sd, BELL_DIR)), []);
+  t.deepEqual(readdirSync(join(sd, BELL_DIR)), ['rings']);
+});
+
+test.serial('a session begun and ended between two looks is reported from its rings: begun (with its chroot), then ended', async (t) => {
+  const sd = t.context.dir;
+  const r = recorder();
+  const w = watchSessions(sd, { probeMs: 3_600_000, listMs: 3_600_000, bellPollMs: 300, onEvent: (e) => r.onEvent(e), onError: (e) => t.fail(e.message) });
+  t.teardown(() => w.close());
+  await w.ready;
+  publish(sd, 'brief');
+  renameSync(join(sd, 'brief'), join(sd, '.gone-brief.x'));
+  ringEnded(sd, 'brief');
+  // And one that rang its end only (its begin was never rung): never seen, so nothing to say.
+  ringEnded(sd, 'unknown');
+  await r.until('ended', 'brief');
+  await w.close();
+  t.deepEqual(r.seen.map((e) => [e.event, e.id, e.chroot]), [
+    ['begun', 'brief', 'demo'],
+    ['ended', 'brief', 'demo'],
+  ]);
 });
 
 test.serial('an atomic state.json rewrite (tmp + rename) is no ended or begun', async (t) => {
@@ -344,12 +370,12 @@ import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSy
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 const { watchSessions } = await import(${JSON.stringify(new URL('../../src/sessions/watch.js', import.meta.url).href)});
-const { ringBell } = await import(${JSON.stringify(new URL('../../src/sessions/watch-bell.js', import.meta.url).href)});
+const { ringBegun, ringEnded } = await import(${JSON.stringify(new URL('../../src/sessions/watch-bell.js', import.meta.url).href)});
 const wds = () => readdirSync('/proc/self/fd').filter((fd) => { try { return readlinkSync('/proc/self/fd/' + fd) === 'anon_inode:inotify'; } catch { return false; } })
   .reduce((n, fd) => n + readFileSync('/proc/self/fdinfo/' + fd, 'utf8').split('\\n').filter((l) => l.startsWith('inotify wd:')).length, 0);
 const sd = mkdtempSync(join(tmpdir(), 'warden-watch-close-'));
-const make = (id) => { mkdirSync(join(sd, id)); writeFileSync(join(sd, id, 'lock'), ''); writeFileSync(join(sd, id, 'state.json'), '{}'); ringBell(sd, id); };
-const remove = (id) => { rmSync(join(sd, id), { recursive: true }); ringBell(sd, id); };
+const make = (id) => { mkdirSync(join(sd, id)); writeFileSync(join(sd, id, 'lock'), ''); writeFileSync(join(sd, id, 'state.json'), '{}'); ringBegun(sd, id, 'demo'); };
+const remove = (id) => { rmSync(join(sd, id), { recursive: true }); ringEnded(sd, id); };
 for (let i = 0; i < 50; i++) make('s' + i);
 let w;
 let closed;
