@@ -20,13 +20,8 @@ import { LockBusyError, LockTimeoutError, type FileLock } from '../locks/index.j
 import { crashPoint } from '../sys/index.js';
 import { endSession } from './end.js';
 import { SessionBusyError, SessionNotFoundError, SourceBusyError, StaleSessionsError } from './errors.js';
-import {
-  waitLivenessFree,
-  takeManageLock,
-  takeSourceExclusiveLocked,
-  type LockWaitOptions,
-  type ManageLock,
-} from './locks.js';
+import { waitLivenessFree, takeManageLock, takeSourceExclusiveLocked, type LockWaitOptions } from './locks.js';
+import type { ManageLock } from './manage-lock.js';
 import { sharedOf } from './shared.js';
 import { registrations, isOwnOrphan, staleRegistrationsLocked, waitRegistrationFreeLocked } from './source-farm.js';
 import type { SessionShared } from './state.js';

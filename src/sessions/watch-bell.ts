@@ -19,7 +19,7 @@
 // reader of the state dir already skips it, and nobody but root can ring.
 import { mkdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { MANAGE_DIR } from './locks.js';
+import { MANAGE_DIR } from './lock-files.js';
 
 /** The doorbell directory, relative to the state dir. */
 export const BELL_DIR = join(MANAGE_DIR, 'changes');
