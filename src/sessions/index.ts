@@ -7,7 +7,8 @@ export { boundedBy, ownAttributes, readProcessAttributes, type ProcessAttributes
 export { fromChildProcess, makePipe, type Command } from '../sys/index.js';
 export { Pty, isTerminal, type PtySlave, type PtyStdio } from '../sys/index.js';
 export { commandEnvironment, ENVIRONMENT_FILTER, type EnvironmentOptions } from './environment.js';
-export { enterSource, sourceHolders, spawnInSource, SourceEntry, type SourceOptions } from './source.js';
+export { enterSource, sourceHolders, spawnInSource, type SourceOptions } from './source.js';
+export { SourceEntry } from './source-entry.js';
 export { Session, sessionPaths, type CommandLocks, type SessionPaths } from './session.js';
 export { ensureStateDir, inspectEntry, listSessions, type EntryStatus, type ListOptions, type SessionEntry } from './store.js';
 export { newId, validateId, ID_PATTERN } from './ids.js';
