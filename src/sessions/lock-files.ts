@@ -2,8 +2,10 @@
 // names, the byte ranges of a session's lock file, the paths, and handles
 // on a session's lock bytes before any lock is taken. The locks
 // themselves are taken in locks.ts.
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { FileLock } from '../locks/index.js';
+import { StateDirError } from './errors.js';
 import type { SessionShared } from './state.js';
 
 export const SESSION_LOCK_FILE = 'lock';
@@ -21,6 +23,15 @@ export const METADATA = Object.freeze({ start: 1, len: 1 });
 
 export function manageLockPath(stateDir: string, chroot: string): string {
   return join(stateDir, MANAGE_DIR, `${chroot}.lock`);
+}
+
+/** `<state-dir>/.manage`, made when missing (0700: the manage locks are root's). */
+export function ensureManageDir(stateDir: string): void {
+  try {
+    mkdirSync(join(stateDir, MANAGE_DIR), { mode: 0o700 });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new StateDirError(stateDir, `cannot create ${MANAGE_DIR}: ${(e as Error).message}`, e);
+  }
 }
 
 export function sourceLockPath(source: string): string {

@@ -15,17 +15,15 @@
 // ranges, handles not yet locked), the manage lock as held
 // (manage-lock.ts), and who holds a session's liveness byte, asked
 // without taking it (lock-holders.ts).
-import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { FileLock, LockBusyError, LockFileError, LockTimeoutError, lockPath } from '../locks/index.js';
 import type { SessionShared } from './state.js';
-import { StateDirError } from './errors.js';
-import { readManageOwner, writeManageOwner } from './manage-owner.js';
-import { MANAGE_DIR, manageLockPathOf, openLiveness, openMetadata, sourceLockPath, SUPERVISOR_LOCK_FILE, LIVENESS } from './lock-files.js';
+import { writeManageOwner } from './manage-owner.js';
+import { ensureManageDir, manageLockPathOf, openLiveness, openMetadata, sourceLockPath, SUPERVISOR_LOCK_FILE, LIVENESS } from './lock-files.js';
 import { livenessHolders } from './lock-holders.js';
 import { ManageLock } from './manage-lock.js';
 import { Registry, type RegistrationHandle } from './registry.js';
-import { errnoCode, tryAcquireSettled, waitOpts, type LockWaitOptions } from './lock-waits.js';
+import { errnoCode, manageWaitOpts, tryAcquireSettled, waitOpts, type LockWaitOptions } from './lock-waits.js';
 
 export { errnoCode, tryAcquireSettled, type LockWaitOptions, type WaitInfo } from './lock-waits.js';
 
@@ -45,27 +43,10 @@ export interface ManageLockOptions extends LockWaitOptions {
  * so begins and entries of every host queue on it.
  */
 export async function takeManageLock(stateDir: string, chroot: string, o: ManageLockOptions = {}): Promise<ManageLock> {
-  if (!o.shared) {
-    const dir = join(stateDir, MANAGE_DIR);
-    try {
-      mkdirSync(dir, { mode: 0o700 });
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new StateDirError(stateDir, `cannot create ${MANAGE_DIR}: ${(e as Error).message}`, e);
-    }
-  }
+  if (!o.shared) ensureManageDir(stateDir);
   const path = manageLockPathOf(stateDir, chroot, o.shared);
-  const wait = waitOpts('manage', path, o, o.source === undefined ? undefined : sourceLockPath(o.source));
+  const wait = manageWaitOpts(path, o);
   const shared = o.shared;
-  if (shared && wait.onWait) {
-    // Remote holders are invisible here: name the one manage.owner names.
-    const report = wait.onWait;
-    const onWait = o.onWait!;
-    wait.onWait = (holders) => {
-      const owner = readManageOwner(shared.dir);
-      if (!owner) return report(holders);
-      onWait({ lock: 'manage', path, holders, owner, ...(o.source === undefined ? {} : { source: sourceLockPath(o.source) }) });
-    };
-  }
   const lock = await lockPath(path, 'exclusive', { ...wait, fileMode: 0o600 });
   // Not for a begin: it holds the lock for milliseconds (no wait line is
   // shown for those), and the record costs it five round trips to the
@@ -289,7 +270,6 @@ export function tryLivenessAbandoned(dir: string): { lock?: FileLock } | undefin
   lock.close();
   return undefined;
 }
-
 
 /** liveness EX -> SH, once the session is set up again (recover). fcntl(2): converting an exclusive lock to shared never blocks. */
 export function downgradeLiveness(lock: FileLock): boolean {
