@@ -2,7 +2,7 @@
 // with its locks and the pids holding them.
 import { join } from 'node:path';
 // The store and the lock census, not the sessions layer: info never mounts or runs hooks.
-import { lockCensus } from '../../api/internal/holders.js';
+import { lockCensus } from '../../api/internal/census.js';
 import { inspectEntry, listSessions, SessionNotFoundError, validateId } from '../../api/internal/state-dir.js';
 import { mountsUnder } from '../../api/internal/system.js';
 import { existsSync } from 'node:fs';
