@@ -1,7 +1,8 @@
 // warden as a library: `import { openWarden } from 'warden'`. The only
 // entry point of the package (package.json "exports"); everything a caller
 // needs — the facade, its types, the typed errors with their `exitCode` —
-// and nothing else.
+// and nothing else. (src/api/internal/ is the library's side of the CLI:
+// not exported, see src/api/internal/config.ts.)
 export { openWarden, Warden, type AutoRunOptions, type BeginOptions, type LockWait, type OpenOptions, type RecoverOptions, type SourceOptions, type SourceResult, type WaitOptions, type Watch, type WatchOptions } from './api/warden.js';
 export { Session, type EndOptions, type HandleState, type RunOptions } from './api/session.js';
 export type { CommandResult, StdioMode } from './api/command.js';

@@ -6,8 +6,8 @@
 // to the supervisor (the CLI becomes the relay). Root is always allowed,
 // so for root this loads nothing at all (every call pays start-up; the
 // policy and the passwd file are for non-root ones).
-import type { ChrootDef } from '../config/index.js';
-import type { SessionState } from '../sessions/index.js';
+import type { ChrootDef } from '../api/internal/config.js';
+import type { SessionState } from '../api/internal/state-dir.js';
 import type { Parsed } from './args.js';
 import { RootRequiredError } from './errors.js';
 
@@ -29,7 +29,7 @@ export async function authorizeCaller(
 ): Promise<void> {
   if (process.getuid!() === 0) return;
   const [{ accessToRun, accessToSource, authorize }, { selfCredentials }, { assertSessionOwner }] = await Promise.all([
-    import('../config/access.js'),
+    import('../api/internal/config.js'),
     import('../supervisor/peercred.js'),
     import('../supervisor/owner.js'),
   ]);

@@ -7,7 +7,8 @@
 // terminal is passed through, and warden forwards SIGINT and SIGQUIT to
 // the command's process group, as a terminal would. SIGTERM and SIGHUP
 // sent to warden are passed on to the command.
-import { isTerminal, Pty, type Command, type CommandLocks, type PtySlave, type PtyStdio } from '../sessions/index.js';
+import type { CommandLocks } from '../api/internal/protocols.js';
+import { isTerminal, Pty, type Command, type PtySlave, type PtyStdio } from '../api/internal/system.js';
 
 /**
  * A pty for the command when any of stdin, stdout, stderr is a terminal

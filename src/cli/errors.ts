@@ -24,7 +24,6 @@ export class RootRequiredError extends Error {
 
 // The table lives below the CLI: the library's errors carry their code too.
 export { EXIT, exitCodeOf } from '../exit-codes.js';
-export { NoSuchChrootError } from '../config/errors.js';
 
 const HINTS: Record<string, string> = {
   SessionBusyError: 'hint: `warden info ID` shows the holders; `warden end -s ID --wait` waits for them, `--force` kills them',

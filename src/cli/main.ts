@@ -4,7 +4,7 @@
 // module of the verb asked for (each verb is its own chunk of the bundle).
 import { version } from './version.js';
 import type { Parsed } from './args.js';
-import { koffiLoadedBy, libc as glibc } from '../sys/index.js';
+import { koffiLoadedBy, libc as glibc } from '../api/internal/system.js';
 import { EXIT, exitCodeOf, formatError, UsageError } from './errors.js';
 import { madeStdio } from './output.js';
 

@@ -6,7 +6,7 @@
 // supervisor is and not to fall back again.
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { libc } from '../sys/index.js';
+import { libc } from '../api/internal/system.js';
 
 const F_SETFD = 2;
 

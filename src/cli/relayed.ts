@@ -6,7 +6,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import type { RelayCalls, RelayedCall } from '../supervisor/index.js';
 import { parseArgs, str } from './args.js';
-import { loadContext } from './context.js';
+import { loadContext } from '../api/internal/config.js';
 import { version } from './version.js';
 import { schrootCall, schrootQuery } from './schroot-calls.js';
 import { exitCodeOf, formatError, UsageError } from './errors.js';

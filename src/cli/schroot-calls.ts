@@ -4,7 +4,7 @@
 // queries (-l, -i, --config, --location) are answered from the
 // configuration and the state dir in schroot 1.6's formats. Failures are
 // schroot's: `E: message`, exit 1.
-import { findAccount, type ChrootDef } from '../config/index.js';
+import { findAccount, type ChrootDef, type Context } from '../api/internal/config.js';
 import {
   chrootInfo,
   formatConfig,
@@ -22,9 +22,8 @@ import {
   type SchrootCall,
   type SessionInfo,
 } from '../schroot/index.js';
-import { listSessions } from '../sessions/index.js';
+import { listSessions } from '../api/internal/state-dir.js';
 import type { RelayedCall, SourceSessionFacts } from '../supervisor/index.js';
-import type { Context } from './context.js';
 
 /** What a query prints, and its exit status. */
 export interface SchrootOutput {

@@ -6,10 +6,7 @@
 // looked up when it is shown. On a terminal one live line (elapsed time,
 // holders refreshed); otherwise a single line per wait, so logs stay
 // readable.
-import { describeHolders, lockHolders, type LockHolder } from '../locks/index.js';
-import { describeSessionHolders } from '../sessions/errors.js';
-import { describeManageOwner } from '../sessions/manage-owner.js';
-import type { WaitInfo } from '../sessions/index.js';
+import { describeHolders, describeManageOwner, describeSessionHolders, lockHolders, type LockHolder, type WaitInfo } from '../api/internal/holders.js';
 
 /** How long a wait goes unreported: 1 s, or WARDEN_WAIT_QUIET_MS (0: every wait, at once). */
 function quietMs(env: NodeJS.ProcessEnv = process.env): number {

@@ -1,6 +1,6 @@
-// Opening a lock file for FileLock (lock.ts), and the options of its
-// handles and waits.
-import { closeSync, constants as fsc, fchmodSync, fstatSync, openSync } from 'node:fs';
+// Opening and closing a lock file for FileLock (lock.ts), the filesystem
+// it is on, and the options of its handles and waits.
+import { closeSync, constants as fsc, fchmodSync, fstatSync, lstatSync, openSync, statfsSync } from 'node:fs';
 import { LockFileError, type LockHolder, type LockRange } from './errors.js';
 import { fileKey } from './inspect.js';
 
@@ -62,5 +62,40 @@ export function openLockFile(path: string, opts: OpenOptions): { fd: number; key
   } catch (e) {
     closeSync(fd);
     throw e;
+  }
+}
+
+/**
+ * close(2) that never throws: Linux frees the fd even when close fails (a
+ * FUSE mount whose client died gives ENOTCONN), and retrying could close
+ * an fd another thread has opened meanwhile.
+ */
+export function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // see above
+  }
+}
+
+const FUSE_SUPER_MAGIC = 0x65735546; // linux/magic.h
+
+/** statfs(2) of `path` says FUSE; asked only when a POSIX conflict is found (rare: probes and refusals). */
+export function isOnFuse(path: string): boolean {
+  try {
+    return Number(statfsSync(path).type) === FUSE_SUPER_MAGIC;
+  } catch {
+    return false;
+  }
+}
+
+/** `path` names the open file `fd` (same device and inode, not unlinked). */
+export function pathNamesFd(path: string, fd: number): boolean {
+  try {
+    const a = fstatSync(fd, { bigint: true });
+    const b = lstatSync(path, { bigint: true });
+    return a.dev === b.dev && a.ino === b.ino && a.nlink > 0n;
+  } catch {
+    return false;
   }
 }

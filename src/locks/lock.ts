@@ -2,60 +2,24 @@
 // own open file description.
 //
 // Acquisition tries F_SETLK on the calling thread first (a couple of
-// microseconds). Only a contended request waits, and then in-process first,
-// in wait-queue.ts: waiters for the same (file, range) queue behind a single
-// kernel wait in a worker thread (pool.ts).
-import { closeSync, fstatSync, lstatSync, statfsSync } from 'node:fs';
-import {
-  LockAbortedError,
-  LockBusyError,
-  LockError,
-  LockStateError,
-  LockTimeoutError,
-  type LockHolder,
-  type LockKind,
-  type LockRange,
-} from './errors.js';
+// microseconds). Only a contended request waits (handle-wait.ts), and then
+// in-process first, in wait-queue.ts: waiters for the same (file, range)
+// queue behind a single kernel wait in a worker thread (pool.ts).
+import { closeSync } from 'node:fs';
+import { LockAbortedError, LockBusyError, LockError, LockStateError, type LockHolder, type LockKind, type LockRange } from './errors.js';
+import { HandleWait, type WaitingLock } from './handle-wait.js';
 import { lockHolders } from './inspect.js';
-import { openLockFile, WHOLE_FILE, type OpenOptions, type WaitOptions } from './lock-file.js';
+import { closeQuietly, isOnFuse, openLockFile, pathNamesFd, WHOLE_FILE, type OpenOptions, type WaitOptions } from './lock-file.js';
 import { lockCommands, type ModeCommands } from './mode.js';
 import { EACCES, EAGAIN, EDEADLK, FLOCK_SIZE, F_RDLCK, F_UNLCK, F_WRLCK, decodeFlock, encodeFlock, errno, flockFor, native, strerror } from './native.js';
 import * as posix from './posix-registry.js';
-import { abandon, enqueue, type TryResult, type Waitable, type Waiter } from './wait-queue.js';
-import { setLongTimeout } from '../sys/index.js';
+import type { TryResult } from './wait-queue.js';
 
 export { WHOLE_FILE, type OpenOptions, type WaitOptions } from './lock-file.js';
-
-/**
- * close(2) that never throws: Linux frees the fd even when close fails (a
- * FUSE mount whose client died gives ENOTCONN), and retrying could close
- * an fd another thread has opened meanwhile.
- */
-function closeQuietly(fd: number): void {
-  try {
-    closeSync(fd);
-  } catch {
-    // see above
-  }
-}
-
-const FUSE_SUPER_MAGIC = 0x65735546; // linux/magic.h
-
-/** statfs(2) of `path` says FUSE; asked only when a POSIX conflict is found (rare: probes and refusals). */
-function isOnFuse(path: string): boolean {
-  try {
-    return Number(statfsSync(path).type) === FUSE_SUPER_MAGIC;
-  } catch {
-    return false;
-  }
-}
 
 // Scratch struct flock for the rare calls on other ranges (POSIX-mode partial unlocks).
 const flock = Buffer.alloc(FLOCK_SIZE);
 const kindType = (k: LockKind) => (k === 'shared' ? F_RDLCK : F_WRLCK);
-
-/** Wait reports' holders, per (file, range), for the current turn of the event loop (see #holdersThisTurn). */
-const turnHolders = new Map<string, LockHolder[]>();
 
 export class FileLock {
   readonly path: string;
@@ -165,11 +129,11 @@ export class FileLock {
   /** Releases and closes. Idempotent. Cancels a wait in flight (its promise rejects). */
   close(): void {
     if (this.#closed) return;
-    if (this.#busy && this.#waiter) {
+    if (this.#busy && this.#wait) {
       // Cancel our queued or in-kernel wait first: its fd must not be closed
       // (and reused) while a worker thread still waits on the number.
       this.#closeWhenIdle = true;
-      this.#abandon(new LockAbortedError(this.path, this.range, this.#waiter.kind, new Error('lock closed while waiting')));
+      this.#wait.abandon(new LockAbortedError(this.path, this.range, this.#wait.kind, new Error('lock closed while waiting')));
       return;
     }
     this.#finishClose();
@@ -240,37 +204,13 @@ export class FileLock {
   }
 
   /**
-   * holders() for a wait report, shared by every wait that starts on the
-   * same file and range in this turn of the event loop. Finding OFD owners
-   * reads the fdinfo of every process (tens of ms with many fds open), and a
-   * supervisor that gets a burst of begins runs all their first steps in one
-   * poll phase: one scan per burst instead of one per waiter keeps the event
-   * loop responsive. Only for reports; decisions call holders().
-   */
-  #holdersThisTurn(): LockHolder[] {
-    const k = this.#queueKey;
-    let cached = turnHolders.get(k);
-    if (!cached) {
-      if (turnHolders.size === 0) setImmediate(() => turnHolders.clear());
-      turnHolders.set(k, (cached = this.holders()));
-    }
-    return cached.map((h) => ({ ...h }));
-  }
-
-  /**
    * True while `path` still names the file we locked. A command that deletes
    * or replaces the lock file would otherwise leave two holders locking two
    * different inodes, both believing they won.
    */
   namesSameFile(): boolean {
     this.#assertOpen();
-    try {
-      const a = fstatSync(this.#fd, { bigint: true });
-      const b = lstatSync(this.path, { bigint: true });
-      return a.dev === b.dev && a.ino === b.ino && a.nlink > 0n;
-    } catch {
-      return false;
-    }
+    return pathNamesFd(this.path, this.#fd);
   }
 
   // --- kernel calls on the calling thread ----------------------------------
@@ -335,71 +275,38 @@ export class FileLock {
   #enqueue(kind: LockKind, opts: WaitOptions): Promise<void> {
     this.#busy = true;
     const before = this.#held;
-    return new Promise<void>((resolve, reject) => {
-      let cancelTimer: (() => void) | undefined;
-      const onAbort = () => this.#abandon(new LockAbortedError(this.path, this.range, kind, opts.signal?.reason));
-      const waiter: Waiter = {
-        lock: this.#waitable(),
-        kind,
-        polls: 0,
-        resolve: () => {
-          this.#waiter = undefined;
-          waiter.cleanup();
-          this.#busy = false;
-          resolve();
-        },
-        reject: (e) => {
-          this.#waiter = undefined;
-          waiter.cleanup();
-          this.#busy = false;
-          if (this.#held !== before) this.#restore(before);
-          reject(e);
-          if (this.#closeWhenIdle) this.#finishClose();
-        },
-        cleanup: () => {
-          cancelTimer?.();
-          opts.signal?.removeEventListener('abort', onAbort);
-        },
-      };
-      this.#waiter = waiter;
-      if (opts.timeout !== undefined && Number.isFinite(opts.timeout)) {
-        const ms = Math.max(0, opts.timeout);
-        cancelTimer = setLongTimeout(() => this.#abandon(new LockTimeoutError(this.path, this.range, kind, ms, this.holders())), ms);
-      }
-      opts.signal?.addEventListener('abort', onAbort, { once: true });
-      if (opts.onWait) {
-        try {
-          opts.onWait(this.#holdersThisTurn());
-        } catch {
-          // a reporting callback must not break the wait
-        }
-      }
-      enqueue(this.#queueKey, waiter);
+    const wait = new HandleWait(this.#waitable(), kind, opts, {
+      settled: (failed) => {
+        this.#wait = undefined;
+        this.#busy = false;
+        if (failed && this.#held !== before) this.#restore(before);
+      },
+      afterRejection: () => {
+        if (this.#closeWhenIdle) this.#finishClose();
+      },
     });
+    this.#wait = wait;
+    wait.start();
+    return wait.promise;
   }
 
-  #waiter: Waiter | undefined;
-  #waitableView: Waitable | undefined;
+  #wait: HandleWait | undefined;
+  #waitableView: WaitingLock | undefined;
 
-  /** This handle as the wait queue sees it: its private calls, nothing else. */
-  #waitable(): Waitable {
+  /** This handle as its wait and the wait queue see it: its private calls, nothing else. */
+  #waitable(): WaitingLock {
     return (this.#waitableView ??= {
       owner: this,
+      path: this.path,
+      queueKey: this.#queueKey,
       fileKey: this.#key,
       range: this.range,
       posixMode: this.#cmds.mode === 'posix',
+      holders: () => this.holders(),
       try: (kind) => this.#try(kind),
       kernelRequest: (kind) => ({ fd: this.#fd, cmd: this.#cmds.setlkw, type: kindType(kind), start: this.range.start, len: this.range.len }),
       setHeld: (kind) => this.#setHeld(kind),
       syscallError: (what, e) => this.#syscallError(what, e),
     });
-  }
-
-  /** Gives up the wait in flight with `failure` (the first reason wins). */
-  #abandon(failure: LockError): void {
-    const w = this.#waiter;
-    if (!w || w.failure) return;
-    w.failure = failure;
-    abandon(this.#queueKey, w);
   }
 }

@@ -12,7 +12,7 @@
  * Wire protocol v1. Integers are little-endian u32.
  *   Socket: $WARDEN_STATE_DIR/supervisor.sock, but a leading
  *   `--state-dir DIR`/`--state-dir=DIR` wins over the environment, as in the
- *   Node CLI (src/cli/context.ts), so both reach the same supervisor; with
+ *   Node CLI (src/config/context.ts), so both reach the same supervisor; with
  *   neither, /var/lib/warden/sessions/supervisor.sock.
  *   Request, one sendmsg with SCM_RIGHTS = {0, 1, 2}:
  *     "WRLY" version=1 N argc envc   (20 bytes), then N payload bytes:

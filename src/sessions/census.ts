@@ -3,7 +3,7 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileKeyOfPath, holdersByKey, rangesOverlap, type LockHolder } from '../locks/index.js';
-import { LIVENESS, MANAGE_DIR, METADATA, SESSION_LOCK_FILE, SUPERVISOR_LOCK_FILE, manageLockPath, sourceLockPath } from './locks.js';
+import { LIVENESS, MANAGE_DIR, METADATA, SESSION_LOCK_FILE, SUPERVISOR_LOCK_FILE, manageLockPath, sourceLockPath } from './lock-files.js';
 import { listSessions } from './store.js';
 
 export interface LockRow {

@@ -7,27 +7,13 @@ export { boundedBy, ownAttributes, readProcessAttributes, type ProcessAttributes
 export { fromChildProcess, makePipe, type Command } from '../sys/index.js';
 export { Pty, isTerminal, type PtySlave, type PtyStdio } from '../sys/index.js';
 export { commandEnvironment, ENVIRONMENT_FILTER, type EnvironmentOptions } from './environment.js';
-export { enterSource, sourceHolders, spawnInSource, SourceEntry, type SourceOptions } from './source.js';
+export { enterSource, sourceHolders, spawnInSource, type SourceOptions } from './source.js';
+export { SourceEntry } from './source-entry.js';
 export { Session, sessionPaths, type CommandLocks, type SessionPaths } from './session.js';
 export { ensureStateDir, inspectEntry, listSessions, type EntryStatus, type ListOptions, type SessionEntry } from './store.js';
 export { newId, validateId, ID_PATTERN } from './ids.js';
-export {
-  livenessHeld,
-  manageLockPath,
-  sourceLockPath,
-  takeManageLock,
-  takeSourceForDestroy,
-  takeSourceShared,
-  takeSupervisorLock,
-  LIVENESS,
-  METADATA,
-  MANAGE_DIR,
-  SESSION_LOCK_FILE,
-  SOURCE_LOCK_FILE,
-  SUPERVISOR_LOCK_FILE,
-  type LockWaitOptions,
-  type WaitInfo,
-} from './locks.js';
+export { livenessHeld, takeManageLock, takeSourceForDestroy, takeSourceShared, takeSupervisorLock, type LockWaitOptions, type WaitInfo } from './locks.js';
+export { manageLockPath, sourceLockPath, LIVENESS, METADATA, MANAGE_DIR, SESSION_LOCK_FILE, SOURCE_LOCK_FILE, SUPERVISOR_LOCK_FILE } from './lock-files.js';
 export { readState, sessionOwner, STATE_FILE, STATE_VERSION, type SessionOwner, type SessionState, type SessionStatus } from './state.js';
 export {
   RollbackError,

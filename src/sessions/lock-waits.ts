@@ -4,7 +4,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FileLock, LockHolder, LockKind, WaitOptions } from '../locks/index.js';
 import type { SessionHolder } from './errors.js';
-import type { ManageOwner } from './manage-owner.js';
+import { sourceLockPath } from './lock-files.js';
+import { readManageOwner, type ManageOwner } from './manage-owner.js';
+import type { SessionShared } from './state.js';
 
 /** Which lock a wait is for, and who holds it: what the CLI shows while waiting. */
 export interface WaitInfo {
@@ -38,6 +40,26 @@ export function waitOpts(lock: WaitInfo['lock'], path: string, o: LockWaitOption
     wait: o.wait,
     onWait: onWait ? (holders) => onWait(source === undefined ? { lock, path, holders } : { lock, path, holders, source }) : undefined,
   };
+}
+
+/**
+ * The wait options of a manage lock: its wait reports name the chroot's
+ * `.ref` (a source entry shows there), and for a shared chroot, whose
+ * holders on other hosts are invisible here, the one `manage.owner` names.
+ */
+export function manageWaitOpts(path: string, o: LockWaitOptions & { source?: string; shared?: SessionShared | undefined }): WaitOptions {
+  const source = o.source === undefined ? undefined : sourceLockPath(o.source);
+  const wait = waitOpts('manage', path, o, source);
+  const { shared, onWait } = o;
+  if (shared && onWait && wait.onWait) {
+    const report = wait.onWait;
+    wait.onWait = (holders) => {
+      const owner = readManageOwner(shared.dir);
+      if (!owner) return report(holders);
+      onWait({ lock: 'manage', path, holders, owner, ...(source === undefined ? {} : { source }) });
+    };
+  }
+  return wait;
 }
 
 /**

@@ -8,79 +8,24 @@
 //             takeRegistrationExclusive (end, recover), registryOf (probes: list)
 //   liveness  createLiveness, takeLivenessShared, takeLivenessExclusive (end, recover:
 //             wait / force), waitLivenessFree (source entry), tryLivenessAbandoned (sweep),
-//             downgradeLiveness; probes livenessHeld, livenessHolderKind, livenessHolders
+//             downgradeLiveness; the stale probe livenessHeld
 //   metadata  withMetadataLock
 //   supervisor.lock  takeSupervisorLock
-import { mkdirSync } from 'node:fs';
+// Beside it: where each lock lives (lock-files.ts: file names, byte
+// ranges, handles not yet locked), the manage lock as held
+// (manage-lock.ts), and who holds a session's liveness byte, asked
+// without taking it (lock-holders.ts).
 import { dirname, join } from 'node:path';
-import { FileLock, LockBusyError, LockFileError, LockTimeoutError, lockHolders, lockPath, type LockHolder, type LockKind } from '../locks/index.js';
+import { FileLock, LockBusyError, LockFileError, LockTimeoutError, lockPath } from '../locks/index.js';
 import type { SessionShared } from './state.js';
-import { StateDirError } from './errors.js';
-import { readManageOwner, removeManageOwner, writeManageOwner, type ManageOwner } from './manage-owner.js';
+import { writeManageOwner } from './manage-owner.js';
+import { ensureManageDir, manageLockPathOf, openLiveness, openMetadata, sourceLockPath, SUPERVISOR_LOCK_FILE, LIVENESS } from './lock-files.js';
+import { livenessHolders } from './lock-holders.js';
+import { ManageLock } from './manage-lock.js';
 import { Registry, type RegistrationHandle } from './registry.js';
-import { errnoCode, tryAcquireSettled, waitOpts, type LockWaitOptions } from './lock-waits.js';
+import { errnoCode, manageWaitOpts, tryAcquireSettled, waitOpts, type LockWaitOptions } from './lock-waits.js';
 
 export { errnoCode, tryAcquireSettled, type LockWaitOptions, type WaitInfo } from './lock-waits.js';
-
-export const SESSION_LOCK_FILE = 'lock';
-/** `<source>/.ref`: the source lock (the flatpak / pressure-vessel convention). */
-export const SOURCE_LOCK_FILE = '.ref';
-export const MANAGE_DIR = '.manage';
-/** `<shared-dir>/manage.lock`: the manage lock of a shared chroot, for every host. */
-export const SHARED_MANAGE_FILE = 'manage.lock';
-/** `<state-dir>/supervisor.lock`: one supervisor per state dir. */
-export const SUPERVISOR_LOCK_FILE = 'supervisor.lock';
-/** Byte 0 of `<id>/lock`: shared by every holder of the session. */
-export const LIVENESS = Object.freeze({ start: 0, len: 1 });
-/** Byte 1 of `<id>/lock`: exclusive while state.json is rewritten. */
-export const METADATA = Object.freeze({ start: 1, len: 1 });
-
-export function manageLockPath(stateDir: string, chroot: string): string {
-  return join(stateDir, MANAGE_DIR, `${chroot}.lock`);
-}
-
-export function sourceLockPath(source: string): string {
-  return join(source, SOURCE_LOCK_FILE);
-}
-
-/** Where a chroot's manage lock lives: `<shared-dir>/manage.lock` when shared (every host takes the same one), else in the state dir. */
-export function manageLockPathOf(stateDir: string, chroot: string, shared: SessionShared | undefined): string {
-  return shared ? join(shared.dir, SHARED_MANAGE_FILE) : manageLockPath(stateDir, chroot);
-}
-
-/**
- * The manage lock as held: its FileLock, and for a shared chroot the
- * `manage.owner` record that tells other hosts who holds it, removed just
- * before the lock is released. close() is idempotent.
- */
-export class ManageLock {
-  readonly lock: FileLock;
-  #shared: SessionShared | undefined;
-
-  constructor(lock: FileLock, shared: SessionShared | undefined) {
-    this.lock = lock;
-    this.#shared = shared;
-  }
-
-  /** The fd, for a command that keeps the lock (a source entry's). */
-  get fd(): number {
-    return this.lock.fd;
-  }
-
-  get path(): string {
-    return this.lock.path;
-  }
-
-  close(): void {
-    if (this.lock.closed) return;
-    if (this.#shared) removeManageOwner(this.#shared.dir, this.#shared.host);
-    this.lock.close();
-  }
-
-  [Symbol.dispose](): void {
-    this.close();
-  }
-}
 
 export interface ManageLockOptions extends LockWaitOptions {
   /** The chroot's source: a manage wait looks at its `.ref` to tell a source entry from begins. */
@@ -98,27 +43,10 @@ export interface ManageLockOptions extends LockWaitOptions {
  * so begins and entries of every host queue on it.
  */
 export async function takeManageLock(stateDir: string, chroot: string, o: ManageLockOptions = {}): Promise<ManageLock> {
-  if (!o.shared) {
-    const dir = join(stateDir, MANAGE_DIR);
-    try {
-      mkdirSync(dir, { mode: 0o700 });
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new StateDirError(stateDir, `cannot create ${MANAGE_DIR}: ${(e as Error).message}`, e);
-    }
-  }
+  if (!o.shared) ensureManageDir(stateDir);
   const path = manageLockPathOf(stateDir, chroot, o.shared);
-  const wait = waitOpts('manage', path, o, o.source === undefined ? undefined : sourceLockPath(o.source));
+  const wait = manageWaitOpts(path, o);
   const shared = o.shared;
-  if (shared && wait.onWait) {
-    // Remote holders are invisible here: name the one manage.owner names.
-    const report = wait.onWait;
-    const onWait = o.onWait!;
-    wait.onWait = (holders) => {
-      const owner = readManageOwner(shared.dir);
-      if (!owner) return report(holders);
-      onWait({ lock: 'manage', path, holders, owner, ...(o.source === undefined ? {} : { source: sourceLockPath(o.source) }) });
-    };
-  }
   const lock = await lockPath(path, 'exclusive', { ...wait, fileMode: 0o600 });
   // Not for a begin: it holds the lock for milliseconds (no wait line is
   // shown for those), and the record costs it five round trips to the
@@ -127,8 +55,6 @@ export async function takeManageLock(stateDir: string, chroot: string, o: Manage
   if (owned) writeManageOwner(owned.dir, { host: owned.host, what: o.what ?? 'manage', ...(o.session === undefined ? {} : { session: o.session }) });
   return new ManageLock(lock, owned);
 }
-
-export type { ManageOwner } from './manage-owner.js';
 
 /** The registrations of a shared chroot, as this host sees them (registry.ts). */
 export function registryOf(shared: SessionShared): Registry {
@@ -228,16 +154,6 @@ export function takeSupervisorLock(stateDir: string): FileLock {
   return lock;
 }
 
-/** A handle on the liveness byte of an existing session lock file (no lock taken yet). */
-export function openLiveness(sessionDir: string, opts: { create?: boolean; readOnly?: boolean } = {}): FileLock {
-  return FileLock.open(join(sessionDir, SESSION_LOCK_FILE), { range: LIVENESS, create: opts.create ?? false, readOnly: opts.readOnly, fileMode: 0o600 });
-}
-
-/** A handle on the metadata byte of a session lock file. */
-function openMetadata(sessionDir: string): FileLock {
-  return FileLock.open(join(sessionDir, SESSION_LOCK_FILE), { range: METADATA, create: false });
-}
-
 /**
  * liveness SH on a new open file description, non-blocking: a new holder
  * (run -s, a started command). undefined when an exclusive holder (end,
@@ -268,11 +184,6 @@ export function createLiveness(buildDir: string): FileLock {
     throw e;
   }
   return lock;
-}
-
-/** Holders of the liveness byte of `sessionDir`, other than the handle `except` of this process. */
-export function livenessHolders(sessionDir: string, except?: FileLock): LockHolder[] {
-  return lockHolders(join(sessionDir, SESSION_LOCK_FILE), LIVENESS).filter((h) => !h.waiting && !(except && h.pid === process.pid && h.fd === except.fd));
 }
 
 export interface LivenessExclusiveOptions extends LockWaitOptions {
@@ -360,20 +271,9 @@ export function tryLivenessAbandoned(dir: string): { lock?: FileLock } | undefin
   return undefined;
 }
 
-
 /** liveness EX -> SH, once the session is set up again (recover). fcntl(2): converting an exclusive lock to shared never blocks. */
 export function downgradeLiveness(lock: FileLock): boolean {
   return lock.tryAcquire('shared');
-}
-
-/** The kind of lock a holder has on the liveness byte (F_GETLK: never takes it), undefined when none. */
-export function livenessHolderKind(sessionDir: string): LockKind | undefined {
-  const lock = openLiveness(sessionDir, { readOnly: true });
-  try {
-    return lock.conflict('exclusive')?.kind;
-  } finally {
-    lock.close();
-  }
 }
 
 /**

@@ -7,7 +7,8 @@ import { join, resolve } from 'node:path';
 import { fileKey, lockHolders, rangesOverlap, readProcLocks, type LockHolder } from '../locks/index.js';
 import { SessionCorruptError, SessionNotFoundError, StateDirAccessError, StateDirError, StateDirUntrustedError } from './errors.js';
 import { ID_PATTERN, isReservedName, validateId } from './ids.js';
-import { LIVENESS, MANAGE_DIR, SESSION_LOCK_FILE, livenessHeld } from './locks.js';
+import { livenessHeld } from './locks.js';
+import { LIVENESS, MANAGE_DIR, SESSION_LOCK_FILE } from './lock-files.js';
 import { markTopDirectory } from './native.js';
 import { readState, type SessionState } from './state.js';
 

@@ -35,7 +35,7 @@
 // reader of the state dir already skips it, and nobody but root can ring.
 import { chmodSync, closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { MANAGE_DIR } from './locks.js';
+import { MANAGE_DIR } from './lock-files.js';
 
 /** The doorbell directory, relative to the state dir. */
 export const BELL_DIR = join(MANAGE_DIR, 'changes');

@@ -5,7 +5,7 @@
 // watcher and no timer.
 import { lstatSync, readdirSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
-import { livenessHolderKind } from './locks.js';
+import { livenessHolderKind } from './lock-holders.js';
 import { STATE_FILE, type SessionStatus } from './state.js';
 import { inspectEntry, isSessionName, type SessionEntry } from './store.js';
 import type { SessionEvent, WatchOptions } from './watch.js';

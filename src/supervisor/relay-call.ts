@@ -2,24 +2,20 @@
 // client authorized by its credentials, then begin, end, run, recover or
 // source done for it, its command run by relay-command.ts.
 import type { Socket } from 'node:net';
-import { accessToRun, accessToSource, authorize, findAccount, type Access, type Account, type Credentials } from '../config/index.js';
+import { accessToRun, accessToSource, authorize, type Access, type Credentials } from '../config/index.js';
 import {
   assertRunnable,
   beginSession,
   endSession,
-  boundedBy,
   enterSource,
   fromChildProcess,
   openSession,
-  ownAttributes,
-  readProcessAttributes,
   SessionBusyError,
   spawnInSession,
   spawnInSource,
   type Command,
   type CommandLocks,
   type CommandOptions,
-  type ProcessAttributes,
   type Session,
   type WaitInfo,
 } from '../sessions/index.js';
@@ -28,7 +24,8 @@ import type { BrokerHost, RelayedCall, SourceSession } from './broker-host.js';
 import { RequestAbortedError, SessionAccessError } from './errors.js';
 import { assertSessionOwner } from './owner.js';
 import { peerHungUp } from './peercred.js';
-import { environment, FORWARDED, runClientCommand, send, type CommandStart } from './relay-command.js';
+import { clientCommandOptions, type ClientCommand } from './relay-client.js';
+import { FORWARDED, runClientCommand, send, type CommandStart } from './relay-command.js';
 import { RelayFrameParser, type RelayRequest } from './relay-wire.js';
 import type { BeginSpec } from './state.js';
 
@@ -143,26 +140,6 @@ export class Call {
     this.#c.end();
   }
 
-  /** The account the client is: its passwd entry, or a bare uid. */
-  #caller(): Account {
-    const { uid, gid } = this.#who;
-    return findAccount(String(uid)) ?? { name: String(uid), uid, gid, home: '/', shell: '/bin/sh' };
-  }
-
-  /**
-   * The client's umask, nice value and limits for its command, as schroot's
-   * commands inherit their caller's; bounded by the supervisor's own
-   * (attributes.ts). Undefined (the supervisor's own apply) when the pid is
-   * unknown (another pid namespace) or already gone.
-   */
-  #attributes(): ProcessAttributes | undefined {
-    const pid = this.#who.pid;
-    if (pid === undefined || pid <= 0 || pid === process.pid) return undefined;
-    const client = readProcessAttributes(pid);
-    const own = ownAttributes();
-    return client && own ? boundedBy(client, own) : undefined;
-  }
-
   /** Refuses a client the chroot does not admit to what `needs` names (exit 8, naming the rule). Root always may. */
   #authorize(chroot: string, needs: (who: Credentials) => Access[]): BeginSpec {
     const spec = this.#host.resolveChroot(chroot);
@@ -170,19 +147,8 @@ export class Call {
     return spec;
   }
 
-  /** What spawning the command of `call` needs besides its pty: the client's fds, cwd, environment and account. */
-  #commandOptions(call: { command: string[]; user?: string | undefined; directory?: string | undefined; preserveEnvironment: boolean }): CommandOptions {
-    return {
-      command: call.command,
-      user: call.user,
-      directory: call.directory,
-      preserveEnvironment: call.preserveEnvironment,
-      env: environment(this.#req.env),
-      cwd: this.#req.cwd,
-      caller: this.#caller(),
-      stdio: this.#req.fds,
-      attributes: this.#attributes(),
-    };
+  #commandOptions(call: ClientCommand): CommandOptions {
+    return clientCommandOptions(this.#req, this.#who, call);
   }
 
   async #run(call: Extract<RelayedCall, { verb: 'run' }>, onWait: (i: WaitInfo) => void): Promise<number> {

@@ -136,13 +136,3 @@ export const FORWARDED: ReadonlyMap<number, { name: NodeJS.Signals; group: boole
   [18, { name: 'SIGCONT', group: true }],
   [20, { name: 'SIGTSTP', group: true }],
 ]);
-
-/** `KEY=VALUE` strings as an environment (a string without '=' is dropped, as getenv would never see it). */
-export function environment(strings: readonly string[]): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const s of strings) {
-    const eq = s.indexOf('=');
-    if (eq > 0) env[s.slice(0, eq)] = s.slice(eq + 1);
-  }
-  return env;
-}

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, lstatSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beginSession, endSession, ensureStateDir, StateDirUntrustedError, type Session } from '../../src/sessions/index.js';
-import { manageLockPath } from '../../src/sessions/locks.js';
+import { manageLockPath } from '../../src/sessions/lock-files.js';
 import { mountsUnder, shutdownRemovalPool } from '../../src/union/index.js';
 import { chrootDef, destroyFixture, isRoot, makeFixture, type Fixture } from '../helpers/chroots.js';
 import { makeUser, type TestUser } from '../helpers/users.js';

@@ -2,7 +2,7 @@
 // the supervisor of the state dir (started in the background when none
 // runs). Prints the id; `--json` prints the id, chroot and mount point.
 import { str, type Parsed } from '../args.js';
-import { chrootOf, loadContext } from '../context.js';
+import { chrootOf, loadContext } from '../../api/internal/config.js';
 import { EXIT, UsageError } from '../errors.js';
 import { json, printLine } from '../output.js';
 import { withLockWait } from '../lock-wait.js';
@@ -16,10 +16,10 @@ export default async function begin(p: Parsed): Promise<number> {
   const def = chrootOf(ctx, String(o.chroot));
   const id = str(o.id);
   if (id !== undefined) {
-    const { validateId } = await import('../../sessions/ids.js');
+    const { validateId } = await import('../../api/internal/state-dir.js');
     validateId(id);
   }
-  const { ensureStateDir } = await import('../../sessions/store.js');
+  const { ensureStateDir } = await import('../../api/internal/state-dir.js');
   const stateDir = ensureStateDir(ctx.stateDir);
   const { connectSupervisor, ensureSupervisor } = await import('../../supervisor/client.js');
   // Only root starts a supervisor: one started by a user could not mount, and would hold the socket.

@@ -1,5 +1,5 @@
 // warden bootstrap DIR [--force]: a minimal chroot from host binaries.
-import { bootstrapChroot } from '../../bootstrap/index.js';
+import { bootstrapChroot } from '../../api/internal/bootstrap.js';
 import type { Parsed } from '../args.js';
 import { EXIT } from '../errors.js';
 import { json } from '../output.js';

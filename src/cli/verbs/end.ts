@@ -6,12 +6,11 @@
 // chroot), as schroot's `--end-session --all-sessions` does for a build
 // host's cleanup. It goes on past a session that cannot be ended and exits
 // with the first failure's status; corrupt entries are reported and left.
-import type { Session } from '../../sessions/index.js';
-import { SessionNotFoundError } from '../../sessions/errors.js';
-import { openSession } from '../../sessions/open.js';
+import { SessionNotFoundError } from '../../api/internal/state-dir.js';
+import { openSession, type Session } from '../../api/internal/session.js';
 import type { SupervisorClient } from '../../supervisor/index.js';
 import { str, type Parsed } from '../args.js';
-import { chrootOf, loadContext } from '../context.js';
+import { chrootOf, loadContext } from '../../api/internal/config.js';
 import { EXIT, RootRequiredError, UsageError, exitCodeOf, formatError } from '../errors.js';
 import type { LockWait } from '../lock-wait.js';
 import { withLockWait } from '../lock-wait.js';
@@ -66,7 +65,7 @@ async function withEnder<T>(stateDir: string, fn: (endOne: EndOne) => Promise<T>
     }
   }
   // The ending code (hooks, unmounting) is loaded only to end here.
-  const { endSession } = await import('../../sessions/end.js');
+  const { endSession } = await import('../../api/internal/end.js');
   return fn(async (session, f, signal, onWait) => {
     // Without a supervisor the ending is this process's: root's work. Anyone
     // else learns whether the session is theirs, then why it cannot be done.
@@ -92,7 +91,7 @@ async function viaSupervisor(client: SupervisorClient, session: Session, f: EndF
  * meanwhile is no failure. Ctrl-C stops before the next one (exit 130).
  */
 async function endAll(stateDir: string, chroot: string | undefined, flags: EndFlags, signal: AbortSignal, onWait: OnWait): Promise<number> {
-  const { listSessions } = await import('../../sessions/store.js');
+  const { listSessions } = await import('../../api/internal/state-dir.js');
   const entries = listSessions(stateDir);
   let code: number = EXIT.ok;
   const fail = (what: string, e: unknown) => {

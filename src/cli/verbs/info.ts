@@ -1,16 +1,14 @@
 // warden info NAME|ID [--json]: a chroot (by name or alias) or a session,
 // with its locks and the pids holding them.
 import { join } from 'node:path';
-// Modules, not the folders' index files: info never mounts or runs hooks.
-import { inspectEntry, listSessions } from '../../sessions/store.js';
-import { lockCensus } from '../../sessions/census.js';
-import { validateId } from '../../sessions/ids.js';
-import { SessionNotFoundError } from '../../sessions/errors.js';
-import { mountsUnder } from '../../sys/index.js';
+// The store and the lock census, not the sessions layer: info never mounts or runs hooks.
+import { lockCensus } from '../../api/internal/census.js';
+import { inspectEntry, listSessions, SessionNotFoundError, validateId } from '../../api/internal/state-dir.js';
+import { mountsUnder } from '../../api/internal/system.js';
 import { existsSync } from 'node:fs';
 import { str, type Parsed } from '../args.js';
-import { hooksDirOf, loadContext } from '../context.js';
-import { EXIT, NoSuchChrootError } from '../errors.js';
+import { hooksDirOf, loadContext, NoSuchChrootError } from '../../api/internal/config.js';
+import { EXIT } from '../errors.js';
 import { age, json, table } from '../output.js';
 import { holderRows } from './locks.js';
 

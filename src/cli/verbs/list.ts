@@ -1,6 +1,7 @@
 // warden list [--sessions] [--json]
 import { str, type Parsed } from '../args.js';
-import { loadContext, sharedChrootsOf, type Context } from '../context.js';
+import { loadContext, sharedChrootsOf, type Context } from '../../api/internal/config.js';
+import type { RemoteSession } from '../../api/internal/farm.js';
 import { EXIT } from '../errors.js';
 import { age, json, table } from '../output.js';
 
@@ -10,46 +11,30 @@ export default async function list(p: Parsed): Promise<number> {
   for (const w of ctx.config.warnings) process.stderr.write(`warden: warning: ${w.message}\n`);
   if (o.sessions) {
     // Only this branch needs the session store (and the lock layer under it).
-    const { listSessions } = await import('../../sessions/store.js');
-    const { canonicalPath, readMountInfo } = await import('../../sys/index.js');
-    const entries = listSessions(ctx.stateDir);
+    const { describeSessions, listSessions } = await import('../../api/internal/state-dir.js');
     // One mountinfo read for all: whether each view is in place (run -s
     // works on a stale session only while it is; else it needs recover).
-    const mounts = new Set(readMountInfo().map((m) => m.mountPoint));
-    const base = canonicalPath(ctx.stateDir);
-    const mounted = (e: (typeof entries)[number]) =>
-      !e.state || e.state.unionType === 'copy' ? undefined : mounts.has(`${base}/${e.id}/root`);
-    const remote = await registeredElsewhere(ctx, new Set(entries.map((e) => e.id)));
+    const sessions = describeSessions(listSessions(ctx.stateDir), ctx.stateDir, () => false);
+    const remote = await registeredElsewhere(ctx, new Set(sessions.map((s) => s.id)));
     if (o.json) {
       process.stdout.write(
         json([
-          ...entries.map((e) => ({
-            id: e.id,
-            status: e.status,
-            reason: e.reason,
-            chroot: e.state?.chroot,
-            phase: e.state?.status,
-            mounted: mounted(e) ?? null,
-            unionType: e.state?.unionType,
-            createdAt: e.state?.createdAt,
-            dir: e.dir,
-          })),
+          ...sessions.map((s) => ({ ...s, mounted: s.mounted ?? null })),
           ...remote.map((r) => ({ id: r.id, host: r.host, status: r.status, chroot: r.chroot, pids: r.pids, createdAt: r.began, registration: r.path })),
         ]),
       );
     } else {
-      const note = (e: (typeof entries)[number]) => {
-        if (e.reason) return e.reason;
-        const notes = e.state?.status === 'active' ? [] : [e.state?.status ?? ''];
-        if (e.status === 'stale') {
+      const note = (s: (typeof sessions)[number]) => {
+        if (s.reason) return s.reason;
+        const notes = s.phase === 'active' ? [] : [s.phase ?? ''];
+        if (s.status === 'stale') {
           // Stale but consistent (run -s works) needs no hint; the rest needs recover.
-          const m = mounted(e);
-          if (m !== undefined) notes.push(m ? 'mounted' : 'not mounted');
-          if (e.state?.status !== 'active' || m === false) notes.push(`warden recover -s ${e.id}`);
+          if (s.mounted !== undefined) notes.push(s.mounted ? 'mounted' : 'not mounted');
+          if (s.phase !== 'active' || s.mounted === false) notes.push(`warden recover -s ${s.id}`);
         }
         return notes.join('; ');
       };
-      const rows = entries.map((e) => [e.id, e.status, e.state?.chroot ?? '-', age(e.state?.createdAt), note(e)]);
+      const rows = sessions.map((s) => [s.id, s.status, s.chroot ?? '-', age(s.createdAt), note(s)]);
       for (const r of remote) {
         const where = r.own ? 'this host, no session dir here: warden recover --all' : `on ${r.host}${r.pids.length ? `, pids ${r.pids.join(' ')}` : ''}`;
         rows.push([`${r.host}@${r.id}`, r.status, r.chroot, age(r.began), r.status === 'stale' && !r.own ? `${where}; on ${r.host}: warden recover --all --end` : where]);
@@ -74,41 +59,14 @@ export default async function list(p: Parsed): Promise<number> {
   return EXIT.ok;
 }
 
-interface Registered {
-  id: string;
-  host: string;
-  /** A registration of this host with no session dir here (a leftover of a crash). */
-  own: boolean;
-  status: 'active' | 'stale';
-  chroot: string;
-  pids: number[];
-  began: string | undefined;
-  path: string;
-}
-
 /**
  * The sessions the shared chroots' registrations name that are not this
  * host's session dirs: other hosts' sessions, and this host's leftovers.
  * A shared dir that cannot be read (its mount down) is a warning, not a
  * failure of the listing.
  */
-async function registeredElsewhere(ctx: Context, local: ReadonlySet<string>): Promise<Registered[]> {
-  const shared = sharedChrootsOf(ctx);
-  if (shared.length === 0) return [];
-  const { registrations, sharedOf } = await import('../../sessions/farm.js');
-  const out: Registered[] = [];
-  for (const c of shared) {
-    try {
-      const s = sharedOf(c.resolve());
-      if (!s) continue;
-      for (const r of registrations(s)) {
-        const own = r.host === s.host;
-        if (own && local.has(r.session)) continue;
-        out.push({ id: r.session, host: r.host, own, status: r.status, chroot: r.record?.chroot ?? c.name, pids: r.record?.pids ?? [], began: r.record?.began, path: r.path });
-      }
-    } catch (e) {
-      process.stderr.write(`warden: warning: cannot read the registrations of chroot ${c.name}: ${(e as Error).message}\n`);
-    }
-  }
-  return out;
+async function registeredElsewhere(ctx: Context, local: ReadonlySet<string>): Promise<RemoteSession[]> {
+  if (sharedChrootsOf(ctx).length === 0) return [];
+  const { remoteSessions } = await import('../../api/internal/farm.js');
+  return remoteSessions(ctx, local, (chroot, e) => process.stderr.write(`warden: warning: cannot read the registrations of chroot ${chroot}: ${e.message}\n`));
 }

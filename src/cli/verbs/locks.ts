@@ -1,7 +1,7 @@
 // warden locks [--json]: every warden lock on this host and who holds it.
-import { lockCensus, type LockRow } from '../../sessions/census.js';
+import { lockCensus, type LockRow } from '../../api/internal/census.js';
 import { str, type Parsed } from '../args.js';
-import { loadContext } from '../context.js';
+import { loadContext } from '../../api/internal/config.js';
 import { EXIT } from '../errors.js';
 import { json, table } from '../output.js';
 

@@ -2,9 +2,9 @@
 // sessions in this process. A re-adopted session is held only while CMD
 // runs; without CMD it is left stale but consistent (mounted, active) for
 // `run -s` and `end -s`, or for a supervisor, which re-adopts and holds it.
-import { recoverAll, recoverSession, spawnInSession, type RecoverReport, type Recovered } from '../../sessions/index.js';
+import { recoverAll, recoverSession, spawnInSession, type RecoverReport, type Recovered } from '../../api/internal/protocols.js';
 import { str, type Parsed } from '../args.js';
-import { loadContext, sharedChrootsOf } from '../context.js';
+import { loadContext, sharedChrootsOf } from '../../api/internal/config.js';
 import { EXIT, UsageError, exitCodeOf, formatError } from '../errors.js';
 import { withLockWait } from '../lock-wait.js';
 import { runCommand } from '../command.js';

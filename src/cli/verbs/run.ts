@@ -9,11 +9,11 @@ import {
   SessionBusyError,
   spawnInSession,
   type Session,
-} from '../../sessions/index.js';
-import { describeHolders } from '../../locks/index.js';
+} from '../../api/internal/protocols.js';
+import { describeHolders } from '../../api/internal/holders.js';
 import { str, type Parsed } from '../args.js';
 import { authorizeCaller, viaSupervisor } from '../authorize.js';
-import { chrootOf, hookTimeoutMsOf, hooksDirOf, loadContext } from '../context.js';
+import { chrootOf, hookTimeoutMsOf, hooksDirOf, loadContext } from '../../api/internal/config.js';
 import { UsageError, exitCodeOf, formatError } from '../errors.js';
 import { runCommand } from '../command.js';
 import { withLockWait } from '../lock-wait.js';

@@ -4,7 +4,7 @@
 // starts one (as `warden begin` does) and hands the call to it through the
 // relay; anyone else is told that none runs.
 import { existsSync } from 'node:fs';
-import { loadContext } from '../context.js';
+import { loadContext } from '../../api/internal/config.js';
 import { execRelay } from '../relay-exec.js';
 import { schrootCall, schrootQuery } from '../schroot-calls.js';
 import { version } from '../version.js';
@@ -29,7 +29,7 @@ export default async function schroot(argv: string[]): Promise<number> {
     process.stderr.write(r.err);
     return r.code;
   }
-  const { ensureStateDir } = await import('../../sessions/store.js');
+  const { ensureStateDir } = await import('../../api/internal/state-dir.js');
   const stateDir = ensureStateDir(ctx.stateDir);
   if (process.getuid?.() === 0) {
     const { ensureSupervisor } = await import('../../supervisor/client.js');

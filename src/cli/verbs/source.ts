@@ -3,11 +3,12 @@
 // chrooted in the source directory with stdio and the exit status passed
 // through, as `run` does. The command inherits both locks (OFD mode), so a
 // killed warden does not open the source to sessions while it still runs.
-import { enterSource, fromChildProcess, type SourceEntry } from '../../sessions/index.js';
+import { enterSource, type SourceEntry } from '../../api/internal/protocols.js';
+import { fromChildProcess } from '../../api/internal/system.js';
 import { str, type Parsed } from '../args.js';
 import { authorizeCaller, viaSupervisor } from '../authorize.js';
 import { runCommand, terminalForCommand } from '../command.js';
-import { chrootOf, loadContext } from '../context.js';
+import { chrootOf, loadContext } from '../../api/internal/config.js';
 import { UsageError } from '../errors.js';
 import { withLockWait } from '../lock-wait.js';
 

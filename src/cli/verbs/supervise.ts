@@ -2,7 +2,7 @@
 // Its log lines go to stderr (supervisor.log when `begin` started it).
 import { closeSync, writeSync } from 'node:fs';
 import { str, type Parsed } from '../args.js';
-import { chrootOf, hookTimeoutMsOf, hooksDirOf, loadContext, sharedChrootsOf, type Context } from '../context.js';
+import { chrootOf, hookTimeoutMsOf, hooksDirOf, loadContext, sharedChrootsOf, type Context } from '../../api/internal/config.js';
 import { EXIT } from '../errors.js';
 
 /** The node arguments that start a supervisor like this CLI's context: same entry, config and state dir. */
@@ -16,7 +16,7 @@ export function supervisorArgv(ctx: Context, stateDir: string): string[] {
 async function socketGid(ctx: Context): Promise<number | undefined> {
   const group = ctx.config.socketGroup;
   if (group === undefined) return undefined;
-  const { groupId, ConfigError } = await import('../../config/index.js');
+  const { groupId, ConfigError } = await import('../../api/internal/config.js');
   const gid = groupId(group);
   if (gid === undefined) throw new ConfigError(ctx.config.file ?? '(config)', undefined, `socket-group=${group}: no such group in /etc/group`);
   return gid;
@@ -95,7 +95,7 @@ export default async function supervise(p: Parsed): Promise<number> {
   });
   log(`${signal}: stopping (${sup.held().length} session(s) held)`);
   await sup.close();
-  const [{ shutdownWaitPool }, { shutdownRemovalPool }] = await Promise.all([import('../../locks/index.js'), import('../../union/index.js')]);
+  const { shutdownWaitPool, shutdownRemovalPool } = await import('../../api/internal/pools.js');
   await Promise.all([shutdownWaitPool(), shutdownRemovalPool()]);
   log('stopped');
   return EXIT.ok;

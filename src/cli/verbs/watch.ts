@@ -4,7 +4,7 @@
 // stderr (never stdout: that carries events only), so a script knows when
 // changes start being reported.
 import type { Parsed } from '../args.js';
-import { loadContext } from '../context.js';
+import { loadContext } from '../../api/internal/config.js';
 import { EXIT } from '../errors.js';
 
 /** One event as `watch --json` prints it (a line of NDJSON). */
@@ -30,8 +30,8 @@ export default async function watch(p: Parsed): Promise<number> {
   const o = p.options;
   const ctx = loadContext({ config: o.config as string, stateDir: o['state-dir'] as string });
   for (const w of ctx.config.warnings) process.stderr.write(`warden: warning: ${w.message}\n`);
-  const { ensureStateDir } = await import('../../sessions/store.js');
-  const { watchSessions } = await import('../../sessions/watch.js');
+  const { ensureStateDir } = await import('../../api/internal/state-dir.js');
+  const { watchSessions } = await import('../../api/internal/watch.js');
   const stateDir = ensureStateDir(ctx.stateDir);
   let stop!: () => void;
   const stopped = new Promise<void>((resolve) => (stop = resolve));
