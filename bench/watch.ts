@@ -293,7 +293,7 @@ async function main(): Promise<void> {
       { section: latSection, metric: 're-adopted by the supervisor, p50', unit: 'ms', measured: adopt.p50, baseline: null },
     ];
     const evaluated = rows.map(evaluate);
-    printTable('bench/watch: the session watch of warden supervise (chokidar on the doorbell dir, liveness probe)', evaluated);
+    printTable('bench/watch: the session watch of warden supervise (chokidar polling the doorbell, liveness probe)', evaluated);
     const path = writeResults('watch', {
       bench: 'watch',
       date: new Date().toISOString(),
