@@ -112,6 +112,39 @@ serial(title("B's entry with --no-wait is refused while A has a session, naming 
   t.is(warden(env.B, ['source', '-c', 'fx', '--no-wait', '--', 'true']).status, 0);
 });
 
+serial(title("B's info and locks name A's session, held; once A's holders are SIGKILLed, stale, with what to run on A"), async (t) => {
+  const a = session('A');
+  await untilOutput(a, /in \S+/);
+  const id = idOf(a);
+  const pids = () => (JSON.parse(warden(env.B, ['info', 'fx', '--json']).stdout) as { sessions: { host?: string; pids?: number[] }[] }).sessions.find((s) => s.host)?.pids ?? [];
+  const look = (status: 'active' | 'stale') => {
+    const info = warden(env.B, ['info', 'fx']);
+    t.is(info.status, 0, info.stderr);
+    t.regex(info.stdout, new RegExp(`^sessions:\\s+host-a@${id} \\(${status}\\)$`, 'm'));
+    const row = new RegExp(`^host-a@${id}\\s+${status}\\s+fx\\s+\\d+ s\\s+on host-a, pids ${pids().join(' ')}${status === 'stale' ? '; on host-a: warden recover --all --end' : ''}$`, 'm');
+    t.regex(info.stdout, row, 'info fx');
+    const infoJson = JSON.parse(warden(env.B, ['info', 'fx', '--json']).stdout) as { sessions: unknown[] };
+    t.like(infoJson.sessions, [{ id, host: 'host-a', status, chroot: 'fx' }]);
+    const locks = warden(env.B, ['locks']);
+    t.is(locks.status, 0, locks.stderr);
+    t.regex(locks.stdout, /^REGISTRATION\s+STATUS\s+CHROOT\s+AGE\s+NOTE$/m);
+    t.regex(locks.stdout, row, 'locks');
+    const locksJson = JSON.parse(warden(env.B, ['locks', '--json']).stdout) as { lock: string }[];
+    t.like(
+      locksJson.filter((l) => l.lock === 'registration'),
+      [{ lock: 'registration', name: id, host: 'host-a', status, chroot: 'fx', path: join(farm!.mounts.B, 'shared', 'sessions', `host-a@${id}`) }],
+    );
+  };
+  t.true(pids().length > 0, 'the registration names its holders');
+  look('active');
+  // A lists its own session once, as a local one: no registration row.
+  t.notRegex(warden(env.A, ['locks']).stdout, /REGISTRATION/);
+  t.deepEqual((JSON.parse(warden(env.A, ['info', 'fx', '--json']).stdout) as { sessions: unknown[] }).sessions, [{ id, status: 'active' }]);
+  await killHolders(a, 'A');
+  await until(() => warden(env.B, ['info', 'fx']).stdout.includes(`host-a@${id} (stale)`), 'stale for B');
+  look('stale');
+});
+
 serial(title("B's entry waits for A's session; a begin on A meanwhile queues behind it and sees the upgraded source"), async (t) => {
   const a = session('A');
   await untilOutput(a, /in \S+/);

@@ -24,12 +24,13 @@ export interface RemoteSession {
 /**
  * The sessions the shared chroots' registrations name that are not this
  * host's session dirs (`local`): other hosts' sessions, and this host's
- * leftovers. A shared dir that cannot be read (its mount down) goes to
- * `unreadable` and the others are still listed.
+ * leftovers; of the chroots named in `chroots` only, when given. A shared
+ * dir that cannot be read (its mount down) goes to `unreadable` and the
+ * others are still listed.
  */
-export function remoteSessions(ctx: Context, local: ReadonlySet<string>, unreadable: (chroot: string, e: Error) => void): RemoteSession[] {
+export function remoteSessions(ctx: Context, local: ReadonlySet<string>, unreadable: (chroot: string, e: Error) => void, chroots?: readonly string[]): RemoteSession[] {
   const out: RemoteSession[] = [];
-  for (const c of sharedChrootsOf(ctx)) {
+  for (const c of sharedChrootsOf(ctx).filter((c) => chroots === undefined || chroots.includes(c.name))) {
     try {
       const s = sharedOf(c.resolve());
       if (!s) continue;

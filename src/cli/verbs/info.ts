@@ -10,6 +10,7 @@ import { str, type Parsed } from '../args.js';
 import { hooksDirOf, loadContext, NoSuchChrootError } from '../../api/internal/config.js';
 import { EXIT } from '../errors.js';
 import { age, json, table } from '../output.js';
+import { REGISTERED_HEADER, registeredElsewhere, registeredJson, registeredName, registeredRow } from '../registered.js';
 import { holderRows } from './locks.js';
 
 export default async function info(p: Parsed): Promise<number> {
@@ -19,7 +20,10 @@ export default async function info(p: Parsed): Promise<number> {
   const def = ctx.config.lookup(name);
   const out = (v: unknown, text: string) => process.stdout.write(o.json ? json(v) : text);
   if (def) {
-    const sessions = listSessions(ctx.stateDir).filter((s) => s.state?.chroot === def.name);
+    const all = listSessions(ctx.stateDir);
+    const sessions = all.filter((s) => s.state?.chroot === def.name);
+    // A shared chroot's sessions on other hosts (and this host's leftovers), from its registrations.
+    const remote = def.sharedDir ? await registeredElsewhere(ctx, new Set(all.map((s) => s.id)), [def.name]) : [];
     const locks = lockCensus({ stateDir: ctx.stateDir, chroots: [def] }).filter((r) => r.lock === 'source' || r.lock === 'manage');
     const fields: [string, string][] = [
       ['chroot', def.name],
@@ -37,10 +41,12 @@ export default async function info(p: Parsed): Promise<number> {
       ['source-groups', def.sourceGroups.join(', ') || '-'],
       ['source-root-users', def.sourceRootUsers.join(', ') || '-'],
       ['source-root-groups', def.sourceRootGroups.join(', ') || '-'],
-      ['sessions', sessions.length ? sessions.map((s) => `${s.id} (${s.status})`).join(', ') : '-'],
+      ['sessions', sessions.length + remote.length ? [...sessions.map((s) => `${s.id} (${s.status})`), ...remote.map((r) => `${registeredName(r)} (${r.status})`)].join(', ') : '-'],
     ];
-    const text = `${fields.map(([k, v]) => `${`${k}:`.padEnd(20)}${v}`).join('\n')}\n${locks.length ? `\n${table(['LOCK', 'NAME', 'KIND', 'PID', 'COMMAND', 'TYPE', 'PATH'], holderRows(locks))}` : `${'locks:'.padEnd(20)}none held\n`}`;
-    out({ kind: 'chroot', ...def, hooksDir: hooksDirOf(ctx, def), sessions: sessions.map((s) => ({ id: s.id, status: s.status })), locks }, text);
+    const text =
+      `${fields.map(([k, v]) => `${`${k}:`.padEnd(20)}${v}`).join('\n')}\n${locks.length ? `\n${table(['LOCK', 'NAME', 'KIND', 'PID', 'COMMAND', 'TYPE', 'PATH'], holderRows(locks))}` : `${'locks:'.padEnd(20)}none held\n`}` +
+      (remote.length ? `\n${table(REGISTERED_HEADER, remote.map(registeredRow))}` : '');
+    out({ kind: 'chroot', ...def, hooksDir: hooksDirOf(ctx, def), sessions: [...sessions.map((s) => ({ id: s.id, status: s.status })), ...remote.map(registeredJson)], locks }, text);
     return EXIT.ok;
   }
   // Not a chroot: a session id (validated before any path is built from it).

@@ -1,9 +1,9 @@
 // warden list [--sessions] [--json]
 import { str, type Parsed } from '../args.js';
-import { loadContext, sharedChrootsOf, type Context } from '../../api/internal/config.js';
-import type { RemoteSession } from '../../api/internal/farm.js';
+import { loadContext } from '../../api/internal/config.js';
 import { EXIT } from '../errors.js';
 import { age, json, table } from '../output.js';
+import { registeredElsewhere, registeredJson, registeredRow } from '../registered.js';
 
 export default async function list(p: Parsed): Promise<number> {
   const o = p.options;
@@ -20,7 +20,7 @@ export default async function list(p: Parsed): Promise<number> {
       process.stdout.write(
         json([
           ...sessions.map((s) => ({ ...s, mounted: s.mounted ?? null })),
-          ...remote.map((r) => ({ id: r.id, host: r.host, status: r.status, chroot: r.chroot, pids: r.pids, createdAt: r.began, registration: r.path })),
+          ...remote.map(registeredJson),
         ]),
       );
     } else {
@@ -35,10 +35,7 @@ export default async function list(p: Parsed): Promise<number> {
         return notes.join('; ');
       };
       const rows = sessions.map((s) => [s.id, s.status, s.chroot ?? '-', age(s.createdAt), note(s)]);
-      for (const r of remote) {
-        const where = r.own ? 'this host, no session dir here: warden recover --all' : `on ${r.host}${r.pids.length ? `, pids ${r.pids.join(' ')}` : ''}`;
-        rows.push([`${r.host}@${r.id}`, r.status, r.chroot, age(r.began), r.status === 'stale' && !r.own ? `${where}; on ${r.host}: warden recover --all --end` : where]);
-      }
+      rows.push(...remote.map(registeredRow));
       process.stdout.write(table(['SESSION', 'STATUS', 'CHROOT', 'AGE', 'NOTE'], rows));
     }
     return EXIT.ok;
@@ -57,16 +54,4 @@ export default async function list(p: Parsed): Promise<number> {
     process.stdout.write(table(['CHROOT', 'UNION', 'DIRECTORY', 'DESCRIPTION'], rows));
   }
   return EXIT.ok;
-}
-
-/**
- * The sessions the shared chroots' registrations name that are not this
- * host's session dirs: other hosts' sessions, and this host's leftovers.
- * A shared dir that cannot be read (its mount down) is a warning, not a
- * failure of the listing.
- */
-async function registeredElsewhere(ctx: Context, local: ReadonlySet<string>): Promise<RemoteSession[]> {
-  if (sharedChrootsOf(ctx).length === 0) return [];
-  const { remoteSessions } = await import('../../api/internal/farm.js');
-  return remoteSessions(ctx, local, (chroot, e) => process.stderr.write(`warden: warning: cannot read the registrations of chroot ${chroot}: ${e.message}\n`));
 }

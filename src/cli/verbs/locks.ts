@@ -1,9 +1,11 @@
 // warden locks [--json]: every warden lock on this host and who holds it.
 import { lockCensus, type LockRow } from '../../api/internal/census.js';
+import { listSessions } from '../../api/internal/state-dir.js';
 import { str, type Parsed } from '../args.js';
 import { loadContext } from '../../api/internal/config.js';
 import { EXIT } from '../errors.js';
 import { json, table } from '../output.js';
+import { REGISTERED_HEADER, registeredElsewhere, registeredRow } from '../registered.js';
 
 export function holderRows(rows: LockRow[]): string[][] {
   const out: string[][] = [];
@@ -27,12 +29,16 @@ export default async function locks(p: Parsed): Promise<number> {
   const o = p.options;
   const ctx = loadContext({ config: str(o.config), stateDir: str(o['state-dir']) });
   const rows = lockCensus({ stateDir: ctx.stateDir, chroots: [...ctx.config.chroots.values()] });
+  // Shared chroots' registrations of other hosts: their holders are not in this host's /proc/locks.
+  const remote = await registeredElsewhere(ctx, new Set(listSessions(ctx.stateDir).map((s) => s.id)));
   if (o.json) {
-    process.stdout.write(json(rows));
-  } else if (rows.length === 0) {
+    const registrations = remote.map((r) => ({ lock: 'registration', name: r.id, host: r.host, status: r.status, chroot: r.chroot, pids: r.pids, createdAt: r.began, path: r.path, holders: [] }));
+    process.stdout.write(json([...rows, ...registrations]));
+  } else if (rows.length + remote.length === 0) {
     process.stdout.write('no warden locks are held\n');
   } else {
-    process.stdout.write(table(['LOCK', 'NAME', 'KIND', 'PID', 'COMMAND', 'TYPE', 'PATH'], holderRows(rows)));
+    const local = rows.length ? table(['LOCK', 'NAME', 'KIND', 'PID', 'COMMAND', 'TYPE', 'PATH'], holderRows(rows)) : '';
+    process.stdout.write([local, remote.length ? table(REGISTERED_HEADER, remote.map(registeredRow)) : ''].filter(Boolean).join('\n'));
   }
   return EXIT.ok;
 }
