@@ -56,8 +56,9 @@ export async function runCommand(
     throw e;
   }
   // The command holds the locks through its own copies now (OFD mode):
-  // ours would only make `warden locks` show this process twice.
-  if (locks.inherited) void child.spawned.then(() => locks.close());
+  // ours would only make `warden locks` show this process twice. A shared
+  // chroot's stay until it exits (CommandLocks.shared says why).
+  if (locks.inherited && !locks.shared) void child.spawned.then(() => locks.close());
   const forward = (sig: NodeJS.Signals, group: boolean) => () => child.kill(sig, group);
   const handlers: [NodeJS.Signals, () => void][] = [
     ['SIGINT', forward('SIGINT', true)],

@@ -83,6 +83,14 @@ export interface CommandLocks {
    * False in POSIX mode, where the starter must hold them until the end.
    */
   inherited: boolean;
+  /**
+   * A shared chroot's (build farms): closing a copy is a round trip to the
+   * cluster filesystem (FUSE flush; for an entry, its manage.owner), which
+   * would compete with the command's own start from the same mount, and an
+   * entry's owner record must name it for as long as it runs: the starter
+   * keeps its copies until the command exits.
+   */
+  shared?: boolean;
   /** Closes this process's copies; the child's inherited ones (OFD mode) keep the locks. Idempotent. */
   close(): void;
 }
@@ -186,6 +194,7 @@ export class Session {
     return {
       fds: locks.map((l) => l.fd),
       inherited: liveness.mode === 'ofd',
+      shared: registration !== undefined,
       close() {
         if (closed) return;
         closed = true;

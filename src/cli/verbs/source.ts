@@ -43,8 +43,9 @@ export default async function source(p: Parsed): Promise<number> {
   }
   for (const id of entry.recovered) process.stderr.write(`warden: ended stale session ${id} before entering the source\n`);
   // The command holds both locks through its own copies (OFD mode): ours
-  // would only make `warden locks` show this process as well.
-  if (entry.inherited) entry.close();
+  // would only make `warden locks` show this process as well. A shared
+  // chroot's stay until it exits (CommandLocks.shared says why).
+  if (entry.inherited && !entry.shared) entry.close();
   const child = entry.child!;
   return runCommand(() => fromChildProcess(child), entry, pty ?? null);
 }
