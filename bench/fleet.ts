@@ -15,7 +15,7 @@
 //
 // Root, glusterfs-server installed. `npm run bench:fleet`.
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bootstrapChroot } from '../src/bootstrap/index.js';
@@ -33,16 +33,18 @@ const WARDEN = join(ROOT, 'dist', 'cli', 'warden.cjs');
 
 interface HostEnv {
   config: string;
+  /** fx's source directory as this host mounts it. */
+  source: string;
   stateDir: string;
   ctx: Context;
 }
 
-function hostEnv(top: string, body: string): HostEnv {
+function hostEnv(top: string, source: string, body: string): HostEnv {
   mkdirSync(join(top, 'etc'), { recursive: true });
   const config = join(top, 'etc', 'warden.conf');
   writeFileSync(config, body);
   const stateDir = join(top, 'sessions');
-  return { config, stateDir, ctx: loadContext({ config, stateDir }) };
+  return { config, source, stateDir, ctx: loadContext({ config, stateDir }) };
 }
 
 async function begin(h: HostEnv, chroot: string) {
@@ -69,7 +71,7 @@ async function handOver(a: HostEnv, b: HostEnv, sharedB: string): Promise<number
       return false;
     }
   }, "B's entry taking the manage lock");
-  await until(() => blockedInFcntl(entry.pid!), "B's entry waiting for the source lock");
+  await until(() => blockedOn(entry.pid!, join(b.source, '.ref')), "B's entry waiting for the source lock");
   await endSession(session);
   const ended = nowNs();
   const at = await Promise.race([started, exited.then(() => undefined)]);
@@ -79,16 +81,21 @@ async function handOver(a: HostEnv, b: HostEnv, sharedB: string): Promise<number
 }
 
 /**
- * A thread of `pid` sleeps in fcntl(2) (F_OFD_SETLKW in a wait worker):
- * /proc/PID/task/TID/syscall starts with the syscall number (x86_64: 72;
- * arm64: 25). glusterfs keeps remote locks out of /proc/locks.
+ * A thread of `pid` sleeps in a blocking lock request on `file`: its
+ * /proc/PID/task/TID/syscall is fcntl (x86_64: 72; arm64: 25) with
+ * F_OFD_SETLKW (38) or F_SETLKW (7) on an fd that names `file`. Any fcntl
+ * is not enough: a non-blocking F_OFD_SETLK through FUSE takes a round
+ * trip, and a trial timed from then counts the entry's work before its
+ * wait (its probes, its wait report) as hand-over. glusterfs keeps remote
+ * locks out of /proc/locks.
  */
-function blockedInFcntl(pid: number): boolean {
+function blockedOn(pid: number, file: string): boolean {
   const nr = process.arch === 'arm64' ? '25' : '72';
   try {
     return readdirSync(`/proc/${pid}/task`).some((tid) => {
       try {
-        return readFileSync(`/proc/${pid}/task/${tid}/syscall`, 'utf8').split(' ')[0] === nr;
+        const [call, fd, cmd] = readFileSync(`/proc/${pid}/task/${tid}/syscall`, 'utf8').split(' ');
+        return call === nr && (Number(cmd) === 38 || Number(cmd) === 7) && readlinkSync(`/proc/${pid}/fd/${Number(fd)}`) === file;
       } catch {
         return false;
       }
@@ -114,6 +121,7 @@ async function main(): Promise<void> {
     for (const h of ['A', 'B'] as const) {
       env[h] = hostEnv(
         join(local, h),
+        join(farm.mounts[h], 'src'),
         `[warden]\nhost=host-${h.toLowerCase()}\nhooks-dir=${hooks}\n\n` +
           `[fx]\ntype=directory\ndirectory=${join(farm.mounts[h], 'src')}\nunion-type=overlay\nshared-dir=${join(farm.mounts[h], 'shared')}\n\n` +
           `[lx]\ntype=directory\ndirectory=${join(local, 'src')}\nunion-type=overlay\n`,
