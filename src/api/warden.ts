@@ -181,8 +181,14 @@ export class Warden {
       throw err;
     }
     const child = entry.child!;
-    const result = await e.track(runToEnd(() => fromChildProcess(child), entry, stdio, signal));
-    return { ...result, recovered: entry.recovered };
+    try {
+      const result = await e.track(runToEnd(() => fromChildProcess(child), entry, stdio, signal));
+      return { ...result, recovered: entry.recovered };
+    } finally {
+      // A shared chroot's entry lets its locks go a moment after the command (SourceEntry.close).
+      entry.close();
+      await entry.released;
+    }
   }
 
   /**

@@ -3,6 +3,15 @@
 import type { ChrootDef } from '../config/index.js';
 import type { SessionShared } from './state.js';
 
+/**
+ * How long another host's mount may show what it saw of a shared source
+ * before an entry changed it: glusterfs's defaults for its FUSE entry and
+ * attribute timeouts, md-cache and quick-read are 1 s each (README, "Build
+ * farm", says not to raise them, and negative-timeout= no higher). A
+ * shared chroot's source entry holds its locks at least this long.
+ */
+export const SHARED_CACHE_MS = 1000;
+
 /** A shared chroot's shared-dir= and this host (config chrootOf fills in the host), or undefined. */
 export function sharedOf(def: ChrootDef): SessionShared | undefined {
   const s = def.sharedDir;

@@ -162,6 +162,21 @@ serial(title("B's entry waits for A's session; a begin on A meanwhile queues beh
   t.is(r.stdout.trim(), '1', 'the begin queued behind the entry and saw what it wrote');
 });
 
+serial(title("a session begun on A right after B's short entry sees what the entry changed, though A's mount cached the file and the missing name just before"), async (t) => {
+  const run = (cmd: string) => warden(env.A, ['run', '-c', 'fx', '--', 'sh', '-c', cmd]);
+  t.is(warden(env.B, ['source', '-c', 'fx', '--', 'sh', '-c', 'echo 1 > /upgraded; rm -f /added']).status, 0);
+  // A's mount now caches /upgraded (its attributes, its content) and that /added is missing (negative-timeout=1).
+  const before = run('cat /upgraded; cat /added 2>/dev/null || echo none');
+  t.is(before.stdout, '1\nnone\n', before.stderr);
+  const t0 = Date.now();
+  const entry = warden(env.B, ['source', '-c', 'fx', '--', 'sh', '-c', 'echo 123456789 > /upgraded; echo new > /added']);
+  t.is(entry.status, 0, entry.stderr);
+  t.true(Date.now() - t0 >= 1000, 'a shared entry holds its locks for the mounts\' cache time (1 s)');
+  const after = run('cat /upgraded /added');
+  t.is(after.stdout, '123456789\nnew\n', after.stderr);
+  rmSync(join(farm!.mounts.A, 'src', 'added'), { force: true });
+});
+
 serial(title("A's holders SIGKILLed with the overlay mounted: B's entry exits 7 naming A, the source untouched, until A recovers"), async (t) => {
   const a = session('A');
   await untilOutput(a, /in \S+/);

@@ -47,5 +47,11 @@ export default async function source(p: Parsed): Promise<number> {
   // chroot's stay until it exits (CommandLocks.shared says why).
   if (entry.inherited && !entry.shared) entry.close();
   const child = entry.child!;
-  return runCommand(() => fromChildProcess(child), entry, pty ?? null);
+  try {
+    return await runCommand(() => fromChildProcess(child), entry, pty ?? null);
+  } finally {
+    // A shared chroot's entry lets its locks go a moment after the command (SourceEntry.close).
+    entry.close();
+    await entry.released;
+  }
 }
