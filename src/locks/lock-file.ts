@@ -89,12 +89,15 @@ export function isOnFuse(path: string): boolean {
   }
 }
 
-/** `path` names the open file `fd` (same device and inode, not unlinked). */
-export function pathNamesFd(path: string, fd: number): boolean {
+/**
+ * `path` names the open file whose /proc/locks key openLockFile read
+ * (`key`): an fd never changes its inode, and a path that names it is a
+ * link to it, so no fstat (on a cluster filesystem, once the cached
+ * attributes have expired, an fstat is a round trip).
+ */
+export function pathNamesKey(path: string, key: string): boolean {
   try {
-    const a = fstatSync(fd, { bigint: true });
-    const b = lstatSync(path, { bigint: true });
-    return a.dev === b.dev && a.ino === b.ino && a.nlink > 0n;
+    return fileKey(lstatSync(path, { bigint: true })) === key;
   } catch {
     return false;
   }

@@ -9,7 +9,7 @@ import { closeSync } from 'node:fs';
 import { LockAbortedError, LockBusyError, LockError, LockStateError, type LockHolder, type LockKind, type LockRange } from './errors.js';
 import { HandleWait, type WaitingLock } from './handle-wait.js';
 import { lockHolders } from './inspect.js';
-import { closeQuietly, isOnFuse, openLockFile, pathNamesFd, WHOLE_FILE, type OpenOptions, type WaitOptions } from './lock-file.js';
+import { closeQuietly, isOnFuse, openLockFile, pathNamesKey, WHOLE_FILE, type OpenOptions, type WaitOptions } from './lock-file.js';
 import { lockCommands, type ModeCommands } from './mode.js';
 import { EACCES, EAGAIN, EDEADLK, FLOCK_SIZE, F_RDLCK, F_UNLCK, F_WRLCK, decodeFlock, encodeFlock, errno, flockFor, native, strerror } from './native.js';
 import * as posix from './posix-registry.js';
@@ -210,7 +210,7 @@ export class FileLock {
    */
   namesSameFile(): boolean {
     this.#assertOpen();
-    return pathNamesFd(this.path, this.#fd);
+    return pathNamesKey(this.path, this.#key);
   }
 
   // --- kernel calls on the calling thread ----------------------------------
