@@ -221,21 +221,11 @@ export class BellReader {
  * go may be reused by a later one, with a later ctime (a rename sets it).
  */
 function identityAt(path: string): string | undefined {
-  try {
-    const st = lstatSync(path, { bigint: true });
-    return `${st.ino}:${st.ctimeNs}`;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e;
-  }
+  const st = lstatSync(path, { bigint: true, throwIfNoEntry: false });
+  return st && `${st.ino}:${st.ctimeNs}`;
 }
 
 /** The inode at `path` (lstat), undefined when nothing is there. */
 function inoAt(path: string): number | undefined {
-  try {
-    return lstatSync(path).ino;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e;
-  }
+  return lstatSync(path, { throwIfNoEntry: false })?.ino;
 }

@@ -207,12 +207,19 @@ export class SessionTable {
     slice(0);
   }
 
-  /** Entries the inotify watch may have missed reconciled (every LIST_MS); the ids to probe. */
+  /**
+   * Entries no ring told of reconciled (every LIST_MS); the ids to probe:
+   * those the caller does not hold (a supervisor holds most of them, and
+   * they would only be skipped, slice after slice).
+   */
   #probeStart(): string[] {
-    if (Date.now() - this.#listedAt < this.#listMs) return [...this.#known.keys()];
-    this.#listedAt = Date.now();
-    this.reconcileNames();
-    return [...this.#known.keys()];
+    if (Date.now() - this.#listedAt >= this.#listMs) {
+      this.#listedAt = Date.now();
+      this.reconcileNames();
+    }
+    const ids: string[] = [];
+    for (const [id, k] of this.#known) if (k.kind !== 'corrupt' && !(this.#heldByCaller(id) && k.kind === 'active')) ids.push(id);
+    return ids;
   }
 
   /** Liveness of session `id`; its state.json re-read if it changed. */
@@ -282,13 +289,7 @@ function stateSig(sessionDir: string): string | undefined {
   return st && `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
 }
 
-/** lstat of `path`: undefined when nothing is there. */
+/** lstat of `path`: undefined when nothing is there (no error made: an ended session is no exception). */
 function entryStat(path: string): Stats | undefined {
-  try {
-    return lstatSync(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e;
-  }
+  return lstatSync(path, { throwIfNoEntry: false });
 }
-
