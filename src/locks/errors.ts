@@ -64,8 +64,11 @@ export class LockError extends Error {
 export class LockBusyError extends LockError {
   static readonly exit: number | undefined = EXIT.busy;
   override name = 'LockBusyError';
-  constructor(path: string, range: LockRange, kind: LockKind, holders: readonly LockHolder[]) {
-    super(`${kind} lock on ${path} (${describeRange(range)}) is busy: held ${describeHolders(holders)}`, { path, range, holders });
+  /** Who holds it as a record beside the lock names it (a shared chroot's manage.owner), when the lock alone cannot. */
+  readonly heldBy: string | undefined;
+  constructor(path: string, range: LockRange, kind: LockKind, holders: readonly LockHolder[], heldBy?: string) {
+    super(`${kind} lock on ${path} (${describeRange(range)}) is busy: held ${heldBy ? `by ${heldBy}` : describeHolders(holders)}`, { path, range, holders });
+    this.heldBy = heldBy;
   }
 }
 
@@ -74,13 +77,16 @@ export class LockTimeoutError extends LockError {
   static readonly exit: number | undefined = EXIT.busy;
   override name = 'LockTimeoutError';
   readonly timeoutMs: number;
-  constructor(path: string, range: LockRange, kind: LockKind, timeoutMs: number, holders: readonly LockHolder[]) {
-    super(`timed out after ${timeoutMs} ms waiting for ${kind} lock on ${path} (${describeRange(range)}): held ${describeHolders(holders)}`, {
+  /** As LockBusyError's. */
+  readonly heldBy: string | undefined;
+  constructor(path: string, range: LockRange, kind: LockKind, timeoutMs: number, holders: readonly LockHolder[], heldBy?: string) {
+    super(`timed out after ${timeoutMs} ms waiting for ${kind} lock on ${path} (${describeRange(range)}): held ${heldBy ? `by ${heldBy}` : describeHolders(holders)}`, {
       path,
       range,
       holders,
     });
     this.timeoutMs = timeoutMs;
+    this.heldBy = heldBy;
   }
 }
 

@@ -2,10 +2,10 @@
 // every wait takes, and a non-blocking attempt that tells a fork's passing
 // copy of our fds from a real holder.
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { FileLock, LockHolder, LockKind, WaitOptions } from '../locks/index.js';
+import { LockBusyError, LockTimeoutError, type FileLock, type LockHolder, type LockKind, type WaitOptions } from '../locks/index.js';
 import type { SessionHolder } from './errors.js';
 import { sourceLockPath } from './lock-files.js';
-import { readManageOwner, type ManageOwner } from './manage-owner.js';
+import { describeManageOwner, readManageOwner, type ManageOwner } from './manage-owner.js';
 import type { SessionShared } from './state.js';
 
 /** Which lock a wait is for, and who holds it: what the CLI shows while waiting. */
@@ -60,6 +60,23 @@ export function manageWaitOpts(path: string, o: LockWaitOptions & { source?: str
     };
   }
   return wait;
+}
+
+/**
+ * A shared chroot's manage lock refused (--no-wait) or timed out: its
+ * holder may be on another host, which no lock inspection here can name;
+ * the `manage.owner` it wrote does (DESIGN.md: refusals name remote holders).
+ */
+export function namedByOwner(e: unknown, shared: SessionShared): unknown {
+  if (!(e instanceof LockBusyError) && !(e instanceof LockTimeoutError)) return e;
+  if (e.holders.some((h) => !h.waiting)) return e;
+  const owner = readManageOwner(shared.dir);
+  if (!owner) return e;
+  const named =
+    e instanceof LockBusyError
+      ? new LockBusyError(e.path, e.range!, 'exclusive', e.holders, describeManageOwner(owner))
+      : new LockTimeoutError(e.path, e.range!, 'exclusive', e.timeoutMs, e.holders, describeManageOwner(owner));
+  return Object.assign(named, { cause: e });
 }
 
 /**

@@ -23,7 +23,7 @@ import { ensureManageDir, manageLockPathOf, openLiveness, openMetadata, sourceLo
 import { livenessHolders } from './lock-holders.js';
 import { ManageLock } from './manage-lock.js';
 import { Registry, type RegistrationHandle } from './registry.js';
-import { errnoCode, manageWaitOpts, tryAcquireSettled, waitOpts, type LockWaitOptions } from './lock-waits.js';
+import { errnoCode, manageWaitOpts, namedByOwner, tryAcquireSettled, waitOpts, type LockWaitOptions } from './lock-waits.js';
 
 export { errnoCode, tryAcquireSettled, type LockWaitOptions, type WaitInfo } from './lock-waits.js';
 
@@ -47,7 +47,12 @@ export async function takeManageLock(stateDir: string, chroot: string, o: Manage
   const path = manageLockPathOf(stateDir, chroot, o.shared);
   const wait = manageWaitOpts(path, o);
   const shared = o.shared;
-  const lock = await lockPath(path, 'exclusive', { ...wait, fileMode: 0o600 });
+  let lock: FileLock;
+  try {
+    lock = await lockPath(path, 'exclusive', { ...wait, fileMode: 0o600 });
+  } catch (e) {
+    throw shared ? namedByOwner(e, shared) : e;
+  }
   // Not for a begin: it holds the lock for milliseconds (no wait line is
   // shown for those), and the record costs it five round trips to the
   // shared filesystem. Entries, recoveries and forget-host are named.

@@ -86,8 +86,10 @@ export async function runClientCommand(k: ClientCall, start: CommandStart): Prom
     pty?.close();
     throw err;
   }
-  // In OFD mode the command holds the locks through its own copies.
-  if (locks.inherited) void cmd.spawned.then(() => locks.close());
+  // In OFD mode the command holds the locks through its own copies. A
+  // shared chroot's stay until it exits (CommandLocks.shared says why), as
+  // the CLI keeps them.
+  if (locks.inherited && !locks.shared) void cmd.spawned.then(() => locks.close());
   const c = k.c;
   k.started(cmd);
   let killer: NodeJS.Timeout | undefined;

@@ -112,6 +112,23 @@ serial(title("B's entry with --no-wait is refused while A has a session, naming 
   t.is(warden(env.B, ['source', '-c', 'fx', '--no-wait', '--', 'true']).status, 0);
 });
 
+serial(title("while B's entry command runs, past the entry's 1 s hold, A's --no-wait entry names it by host (its owner record lasts as long as its command)"), async (t) => {
+  const b = wardenAsync(env.B, ['source', '-c', 'fx', '--', 'sh', '-c', 'echo entered; exec sleep 1000'], { detached: true });
+  running.add(b);
+  await untilOutput(b, /entered/);
+  // The shared entry holds its locks 1 s whatever its command does (the
+  // mounts' cache time): what is checked lies after that.
+  const entered = Date.now();
+  await until(() => Date.now() - entered > 1_500, 'past the 1 s hold');
+  const r = warden(env.A, ['source', '-c', 'fx', '--no-wait', '--', 'true']);
+  t.is(r.status, 5, r.stderr);
+  t.regex(r.stderr, /is busy: held by a source entry on host-b \(pid \d+, since /, 'the entry on B is named by its host');
+  t.notRegex(r.stderr, /holder unknown/);
+  process.kill(-b.pid!, 'SIGTERM');
+  await b.result;
+  t.is(warden(env.A, ['source', '-c', 'fx', '--no-wait', '--', 'true']).status, 0);
+});
+
 serial(title("B's info and locks name A's session, held; once A's holders are SIGKILLed, stale, with what to run on A"), async (t) => {
   const a = session('A');
   await untilOutput(a, /in \S+/);
