@@ -173,9 +173,9 @@ export class SessionTable {
   /**
    * One probe run from the interval timer, in slices of PROBE_SLICE sessions
    * with the event loop free between them (setImmediate runs after the poll
-   * phase, which delivers inotify events): with 1,000 sessions a run in one
-   * piece holds events for tens of ms, and a session begun and ended inside
-   * that time would be gone before its first event is looked at. Whatever a
+   * phase, which delivers the doorbell's poll and the supervisor's
+   * requests): with 1,000 unheld sessions a run in one piece holds them for
+   * tens of ms. Whatever a
    * slice throws (EMFILE at the fd limit, EACCES) goes to onError and ends
    * the run, never out of a timer callback, where it would end the process.
    */
