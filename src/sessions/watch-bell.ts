@@ -48,7 +48,7 @@ const LOG_MAX = 64 * 1024;
 const BELL_MODE = 0o700;
 
 /** The doorbell of `stateDir` (absolute). */
-export function bellDirOf(stateDir: string): string {
+function bellDirOf(stateDir: string): string {
   return join(stateDir, BELL_DIR);
 }
 
@@ -166,16 +166,16 @@ export class BellReader {
 
   /** Rings since the last read, in order; undefined: some may be lost. */
   read(): Ring[] | undefined {
-    const ids: Ring[] = [];
-    if (this.#fd !== undefined) this.#drain(ids);
+    const rings: Ring[] = [];
+    if (this.#fd !== undefined) this.#drain(rings);
     const now = inoAt(this.#path);
     let lost = false;
     if (this.#fd !== undefined) {
-      if (now === this.#ino) return ids;
+      if (now === this.#ino) return rings;
       // Ours was renamed aside. Lines of ringers that opened it before the
       // rename are read (one that writes after this drain is missed: a
       // window of microseconds), then it is let go.
-      this.#drain(ids);
+      this.#drain(rings);
       closeSync(this.#fd);
       this.#fd = undefined;
       // Ours must be the log renamed aside last: else another went by unread
@@ -190,23 +190,28 @@ export class BellReader {
     }
     if (now !== undefined) {
       this.#open(false);
-      if (this.#fd !== undefined) this.#drain(ids);
+      if (this.#fd !== undefined) this.#drain(rings);
     }
-    return lost ? undefined : ids;
+    return lost ? undefined : rings;
   }
 
-  /** Reads from the offset to the end of the open log; complete lines go to `ids`. */
-  #drain(ids: Ring[]): void {
+  /**
+   * Reads from the offset to the end of the open log; complete lines go to
+   * `rings`. A short read is the end (a regular file's): no second pread to
+   * be told so, once per event. What a ringer appends after it, its chmod
+   * brings to the next poll.
+   */
+  #drain(rings: Ring[]): void {
     for (;;) {
       const n = readSync(this.#fd!, this.#buf, 0, this.#buf.length, this.#offset);
-      if (n === 0) return;
       this.#offset += n;
       const lines = (this.#partial + this.#buf.toString('latin1', 0, n)).split('\n');
       this.#partial = lines.pop()!;
       for (const l of lines) {
         const r = parseRing(l);
-        if (r) ids.push(r);
+        if (r) rings.push(r);
       }
+      if (n < this.#buf.length) return;
     }
   }
 

@@ -69,12 +69,6 @@ export class SessionTable {
     for (const e of entries) this.#known.set(e.id, knownOf(e));
   }
 
-  /** An entry named `name` changed (a ring, or the kernel's event). */
-  onName(name: string): void {
-    if (this.#closed) return;
-    if (isSessionName(name)) this.#reconcileOrReport(name);
-  }
-
   /**
    * Session `id` rang the doorbell; `begunAs`: the chroot it rang with when
    * its dir appeared, if it did since the last look. A session that began

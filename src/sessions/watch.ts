@@ -222,7 +222,10 @@ class SessionWatcher {
       // One look per session, however often it rang; with the chroot it
       // began as, if it did since the last look.
       const begunAs = new Map<string, string | undefined>();
-      for (const r of rings) if (r.begun !== undefined || !begunAs.has(r.id)) begunAs.set(r.id, r.begun ?? begunAs.get(r.id));
+      for (const r of rings) {
+        if (r.begun !== undefined) begunAs.set(r.id, r.begun);
+        else if (!begunAs.has(r.id)) begunAs.set(r.id, undefined);
+      }
       for (const [id, chroot] of begunAs) this.#table.onRing(id, chroot);
     } catch (e) {
       this.#onError(e as Error);

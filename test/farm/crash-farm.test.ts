@@ -23,12 +23,12 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FileLock, shutdownWaitPool } from '../../src/locks/index.js';
+import { FileLock } from '../../src/locks/index.js';
 import { mountsUnder } from '../../src/union/index.js';
 import { CRASH, warden, type CliEnv } from '../helpers/cli.js';
 import { processesUnder, treeDigest } from '../helpers/chroots.js';
 import { farmOrSkip, type Host } from '../helpers/gluster.js';
-import { farmHosts } from '../helpers/farm-hosts.js';
+import { farmHosts, tearDownFarm } from '../helpers/farm-hosts.js';
 import { until } from '../helpers/wait.js';
 
 const test = anyTest as TestFn;
@@ -71,14 +71,7 @@ test.afterEach.always(async () => {
   for (const h of ['A', 'B'] as const) warden(env[h], ['recover', '--all', '--end']);
 });
 
-test.after.always(async (t) => {
-  if (local) {
-    for (const m of mountsUnder(local)) spawnSync('umount', ['-l', m.mountPoint]);
-    rmSync(local, { recursive: true, force: true });
-  }
-  if (farm) t.log(`gluster farm torn down in ${Math.round((await farm.close()).teardownMs)} ms`);
-  await shutdownWaitPool();
-});
+test.after.always((t) => tearDownFarm(t, farm, local));
 
 /** A session on `host` whose warden died after its command wrote in it: stale, still mounted, registered. */
 function staleMounted(host: Host, id: string): void {

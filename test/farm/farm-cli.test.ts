@@ -11,18 +11,15 @@
 // locks in one test process would not conflict), glusterfs-server
 // installed; otherwise skipped with the reason in the titles.
 import anyTest, { type TestFn } from 'ava';
-import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { shutdownWaitPool } from '../../src/locks/index.js';
 import { mountsUnder } from '../../src/union/index.js';
 import { processesUnder } from '../helpers/chroots.js';
 import { crashAt, untilOutput, warden, wardenAsync, type CliEnv, type Running } from '../helpers/cli.js';
 import { farmOrSkip, type Host } from '../helpers/gluster.js';
-import { farmHosts } from '../helpers/farm-hosts.js';
+import { farmHosts, tearDownFarm } from '../helpers/farm-hosts.js';
 import { until } from '../helpers/wait.js';
-import { tmpdir } from 'node:os';
-import { mkdtempSync } from 'node:fs';
 
 const test = anyTest as TestFn;
 
@@ -61,14 +58,7 @@ test.afterEach.always(async () => {
   rmSync(join(farm.mounts.A, 'src', 'upgraded'), { force: true });
 });
 
-test.after.always(async (t) => {
-  if (local) {
-    for (const m of mountsUnder(local)) spawnSync('umount', ['-l', m.mountPoint]);
-    rmSync(local, { recursive: true, force: true });
-  }
-  if (farm) t.log(`gluster farm torn down in ${Math.round((await farm.close()).teardownMs)} ms`);
-  await shutdownWaitPool();
-});
+test.after.always((t) => tearDownFarm(t, farm, local));
 
 /** An automatic session on `host` that runs until killed: prints its id once inside. */
 function session(host: Host): Running {

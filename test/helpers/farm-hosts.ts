@@ -1,7 +1,11 @@
 // The two hosts of a farm test (test/helpers/gluster.ts) as the CLI sees
 // them: chroot fx on the volume, shared-dir= beside it, each host with its
 // own configuration, state dir and host= name (host-a, host-b), no hooks.
-import { mkdirSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, rmSync } from 'node:fs';
+import type { ExecutionContext } from 'ava';
+import { shutdownWaitPool } from '../../src/locks/index.js';
+import { mountsUnder } from '../../src/union/index.js';
 import { join } from 'node:path';
 import { bootstrapChroot } from '../../src/bootstrap/index.js';
 import { writeConfig, type CliEnv } from './cli.js';
@@ -24,4 +28,14 @@ export async function farmHosts(farm: GlusterFarm, local: string): Promise<Recor
     );
   }
   return env;
+}
+
+/** A farm test file's last step: what is mounted under `local` unmounted and removed, the volume torn down, the wait pool shut. */
+export async function tearDownFarm(t: ExecutionContext, farm: GlusterFarm | undefined, local: string | undefined): Promise<void> {
+  if (local) {
+    for (const m of mountsUnder(local)) spawnSync('umount', ['-l', m.mountPoint]);
+    rmSync(local, { recursive: true, force: true });
+  }
+  if (farm) t.log(`gluster farm torn down in ${Math.round((await farm.close()).teardownMs)} ms`);
+  await shutdownWaitPool();
 }
