@@ -35,9 +35,14 @@
 //    them (its log). This is the probe's work (fcntl locks are no file
 //    event): bounded by its interval, 500 ms.
 //
+// Nothing is measured before the supervisor is at rest (quiesce): what its
+// start leaves to V8 (mark-compacts, optimizing compiles) would otherwise
+// fall in the first window. BENCH_THREADS=1 prints its threads' CPU
+// (/proc/PID/task/*/schedstat) for the first window and the idle one.
+//
 // Needs root (mounts). Run with `npm run bench:watch`.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -53,6 +58,8 @@ import { WARDEN, request } from './procs.js';
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 200);
 const PRESENT = Number(process.env.BENCH_PRESENT ?? 1000);
 const STALE = Number(process.env.BENCH_STALE ?? 20);
+/** A supervisor at rest spends ~5 ms a second (bench row "idle"); /proc's clock ticks are 10 ms. */
+const QUIET_MS = 10;
 /** Clock ticks per second of /proc/PID/stat's times (USER_HZ). */
 const HZ = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
 
@@ -70,6 +77,46 @@ function selfCpuMs(): number {
   const stat = readFileSync('/proc/self/stat', 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (u.user + u.system) / 1e3 + ((Number(f[13]) + Number(f[14])) * 1000) / HZ;
+}
+
+function threadCpu(pid: number): Map<string, [string, number, number]> {
+  const m = new Map<string, [string, number, number]>();
+  for (const t of readdirSync(`/proc/${pid}/task`)) {
+    const st = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+    const name = st.slice(st.indexOf('(') + 1, st.lastIndexOf(')'));
+    const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+    const ns = Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]);
+    m.set(t, [name, ns / 1e6, 0]);
+  }
+  return m;
+}
+function printThreads(a: Map<string, [string, number, number]>, b: Map<string, [string, number, number]>): void {
+  let all = 0;
+  for (const [t, [name, u]] of b) {
+    const d = u - (a.get(t)?.[1] ?? 0);
+    all += d;
+    if (d > 1) console.log(`thread ${t} ${name}: ${d.toFixed(1)} ms`);
+  }
+  console.log(`threads: ${all.toFixed(1)} ms`);
+}
+
+/**
+ * Waits until the supervisor is at rest: its CPU over one second no more
+ * than QUIET_MS (its polls and timers), for up to 60 s. Re-adopting
+ * 1,000 sessions leaves V8 work behind it for seconds (the memory
+ * reducer's mark-compacts, optimizing compiles on its worker threads),
+ * which would otherwise land in whichever window comes first. Returns how
+ * long it took.
+ */
+async function quiesce(pid: number): Promise<number> {
+  const t0 = nowNs();
+  for (;;) {
+    const c0 = procCpuMs(pid);
+    await sleep(1_000);
+    const spent = procCpuMs(pid) - c0;
+    const waited = Number(nowNs() - t0) / 1e6;
+    if (spent <= QUIET_MS || waited >= 60_000) return waited;
+  }
 }
 
 /** `warden supervise` on the bench's state dir, its log read line by line: the watch's events and what it did. */
@@ -99,8 +146,12 @@ class Supervisor {
 
   static async start(env: NodeJS.ProcessEnv): Promise<Supervisor> {
     // BENCH_CPU_PROF=DIR: a V8 CPU profile of the supervisor in DIR (the measured window is printed).
+    // BENCH_NODE_FLAGS: more flags for its node (--perf-basic-prof with perf, --trace-gc with
+    // BENCH_SUPERVISOR_OUT=FILE, where its stdout goes).
     const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
-    const child = spawn(process.execPath, [...prof, WARDEN, 'supervise', '--ready-fd', '3'], { env, cwd: '/', stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
+    const flags = process.env.BENCH_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
+    const out = process.env.BENCH_SUPERVISOR_OUT ? openSync(process.env.BENCH_SUPERVISOR_OUT, 'w') : 'ignore';
+    const child = spawn(process.execPath, [...prof, ...flags, WARDEN, 'supervise', '--ready-fd', '3'], { env, cwd: '/', stdio: ['ignore', out, 'pipe', 'pipe'] });
     const s = new Supervisor(child);
     if (!(await within(supervisorReady(child), 300_000, 'the supervisor to be ready'))) {
       throw new Error(`the supervisor did not start: ${s.log.map((l) => l.line).join(' | ')}`);
@@ -189,11 +240,13 @@ async function main(): Promise<void> {
     await sup.until('begun', warm.id);
     await endSession(warm);
     await sup.until('ended', warm.id);
-    await sleep(1_500);
+    const settleMs = await quiesce(sup.pid);
 
     const begunFrom = new Map<string, bigint>();
     const endedFrom = new Map<string, bigint>();
+    if (process.env.BENCH_CPU_PROF || process.env.BENCH_NODE_FLAGS) console.log(`window start (ms since supervisor start): ${Number(nowNs() - t0) / 1e6} pid ${sup.pid}`);
     const sup0 = procCpuMs(sup.pid);
+    const thr0 = threadCpu(sup.pid);
     const mine0 = selfCpuMs();
     const w0 = nowNs();
     for (let i = 0; i < SESSIONS; i++) {
@@ -210,12 +263,15 @@ async function main(): Promise<void> {
     const wallMs = Number(nowNs() - w0) / 1e6;
     await sleep(1_200); // whatever the watch still had to do
     const watched = procCpuMs(sup.pid) - sup0;
+    if (process.env.BENCH_THREADS) printThreads(thr0, threadCpu(sup.pid));
     const windowMs = Number(nowNs() - w0) / 1e6;
 
     // Its idle cost over a window as long.
     const idle0 = procCpuMs(sup.pid);
+    const ithr0 = threadCpu(sup.pid);
     await sleep(windowMs);
     const idle = procCpuMs(sup.pid) - idle0;
+    if (process.env.BENCH_THREADS) printThreads(ithr0, threadCpu(sup.pid));
 
     // The same number back to back, as a library caller goes: every begin, then every end, no
     // event waited for (each session lives long enough to be seen); then all the events.
@@ -278,6 +334,7 @@ async function main(): Promise<void> {
       { section: cpuSection, metric: 'supervisor CPU idle, same length', unit: 'ms', measured: idle, baseline: mine, baselineNote: 'CPU of the begins+ends', ratio: true },
       { section: cpuSection, metric: 'wall time of the begins+ends', unit: 'ms', measured: wallMs, baseline: null },
       { section: cpuSection, metric: `supervisor start, re-adopting the ${PRESENT}`, unit: 'ms', measured: startMs, baseline: null },
+      { section: cpuSection, metric: `then until at rest (<= ${QUIET_MS} ms of CPU in a second), before anything is measured`, unit: 'ms', measured: settleMs, baseline: null },
       { section: burstSection, metric: 'supervisor CPU during the begins and ends (+1.2 s after the last event)', unit: 'ms', measured: burstWatched, baseline: burstMine, baselineNote: 'CPU of the begins+ends', target: { kind: 'ratio', max: 0.2 } },
       { section: burstSection, metric: 'wall time of the begins and ends', unit: 'ms', measured: burstWallMs, baseline: null },
       { section: burstSection, metric: 'latency p50, begun and ended (from the call)', unit: 'ms', measured: burstAll.p50, baseline: null, target: { kind: 'max', max: 100 } },

@@ -187,11 +187,21 @@ export function listSessions(stateDir: string, opts: ListOptions = {}): SessionE
   return out;
 }
 
+/** inspectEntry's options beyond listSessions'. */
+export interface InspectOptions extends ListOptions {
+  /**
+   * Whether the liveness lock is probed (default true). false: an entry
+   * whose shape is right is reported `active`, for a caller that probes
+   * liveness on its own schedule (the watch: watch-table.ts).
+   */
+  liveness?: boolean;
+}
+
 /** One entry of the state dir, never throwing: problems become `corrupt` with the reason. */
 export function inspectEntry(
   stateDir: string,
   name: string,
-  opts: ListOptions = {},
+  opts: InspectOptions = {},
   locked?: ReadonlySet<string>,
   type?: Pick<Stats, 'isDirectory' | 'isSymbolicLink'>,
 ): SessionEntry {
@@ -208,7 +218,7 @@ export function inspectEntry(
   if (problem) return corrupt(problem);
   let held: boolean;
   try {
-    held = (lockKey !== undefined && locked?.has(lockKey) === true) || livenessHeld(dir);
+    held = opts.liveness === false || (lockKey !== undefined && locked?.has(lockKey) === true) || livenessHeld(dir);
   } catch (e) {
     return corrupt(`lock file: ${(e as Error).message}`);
   }

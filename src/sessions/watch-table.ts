@@ -132,8 +132,13 @@ export class SessionTable {
     }
     // Taken before reading it: a rewrite after this is seen by the next probe.
     const sig = stateSig(join(this.#dir, id));
-    // Its type from the lstat above: one lstat fewer per event.
-    const entry = inspectEntry(this.#dir, id, {}, undefined, st);
+    // Its type from the lstat above: one lstat fewer per event. Its
+    // liveness is the probe's: a new session is taken as active until the
+    // probe's next run (a ring comes from a begin, which holds the session
+    // before it publishes it), and for a known one only state.json matters.
+    // Most sessions of a busy state dir live less than a probe interval
+    // (run -c): their lock is then never opened.
+    const entry = inspectEntry(this.#dir, id, { liveness: false }, undefined, st);
     if (entry.status === 'corrupt') {
       if (prev?.kind === 'corrupt') return;
       // Reported only when it stays corrupt for a probe interval (see watchSessions).
@@ -150,7 +155,6 @@ export class SessionTable {
     if (!prev || prev.kind === 'corrupt') {
       this.#known.set(id, now);
       this.#emit({ event: 'begun', id, chroot: now.chroot, status: now.status });
-      if (now.kind === 'stale') this.#emit({ event: 'stale', id, chroot: now.chroot, status: now.status });
       return;
     }
     // Liveness is the probe's business; here only state.json matters. A

@@ -69,7 +69,7 @@ export class Adopter {
 
   onEvent(e: SessionEvent): void {
     const s = this.#s;
-    if (s.o.traceWatch) s.log(`watch: ${e.event} ${e.id} ${process.hrtime.bigint()}`);
+    s.o.traceWatch?.(`watch: ${e.event} ${e.id} ${process.hrtime.bigint()}`);
     if (s.stopping) return;
     if (e.event === 'stale') {
       s.log(`session ${e.id} went stale; re-adopting it`);

@@ -77,10 +77,11 @@ class Engine {
       sourceSessions: new Map<string, SourceSession>(),
       inFlight: new Set<InFlight>(),
       limits,
-      // A timer every 50 ms (not Node's default 10): an idle supervisor's CPU
-      // is its timers' wake-ups (bench/watch.ts, idle row); a stall shorter
-      // than that may go unseen, a longer one never does.
-      lag: monitorEventLoopDelay({ resolution: 50 }),
+      // A timer every 100 ms (not Node's default 10): an idle supervisor's
+      // CPU is its wake-ups (bench/watch.ts, idle row: this timer at 50 ms
+      // was a third of it); a stall shorter than that may go unseen, a
+      // longer one never does.
+      lag: monitorEventLoopDelay({ resolution: 100 }),
       acceptor: undefined,
       stop: new AbortController(),
       stopping: false,

@@ -27,8 +27,11 @@ export interface SupervisorOptions {
   endSessionsOnExit?: boolean;
   /** Liveness probe interval of the state-dir watch (default 500 ms). */
   probeMs?: number;
-  /** Log every event of the state-dir watch with its CLOCK_MONOTONIC time in ns (bench/watch.ts measures with it). */
-  traceWatch?: boolean;
+  /**
+   * Given every event of the state-dir watch as `watch: EVENT ID NS`, NS its
+   * CLOCK_MONOTONIC time (bench/watch.ts measures with it).
+   */
+  traceWatch?: (line: string) => void;
   /**
    * A gid whose members may connect (socket mode 0660, group `socketGid`);
    * default: root only (0600). Who may then do what is decided per request

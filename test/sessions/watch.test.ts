@@ -227,7 +227,8 @@ test.serial('30 sessions come and go: one poll (the doorbell) however many there
   t.is(inotifyWatches(), base);
   t.deepEqual(
     ids.map((id) => r.seen.filter((e) => e.id === id).map((e) => e.event)),
-    ids.map(() => ['begun', 'stale', 'ended']),
+    // Unheld, but the probe (an hour here) is what sees a session stale.
+    ids.map(() => ['begun', 'ended']),
   );
 });
 
@@ -302,9 +303,9 @@ test.serial('a ring is seen at once, not by the listing: begun and ended within 
   ringEnded(sd, 'rung');
   await r.until('ended', 'rung');
   await w.close();
+  // Nothing holds it, but staleness is the probe's to see (an hour here): a look at a session never opens its lock.
   t.deepEqual(r.seen.map((e) => [e.event, e.id]), [
     ['begun', 'rung'],
-    ['stale', 'rung'],
     ['ended', 'rung'],
   ]);
   t.deepEqual(readdirSync(join(sd, BELL_DIR)), ['rings']);
