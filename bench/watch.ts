@@ -58,6 +58,7 @@ import { WARDEN, request } from './procs.js';
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 200);
 const PRESENT = Number(process.env.BENCH_PRESENT ?? 1000);
 const STALE = Number(process.env.BENCH_STALE ?? 20);
+const WARM = Number(process.env.BENCH_WARM ?? 20);
 /** A supervisor at rest spends ~5 ms a second (bench row "idle"); /proc's clock ticks are 10 ms. */
 const QUIET_MS = 10;
 /** Clock ticks per second of /proc/PID/stat's times (USER_HZ). */
@@ -235,11 +236,18 @@ async function main(): Promise<void> {
     const held = ((await request(stateDir, { op: 'status' })) as { held: string[] }).held.length;
     if (held !== PRESENT) throw new Error(`the supervisor holds ${held} sessions, not the ${PRESENT} present`);
 
-    // Warm the library (first mount, worker pool) and the supervisor's watch before anything is measured.
-    const warm = await begin();
-    await sup.until('begun', warm.id);
-    await endSession(warm);
-    await sup.until('ended', warm.id);
+    // Warm the library (first mount, worker pool) and the supervisor's watch before anything is
+    // measured: WARM begins and ends, each event waited for, so that V8 has compiled the paths
+    // both take (a long-running supervisor has long done so; its compiles would otherwise fall
+    // in the first window, on its worker threads).
+    const warmIds: string[] = [];
+    for (let i = 0; i < WARM; i++) {
+      const warm = await begin();
+      warmIds.push(warm.id);
+      await sup.until('begun', warm.id);
+      await endSession(warm);
+      await sup.until('ended', warm.id);
+    }
     const settleMs = await quiesce(sup.pid);
 
     const begunFrom = new Map<string, bigint>();
@@ -320,7 +328,7 @@ async function main(): Promise<void> {
     const burstAll = summarize([...lat('begun', burstBegun), ...lat('ended', burstEnded)]);
     const stale = summarize(staleMs);
     const adopt = summarize(adoptMs);
-    const made = new Set([warm.id, ...begunFrom.keys(), ...burstBegun.keys(), ...staleIds]);
+    const made = new Set([...warmIds, ...begunFrom.keys(), ...burstBegun.keys(), ...staleIds]);
     const spurious = sup.events.filter((e) => !made.has(e.id));
     if (spurious.length) throw new Error(`events for entries never made: ${JSON.stringify(spurious.slice(0, 5), (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}`);
     const twice = [...begunFrom.keys(), ...burstBegun.keys()].filter((id) => sup!.events.filter((e) => e.id === id).length !== 2);
