@@ -12,6 +12,10 @@
 // 2. begin on the shared chroot (source and shared-dir= on the volume)
 //    vs the same chroot on local disk, through the library, interleaved,
 //    each session ended after it is timed: median ratio, target <= 1.5x.
+// 3. The requests a begin on the shared chroot makes to the brick, by
+//    fop (gluster volume profile, asked through the harness's shell so
+//    that no child of ours flushes our fds), median of BENCH_COUNTED
+//    (10) begins after those of 2 (profiling slows the brick: not timed).
 //
 // Root, glusterfs-server installed. `npm run bench:fleet`.
 import { spawn } from 'node:child_process';
@@ -29,6 +33,7 @@ import { spawnSync } from 'node:child_process';
 
 const TRIALS = Number(process.env.BENCH_TRIALS ?? 50);
 const BEGINS = Number(process.env.BENCH_BEGINS ?? 20);
+const COUNTED = Number(process.env.BENCH_COUNTED ?? 10);
 const WARDEN = join(ROOT, 'dist', 'cli', 'warden.cjs');
 
 interface HostEnv {
@@ -105,6 +110,11 @@ function blockedOn(pid: number, file: string): boolean {
   }
 }
 
+/** "LK 4, CREATE 1, ...": a begin's requests, most frequent first. */
+function describeFops(f: Record<string, number>): string {
+  return Object.entries(f).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).map(([k, v]) => `${k} ${v}`).join(', ');
+}
+
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('needs root (mounts)');
   const farm = await startGlusterFarm();
@@ -142,6 +152,19 @@ async function main(): Promise<void> {
         if (i > 0) out.push(ms); // the first of each: warm-up
       }
     }
+    // Requests per begin, by fop: profiling on from here (it slows the brick).
+    await farm.brickFops();
+    const counted: Record<string, number>[] = [];
+    for (let i = 0; i < COUNTED; i++) {
+      await farm.brickFops();
+      const s = await begin(env.A, 'fx');
+      counted.push(await farm.brickFops());
+      await endSession(s);
+    }
+    const totals = counted.map((c) => Object.values(c).reduce((a, b) => a + b, 0));
+    // The breakdown shown: a begin with the most frequent total (a begin past a cache timeout makes more lookups).
+    const mode = [...totals].sort((a, b) => totals.filter((t) => t === b).length - totals.filter((t) => t === a).length || a - b)[0];
+    const typical = counted[totals.indexOf(mode!)]!;
     const lat = summarize(latencies);
     const section1 = `A's last session ends -> B's entry command runs (${TRIALS} trials)`;
     const section2 = `begin, library, no hooks (median of ${BEGINS})`;
@@ -150,6 +173,7 @@ async function main(): Promise<void> {
       { section: section1, metric: 'p99', unit: 'ms', measured: lat.p99, baseline: null },
       { section: section1, metric: 'max', unit: 'ms', measured: lat.max, baseline: null },
       { section: section2, metric: 'begin on the shared chroot (gluster)', unit: 'ms', measured: median(beginsShared), baseline: median(beginsLocal), baselineNote: 'local chroot', target: { kind: 'ratio', max: 1.5 } },
+      { section: `requests to the brick per shared begin (median of ${COUNTED}; typical: ${describeFops(typical)})`, metric: 'requests', unit: 'count', measured: median(totals), baseline: null },
     ];
     const evaluated = rows.map(evaluate);
     printTable(`warden fleet benchmark (${((Date.now() - t0) / 1000).toFixed(1)} s, ${machine().cpus} CPUs, node ${process.version}, glusterfs mounts as two hosts)`, evaluated);
@@ -159,7 +183,7 @@ async function main(): Promise<void> {
       machine: machine(),
       farmTimings: farm.timings,
       rows: evaluated,
-      details: { handOverMs: lat, beginSharedMs: summarize(beginsShared), beginLocalMs: summarize(beginsLocal), raw: { latencies, beginsShared, beginsLocal } },
+      details: { beginRequests: { totals, counted }, handOverMs: lat, beginSharedMs: summarize(beginsShared), beginLocalMs: summarize(beginsLocal), raw: { latencies, beginsShared, beginsLocal } },
     });
     console.log(`results: ${file}`);
   } finally {

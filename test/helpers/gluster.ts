@@ -76,6 +76,15 @@ export interface GlusterFarm {
   /** Unmounts a host's mount (lazily if its client is gone) and mounts it again. */
   remount(host: Host): Promise<void>;
   /**
+   * The requests the brick served since the last call, by fop (`gluster
+   * volume profile VOL info incremental`; profiling starts on the first
+   * call, which returns {}). Asked through a shell started with the farm,
+   * before the caller opened anything on the mounts: a child of the
+   * caller would hold copies of its fds until its exec, which closes them,
+   * and every such close on a FUSE mount is a FLUSH the brick would count.
+   */
+  brickFops(): Promise<Record<string, number>>;
+  /**
    * Tears everything down in reverse: both mounts, the volume (stopped and
    * deleted), the brick process if it survived, glusterd by its pid, the
    * files it left outside the temp dir, the temp dir, the machine lock.
@@ -199,6 +208,8 @@ class Farm implements GlusterFarm {
   #brickPid: number | undefined;
   #brickSocket: string | undefined;
   #closing: Promise<{ teardownMs: number }> | undefined;
+  #asker: Asker | undefined;
+  #profiling = false;
 
   constructor(machine: FileLock) {
     this.#machine = machine;
@@ -219,6 +230,7 @@ class Farm implements GlusterFarm {
     await this.#createVolume();
     const t2 = performance.now();
     for (const host of ['A', 'B'] as const) await this.#mount(host);
+    this.#asker = new Asker();
     const t3 = performance.now();
     Object.assign(this.timings, { glusterdMs: t1 - t0, volumeMs: t2 - t1, mountsMs: t3 - t2, setupMs: t3 - t0 });
   }
@@ -302,6 +314,19 @@ class Farm implements GlusterFarm {
     });
   }
 
+  async brickFops(): Promise<Record<string, number>> {
+    const asker = this.#asker;
+    if (!asker) throw new Error('brickFops: the farm is closed');
+    const cli = [which('gluster')!, `--glusterd-sock=${this.#sock}`, `--log-file=${join(this.tmp, 'log', 'cli.log')}`, '--mode=script', 'volume', 'profile', this.volume];
+    if (!this.#profiling) {
+      await asker.ask([...cli, 'start']);
+      this.#profiling = true;
+      await asker.ask([...cli, 'info', 'incremental']);
+      return {};
+    }
+    return parseProfile(await asker.ask([...cli, 'info', 'incremental']));
+  }
+
   clientPid(host: Host): number | undefined {
     // The client's last argument is its mount point (a path only this farm uses).
     for (const pid of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
@@ -347,6 +372,8 @@ class Farm implements GlusterFarm {
         errors.push(e);
       }
     };
+    await step(() => this.#asker?.close());
+    this.#asker = undefined;
     for (const host of ['B', 'A'] as const) {
       await step(() => this.#unmount(host));
       await step(() => {
@@ -414,6 +441,64 @@ class Farm implements GlusterFarm {
       return '';
     }
   }
+}
+
+/**
+ * A shell that runs one command at a time for us, its output read back up
+ * to a marker line: started once, so that our later fds never reach it.
+ */
+class Asker {
+  #child: ChildProcess;
+  #out = '';
+  #waiting: (() => void) | undefined;
+
+  constructor() {
+    this.#child = spawn('/bin/sh', [], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.#child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      this.#out += d;
+      this.#waiting?.();
+    });
+    this.#child.stderr!.resume();
+  }
+
+  async ask(argv: string[]): Promise<string> {
+    const mark = `--end-${Math.random().toString(36).slice(2)}--`;
+    this.#out = '';
+    const done = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no answer to ${argv.join(' ')}`)), COMMAND_TIMEOUT_MS);
+      this.#waiting = () => {
+        if (!this.#out.includes(`${mark}\n`)) return;
+        clearTimeout(timer);
+        this.#waiting = undefined;
+        resolve();
+      };
+    });
+    const quoted = argv.map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(' ');
+    this.#child.stdin!.write(`${quoted} 2>&1; echo ${mark}\n`);
+    await done;
+    return this.#out.slice(0, this.#out.indexOf(mark));
+  }
+
+  async close(): Promise<void> {
+    const c = this.#child;
+    if (c.exitCode !== null || c.signalCode !== null) return;
+    const exited = new Promise((resolve) => c.once('exit', resolve));
+    c.stdin!.end();
+    await exited;
+  }
+}
+
+/** The fops of a `volume profile ... info incremental` answer, summed over its bricks: { LK: 4, ... }. */
+export function parseProfile(text: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const section of text.split(/Interval \d+ Stats:/).slice(1)) {
+    for (const line of section.split('\n')) {
+      // %-latency, avg, min, max (each with a unit), calls, fop
+      const m = /^\s*[\d.]+\s+(?:[\d.]+\s*[num]?s\s+){3}(\d+)\s+([A-Z_]+)\s*$/.exec(line);
+      if (m) out[m[2]!] = (out[m[2]!] ?? 0) + Number(m[1]);
+    }
+  }
+  return out;
 }
 
 /** "pid N (comm)" of whatever listens on a TCP port, "pid unknown" if it is not ours to see, undefined if nothing does. */
