@@ -16,6 +16,11 @@
 //    fop (gluster volume profile, asked through the harness's shell so
 //    that no child of ours flushes our fds), median of BENCH_COUNTED
 //    (10) begins after those of 2 (profiling slows the brick: not timed).
+// 4. What one request costs, on A's mount and on local disk: a lock file's
+//    F_OFD_SETLK, its unlock, and an open + shared lock + close, each after
+//    5 ms idle as a begin meets them (a tight loop keeps glusterfs's threads
+//    awake and shows a third of it). Medians of BENCH_ROUND_TRIPS (60).
+//    With 2 and 3 this bounds a shared begin from below.
 //
 // Root, glusterfs-server installed. `npm run bench:fleet`.
 import { spawn } from 'node:child_process';
@@ -24,16 +29,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bootstrapChroot } from '../src/bootstrap/index.js';
 import { chrootOf, hooksDirOf, hookTimeoutMsOf, loadContext, type Context } from '../src/config/index.js';
-import { shutdownWaitPool } from '../src/locks/index.js';
+import { FileLock, shutdownWaitPool } from '../src/locks/index.js';
 import { beginSession, endSession } from '../src/sessions/index.js';
 import { mountsUnder } from '../src/union/index.js';
 import { startGlusterFarm, type Host } from '../test/helpers/gluster.js';
-import { ROOT, evaluate, machine, median, nowNs, printTable, summarize, until, writeResults, type Row } from './lib.js';
+import { ROOT, evaluate, machine, median, nowNs, printTable, sleep, summarize, until, writeResults, type Row } from './lib.js';
 import { spawnSync } from 'node:child_process';
 
 const TRIALS = Number(process.env.BENCH_TRIALS ?? 50);
 const BEGINS = Number(process.env.BENCH_BEGINS ?? 20);
 const COUNTED = Number(process.env.BENCH_COUNTED ?? 10);
+const ROUND_TRIPS = Number(process.env.BENCH_ROUND_TRIPS ?? 60);
 const WARDEN = join(ROOT, 'dist', 'cli', 'warden.cjs');
 
 interface HostEnv {
@@ -115,6 +121,41 @@ function describeFops(f: Record<string, number>): string {
   return Object.entries(f).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).map(([k, v]) => `${k} ${v}`).join(', ');
 }
 
+/** Medians in ms of a lock file's lock, unlock, and open + shared lock + close in `dir`, each after 5 ms idle. */
+async function roundTrips(dir: string): Promise<{ lock: number; unlock: number; openLockClose: number }> {
+  const path = join(dir, 'round-trip.lock');
+  writeFileSync(path, '', { mode: 0o600 });
+  const range = { start: 0, len: 0 };
+  const held = FileLock.open(path, { create: false, range });
+  const lock: number[] = [];
+  const unlock: number[] = [];
+  const olc: number[] = [];
+  try {
+    for (let i = 0; i < ROUND_TRIPS; i++) {
+      await sleep(5);
+      let t = nowNs();
+      if (!held.tryAcquire('exclusive')) throw new Error(`${path} is locked by someone else`);
+      lock.push(Number(nowNs() - t) / 1e6);
+      t = nowNs();
+      held.release();
+      unlock.push(Number(nowNs() - t) / 1e6);
+      await sleep(5);
+      t = nowNs();
+      const other = FileLock.open(path, { create: false, range });
+      try {
+        other.tryAcquire('shared');
+      } finally {
+        other.close();
+      }
+      olc.push(Number(nowNs() - t) / 1e6);
+    }
+  } finally {
+    held.close();
+    rmSync(path, { force: true });
+  }
+  return { lock: median(lock), unlock: median(unlock), openLockClose: median(olc) };
+}
+
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('needs root (mounts)');
   const farm = await startGlusterFarm();
@@ -165,15 +206,21 @@ async function main(): Promise<void> {
     // The breakdown shown: a begin with the most frequent total (a begin past a cache timeout makes more lookups).
     const mode = [...totals].sort((a, b) => totals.filter((t) => t === b).length - totals.filter((t) => t === a).length || a - b)[0];
     const typical = counted[totals.indexOf(mode!)]!;
+    const rtShared = await roundTrips(join(farm.mounts.A, 'shared'));
+    const rtLocal = await roundTrips(local);
     const lat = summarize(latencies);
     const section1 = `A's last session ends -> B's entry command runs (${TRIALS} trials)`;
     const section2 = `begin, library, no hooks (median of ${BEGINS})`;
+    const section4 = `one request on A's mount, after 5 ms idle (median of ${ROUND_TRIPS})`;
     const rows: Row[] = [
       { section: section1, metric: 'p50', unit: 'ms', measured: lat.p50, baseline: null, target: { kind: 'max', max: 10 } },
       { section: section1, metric: 'p99', unit: 'ms', measured: lat.p99, baseline: null },
       { section: section1, metric: 'max', unit: 'ms', measured: lat.max, baseline: null },
       { section: section2, metric: 'begin on the shared chroot (gluster)', unit: 'ms', measured: median(beginsShared), baseline: median(beginsLocal), baselineNote: 'local chroot', target: { kind: 'ratio', max: 1.5 } },
       { section: `requests to the brick per shared begin (median of ${COUNTED}; typical: ${describeFops(typical)})`, metric: 'requests', unit: 'count', measured: median(totals), baseline: null },
+      { section: section4, metric: 'lock (F_OFD_SETLK)', unit: 'ms', measured: rtShared.lock, baseline: rtLocal.lock, baselineNote: 'local disk', ratio: true },
+      { section: section4, metric: 'unlock', unit: 'ms', measured: rtShared.unlock, baseline: rtLocal.unlock, baselineNote: 'local disk', ratio: true },
+      { section: section4, metric: 'open + shared lock + close', unit: 'ms', measured: rtShared.openLockClose, baseline: rtLocal.openLockClose, baselineNote: 'local disk', ratio: true },
     ];
     const evaluated = rows.map(evaluate);
     printTable(`warden fleet benchmark (${((Date.now() - t0) / 1000).toFixed(1)} s, ${machine().cpus} CPUs, node ${process.version}, glusterfs mounts as two hosts)`, evaluated);
@@ -183,7 +230,7 @@ async function main(): Promise<void> {
       machine: machine(),
       farmTimings: farm.timings,
       rows: evaluated,
-      details: { beginRequests: { totals, counted }, handOverMs: lat, beginSharedMs: summarize(beginsShared), beginLocalMs: summarize(beginsLocal), raw: { latencies, beginsShared, beginsLocal } },
+      details: { roundTripsMs: { shared: rtShared, local: rtLocal }, beginRequests: { totals, counted }, handOverMs: lat, beginSharedMs: summarize(beginsShared), beginLocalMs: summarize(beginsLocal), raw: { latencies, beginsShared, beginsLocal } },
     });
     console.log(`results: ${file}`);
   } finally {
