@@ -12,14 +12,14 @@
 // Root only (users are made and removed, mounts), OFD mode only,
 // glusterfs-server installed; otherwise skipped with the reason in the
 // titles.
-import anyTest, { type TestFn } from 'ava';
+import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO, processesUnder } from '../helpers/chroots.js';
 import { untilOutput, warden, wardenAsync, writeConfig, type CliEnv, type Result, type Running } from '../helpers/cli.js';
-import { farmHosts, tearDownFarm } from '../helpers/farm-hosts.js';
+import { farmHosts, killAll, killRunning, tearDownFarm } from '../helpers/farm-hosts.js';
 import { farmOrSkip, type Host } from '../helpers/gluster.js';
 import { supervise } from '../helpers/supervised.js';
 import { makeUser, type TestUser } from '../helpers/users.js';
@@ -46,17 +46,7 @@ test.before(async () => {
 
 test.afterEach.always(async () => {
   if (!farm) return;
-  for (const r of running) {
-    for (const pid of [r.pid!, ...processesUnder(local)]) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
-    await r.result;
-  }
-  running.clear();
+  await killRunning(running, local);
   for (const h of ['A', 'B'] as const) warden(env[h], ['recover', '--all', '--end']);
 });
 
@@ -105,23 +95,26 @@ function relayAsync(user: TestUser, args: string[]): Running {
   return r;
 }
 
-/** An automatic session on A that runs until killed: prints its id once inside. */
-function sessionOnA(): Running {
-  const r = wardenAsync(env.A, ['run', '-c', 'fx', '--', 'sh', '-c', 'echo "in $WARDEN_SESSION_ID"; exec sleep 1000'], { detached: true });
-  running.add(r);
-  return r;
-}
-
-const idOf = (r: Running) => /in (\S+)/.exec(r.output.stdout)![1]!;
-const registrations = () => readdirSync(join(farm!.mounts.B, 'shared', 'sessions')).filter((n) => !n.startsWith('.'));
-
-serial(title("a user's entry through B's broker: refused with --no-wait naming A's session, then waits for it, saying so, and runs once it ended"), async (t) => {
+/** A user admitted to fx's source on B (made for the test, removed after it), and B's supervisor serving. */
+async function userOnB(t: ExecutionContext): Promise<TestUser> {
   const user = makeUser(t);
   admit(user);
   await supervise(t, env.B);
-  const a = sessionOnA();
+  return user;
+}
+
+/** An automatic session on A that runs until killed, once inside it; and its id. */
+async function sessionOnA(): Promise<{ a: Running; id: string }> {
+  const a = wardenAsync(env.A, ['run', '-c', 'fx', '--', 'sh', '-c', 'echo "in $WARDEN_SESSION_ID"; exec sleep 1000'], { detached: true });
+  running.add(a);
   await untilOutput(a, /in \S+/);
-  const id = idOf(a);
+  return { a, id: /in (\S+)/.exec(a.output.stdout)![1]! };
+}
+const registrations = () => readdirSync(join(farm!.mounts.B, 'shared', 'sessions')).filter((n) => !n.startsWith('.'));
+
+serial(title("a user's entry through B's broker: refused with --no-wait naming A's session, then waits for it, saying so, and runs once it ended"), async (t) => {
+  const user = await userOnB(t);
+  const { a, id } = await sessionOnA();
   const refused = relay(user, ['source', '-c', 'fx', '--no-wait', '--', 'true']);
   t.is(refused.status, 5, refused.stderr);
   t.regex(refused.stderr, new RegExp(`host-a@${id} \\(pid \\d+ on host-a`), 'the refusal names the session of the other host');
@@ -138,9 +131,7 @@ serial(title("a user's entry through B's broker: refused with --no-wait naming A
 });
 
 serial(title("while a user's entry command runs through B's broker, A's --no-wait entry names it by host, past the entry's 1 s hold, until the command ends"), async (t) => {
-  const user = makeUser(t);
-  admit(user);
-  await supervise(t, env.B);
+  const user = await userOnB(t);
   const entry = relayAsync(user, ['source', '-c', 'fx', '--', '/bin/sh', '-c', 'echo entered; read line']);
   await untilOutput(entry, /entered/);
   const entered = Date.now();
@@ -159,19 +150,10 @@ serial(title("while a user's entry command runs through B's broker, A's --no-wai
 });
 
 serial(title("a session of A whose holders died blocks a user's entry through B's broker with exit 7 naming A, until A recovers"), async (t) => {
-  const user = makeUser(t);
-  admit(user);
-  await supervise(t, env.B);
-  const a = sessionOnA();
-  await untilOutput(a, /in \S+/);
-  const id = idOf(a);
-  for (const pid of [a.pid!, ...processesUnder(env.A.stateDir)]) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone
-    }
-  }
+  const user = await userOnB(t);
+  const { a, id } = await sessionOnA();
+  // Its warden and everything in the session (its command has a session of its own).
+  killAll([a.pid!, ...processesUnder(env.A.stateDir)]);
   await a.result;
   const r = relay(user, ['source', '-c', 'fx', '--', 'true']);
   t.is(r.status, 7, r.stderr);

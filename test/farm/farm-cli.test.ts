@@ -18,7 +18,7 @@ import { mountsUnder } from '../../src/union/index.js';
 import { processesUnder } from '../helpers/chroots.js';
 import { crashAt, untilOutput, warden, wardenAsync, type CliEnv, type Running } from '../helpers/cli.js';
 import { farmOrSkip, type Host } from '../helpers/gluster.js';
-import { farmHosts, tearDownFarm } from '../helpers/farm-hosts.js';
+import { farmHosts, killAll, killRunning, tearDownFarm } from '../helpers/farm-hosts.js';
 import { until } from '../helpers/wait.js';
 
 const test = anyTest as TestFn;
@@ -40,17 +40,7 @@ test.before(async () => {
 
 test.afterEach.always(async () => {
   if (!farm) return;
-  for (const r of running) {
-    for (const pid of [r.pid!, ...processesUnder(local)]) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
-    await r.result;
-  }
-  running.clear();
+  await killRunning(running, local);
   for (const h of ['A', 'B'] as const) {
     if (!farm.clientPid(h)) await farm.remount(h);
     warden(env[h], ['recover', '--all', '--end']);
@@ -69,13 +59,7 @@ function session(host: Host): Running {
 
 /** SIGKILL to the session's warden and everything running in the session (its command has a session of its own). */
 async function killHolders(r: Running, host: Host): Promise<void> {
-  for (const pid of [r.pid!, ...processesUnder(env[host].stateDir)]) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone
-    }
-  }
+  killAll([r.pid!, ...processesUnder(env[host].stateDir)]);
   await r.result;
 }
 

@@ -8,7 +8,8 @@ import { shutdownWaitPool } from '../../src/locks/index.js';
 import { mountsUnder } from '../../src/union/index.js';
 import { join } from 'node:path';
 import { bootstrapChroot } from '../../src/bootstrap/index.js';
-import { writeConfig, type CliEnv } from './cli.js';
+import { processesUnder } from './chroots.js';
+import { writeConfig, type CliEnv, type Running } from './cli.js';
 import type { GlusterFarm, Host } from './gluster.js';
 
 /** Bootstraps fx's source on the volume, makes its shared dir, and writes each host's configuration under `local`. */
@@ -28,6 +29,26 @@ export async function farmHosts(farm: GlusterFarm, local: string): Promise<Recor
     );
   }
   return env;
+}
+
+/** SIGKILL to each of `pids` that is still there. */
+export function killAll(pids: readonly number[]): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  }
+}
+
+/** After each farm test: what it left running killed (with anything still running under `local`), and waited for. */
+export async function killRunning(running: Set<Running>, local: string): Promise<void> {
+  for (const r of running) {
+    killAll([r.pid!, ...processesUnder(local)]);
+    await r.result;
+  }
+  running.clear();
 }
 
 /** A farm test file's last step: what is mounted under `local` unmounted and removed, the volume torn down, the wait pool shut. */
