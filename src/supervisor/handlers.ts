@@ -22,7 +22,7 @@ import type { BrokerHost, RelayedCall } from './broker.js';
 import { SessionAccessError, SupervisorStoppingError } from './errors.js';
 import { assertSessionOwner } from './owner.js';
 import { PROTOCOL_VERSION, type Request } from './protocol.js';
-import type { SupervisorState } from './state.js';
+import { LAG_RESOLUTION_MS, type SupervisorState } from './state.js';
 
 export async function handleRequest(s: SupervisorState, req: Request, who: Credentials, signal: AbortSignal, hungUp: () => boolean, onWait: (info: WaitInfo) => void): Promise<Record<string, unknown>> {
   switch (req.op) {
@@ -39,7 +39,9 @@ export async function handleRequest(s: SupervisorState, req: Request, who: Crede
 
 /** What the supervisor holds and how it is doing; the event-loop delay is since the previous status. */
 function status(s: SupervisorState): Record<string, unknown> {
-  const lag = { maxMs: round(s.lag.max / 1e6), p99Ms: round(s.lag.percentile(99) / 1e6), meanMs: round(s.lag.mean / 1e6) };
+  // The monitor records each of its periods whole: the delay is what lies beyond the period.
+  const beyond = (ns: number) => round(Math.max(0, ns / 1e6 - LAG_RESOLUTION_MS));
+  const lag = { maxMs: beyond(s.lag.max), p99Ms: beyond(s.lag.percentile(99)), meanMs: beyond(s.lag.mean) };
   s.lag.reset();
   return {
     pid: process.pid,

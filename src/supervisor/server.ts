@@ -25,7 +25,7 @@ import { brokerHost } from './handlers.js';
 import { QuietLog, resolveLimits } from './limits.js';
 import { SUPERVISOR_SOCKET } from './paths.js';
 import { Requests } from './requests.js';
-import type { InFlight, SupervisorOptions, SupervisorState } from './state.js';
+import { LAG_RESOLUTION_MS, type InFlight, type SupervisorOptions, type SupervisorState } from './state.js';
 
 export type { BeginSpec, SupervisorOptions } from './state.js';
 
@@ -77,11 +77,11 @@ class Engine {
       sourceSessions: new Map<string, SourceSession>(),
       inFlight: new Set<InFlight>(),
       limits,
-      // A timer every 100 ms (not Node's default 10): an idle supervisor's
-      // CPU is its wake-ups (bench/watch.ts, idle row: this timer at 50 ms
-      // was a third of it); a stall shorter than that may go unseen, a
-      // longer one never does.
-      lag: monitorEventLoopDelay({ resolution: 100 }),
+      // A timer every LAG_RESOLUTION_MS (50 ms, not Node's default 10): an
+      // idle supervisor's CPU is its wake-ups (bench/watch.ts, idle row); a
+      // stall shorter than that may go unseen, a longer one never does
+      // (bench/percall's bound on it is 50 ms).
+      lag: monitorEventLoopDelay({ resolution: LAG_RESOLUTION_MS }),
       acceptor: undefined,
       stop: new AbortController(),
       stopping: false,

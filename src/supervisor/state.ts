@@ -85,7 +85,10 @@ export interface SupervisorState {
   readonly sourceSessions: Map<string, SourceSession>;
   readonly inFlight: Set<InFlight>;
   readonly limits: SupervisorLimits;
-  /** Event-loop delay, reported (and reset) by `status`: the proof that lock waits never block the loop. */
+  /**
+   * Event-loop delay, reported (and reset) by `status`: the proof that lock
+   * waits never block the loop. Its timer's period is LAG_RESOLUTION_MS.
+   */
   readonly lag: IntervalHistogram;
   /** The socket and the connections until they are served. */
   acceptor: Acceptor | undefined;
@@ -95,3 +98,10 @@ export interface SupervisorState {
   /** The caller's log, which must not be able to end the supervisor either. */
   log(line: string): void;
 }
+
+/**
+ * The period of the event-loop monitor (monitorEventLoopDelay's
+ * resolution). Its histogram records each period's whole length, the
+ * period plus the delay: `status` reports what lies beyond it.
+ */
+export const LAG_RESOLUTION_MS = 50;

@@ -269,6 +269,12 @@ rootSerial('100 clients at once while a source entry waits: every request answer
   const status = (await ask({ op: 'status' })) as { fds: Fds; eventLoopDelay: { maxMs: number }; held: string[] };
   t.log(`event-loop delay over the run: max ${status.eventLoopDelay.maxMs} ms; fds ${JSON.stringify(base.fds)} -> ${JSON.stringify(status.fds)}`);
   t.true(status.eventLoopDelay.maxMs < 250, `event loop blocked for ${status.eventLoopDelay.maxMs} ms`);
+  // Idle now: the delay is what lies beyond the monitor's period, near 0
+  // (not the period itself, which its histogram records whole).
+  const quietFrom = Date.now();
+  await until(() => Date.now() - quietFrom > 1_000, 'a second of the idle supervisor');
+  const idle = (await ask({ op: 'status' })) as { eventLoopDelay: { maxMs: number; meanMs: number } };
+  t.true(idle.eventLoopDelay.meanMs < 20 && idle.eventLoopDelay.maxMs < 100, `idle event-loop delay ${JSON.stringify(idle.eventLoopDelay)}`);
   if (status.fds.files > base.fds.files) t.log(`fds before:\n${baseFds}\nafter:\n${fdsOf(base.pid)}`);
   // Not equal: an fd the libuv thread pool has open for a moment may be counted in either.
   t.true(status.fds.files <= base.fds.files + 1 && status.fds.sockets <= base.fds.sockets, 'no growth in file or socket fds');
