@@ -93,21 +93,23 @@ function selfCpuMs(): number {
   return (u.user + u.system) / 1e3 + ((Number(f[13]) + Number(f[14])) * 1000) / HZ;
 }
 
-function threadCpu(pid: number): Map<string, [string, number, number]> {
-  const m = new Map<string, [string, number, number]>();
+/** CPU of each thread of `pid` in ms, by tid, with its name (/proc/PID/task/TID/schedstat: ns, exact). */
+function threadCpu(pid: number): Map<string, { name: string; ms: number }> {
+  const m = new Map<string, { name: string; ms: number }>();
   for (const t of readdirSync(`/proc/${pid}/task`)) {
-    const st = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
-    const name = st.slice(st.indexOf('(') + 1, st.lastIndexOf(')'));
-    const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+    const stat = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
     const ns = Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]);
-    m.set(t, [name, ns / 1e6, 0]);
+    m.set(t, { name: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), ms: ns / 1e6 });
   }
   return m;
 }
-function printThreads(a: Map<string, [string, number, number]>, b: Map<string, [string, number, number]>): void {
+
+/** BENCH_THREADS=1: what each thread spent between `before` and now, and the sum. */
+function printThreads(pid: number, before: Map<string, { name: string; ms: number }> | undefined): void {
+  if (!before) return;
   let all = 0;
-  for (const [t, [name, u]] of b) {
-    const d = u - (a.get(t)?.[1] ?? 0);
+  for (const [t, { name, ms }] of threadCpu(pid)) {
+    const d = ms - (before.get(t)?.ms ?? 0);
     all += d;
     if (d > 1) console.log(`thread ${t} ${name}: ${d.toFixed(1)} ms`);
   }
@@ -267,7 +269,7 @@ async function main(): Promise<void> {
     const endedFrom = new Map<string, bigint>();
     if (process.env.BENCH_CPU_PROF || process.env.BENCH_NODE_FLAGS) console.log(`window start (ms since supervisor start): ${Number(nowNs() - t0) / 1e6} pid ${sup.pid}`);
     const sup0 = procCpuMs(sup.pid);
-    const thr0 = threadCpu(sup.pid);
+    const thr0 = process.env.BENCH_THREADS ? threadCpu(sup.pid) : undefined;
     const mine0 = selfCpuMs();
     const w0 = nowNs();
     for (let i = 0; i < SESSIONS; i++) {
@@ -284,15 +286,15 @@ async function main(): Promise<void> {
     const wallMs = Number(nowNs() - w0) / 1e6;
     await sleep(1_200); // whatever the watch still had to do
     const watched = procCpuMs(sup.pid) - sup0;
-    if (process.env.BENCH_THREADS) printThreads(thr0, threadCpu(sup.pid));
+    printThreads(sup.pid, thr0);
     const windowMs = Number(nowNs() - w0) / 1e6;
 
     // Its idle cost over a window as long.
     const idle0 = procCpuMs(sup.pid);
-    const ithr0 = threadCpu(sup.pid);
+    const ithr0 = process.env.BENCH_THREADS ? threadCpu(sup.pid) : undefined;
     await sleep(windowMs);
     const idle = procCpuMs(sup.pid) - idle0;
-    if (process.env.BENCH_THREADS) printThreads(ithr0, threadCpu(sup.pid));
+    printThreads(sup.pid, ithr0);
 
     // The same number back to back, as a library caller goes: every begin, then every end, no
     // event waited for (each session lives long enough to be seen); then all the events.

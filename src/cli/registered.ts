@@ -10,15 +10,16 @@ export type Registered = RemoteSession;
 
 /**
  * The registrations of the shared chroots (all, or those named in
- * `chroots`) that are not this host's session dirs (`local`): each probed
- * once, without blocking. A shared dir that cannot be read (its mount
- * down) is a warning, not a failure of the listing.
+ * `chroots`) that are not this host's session dirs (the ids `local()`
+ * gives, asked only when there is a shared chroot): each probed once,
+ * without blocking. A shared dir that cannot be read (its mount down) is a
+ * warning, not a failure of the listing.
  */
-export async function registeredElsewhere(ctx: Context, local: ReadonlySet<string>, chroots?: readonly string[]): Promise<Registered[]> {
+export async function registeredElsewhere(ctx: Context, local: () => Iterable<string>, chroots?: readonly string[]): Promise<Registered[]> {
   if (!sharedChrootsOf(ctx).some((c) => chroots === undefined || chroots.includes(c.name))) return [];
   // Only a shared chroot needs the registry (and the lock layer under it).
   const { remoteSessions } = await import('../api/internal/farm.js');
-  return remoteSessions(ctx, local, (chroot, e) => process.stderr.write(`warden: warning: cannot read the registrations of chroot ${chroot}: ${e.message}\n`), chroots);
+  return remoteSessions(ctx, new Set(local()), (chroot, e) => process.stderr.write(`warden: warning: cannot read the registrations of chroot ${chroot}: ${e.message}\n`), chroots);
 }
 
 /** `host@id`: how every message and listing names a registered session. */

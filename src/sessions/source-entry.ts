@@ -23,6 +23,8 @@ export class SourceEntry implements CommandLocks {
   readonly child: ChildProcess | undefined;
   #manage: ManageLock | undefined;
   #ref: FileLock | undefined;
+  /** A shared chroot's entry (build farms). */
+  readonly #shared: boolean;
   /** When the source became ours (a shared chroot's entry is let go no earlier than SHARED_CACHE_MS after). */
   readonly #enteredAt = performance.now();
   #released: Promise<void> | undefined;
@@ -57,8 +59,6 @@ export class SourceEntry implements CommandLocks {
   get shared(): boolean {
     return this.#shared;
   }
-
-  #shared = false;
 
   /**
    * Closes this process's copies of both locks: the entry ends, unless a

@@ -11,7 +11,7 @@ import { hooksDirOf, loadContext, NoSuchChrootError } from '../../api/internal/c
 import { EXIT } from '../errors.js';
 import { age, json, table } from '../output.js';
 import { REGISTERED_HEADER, registeredElsewhere, registeredJson, registeredName, registeredRow } from '../registered.js';
-import { holderRows } from './locks.js';
+import { HOLDER_HEADER, holderRows } from './locks.js';
 
 export default async function info(p: Parsed): Promise<number> {
   const o = p.options;
@@ -23,7 +23,7 @@ export default async function info(p: Parsed): Promise<number> {
     const all = listSessions(ctx.stateDir);
     const sessions = all.filter((s) => s.state?.chroot === def.name);
     // A shared chroot's sessions on other hosts (and this host's leftovers), from its registrations.
-    const remote = def.sharedDir ? await registeredElsewhere(ctx, new Set(all.map((s) => s.id)), [def.name]) : [];
+    const remote = def.sharedDir ? await registeredElsewhere(ctx, () => all.map((s) => s.id), [def.name]) : [];
     const locks = lockCensus({ stateDir: ctx.stateDir, chroots: [def] }).filter((r) => r.lock === 'source' || r.lock === 'manage');
     const fields: [string, string][] = [
       ['chroot', def.name],
@@ -44,7 +44,7 @@ export default async function info(p: Parsed): Promise<number> {
       ['sessions', sessions.length + remote.length ? [...sessions.map((s) => `${s.id} (${s.status})`), ...remote.map((r) => `${registeredName(r)} (${r.status})`)].join(', ') : '-'],
     ];
     const text =
-      `${fields.map(([k, v]) => `${`${k}:`.padEnd(20)}${v}`).join('\n')}\n${locks.length ? `\n${table(['LOCK', 'NAME', 'KIND', 'PID', 'COMMAND', 'TYPE', 'PATH'], holderRows(locks))}` : `${'locks:'.padEnd(20)}none held\n`}` +
+      `${fields.map(([k, v]) => `${`${k}:`.padEnd(20)}${v}`).join('\n')}\n${locks.length ? `\n${table(HOLDER_HEADER, holderRows(locks))}` : `${'locks:'.padEnd(20)}none held\n`}` +
       (remote.length ? `\n${table(REGISTERED_HEADER, remote.map(registeredRow))}` : '');
     out({ kind: 'chroot', ...def, hooksDir: hooksDirOf(ctx, def), sessions: [...sessions.map((s) => ({ id: s.id, status: s.status })), ...remote.map(registeredJson)], locks }, text);
     return EXIT.ok;
@@ -75,7 +75,7 @@ export default async function info(p: Parsed): Promise<number> {
     ['created', st ? `${st.createdAt} (${age(st.createdAt)} ago) by pid ${st.beganBy}` : '-'],
     ['mounts', mounts.length ? mounts.join(', ') : '-'],
   ];
-  const text = `${fields.map(([k, v]) => `${`${k}:`.padEnd(12)}${v}`).join('\n')}\n${locks.length ? `\n${table(['LOCK', 'NAME', 'KIND', 'PID', 'COMMAND', 'TYPE', 'PATH'], holderRows(locks))}` : 'locks:      none held\n'}`;
+  const text = `${fields.map(([k, v]) => `${`${k}:`.padEnd(12)}${v}`).join('\n')}\n${locks.length ? `\n${table(HOLDER_HEADER, holderRows(locks))}` : 'locks:      none held\n'}`;
   out({ kind: 'session', id: entry.id, status: entry.status, reason: entry.reason, state: st, dir: entry.dir, mounts, locks }, text);
   return EXIT.ok;
 }

@@ -15,7 +15,7 @@ export default async function list(p: Parsed): Promise<number> {
     // One mountinfo read for all: whether each view is in place (run -s
     // works on a stale session only while it is; else it needs recover).
     const sessions = describeSessions(listSessions(ctx.stateDir), ctx.stateDir, () => false);
-    const remote = await registeredElsewhere(ctx, new Set(sessions.map((s) => s.id)));
+    const remote = await registeredElsewhere(ctx, () => sessions.map((s) => s.id));
     if (o.json) {
       process.stdout.write(
         json([

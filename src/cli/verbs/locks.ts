@@ -7,6 +7,9 @@ import { EXIT } from '../errors.js';
 import { json, table } from '../output.js';
 import { REGISTERED_HEADER, registeredElsewhere, registeredRow } from '../registered.js';
 
+/** The columns of holderRows(). */
+export const HOLDER_HEADER = ['LOCK', 'NAME', 'KIND', 'PID', 'COMMAND', 'TYPE', 'PATH'];
+
 export function holderRows(rows: LockRow[]): string[][] {
   const out: string[][] = [];
   for (const r of rows) {
@@ -30,14 +33,15 @@ export default async function locks(p: Parsed): Promise<number> {
   const ctx = loadContext({ config: str(o.config), stateDir: str(o['state-dir']) });
   const rows = lockCensus({ stateDir: ctx.stateDir, chroots: [...ctx.config.chroots.values()] });
   // Shared chroots' registrations of other hosts: their holders are not in this host's /proc/locks.
-  const remote = await registeredElsewhere(ctx, new Set(listSessions(ctx.stateDir).map((s) => s.id)));
+  // This host's sessions are listed only when there is a shared chroot.
+  const remote = await registeredElsewhere(ctx, () => listSessions(ctx.stateDir).map((s) => s.id));
   if (o.json) {
     const registrations = remote.map((r) => ({ lock: 'registration', name: r.id, host: r.host, status: r.status, chroot: r.chroot, pids: r.pids, createdAt: r.began, path: r.path, holders: [] }));
     process.stdout.write(json([...rows, ...registrations]));
   } else if (rows.length + remote.length === 0) {
     process.stdout.write('no warden locks are held\n');
   } else {
-    const local = rows.length ? table(['LOCK', 'NAME', 'KIND', 'PID', 'COMMAND', 'TYPE', 'PATH'], holderRows(rows)) : '';
+    const local = rows.length ? table(HOLDER_HEADER, holderRows(rows)) : '';
     process.stdout.write([local, remote.length ? table(REGISTERED_HEADER, remote.map(registeredRow)) : ''].filter(Boolean).join('\n'));
   }
   return EXIT.ok;
